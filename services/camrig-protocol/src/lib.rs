@@ -1,0 +1,27 @@
+//! Everything camrig-node and camrig-controller must agree on, and nothing else.
+//!
+//! - [`take_name`]: the one rule for take names (node and controller both enforce it).
+//! - [`naming`]: how recorded files are named on the node (DESIGN.md decision 3).
+//! - [`timestamps`]: the per-frame timestamp file formats (`.bin` int64 LE ns, timecode v2).
+//! - [`manifest`]: the JSON take manifest the node writes and the controller verifies against.
+//! - [`api`]: the JSON bodies of the node's HTTP API (`/v1/...`).
+//!
+//! This crate does no I/O beyond writing into caller-supplied buffers, so it is unit-tested
+//! with literals and shared verbatim by every binary.
+
+pub mod api;
+pub mod manifest;
+pub mod naming;
+pub mod take_name;
+pub mod timestamps;
+
+/// Wall-clock (CLOCK_REALTIME) nanoseconds since the Unix epoch, the one time unit on the wire.
+pub type UnixNanos = i64;
+
+/// Reads CLOCK_REALTIME as [`UnixNanos`].
+pub fn now_unix_ns() -> UnixNanos {
+    let d = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("system clock is before 1970");
+    i64::try_from(d.as_nanos()).expect("system clock is past year 2262")
+}
