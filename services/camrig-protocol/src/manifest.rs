@@ -172,9 +172,17 @@ mod tests {
             segment_seconds: 60,
             cameras: vec![],
             markers: vec![],
-            clock_at_start: ClockHealth { synced: true, est_error_ns: Some(1000), measured_at_ns: 9 },
+            clock_at_start: ClockHealth {
+                synced: true,
+                est_error_ns: Some(1000),
+                measured_at_ns: 9,
+            },
             clock_at_stop: None,
-            files: vec![FileEntry { name: "a.h264".into(), bytes: 3, sha256: "00".into() }],
+            files: vec![FileEntry {
+                name: "a.h264".into(),
+                bytes: 3,
+                sha256: "00".into(),
+            }],
         }
     }
 
@@ -188,6 +196,9 @@ mod tests {
         assert_eq!(m.file("a.h264").unwrap().bytes, 3);
 
         let future = json.replace("\"format\":1", "\"format\":2");
-        assert!(matches!(TakeManifest::parse(&future), Err(ManifestError::UnknownFormat(2))));
+        assert!(matches!(
+            TakeManifest::parse(&future),
+            Err(ManifestError::UnknownFormat(2))
+        ));
     }
 }

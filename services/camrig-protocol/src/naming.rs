@@ -75,7 +75,11 @@ pub struct TakeFiles {
 
 impl TakeFiles {
     pub fn new(take: &TakeName, node: &str, start_at: UnixNanos) -> TakeFiles {
-        TakeFiles { take: take.clone(), node: node.to_owned(), stamp: stamp(start_at) }
+        TakeFiles {
+            take: take.clone(),
+            node: node.to_owned(),
+            stamp: stamp(start_at),
+        }
     }
 
     fn prefix(&self, camera: Option<&str>) -> String {
@@ -91,7 +95,11 @@ impl TakeFiles {
     }
 
     pub fn segment_video(&self, camera: Option<&str>, segment: u32, codec: Codec) -> String {
-        format!("{}.{}", self.segment_stem(camera, segment), codec.extension())
+        format!(
+            "{}.{}",
+            self.segment_stem(camera, segment),
+            codec.extension()
+        )
     }
 
     pub fn segment_timestamps_bin(&self, camera: Option<&str>, segment: u32) -> String {
@@ -141,8 +149,14 @@ mod tests {
             files.segment_video(None, 1, Codec::H264),
             "test_001_windy_192_168_1_101_20251023_140210_000001.h264"
         );
-        assert_eq!(files.markers(), "test_001_windy_192_168_1_101_20251023_140210_markers.txt");
-        assert_eq!(files.manifest(), "test_001_windy_192_168_1_101_20251023_140210_manifest.json");
+        assert_eq!(
+            files.markers(),
+            "test_001_windy_192_168_1_101_20251023_140210_markers.txt"
+        );
+        assert_eq!(
+            files.manifest(),
+            "test_001_windy_192_168_1_101_20251023_140210_manifest.json"
+        );
     }
 
     #[test]
@@ -152,7 +166,10 @@ mod tests {
         let cam = camera_label(1, 2);
         assert_eq!(cam.as_deref(), Some("cam2"));
         assert_eq!(camera_label(0, 1), None);
-        assert_eq!(files.segment_video(cam.as_deref(), 3, Codec::Mjpeg), "t_left_cam2_20251023_140210_000003.mjpeg");
+        assert_eq!(
+            files.segment_video(cam.as_deref(), 3, Codec::Mjpeg),
+            "t_left_cam2_20251023_140210_000003.mjpeg"
+        );
         assert_eq!(
             files.segment_timestamps_bin(cam.as_deref(), 3),
             "t_left_cam2_20251023_140210_000003_timestamps.bin"

@@ -42,7 +42,10 @@ impl TakeName {
             .chars()
             .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
         {
-            return Err(TakeNameError::BadCharacter { name: name.to_owned(), bad });
+            return Err(TakeNameError::BadCharacter {
+                name: name.to_owned(),
+                bad,
+            });
         }
         // A leading '-' would read as an option to rsync, ssh or any tool a person runs on
         // the files later; a leading '.' hides the directory and allows "." and "..".
@@ -101,9 +104,27 @@ mod tests {
             (&"x".repeat(65) as &str, TakeNameError::TooLong(65)),
             (".hidden", TakeNameError::BadStart(".hidden".into(), '.')),
             ("-rf", TakeNameError::BadStart("-rf".into(), '-')),
-            ("a/b", TakeNameError::BadCharacter { name: "a/b".into(), bad: '/' }),
-            ("a b", TakeNameError::BadCharacter { name: "a b".into(), bad: ' ' }),
-            ("tak\u{e9}", TakeNameError::BadCharacter { name: "tak\u{e9}".into(), bad: '\u{e9}' }),
+            (
+                "a/b",
+                TakeNameError::BadCharacter {
+                    name: "a/b".into(),
+                    bad: '/',
+                },
+            ),
+            (
+                "a b",
+                TakeNameError::BadCharacter {
+                    name: "a b".into(),
+                    bad: ' ',
+                },
+            ),
+            (
+                "tak\u{e9}",
+                TakeNameError::BadCharacter {
+                    name: "tak\u{e9}".into(),
+                    bad: '\u{e9}',
+                },
+            ),
         ];
         for (name, want) in cases {
             let err = TakeName::parse(name).unwrap_err();

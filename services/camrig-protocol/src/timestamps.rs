@@ -53,7 +53,12 @@ pub fn parse_timecode_v2(text: &str) -> Result<Vec<f64>, TimestampError> {
         .enumerate()
         .filter(|(_, l)| !l.trim().is_empty())
         .map(|(i, l)| {
-            l.trim().parse::<f64>().map_err(|_| TimestampError::BadLine { line: i + 2, text: l.to_owned() })
+            l.trim()
+                .parse::<f64>()
+                .map_err(|_| TimestampError::BadLine {
+                    line: i + 2,
+                    text: l.to_owned(),
+                })
         })
         .collect()
 }
@@ -79,24 +84,39 @@ mod tests {
         push_bin(&mut buf, 1_761_228_130_500_000_000);
         assert_eq!(&buf[..8], &[1, 0, 0, 0, 0, 0, 0, 0]);
         assert_eq!(parse_bin(&buf).unwrap(), vec![1, 1_761_228_130_500_000_000]);
-        assert_eq!(parse_bin(&buf[..12]), Err(TimestampError::PartialRecord { len: 12 }));
+        assert_eq!(
+            parse_bin(&buf[..12]),
+            Err(TimestampError::PartialRecord { len: 12 })
+        );
     }
 
     #[test]
     fn timecode_is_ms_with_microsecond_decimals_from_the_first_frame() {
         let t0 = 1_761_228_130_500_000_000;
         let text = timecode_v2(&[t0, t0 + 33_366_999, t0 + 66_734_500, t0 + 1_000_000_000_000]);
-        assert_eq!(text, "# timecode format v2\n0.000\n33.366\n66.734\n1000000.000\n");
-        assert_eq!(parse_timecode_v2(&text).unwrap(), vec![0.0, 33.366, 66.734, 1_000_000.0]);
+        assert_eq!(
+            text,
+            "# timecode format v2\n0.000\n33.366\n66.734\n1000000.000\n"
+        );
+        assert_eq!(
+            parse_timecode_v2(&text).unwrap(),
+            vec![0.0, 33.366, 66.734, 1_000_000.0]
+        );
         assert_eq!(timecode_v2(&[]), "# timecode format v2\n");
     }
 
     #[test]
     fn timecode_parse_names_the_bad_line() {
-        assert_eq!(parse_timecode_v2("0.0\n"), Err(TimestampError::MissingHeader));
+        assert_eq!(
+            parse_timecode_v2("0.0\n"),
+            Err(TimestampError::MissingHeader)
+        );
         assert_eq!(
             parse_timecode_v2("# timecode format v2\n0.000\nabc\n"),
-            Err(TimestampError::BadLine { line: 3, text: "abc".into() })
+            Err(TimestampError::BadLine {
+                line: 3,
+                text: "abc".into()
+            })
         );
     }
 }

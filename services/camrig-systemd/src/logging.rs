@@ -8,11 +8,15 @@ use tracing_subscriber::EnvFilter;
 
 /// Installs the global subscriber. `default_filter` is e.g. `"info"`.
 pub fn init(default_filter: &str) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
     if std::env::var_os("JOURNAL_STREAM").is_some() {
         match tracing_journald::layer() {
             Ok(journald) => {
-                tracing_subscriber::registry().with(filter).with(journald).init();
+                tracing_subscriber::registry()
+                    .with(filter)
+                    .with(journald)
+                    .init();
                 return;
             }
             Err(e) => eprintln!("journald unavailable ({e}); logging to stderr"),

@@ -45,7 +45,10 @@ pub async fn run(progress: Progress) {
         if should_pet(last, now) {
             crate::notify::watchdog();
         } else {
-            tracing::warn!("no progress for {:?}: withholding the watchdog ping", period / 2);
+            tracing::warn!(
+                "no progress for {:?}: withholding the watchdog ping",
+                period / 2
+            );
         }
         last = now;
     }

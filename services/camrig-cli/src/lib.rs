@@ -1,0 +1,1 @@
+//! camrig CLI (being built in issue 3).

@@ -1,0 +1,1 @@
+//! camrig-controller: the Control Pi service (being built in issue 3).

@@ -1,0 +1,1 @@
+//! Per-card identity (being built in issue 5).

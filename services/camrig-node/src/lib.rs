@@ -1,0 +1,1 @@
+//! camrig-node: the recording service on every camera Pi (being built in issue 2).
