@@ -17,7 +17,7 @@ pub fn push_bin(out: &mut Vec<u8>, ts: UnixNanos) {
 
 /// Parses a `.bin` file; a trailing partial record (a write cut by a crash) is reported.
 pub fn parse_bin(bytes: &[u8]) -> Result<Vec<UnixNanos>, TimestampError> {
-    if bytes.len() % 8 != 0 {
+    if !bytes.len().is_multiple_of(8) {
         return Err(TimestampError::PartialRecord { len: bytes.len() });
     }
     Ok(bytes
