@@ -1,0 +1,1 @@
+//! The rig benchmark's measurements (filled in once node and controller exist).
