@@ -13,10 +13,14 @@
 //! - [`process`]: processes in namespaces, stopped on drop, restarted on failure.
 //! - [`services`]: where camrig's binaries are, and their generated configs.
 //! - [`http_client`]: HTTP from inside a namespace.
+//! - [`controller_api`]: the controller's REST API and the waits around it.
+//! - [`download_check`]: a sorted download checked file by file against node manifests.
 //! - [`rig`]: all of it put together, torn down on drop even when a test panics.
 //! - [`bench`]: the measurements `rig-bench` prints.
 
 pub mod bench;
+pub mod controller_api;
+pub mod download_check;
 pub mod error;
 pub mod http_client;
 pub mod link_shaping;

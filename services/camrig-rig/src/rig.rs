@@ -161,6 +161,8 @@ pub struct Rig {
     pub controller_dir: PathBuf,
     pub downloads_dir: PathBuf,
     controller_config: PathBuf,
+    controller_settings: ControllerSettings,
+    controller_bin: Option<PathBuf>,
 }
 
 impl Rig {
@@ -247,6 +249,19 @@ impl Rig {
             controller_config: controller_dir.join("controller.toml"),
             downloads_dir,
             controller_dir,
+            controller_settings: ControllerSettings {
+                listen: CONTROLLER_IP,
+                data_dir: PathBuf::new(),
+                downloads_dir: PathBuf::new(),
+                token: RIG_TOKEN.into(),
+                ssh_key: PathBuf::new(),
+                known_hosts: PathBuf::new(),
+                start_lead_ms: b.start_lead_ms,
+                download_parallelism: b.download_parallelism,
+                nodes: Vec::new(),
+                extra: b.controller_extra.clone(),
+            },
+            controller_bin,
         };
 
         if let Some(bin) = node_bin {
@@ -276,15 +291,40 @@ impl Rig {
                 .collect(),
             extra: b.controller_extra.clone(),
         };
-        std::fs::write(
-            &rig.controller_config,
-            services::controller_config(&settings),
-        )
-        .map_err(RigError::io("writing controller.toml"))?;
-        if let Some(bin) = controller_bin {
-            rig.start_controller(&bin)?;
+        rig.controller_settings = settings;
+        rig.write_controller_config()?;
+        if rig.controller_bin.is_some() {
+            rig.start_controller()?;
         }
         Ok(rig)
+    }
+
+    fn write_controller_config(&self) -> Result<()> {
+        std::fs::write(
+            &self.controller_config,
+            services::controller_config(&self.controller_settings),
+        )
+        .map_err(RigError::io("writing controller.toml"))
+    }
+
+    /// The controller's current settings (as written to its config).
+    pub fn controller_settings(&self) -> &ControllerSettings {
+        &self.controller_settings
+    }
+
+    /// Stops the controller (SIGTERM), lets `edit` change its settings, and starts it again.
+    pub fn restart_controller(&mut self, edit: impl FnOnce(&mut ControllerSettings)) -> Result<()> {
+        self.stop_controller();
+        edit(&mut self.controller_settings);
+        self.write_controller_config()?;
+        self.start_controller()
+    }
+
+    /// Stops the controller (SIGTERM, then SIGKILL after a grace period).
+    pub fn stop_controller(&mut self) {
+        if let Some(mut p) = self.controller.take() {
+            p.stop();
+        }
     }
 
     fn start_node(&mut self, i: usize, bin: &Path, s: &NodeSettings) -> Result<()> {
@@ -308,9 +348,14 @@ impl Rig {
         Ok(())
     }
 
-    fn start_controller(&mut self, bin: &Path) -> Result<()> {
+    /// Starts the controller with the current settings and waits until its API answers.
+    pub fn start_controller(&mut self) -> Result<()> {
+        let bin = self
+            .controller_bin
+            .clone()
+            .ok_or_else(|| RigError::Invalid("this rig runs no camrig-controller".into()))?;
         let ns = self.network.host(self.controller_host).netns();
-        let mut c: Command = ns.command(bin);
+        let mut c: Command = ns.command(&bin);
         c.arg("--config").arg(&self.controller_config);
         c.env("RUST_LOG", "info");
         self.controller = Some(Process::spawn(

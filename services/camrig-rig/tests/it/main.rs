@@ -2,3 +2,4 @@
 //! then camrig's real services across it.
 
 mod harness;
+mod scenarios;
