@@ -1,1 +1,24 @@
-//! Per-card identity (being built in issue 5).
+//! Per-card identity of a camrig appliance.
+//!
+//! Every card carries a `camrig.toml` on its FAT boot partition saying what the device is:
+//! role, hostname, static address, the rig's subnet, controller and token, SSH keys and the
+//! node's camera settings. This crate owns that format and what it becomes at boot:
+//!
+//! - [`identity`]: the format (serde model) and [`identity::parse`], pure and strict;
+//! - [`validate`]: checks across fields, each problem naming its key and the fix;
+//! - [`cidr`]: IPv4 addresses with prefixes (`192.168.1.101/24`, `192.168.1.0/24`);
+//! - [`render`]: the files an identity turns into (networkd, chrony, service configs, SSH);
+//! - [`apply`]: writing those files under a root directory, atomically;
+//! - [`boot`]: the boot step (image role check, apply, or the error state).
+//!
+//! The `camrig-identity` binary runs `apply` from a oneshot unit early at boot, and `check`
+//! validates a file before it goes onto a card.
+
+pub mod apply;
+pub mod boot;
+pub mod cidr;
+pub mod identity;
+pub mod render;
+pub mod validate;
+
+pub use identity::{parse, Identity, IdentityError, Role};

@@ -1,0 +1,94 @@
+# shellcheck shell=bash
+# The cached base root filesystem: mmdebstrap of Debian trixie (or Raspberry Pi OS) with the
+# role's and architecture's package lists, as a tarball under $CAMRIG_CACHE/rootfs/ named by
+# a hash of every input (suite, architecture, sources, package lists, hook scripts,
+# initramfs scripts, mmdebstrap options). Same inputs: the tarball is reused (seconds);
+# any change, or a fresh machine: mmdebstrap runs again (amd64 about 1 minute, arm64 under
+# qemu-user about 10).
+
+SUITE=trixie
+DEBIAN_MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
+
+# base_sources SOURCES RPIOS_MIRROR: the apt source lines, one per line.
+base_sources() {
+	local sources=$1 rpios_mirror=$2
+	echo "deb $DEBIAN_MIRROR $SUITE main non-free-firmware"
+	if [ "$sources" = rpios ]; then
+		echo "deb $rpios_mirror $SUITE main"
+	fi
+}
+
+# base_packages ROLE ARCH SOURCES EXTRA: the package names, sorted, one per line.
+base_packages() {
+	local role=$1 arch=$2 sources=$3 extra=$4 p=$IMAGE_DIR/packages
+	{
+		read_list "$p/common.list"
+		if [ "$sources" = rpios ]; then
+			read_list "$p/rpios-$arch.list"
+			read_list "$p/rpios-$role.list"
+		else
+			read_list "$p/$arch.list"
+			read_list "$p/$role.list"
+		fi
+		tr ', ' '\n\n' <<<"$extra" | grep -v '^$' || true
+	} | sort -u
+}
+
+# base_rootfs ROLE ARCH SOURCES RPIOS_MIRROR RPIOS_KEYRING EXTRA_PACKAGES -> prints the tarball path.
+base_rootfs() {
+	local role=$1 arch=$2 sources=$3 rpios_mirror=$4 rpios_keyring=$5 extra=$6
+	need mmdebstrap mmdebstrap
+	local pkgs srcs opts key out
+	pkgs=$(base_packages "$role" "$arch" "$sources" "$extra")
+	srcs=$(base_sources "$sources" "$rpios_mirror")
+	opts=(
+		--variant=minbase --arch="$arch" --components=main,non-free-firmware
+		--dpkgopt=force-unsafe-io
+		--dpkgopt='path-exclude=/usr/share/man/*'
+		--dpkgopt='path-exclude=/usr/share/info/*'
+		--dpkgopt='path-exclude=/usr/share/doc/*'
+		--dpkgopt='path-include=/usr/share/doc/*/copyright'
+		--dpkgopt='path-exclude=/usr/share/locale/*'
+		--dpkgopt='path-include=/usr/share/locale/locale.alias'
+	)
+	if [ "$sources" = rpios ]; then
+		[ -n "$rpios_keyring" ] && [ -f "$rpios_keyring" ] ||
+			die "--sources rpios needs --rpios-keyring FILE (raspberrypi-archive-keyring's raspberrypi-archive-keyring.gpg, plus Debian's keyring)"
+		opts+=(--keyring="$rpios_keyring" --keyring=/usr/share/keyrings/debian-archive-keyring.gpg)
+	fi
+	key=$(
+		{
+			echo "camrig-base v1 $SUITE $arch $role $sources"
+			echo "$srcs"
+			echo "$pkgs"
+			printf '%s\n' "${opts[@]}"
+			[ -n "$rpios_keyring" ] && sha256sum <"$rpios_keyring"
+			sha256sum "$IMAGE_DIR/lib/base-customize.sh" | cut -d' ' -f1
+			(cd "$IMAGE_DIR/initramfs" && find . -type f | LC_ALL=C sort | xargs sha256sum)
+		} | sha256sum | cut -c1-16
+	)
+	out=$CAMRIG_CACHE/rootfs/base-$role-$arch-$sources-$key.tar
+	if [ -s "$out" ]; then
+		log "base root filesystem cached: $out"
+		echo "$out"
+		return 0
+	fi
+	ensure_binfmt "$arch"
+	mkdir -p "$CAMRIG_CACHE/rootfs"
+	log "mmdebstrap $SUITE $arch ($role, $sources): not cached, building $out"
+	local tmp=$out.tmp.$$
+	# Installing initramfs-tools' configuration before the kernel (essential hook) makes
+	# the kernel's postinst build the one initramfs the image needs, with camrig's script.
+	# shellcheck disable=SC2046 # one package name per word
+	mmdebstrap "${opts[@]}" \
+		--include="$(paste -sd, <<<"$pkgs")" \
+		--essential-hook="mkdir -p \"\$1/etc/initramfs-tools\"" \
+		--essential-hook="sync-in $IMAGE_DIR/initramfs /etc/initramfs-tools" \
+		--customize-hook="$IMAGE_DIR/lib/base-customize.sh \"\$1\"" \
+		--format=tar "$SUITE" "$tmp" - <<<"$srcs" >&2 ||
+		{ rm -f "$tmp"; die "mmdebstrap failed for $role/$arch/$sources"; }
+	mv "$tmp" "$out"
+	# Older bases of the same role/arch/sources are superseded.
+	find "$CAMRIG_CACHE/rootfs" -maxdepth 1 -name "base-$role-$arch-$sources-*.tar" ! -name "$(basename "$out")" -delete
+	echo "$out"
+}

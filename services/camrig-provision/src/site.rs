@@ -1,0 +1,532 @@
+//! The site file: one TOML description of a whole rig (subnet, controller, nodes, cameras,
+//! time), parsed strictly and checked as a whole before anything is written.
+//!
+//! Every problem carries the line it is about, so the user can jump to it. The checks here
+//! are the ones that need the whole rig at once (duplicate names and addresses, addresses
+//! outside the subnet, the controller in the node list); the per-device checks (hostnames,
+//! camera modes, SSH key syntax) are the identity crate's, run on each device's camrig.toml
+//! by [`crate::cards`] and reported at the site's line too.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::net::Ipv4Addr;
+use std::ops::Range;
+
+use camrig_identity::cidr::Ipv4Cidr;
+use camrig_identity::identity::{Camera, Recording, Synthetic};
+use serde::Deserialize;
+use toml::Spanned;
+
+/// The site file format version this tool reads.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// A whole rig, as described by the user.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Site {
+    pub format: Spanned<u32>,
+    pub rig: Spanned<RigSection>,
+    #[serde(default)]
+    pub admin: AdminSection,
+    #[serde(default)]
+    pub time: TimeSection,
+    pub controller: Spanned<ControllerSection>,
+    /// Settings every node starts from; a node's own sections override them key by key.
+    #[serde(default)]
+    pub node_defaults: NodeDefaults,
+    #[serde(default, rename = "node")]
+    pub nodes: Vec<Spanned<NodeSection>>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RigSection {
+    /// Names the rig in key comments and ties a state directory to it.
+    pub name: Spanned<String>,
+    pub subnet: Spanned<Ipv4Cidr>,
+    pub gateway: Option<Spanned<Ipv4Addr>>,
+    #[serde(default)]
+    pub dns: Vec<Ipv4Addr>,
+    /// Ethernet interface to configure on every device; empty: every Ethernet port.
+    #[serde(default)]
+    pub interface: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminSection {
+    /// Public keys that may log in as root on every device.
+    #[serde(default)]
+    pub authorized_keys: Vec<Spanned<String>>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TimeSection {
+    /// Upstream NTP servers of the controller; empty: the controller's clock is the reference.
+    #[serde(default)]
+    pub upstream: Vec<Spanned<String>>,
+    /// START is refused when a node's clock is further off than this.
+    pub max_clock_offset_ms: Option<Spanned<f64>>,
+    /// START is refused while a node is not synchronised to the controller.
+    pub require_node_sync: Option<bool>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ControllerSection {
+    pub hostname: Spanned<String>,
+    pub address: Spanned<Ipv4Addr>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeDefaults {
+    pub standalone: Option<bool>,
+    pub camera: Option<Spanned<Camera>>,
+    pub recording: Option<Spanned<Recording>>,
+    pub synthetic: Option<Spanned<Synthetic>>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeSection {
+    /// The node's host name, also its display name on the controller.
+    pub name: Spanned<String>,
+    pub address: Spanned<Ipv4Addr>,
+    /// The node's API port, 8081 unless changed.
+    pub port: Option<Spanned<u16>>,
+    /// The `<node>` part of file names; unset: the node's IP with dots as underscores.
+    pub file_name: Option<Spanned<String>>,
+    pub standalone: Option<bool>,
+    pub camera: Option<Spanned<Camera>>,
+    pub recording: Option<Spanned<Recording>>,
+    pub synthetic: Option<Spanned<Synthetic>>,
+}
+
+/// One thing wrong with a site file, at a line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SiteProblem {
+    pub line: usize,
+    /// Where in the site, like `node[1].address` (`node 'camrig-node-102'`).
+    pub key: String,
+    pub problem: String,
+    pub fix: String,
+}
+
+impl fmt::Display for SiteProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "line {}: {}: {}; {}",
+            self.line, self.key, self.problem, self.fix
+        )
+    }
+}
+
+/// Why a site file was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum SiteError {
+    #[error("line {line}, column {column}: {message}")]
+    Syntax {
+        line: usize,
+        column: usize,
+        message: String,
+    },
+    #[error("{} problem(s), nothing was written:\n{}", .0.len(), list(.0))]
+    Invalid(Vec<SiteProblem>),
+}
+
+/// The problems as an indented list, one per line.
+pub fn list(problems: &[SiteProblem]) -> String {
+    problems
+        .iter()
+        .map(|p| format!("  - {p}"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// A parsed site together with its text, so later checks can name lines.
+#[derive(Debug, Clone)]
+pub struct SiteFile {
+    pub site: Site,
+    pub text: String,
+}
+
+impl SiteFile {
+    /// 1-based line of a span's start.
+    pub fn line(&self, span: Range<usize>) -> usize {
+        line_column(&self.text, span.start).0
+    }
+}
+
+/// Parses a site file and runs the whole-rig checks (not yet the per-device ones).
+pub fn parse(text: &str) -> Result<SiteFile, SiteError> {
+    let file = parse_syntax(text)?;
+    let problems = check(&file);
+    if problems.is_empty() {
+        Ok(file)
+    } else {
+        Err(SiteError::Invalid(problems))
+    }
+}
+
+/// Parses a site file: syntax, types and unknown keys only.
+pub fn parse_syntax(text: &str) -> Result<SiteFile, SiteError> {
+    let site: Site = toml::from_str(text).map_err(|e| {
+        let (line, column) = e
+            .span()
+            .map(|span| line_column(text, span.start))
+            .unwrap_or((0, 0));
+        SiteError::Syntax {
+            line,
+            column,
+            message: e.message().trim_end().to_owned(),
+        }
+    })?;
+    Ok(SiteFile {
+        site,
+        text: text.to_owned(),
+    })
+}
+
+/// 1-based line and column of a byte offset.
+pub fn line_column(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+    (line, column)
+}
+
+impl NodeSection {
+    /// How the node is named in messages: `node 'camrig-node-101'`.
+    pub fn label(&self) -> String {
+        format!("node '{}'", self.name.get_ref())
+    }
+}
+
+/// The whole-rig checks. Per-device ones run later on each device's identity.
+pub fn check(file: &SiteFile) -> Vec<SiteProblem> {
+    let site = &file.site;
+    let mut out = Vec::new();
+    let mut fail = |span: Range<usize>, key: String, problem: String, fix: &str| {
+        out.push(SiteProblem {
+            line: file.line(span),
+            key,
+            problem,
+            fix: fix.to_owned(),
+        })
+    };
+
+    if *site.format.get_ref() != FORMAT_VERSION {
+        fail(
+            site.format.span(),
+            "format".into(),
+            format!(
+                "is {}, this tool reads format {FORMAT_VERSION}",
+                site.format.get_ref()
+            ),
+            "write format = 1",
+        );
+    }
+
+    let rig = site.rig.get_ref();
+    let name = rig.name.get_ref();
+    if name.is_empty()
+        || name.len() > 32
+        || !name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+    {
+        fail(
+            rig.name.span(),
+            "rig.name".into(),
+            format!("'{name}' is not a short lowercase name"),
+            "use up to 32 lowercase letters, digits and '-', like \"studio-a\"",
+        );
+    }
+    let subnet = *rig.subnet.get_ref();
+    // Addresses a device cannot have: the network's own and its broadcast address (a /31 or
+    // /32 has neither).
+    let reserved = |ip: Ipv4Addr| {
+        subnet.prefix() <= 30 && (ip == subnet.network() || ip == subnet.broadcast())
+    };
+
+    let ctl = site.controller.get_ref();
+    let ctl_ip = *ctl.address.get_ref();
+    let gateway = rig.gateway.as_ref().map(|g| *g.get_ref());
+
+    if let Some(gw) = &rig.gateway {
+        let ip = *gw.get_ref();
+        if !subnet.contains(ip) {
+            fail(
+                gw.span(),
+                "rig.gateway".into(),
+                format!("{ip} is outside the rig's subnet {subnet}"),
+                "give the router's address inside rig.subnet, or leave gateway out",
+            );
+        } else if reserved(ip) {
+            fail(
+                gw.span(),
+                "rig.gateway".into(),
+                format!("{ip} is the subnet's network or broadcast address"),
+                "give the router's address, or leave gateway out",
+            );
+        }
+    }
+
+    let mut device_address = |span: Range<usize>, key: String, ip: Ipv4Addr, what: &str| {
+        if !subnet.contains(ip) {
+            fail(
+                span,
+                key,
+                format!("{ip} is outside the rig's subnet {subnet}"),
+                &format!("give {what} an address inside rig.subnet (or fix rig.subnet)"),
+            );
+        } else if reserved(ip) {
+            fail(
+                span,
+                key,
+                format!("{ip} is the subnet's network or broadcast address"),
+                &format!("give {what} a host address between them"),
+            );
+        } else if Some(ip) == gateway {
+            fail(
+                span,
+                key,
+                format!("{ip} is the gateway's address"),
+                &format!("give {what} its own address"),
+            );
+        }
+    };
+    device_address(
+        ctl.address.span(),
+        "controller.address".into(),
+        ctl_ip,
+        "the controller",
+    );
+    for (i, node) in site.nodes.iter().enumerate() {
+        let node = node.get_ref();
+        device_address(
+            node.address.span(),
+            format!("node[{i}].address ({})", node.label()),
+            *node.address.get_ref(),
+            "this node",
+        );
+    }
+
+    if site.nodes.is_empty() {
+        fail(
+            site.controller.span(),
+            "node".into(),
+            "the site has no nodes".into(),
+            "add one [[node]] table (name, address) per camera Pi",
+        );
+    }
+
+    // Duplicates: first occurrence wins, every later one is reported with the line of the
+    // first so the user sees both.
+    let ctl_line = file.line(ctl.address.span());
+    let mut addresses: HashMap<Ipv4Addr, String> = HashMap::new();
+    let ctl_name_line = file.line(ctl.hostname.span());
+    let mut names: HashMap<String, String> = HashMap::new();
+    names.insert(
+        ctl.hostname.get_ref().clone(),
+        format!("the controller's hostname (line {ctl_name_line})"),
+    );
+    for (i, spanned) in site.nodes.iter().enumerate() {
+        let node = spanned.get_ref();
+        let ip = *node.address.get_ref();
+        let key = format!("node[{i}].address ({})", node.label());
+        if ip == ctl_ip {
+            fail(
+                node.address.span(),
+                key,
+                format!("{ip} is the controller's address (line {ctl_line})"),
+                "the controller is not a node: give this camera Pi its own address",
+            );
+        } else if let Some(first) = addresses.get(&ip) {
+            fail(
+                node.address.span(),
+                key,
+                format!("{ip} is also {first}"),
+                "give every device its own address",
+            );
+        } else {
+            let line = file.line(node.address.span());
+            addresses.insert(ip, format!("the address of {} (line {line})", node.label()));
+        }
+
+        let name = node.name.get_ref();
+        if let Some(first) = names.get(name) {
+            fail(
+                node.name.span(),
+                format!("node[{i}].name"),
+                format!("'{name}' is also {first}"),
+                "give every device its own name",
+            );
+        } else {
+            let line = file.line(node.name.span());
+            names.insert(name.clone(), format!("the name of node[{i}] (line {line})"));
+        }
+        if let Some(port) = &node.port {
+            if *port.get_ref() == 0 {
+                fail(
+                    port.span(),
+                    format!("node[{i}].port ({})", node.label()),
+                    "is 0".into(),
+                    "give the node's API port (8081 unless changed), or leave port out",
+                );
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub(crate) const SITE: &str = r#"format = 1
+
+[rig]
+name = "studio-a"
+subnet = "192.168.1.0/24"
+gateway = "192.168.1.1"
+
+[admin]
+authorized_keys = ["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIAbcdefgh admin@laptop"]
+
+[controller]
+hostname = "camrig-controller"
+address = "192.168.1.10"
+
+[node_defaults.camera]
+source = "synthetic"
+
+[[node]]
+name = "camrig-node-101"
+address = "192.168.1.101"
+
+[[node]]
+name = "camrig-node-102"
+address = "192.168.1.102"
+[node.camera]
+count = 2
+"#;
+
+    fn problems(text: &str) -> Vec<SiteProblem> {
+        match parse(text) {
+            Ok(_) => Vec::new(),
+            Err(SiteError::Invalid(p)) => p,
+            Err(e) => panic!("expected problems, got {e}"),
+        }
+    }
+
+    #[test]
+    fn the_example_site_parses() {
+        let file = parse(SITE).unwrap();
+        let site = &file.site;
+        assert_eq!(site.nodes.len(), 2);
+        assert_eq!(
+            *site.controller.get_ref().address.get_ref(),
+            Ipv4Addr::new(192, 168, 1, 10)
+        );
+        let n1 = site.nodes[1].get_ref();
+        assert_eq!(n1.camera.as_ref().unwrap().get_ref().count, Some(2));
+        assert_eq!(file.line(n1.address.span()), 24);
+    }
+
+    #[test]
+    fn duplicate_address_names_both_lines() {
+        let text = SITE.replace("192.168.1.102", "192.168.1.101");
+        let p = problems(&text);
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert_eq!(p[0].line, 24);
+        assert!(p[0].key.starts_with("node[1].address"), "{}", p[0]);
+        assert!(p[0].problem.contains("line 20"), "{}", p[0]);
+        assert!(p[0].fix.contains("own address"));
+    }
+
+    #[test]
+    fn controller_address_in_the_node_list_is_refused() {
+        let text = SITE.replace("192.168.1.101", "192.168.1.10");
+        let p = problems(&text);
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert_eq!(p[0].line, 20);
+        assert!(p[0].problem.contains("controller's address (line 13)"), "{}", p[0]);
+    }
+
+    #[test]
+    fn addresses_outside_the_subnet_are_refused() {
+        let text = SITE
+            .replace("192.168.1.102", "192.168.2.102")
+            .replace("\"192.168.1.1\"", "\"10.0.0.1\"");
+        let p = problems(&text);
+        let lines: Vec<usize> = p.iter().map(|p| p.line).collect();
+        assert_eq!(lines, vec![6, 24], "{p:?}");
+        assert!(p[1].problem.contains("outside the rig's subnet 192.168.1.0/24"));
+    }
+
+    #[test]
+    fn broadcast_and_gateway_addresses_are_refused() {
+        let text = SITE
+            .replace("192.168.1.101", "192.168.1.255")
+            .replace("192.168.1.102", "192.168.1.1");
+        let p = problems(&text);
+        assert_eq!(p.len(), 2, "{p:?}");
+        assert!(p[0].problem.contains("broadcast"));
+        assert!(p[1].problem.contains("gateway"));
+    }
+
+    #[test]
+    fn duplicate_names_including_the_controllers_are_refused() {
+        let text = SITE
+            .replace("camrig-node-101", "camrig-controller")
+            .replace("camrig-node-102", "camrig-controller");
+        let p = problems(&text);
+        assert_eq!(p.len(), 2, "{p:?}");
+        assert!(p[0].problem.contains("controller's hostname (line 12)"));
+        assert_eq!(p[1].line, 23);
+    }
+
+    #[test]
+    fn unknown_key_is_a_syntax_error_with_its_line() {
+        let text = SITE.replace("gateway =", "gatway =");
+        match parse(&text).unwrap_err() {
+            SiteError::Syntax { line, message, .. } => {
+                assert_eq!(line, 6);
+                assert!(message.contains("unknown field `gatway`"), "{message}");
+            }
+            other => panic!("{other}"),
+        }
+        let text = SITE.replace("count = 2", "cuont = 2");
+        let err = parse(&text).unwrap_err().to_string();
+        assert!(err.starts_with("line 26"), "{err}");
+    }
+
+    #[test]
+    fn bad_subnet_says_what_to_write() {
+        let text = SITE.replace("192.168.1.0/24", "192.168.1.0");
+        let err = parse(&text).unwrap_err().to_string();
+        assert!(err.starts_with("line 5"), "{err}");
+        assert!(err.contains("192.168.1.0/24"), "{err}");
+    }
+
+    #[test]
+    fn a_site_without_nodes_is_refused() {
+        let end = SITE.find("[node_defaults").unwrap();
+        let p = problems(&SITE[..end]);
+        assert_eq!(p.len(), 1);
+        assert!(p[0].fix.contains("[[node]]"));
+    }
+
+    #[test]
+    fn wrong_format_and_bad_rig_name_are_both_reported() {
+        let text = SITE
+            .replace("format = 1", "format = 7")
+            .replace("studio-a", "Studio A");
+        let keys: Vec<String> = problems(&text).into_iter().map(|p| p.key).collect();
+        assert_eq!(keys, vec!["format", "rig.name"]);
+    }
+}
