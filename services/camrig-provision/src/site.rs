@@ -454,7 +454,11 @@ count = 2
         let p = problems(&text);
         assert_eq!(p.len(), 1, "{p:?}");
         assert_eq!(p[0].line, 20);
-        assert!(p[0].problem.contains("controller's address (line 13)"), "{}", p[0]);
+        assert!(
+            p[0].problem.contains("controller's address (line 13)"),
+            "{}",
+            p[0]
+        );
     }
 
     #[test]
@@ -465,7 +469,9 @@ count = 2
         let p = problems(&text);
         let lines: Vec<usize> = p.iter().map(|p| p.line).collect();
         assert_eq!(lines, vec![6, 24], "{p:?}");
-        assert!(p[1].problem.contains("outside the rig's subnet 192.168.1.0/24"));
+        assert!(p[1]
+            .problem
+            .contains("outside the rig's subnet 192.168.1.0/24"));
     }
 
     #[test]
