@@ -64,6 +64,7 @@ pub struct StateArg {
 
 #[derive(Debug, Clone, Args)]
 pub struct BuildArgs {
+    /// The site file.
     pub site: PathBuf,
     #[command(flatten)]
     pub state: StateArg,
@@ -84,6 +85,7 @@ pub struct BuildArgs {
 
 #[derive(Debug, Clone, Args)]
 pub struct WriteArgs {
+    /// The site file.
     pub site: PathBuf,
     /// The device (hostname from the site file) whose identity to write.
     pub device: String,
@@ -110,6 +112,7 @@ pub struct FlashArgs {
 
 #[derive(Debug, Clone, Args)]
 pub struct RotateArgs {
+    /// The site file.
     pub site: PathBuf,
     #[command(flatten)]
     pub state: StateArg,
