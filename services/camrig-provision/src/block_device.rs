@@ -79,7 +79,9 @@ fn unescape(s: &str) -> String {
     while i < bytes.len() {
         if bytes[i] == b'\\'
             && i + 3 < bytes.len()
-            && bytes[i + 1..i + 4].iter().all(|b| (b'0'..=b'7').contains(b))
+            && bytes[i + 1..i + 4]
+                .iter()
+                .all(|b| (b'0'..=b'7').contains(b))
         {
             let digit = |k: usize| u32::from(bytes[i + k] - b'0');
             // Escapes are of single bytes; a larger value is not one mountinfo writes.
@@ -202,7 +204,11 @@ pub fn inspect(path: &Path) -> Result<BlockDevice, BlockDeviceError> {
     }
     let mut holders = Vec::new();
     for (member, _) in &members {
-        let member_dir = if *member == name { dir.clone() } else { dir.join(member) };
+        let member_dir = if *member == name {
+            dir.clone()
+        } else {
+            dir.join(member)
+        };
         holders.extend(dir_names(&member_dir.join("holders")));
     }
     let model = ["vendor", "model"]
@@ -362,14 +368,35 @@ mod tests {
         BlockDevice {
             path: "/dev/sdb".into(),
             name: "sdb".into(),
-            dev: DevNum { major: 8, minor: 16 },
+            dev: DevNum {
+                major: 8,
+                minor: 16,
+            },
             disk: "sdb".into(),
             is_partition: false,
             size: 32 << 30,
             members: vec![
-                ("sdb".into(), DevNum { major: 8, minor: 16 }),
-                ("sdb1".into(), DevNum { major: 8, minor: 17 }),
-                ("sdb2".into(), DevNum { major: 8, minor: 18 }),
+                (
+                    "sdb".into(),
+                    DevNum {
+                        major: 8,
+                        minor: 16,
+                    },
+                ),
+                (
+                    "sdb1".into(),
+                    DevNum {
+                        major: 8,
+                        minor: 17,
+                    },
+                ),
+                (
+                    "sdb2".into(),
+                    DevNum {
+                        major: 8,
+                        minor: 18,
+                    },
+                ),
             ],
             holders: vec![],
             model: "Generic SD".into(),
@@ -380,7 +407,13 @@ mod tests {
     fn mountinfo_lines_parse_with_escapes_and_optional_fields() {
         let m = parse_mountinfo(MOUNTINFO);
         assert_eq!(m.len(), 4);
-        assert_eq!(m[1].dev, DevNum { major: 254, minor: 0 });
+        assert_eq!(
+            m[1].dev,
+            DevNum {
+                major: 254,
+                minor: 0
+            }
+        );
         assert_eq!(m[2].mount_point, "/media/me/boot fs");
         assert_eq!(m[3].fs_type, "ext4");
         assert_eq!(m[3].source, "/dev/sdb2");
@@ -395,7 +428,11 @@ mod tests {
         };
         let r = refusals(&sdb(), &system);
         assert_eq!(r.len(), 1, "{r:?}");
-        assert!(r[0].contains("sdb1 on /media/me/boot fs, sdb2 on /media/me/rootfs"), "{}", r[0]);
+        assert!(
+            r[0].contains("sdb1 on /media/me/boot fs, sdb2 on /media/me/rootfs"),
+            "{}",
+            r[0]
+        );
     }
 
     #[test]
@@ -403,7 +440,10 @@ mod tests {
         let system = SystemView {
             mounts: vec![],
             root_disks: vec!["sdb".into()],
-            swaps: vec![DevNum { major: 8, minor: 18 }],
+            swaps: vec![DevNum {
+                major: 8,
+                minor: 18,
+            }],
         };
         let mut dev = sdb();
         dev.holders = vec!["dm-0".into()];
@@ -426,8 +466,26 @@ mod tests {
 
     #[test]
     fn dev_t_splits_like_glibc() {
-        assert_eq!(DevNum::from_dev_t(0xfe00), DevNum { major: 254, minor: 0 });
-        assert_eq!(DevNum::from_dev_t(0x811), DevNum { major: 8, minor: 17 });
-        assert_eq!(DevNum::parse("259:3"), Some(DevNum { major: 259, minor: 3 }));
+        assert_eq!(
+            DevNum::from_dev_t(0xfe00),
+            DevNum {
+                major: 254,
+                minor: 0
+            }
+        );
+        assert_eq!(
+            DevNum::from_dev_t(0x811),
+            DevNum {
+                major: 8,
+                minor: 17
+            }
+        );
+        assert_eq!(
+            DevNum::parse("259:3"),
+            Some(DevNum {
+                major: 259,
+                minor: 3
+            })
+        );
     }
 }

@@ -12,8 +12,8 @@ use std::ops::Range;
 
 use camrig_identity::cidr::Ipv4Interface;
 use camrig_identity::identity::{
-    Camera, ControllerSettings, Network, NodeEntry, NodeSettings, Recording, Rig, Ssh,
-    Synthetic, Time, FORMAT_VERSION,
+    Camera, ControllerSettings, Network, NodeEntry, NodeSettings, Recording, Rig, Ssh, Synthetic,
+    Time, FORMAT_VERSION,
 };
 use camrig_identity::{Identity, IdentityError, Role};
 use toml::Spanned;
@@ -47,7 +47,9 @@ pub fn device_names(file: &SiteFile) -> Vec<String> {
 /// Secrets of the right shape and no value, for checking a site before any exist.
 pub fn placeholder_secrets(file: &SiteFile) -> Secrets {
     let pair = KeyPair {
-        private: "-----BEGIN OPENSSH PRIVATE KEY-----\nplaceholder\n-----END OPENSSH PRIVATE KEY-----\n".into(),
+        private:
+            "-----BEGIN OPENSSH PRIVATE KEY-----\nplaceholder\n-----END OPENSSH PRIVATE KEY-----\n"
+                .into(),
         public: "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAplaceholder placeholder".into(),
     };
     Secrets {
@@ -60,8 +62,14 @@ pub fn placeholder_secrets(file: &SiteFile) -> Secrets {
     }
 }
 
-/// Every device's card, or every problem found (at site lines).
-pub fn build(file: &SiteFile, secrets: &Secrets) -> Result<Vec<Card>, Vec<SiteProblem>> {
+/// Every device's card, or every problem found (at site lines). With `site_has_problems`
+/// (the whole-rig checks already failed), problems those checks report in the site's own
+/// terms are left out rather than said twice.
+pub fn build(
+    file: &SiteFile,
+    secrets: &Secrets,
+    site_has_problems: bool,
+) -> Result<Vec<Card>, Vec<SiteProblem>> {
     let site = &file.site;
     let rig_name = site.rig.get_ref().name.get_ref();
     let header = format!(
@@ -73,7 +81,7 @@ pub fn build(file: &SiteFile, secrets: &Secrets) -> Result<Vec<Card>, Vec<SitePr
 
     let ctl = site.controller.get_ref();
     let ctl_id = controller_identity(file, secrets);
-    match check(&ctl_id, &header) {
+    match check(&ctl_id, &header, site_has_problems) {
         Ok(text) => cards.push(Card {
             hostname: ctl_id.hostname.clone(),
             role: Role::Controller,
@@ -96,7 +104,7 @@ pub fn build(file: &SiteFile, secrets: &Secrets) -> Result<Vec<Card>, Vec<SitePr
     for (i, spanned) in site.nodes.iter().enumerate() {
         let node = spanned.get_ref();
         let id = node_identity(file, node, secrets);
-        match check(&id, &header) {
+        match check(&id, &header, site_has_problems) {
             Ok(text) => cards.push(Card {
                 hostname: id.hostname.clone(),
                 role: Role::Node,
@@ -127,20 +135,19 @@ pub fn build(file: &SiteFile, secrets: &Secrets) -> Result<Vec<Card>, Vec<SitePr
 }
 
 /// Renders and parses back one identity; `Err` lists (key, problem, fix).
-fn check(id: &Identity, header: &str) -> Result<String, Vec<(String, String, String)>> {
+fn check(
+    id: &Identity,
+    header: &str,
+    site_has_problems: bool,
+) -> Result<String, Vec<(String, String, String)>> {
     let text = identity_writer::render(id, header);
     match camrig_identity::parse(&text) {
         Ok(_) => Ok(text),
-        Err(IdentityError::Invalid(problems)) => {
-            let own: Vec<_> = problems
-                .iter()
-                .filter(|p| !covered_by_site_checks(&p.key))
-                .cloned()
-                .collect();
-            // A card is never silently missing: if only covered problems remain, say them.
-            let shown = if own.is_empty() { problems } else { own };
-            Err(shown.into_iter().map(|p| (p.key, p.problem, p.fix)).collect())
-        }
+        Err(IdentityError::Invalid(problems)) => Err(problems
+            .into_iter()
+            .filter(|p| !(site_has_problems && covered_by_site_checks(&p.key)))
+            .map(|p| (p.key, p.problem, p.fix))
+            .collect()),
         // The writer produced something the format refuses: a bug here, not in the site.
         Err(e) => Err(vec![(
             "(whole file)".into(),
@@ -150,25 +157,31 @@ fn check(id: &Identity, header: &str) -> Result<String, Vec<(String, String, Str
     }
 }
 
-/// Identity keys whose problems [`crate::site::check`] already reports in the site's own
-/// terms (addresses, subnet membership, duplicates); saying them twice would only confuse.
+/// Identity keys whose problems [`crate::site::check`] reports in the site's own terms
+/// (addresses, subnet membership, duplicates).
 fn covered_by_site_checks(key: &str) -> bool {
-    matches!(key, "network.address" | "network.gateway" | "rig.controller")
-        || key.starts_with("controller.nodes[")
+    matches!(
+        key,
+        "network.address" | "network.gateway" | "rig.controller"
+    ) || key.starts_with("controller.nodes[")
 }
 
 fn interface(file: &SiteFile, addr: Ipv4Addr) -> Ipv4Interface {
     let prefix = file.site.rig.get_ref().subnet.get_ref().prefix();
-    format!("{addr}/{prefix}")
-        .parse()
-        .unwrap_or_else(|_| {
-            // The site checks refuse network and broadcast addresses before this runs; a
-            // /32-style fallback keeps the placeholder pass from panicking regardless.
-            format!("{addr}/32").parse().expect("a /32 always parses")
-        })
+    format!("{addr}/{prefix}").parse().unwrap_or_else(|_| {
+        // The site checks refuse network and broadcast addresses before this runs; a
+        // /32-style fallback keeps the placeholder pass from panicking regardless.
+        format!("{addr}/32").parse().expect("a /32 always parses")
+    })
 }
 
-fn common(file: &SiteFile, role: Role, hostname: &str, addr: Ipv4Addr, secrets: &Secrets) -> Identity {
+fn common(
+    file: &SiteFile,
+    role: Role,
+    hostname: &str,
+    addr: Ipv4Addr,
+    secrets: &Secrets,
+) -> Identity {
     let site = &file.site;
     let rig = site.rig.get_ref();
     let host_key = secrets.host_keys.get(hostname);
@@ -247,7 +260,11 @@ fn controller_identity(file: &SiteFile, secrets: &Secrets) -> Identity {
 
 /// known_hosts lines: every node's address and host key (the controller's file), plus the
 /// controller's own with `include_controller` (the administrator's file).
-pub fn known_hosts_lines(file: &SiteFile, secrets: &Secrets, include_controller: bool) -> Vec<String> {
+pub fn known_hosts_lines(
+    file: &SiteFile,
+    secrets: &Secrets,
+    include_controller: bool,
+) -> Vec<String> {
     let site = &file.site;
     let ctl = site.controller.get_ref();
     let controller = include_controller.then(|| (ctl.hostname.get_ref(), *ctl.address.get_ref()));
@@ -340,8 +357,9 @@ fn controller_span(file: &SiteFile, key: &str) -> Range<usize> {
     shared_span(file, key).unwrap_or_else(|| match key {
         "hostname" => ctl.hostname.span(),
         "network.address" => ctl.address.span(),
-        k if k.starts_with("time.") => index_span(&site.time.upstream, k)
-            .unwrap_or_else(|| site.controller.span()),
+        k if k.starts_with("time.") => {
+            index_span(&site.time.upstream, k).unwrap_or_else(|| site.controller.span())
+        }
         "controller.max_clock_offset_ms" => site
             .time
             .max_clock_offset_ms
@@ -447,14 +465,17 @@ address = "192.168.1.102"
 
     fn cards(text: &str) -> Result<Vec<Card>, Vec<SiteProblem>> {
         let file = site::parse(text).unwrap();
-        build(&file, &placeholder_secrets(&file))
+        build(&file, &placeholder_secrets(&file), false)
     }
 
     #[test]
     fn every_device_gets_a_valid_card() {
         let cards = cards(SITE).unwrap();
         let names: Vec<_> = cards.iter().map(|c| c.hostname.as_str()).collect();
-        assert_eq!(names, ["camrig-controller", "camrig-node-101", "camrig-node-102"]);
+        assert_eq!(
+            names,
+            ["camrig-controller", "camrig-node-101", "camrig-node-102"]
+        );
         let ctl = camrig_identity::parse(&cards[0].text).unwrap();
         assert_eq!(ctl.network.address.to_string(), "192.168.1.10/24");
         assert_eq!(ctl.controller.unwrap().nodes.len(), 2);
@@ -482,7 +503,10 @@ address = "192.168.1.102"
 
     #[test]
     fn bad_admin_key_is_named_once_at_its_line() {
-        let text = SITE.replace("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIAbcdefgh", "ssh-dss AAAA");
+        let text = SITE.replace(
+            "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIAbcdefgh",
+            "ssh-dss AAAA",
+        );
         let problems = cards(&text).unwrap_err();
         assert_eq!(problems.len(), 1, "{problems:?}");
         assert_eq!(problems[0].line, 6);

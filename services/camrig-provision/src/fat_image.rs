@@ -170,12 +170,18 @@ pub fn has_file(disk: &Path, offset: u64, name: &str) -> Result<bool, FatError> 
     let mut cmd = Command::new("mdir");
     cmd.args(["-b", "-i", &image]).arg("::");
     let listing = run(&mut cmd, "mdir", "mtools")?;
-    Ok(listing
-        .lines()
-        .any(|l| l.trim().trim_start_matches("::/").eq_ignore_ascii_case(name)))
+    Ok(listing.lines().any(|l| {
+        l.trim()
+            .trim_start_matches("::/")
+            .eq_ignore_ascii_case(name)
+    }))
 }
 
-fn run(cmd: &mut Command, program: &'static str, package: &'static str) -> Result<String, FatError> {
+fn run(
+    cmd: &mut Command,
+    program: &'static str,
+    package: &'static str,
+) -> Result<String, FatError> {
     // mtools refuses images whose FAT geometry it finds unusual (e.g. made by mkfs.vfat
     // for a small partition) unless told to skip the check.
     cmd.env("MTOOLS_SKIP_CHECK", "1").stdin(Stdio::null());

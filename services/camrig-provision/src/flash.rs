@@ -135,7 +135,12 @@ impl Target {
 
 /// Checks the image: a non-empty regular file, not compressed. Returns its size.
 pub fn check_image(image: &Path) -> Result<u64, FlashError> {
-    for (ext, tool) in [("xz", "xz"), ("zst", "zstd"), ("gz", "gzip"), ("bz2", "bzip2")] {
+    for (ext, tool) in [
+        ("xz", "xz"),
+        ("zst", "zstd"),
+        ("gz", "gzip"),
+        ("bz2", "bzip2"),
+    ] {
         if image.extension().is_some_and(|e| e == ext) {
             return Err(FlashError::Compressed {
                 path: image.to_owned(),
@@ -157,7 +162,11 @@ pub fn check_image(image: &Path) -> Result<u64, FlashError> {
 }
 
 /// Decides whether `device` may be written with an image of `image_size` bytes.
-pub fn check_target(device: &Path, image_size: u64, opts: &FlashOptions) -> Result<Target, FlashError> {
+pub fn check_target(
+    device: &Path,
+    image_size: u64,
+    opts: &FlashOptions,
+) -> Result<Target, FlashError> {
     let meta = match std::fs::metadata(device) {
         Ok(meta) => Some(meta),
         Err(e) if e.kind() == io::ErrorKind::NotFound && opts.allow_file => None,
@@ -300,13 +309,19 @@ pub fn write_and_verify(
             break;
         }
         hasher.update(&buf[..n]);
-        out.write_all(&buf[..n]).map_err(|e| write_err(written, e))?;
+        out.write_all(&buf[..n])
+            .map_err(|e| write_err(written, e))?;
         written += n as u64;
         progress.set_position(written);
     }
     out.sync_all().map_err(|e| write_err(written, e))?;
     // Drop the written pages from the cache so the read-back comes from the card itself.
-    let _ = posix_fadvise(out.as_raw_fd(), 0, 0, PosixFadviseAdvice::POSIX_FADV_DONTNEED);
+    let _ = posix_fadvise(
+        out.as_raw_fd(),
+        0,
+        0,
+        PosixFadviseAdvice::POSIX_FADV_DONTNEED,
+    );
     drop(out);
     progress.finish_and_clear();
     let write_time = started.elapsed();
@@ -319,7 +334,12 @@ pub fn write_and_verify(
         source,
     };
     let mut back = File::open(&path).map_err(read_err)?;
-    let _ = posix_fadvise(back.as_raw_fd(), 0, 0, PosixFadviseAdvice::POSIX_FADV_DONTNEED);
+    let _ = posix_fadvise(
+        back.as_raw_fd(),
+        0,
+        0,
+        PosixFadviseAdvice::POSIX_FADV_DONTNEED,
+    );
     let mut hasher = Sha256::new();
     let mut remaining = written;
     while remaining > 0 {

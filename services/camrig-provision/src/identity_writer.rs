@@ -216,7 +216,10 @@ mod tests {
     fn the_identity_example_survives_a_round_trip() {
         let id = camrig_identity::parse(EXAMPLE).unwrap();
         let text = render(&id, "# test\n");
-        assert!(text.starts_with("# test\nformat = 1\nrole = \"node\"\n"), "{text}");
+        assert!(
+            text.starts_with("# test\nformat = 1\nrole = \"node\"\n"),
+            "{text}"
+        );
         let again = camrig_identity::parse(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
         assert_eq!(render(&again, "# test\n"), text);
         assert_eq!(again.hostname, "camrig-node-101");

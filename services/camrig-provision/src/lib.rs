@@ -64,6 +64,7 @@ pub struct StateArg {
 
 #[derive(Debug, Clone, Args)]
 pub struct BuildArgs {
+    /// The site file.
     pub site: PathBuf,
     #[command(flatten)]
     pub state: StateArg,
@@ -84,6 +85,7 @@ pub struct BuildArgs {
 
 #[derive(Debug, Clone, Args)]
 pub struct WriteArgs {
+    /// The site file.
     pub site: PathBuf,
     /// The device (hostname from the site file) whose identity to write.
     pub device: String,
@@ -110,6 +112,7 @@ pub struct FlashArgs {
 
 #[derive(Debug, Clone, Args)]
 pub struct RotateArgs {
+    /// The site file.
     pub site: PathBuf,
     #[command(flatten)]
     pub state: StateArg,
@@ -227,7 +230,8 @@ pub fn load_and_validate(path: &Path) -> Result<(SiteFile, Vec<Card>), Provision
     let file = site::parse_syntax(&text).map_err(site_err)?;
     // Whole-rig and per-device problems together, in line order: one run shows them all.
     let mut problems = site::check(&file);
-    let cards = match cards::build(&file, &cards::placeholder_secrets(&file)) {
+    let placeholders = cards::placeholder_secrets(&file);
+    let cards = match cards::build(&file, &placeholders, !problems.is_empty()) {
         Ok(cards) => cards,
         Err(more) => {
             problems.extend(more);
@@ -278,7 +282,7 @@ fn secrets_and_cards(
     dir.write_derived(secrets::KNOWN_HOSTS, &lines(&known))?;
     let admin = cards::known_hosts_lines(file, &secrets, true);
     dir.write_derived(secrets::ADMIN_KNOWN_HOSTS, &lines(&admin))?;
-    let cards = cards::build(file, &secrets).map_err(|problems| ProvisionError::Site {
+    let cards = cards::build(file, &secrets, false).map_err(|problems| ProvisionError::Site {
         path: site.to_owned(),
         source: SiteError::Invalid(problems),
     })?;
@@ -477,13 +481,13 @@ fn rotate(args: &RotateArgs, out: &mut impl Write) -> Result<(), ProvisionError>
     let _ = writeln!(
         out,
         "the cards carry the old secrets until rebuilt: run `build` again and write or flash {}",
-        if what.iter().any(|w| matches!(w, Rotation::Token | Rotation::ControllerKey)) {
+        if what
+            .iter()
+            .any(|w| matches!(w, Rotation::Token | Rotation::ControllerKey))
+        {
             "every card".to_owned()
         } else {
-            format!(
-                "the controller's card and {}",
-                args.host_key.join(", ")
-            )
+            format!("the controller's card and {}", args.host_key.join(", "))
         }
     );
     Ok(())

@@ -127,10 +127,7 @@ pub enum SecretsError {
     UnknownDevice { name: String, known: String },
 }
 
-fn io_err<'a>(
-    action: &'static str,
-    path: &'a Path,
-) -> impl FnOnce(io::Error) -> SecretsError + 'a {
+fn io_err<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> SecretsError + 'a {
     move |source| SecretsError::Io {
         action,
         path: path.to_owned(),
@@ -408,7 +405,11 @@ impl StateDir {
                     private: priv_text,
                     public: pub_text.trim().to_owned(),
                 };
-                if derived.split_whitespace().take(2).ne(pair.public.split_whitespace().take(2)) {
+                if derived
+                    .split_whitespace()
+                    .take(2)
+                    .ne(pair.public.split_whitespace().take(2))
+                {
                     return Err(SecretsError::Mismatch { path: public, fix });
                 }
                 Ok(pair)

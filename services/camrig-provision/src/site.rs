@@ -330,6 +330,7 @@ pub fn check(file: &SiteFile) -> Vec<SiteProblem> {
     let mut addresses: HashMap<Ipv4Addr, String> = HashMap::new();
     let ctl_name_line = file.line(ctl.hostname.span());
     let mut names: HashMap<String, String> = HashMap::new();
+    let mut file_names: HashMap<String, String> = HashMap::new();
     names.insert(
         ctl.hostname.get_ref().clone(),
         format!("the controller's hostname (line {ctl_name_line})"),
@@ -368,6 +369,36 @@ pub fn check(file: &SiteFile) -> Vec<SiteProblem> {
         } else {
             let line = file.line(node.name.span());
             names.insert(name.clone(), format!("the name of node[{i}] (line {line})"));
+        }
+        if let Some(file_name) = &node.file_name {
+            let label = file_name.get_ref();
+            let key = format!("node[{i}].file_name ({})", node.label());
+            if label.is_empty()
+                || label.len() > 32
+                || !label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            {
+                fail(
+                    file_name.span(),
+                    key,
+                    format!("'{label}' cannot be part of a file name"),
+                    "use up to 32 letters, digits, '-' and '_', like \"left\", or leave file_name out for the node's IP",
+                );
+            } else if let Some(first) = file_names.get(label) {
+                fail(
+                    file_name.span(),
+                    key,
+                    format!("'{label}' is also {first}"),
+                    "give every node its own file_name: the names tell the footage apart",
+                );
+            } else {
+                let line = file.line(file_name.span());
+                file_names.insert(
+                    label.clone(),
+                    format!("the file_name of {} (line {line})", node.label()),
+                );
+            }
         }
         if let Some(port) = &node.port {
             if *port.get_ref() == 0 {
@@ -454,7 +485,11 @@ count = 2
         let p = problems(&text);
         assert_eq!(p.len(), 1, "{p:?}");
         assert_eq!(p[0].line, 20);
-        assert!(p[0].problem.contains("controller's address (line 13)"), "{}", p[0]);
+        assert!(
+            p[0].problem.contains("controller's address (line 13)"),
+            "{}",
+            p[0]
+        );
     }
 
     #[test]
@@ -465,7 +500,9 @@ count = 2
         let p = problems(&text);
         let lines: Vec<usize> = p.iter().map(|p| p.line).collect();
         assert_eq!(lines, vec![6, 24], "{p:?}");
-        assert!(p[1].problem.contains("outside the rig's subnet 192.168.1.0/24"));
+        assert!(p[1]
+            .problem
+            .contains("outside the rig's subnet 192.168.1.0/24"));
     }
 
     #[test]
@@ -511,6 +548,27 @@ count = 2
         let err = parse(&text).unwrap_err().to_string();
         assert!(err.starts_with("line 5"), "{err}");
         assert!(err.contains("192.168.1.0/24"), "{err}");
+    }
+
+    #[test]
+    fn file_names_must_be_usable_and_distinct() {
+        let text = SITE
+            .replace(
+                "address = \"192.168.1.101\"",
+                "address = \"192.168.1.101\"\nfile_name = \"left\"",
+            )
+            .replace(
+                "address = \"192.168.1.102\"",
+                "address = \"192.168.1.102\"\nfile_name = \"left\"",
+            );
+        let p = problems(&text);
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert!(p[0]
+            .problem
+            .contains("file_name of node 'camrig-node-101' (line 21)"));
+        let p = problems(&text.replacen("\"left\"", "\"../x\"", 1));
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert!(p[0].problem.contains("cannot be part of a file name"));
     }
 
     #[test]

@@ -1,0 +1,40 @@
+# shellcheck shell=bash
+# camrig's own .deb packages, built with cargo-deb for the image's architecture: native for
+# amd64, cross-compiled for arm64 with Debian's gcc-aarch64-linux-gnu as linker and C
+# compiler (openh264's and SQLite's C parts).
+
+CARGO_DEB_VERSION=${CARGO_DEB_VERSION:-}
+
+ensure_cargo_deb() {
+	local tools=$CAMRIG_CACHE/tools
+	if [ ! -x "$tools/bin/cargo-deb" ]; then
+		log "installing cargo-deb into $tools"
+		cargo install --locked cargo-deb ${CARGO_DEB_VERSION:+--version "$CARGO_DEB_VERSION"} --root "$tools" >&2
+	fi
+	export PATH="$tools/bin:$PATH"
+}
+
+# build_debs ARCH OUTDIR CRATE... : one .deb per crate into OUTDIR.
+build_debs() {
+	local arch=$1 outdir=$2
+	shift 2
+	local target
+	target=$(rust_target "$arch")
+	ensure_cargo_deb
+	if [ "$arch" = arm64 ]; then
+		need aarch64-linux-gnu-gcc gcc-aarch64-linux-gnu
+		rustup target list --installed | grep -qx "$target" || rustup target add "$target" >&2
+		export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER=aarch64-linux-gnu-gcc
+		export CC_aarch64_unknown_linux_gnu=aarch64-linux-gnu-gcc
+		export CXX_aarch64_unknown_linux_gnu=aarch64-linux-gnu-g++
+		export AR_aarch64_unknown_linux_gnu=aarch64-linux-gnu-ar
+	fi
+	mkdir -p "$outdir"
+	rm -f "$outdir"/*.deb
+	local crate
+	for crate in "$@"; do
+		log "cargo deb -p $crate --target $target"
+		(cd "$REPO_DIR" && cargo deb --locked -p "$crate" --target "$target" --output "$outdir" >&2) ||
+			die "cargo deb failed for $crate ($target)"
+	done
+}
