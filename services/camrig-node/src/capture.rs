@@ -73,6 +73,9 @@ pub trait CaptureBackend: Send {
 pub enum CaptureError {
     #[error("no camera found (libcamera backend not built in)")]
     LibcameraNotBuilt,
+    /// From the libcamera backend: "no camera found: ...", a selection or configuration problem.
+    #[error("{0}")]
+    Camera(String),
     #[error("cannot start camera thread: {0}")]
     Thread(std::io::Error),
 }
@@ -85,6 +88,9 @@ pub fn open(config: &NodeConfig) -> Result<Box<dyn CaptureBackend>, CaptureError
             &config.camera,
             &config.synthetic,
         ))),
+        #[cfg(feature = "libcamera")]
+        CameraSource::Libcamera => Ok(Box::new(crate::libcamera_camera::open(&config.camera)?)),
+        #[cfg(not(feature = "libcamera"))]
         CameraSource::Libcamera => Err(CaptureError::LibcameraNotBuilt),
     }
 }

@@ -33,6 +33,8 @@ pub struct RecordingConfig {
     pub min_free_mb: u64,
     pub h264_bitrate_kbps: u32,
     pub mjpeg_quality: u8,
+    /// "auto", "software" or "v4l2" (see [`crate::encoder::HardwareEncoder`]).
+    pub encoder: crate::encoder::HardwareEncoder,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize)]
@@ -50,6 +52,16 @@ pub struct CameraConfig {
     pub width: u32,
     pub height: u32,
     pub fps: f64,
+    /// libcamera: which cameras, in order (each a 0-based index, a libcamera id or a sensor
+    /// model such as "imx477"); empty = the first `count`.
+    pub select: Vec<String>,
+    /// libcamera pixel format name ("YUV420", "NV12", "YUYV", "BGR888", "RGB888"); empty =
+    /// the first of those the camera offers.
+    pub pixel_format: String,
+    /// Manual exposure in microseconds (0 = automatic).
+    pub exposure_us: u32,
+    /// Manual analogue gain (0 = automatic).
+    pub analogue_gain: f64,
 }
 
 #[derive(Clone, Debug, PartialEq, serde::Deserialize)]
@@ -86,6 +98,7 @@ impl Default for RecordingConfig {
             min_free_mb: 1024,
             h264_bitrate_kbps: 8000,
             mjpeg_quality: 85,
+            encoder: crate::encoder::HardwareEncoder::Auto,
         }
     }
 }
@@ -98,6 +111,10 @@ impl Default for CameraConfig {
             width: 1280,
             height: 720,
             fps: 30.0,
+            select: Vec::new(),
+            pixel_format: String::new(),
+            exposure_us: 0,
+            analogue_gain: 0.0,
         }
     }
 }
@@ -184,6 +201,22 @@ impl NodeConfig {
             return Err(invalid(
                 "camera.fps",
                 format!("{} is not between 0 and 240", c.fps),
+            ));
+        }
+        if !c.select.is_empty() && c.select.len() != c.count {
+            return Err(invalid(
+                "camera.select",
+                format!(
+                    "lists {} camera(s) but camera.count is {}",
+                    c.select.len(),
+                    c.count
+                ),
+            ));
+        }
+        if !c.analogue_gain.is_finite() || c.analogue_gain < 0.0 {
+            return Err(invalid(
+                "camera.analogue_gain",
+                "must be 0 (automatic) or above",
             ));
         }
         let r = &self.recording;

@@ -21,6 +21,10 @@ pub enum EncodeError {
     H264(#[from] openh264::Error),
     #[error("h264 encoder produced no picture for a frame")]
     H264Skipped,
+    #[error("hardware encoder: {0}")]
+    V4l2(#[from] crate::v4l2_encoder::V4l2Error),
+    #[error("hardware encoder did not make a key frame where one was asked for")]
+    NotKey,
 }
 
 /// Encodes frames one by one into a byte stream that can be concatenated into a file.
@@ -36,9 +40,34 @@ pub struct EncoderSettings {
     pub mjpeg_quality: u8,
     pub h264_bitrate_kbps: u32,
     pub fps: f64,
+    pub hardware: HardwareEncoder,
+}
+
+/// `recording.encoder`: which encoder implementation takes the frames.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HardwareEncoder {
+    /// A V4L2 memory-to-memory encoder for the codec when the machine has one (Pi 4), else
+    /// software (Pi 5, PCs).
+    #[default]
+    Auto,
+    /// Always software (OpenH264, jpeg-encoder).
+    Software,
+    /// Only the V4L2 encoder: frames fail (and are counted) if there is none.
+    V4l2,
 }
 
 pub fn new_encoder(settings: EncoderSettings) -> Result<Box<dyn FrameEncoder>, EncodeError> {
+    use crate::v4l2_encoder::{coded_formats, find_encoder, V4l2Error, V4l2FrameEncoder};
+    if settings.hardware != HardwareEncoder::Software {
+        match find_encoder(coded_formats(settings.codec)) {
+            Some(device) => return Ok(Box::new(V4l2FrameEncoder::new(device, settings))),
+            None if settings.hardware == HardwareEncoder::V4l2 => {
+                return Err(V4l2Error::NoDevice(format!("{:?}", settings.codec)).into())
+            }
+            None => {}
+        }
+    }
     Ok(match settings.codec {
         Codec::Mjpeg => Box::new(MjpegEncoder {
             quality: settings.mjpeg_quality,
@@ -194,6 +223,7 @@ mod tests {
             mjpeg_quality: 80,
             h264_bitrate_kbps: 500,
             fps: 30.0,
+            hardware: HardwareEncoder::Software,
         })
         .unwrap();
         let f = frame(64, 48);

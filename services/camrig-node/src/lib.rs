@@ -6,8 +6,11 @@
 //!
 //! - [`config`]: the TOML config and command-line overrides, validated with key names.
 //! - [`capture`]: the camera backend seam (trait, frame type); [`synthetic_camera`] and
-//!   [`test_pattern`] implement it for any PC.
-//! - [`encoder`]: MJPEG and software H.264 behind one trait.
+//!   [`test_pattern`] implement it for any PC; `libcamera_camera` (cargo feature
+//!   `libcamera`) for real cameras, with [`libcamera_support`] (selection, clocks, pixel
+//!   conversion) and [`dma_buf`] (CPU access to camera buffers).
+//! - [`encoder`]: MJPEG and software H.264 behind one trait; [`v4l2_encoder`] (on
+//!   [`v4l2_sys`]) is the hardware path (V4L2 memory-to-memory).
 //! - [`frame_selection`]: start/stop windows, segment grid, drop counting, marker mapping.
 //! - [`segment_writer`]: one segment's files, hashed while written, all-or-nothing frames.
 //! - [`take_recorder`]: per-camera writer threads and the take's manifest and markers.
@@ -26,9 +29,13 @@ pub mod capture;
 pub mod clock_health;
 pub mod config;
 pub mod disk_space;
+pub mod dma_buf;
 pub mod encoder;
 pub mod frame_selection;
 pub mod http_api;
+#[cfg(feature = "libcamera")]
+pub mod libcamera_camera;
+pub mod libcamera_support;
 pub mod markers;
 pub mod node;
 pub mod preview;
@@ -39,6 +46,8 @@ pub mod synthetic_camera;
 pub mod take_listing;
 pub mod take_recorder;
 pub mod test_pattern;
+pub mod v4l2_encoder;
+pub mod v4l2_sys;
 
 pub use config::NodeConfig;
 pub use node::run;

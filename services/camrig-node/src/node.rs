@@ -302,6 +302,7 @@ impl Node {
             mjpeg_quality: self.config.recording.mjpeg_quality,
             h264_bitrate_kbps: self.config.recording.h264_bitrate_kbps,
             fps: self.config.camera.fps,
+            hardware: self.config.recording.encoder,
         }
     }
 

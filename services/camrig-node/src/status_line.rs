@@ -1,5 +1,5 @@
 //! The one-line STATUS= text `systemctl status` shows, e.g.
-//! `recording take=t1 seg=3 cam1 1234f 30.0fps 0drop | disk 12.3G free | clock synced ±0.2ms`.
+//! `recording take=t1 seg=3 cam1 imx477 1280x720@30 1234f 30.0fps 0drop | disk 12.3G free | clock synced ±0.2ms`.
 
 use camrig_protocol::api::{NodeState, NodeStatus};
 
@@ -26,9 +26,12 @@ pub fn render(s: &NodeStatus) -> String {
         } else {
             c.frames
         };
+        // Model and mode first: `systemctl status` then says which sensor records how.
         out.push_str(&format!(
-            " cam{} {}f {:.1}fps {}drop",
+            " cam{} {} {} {}f {:.1}fps {}drop",
             i + 1,
+            c.model,
+            c.mode,
             frames,
             c.fps,
             c.drops
@@ -88,7 +91,7 @@ mod tests {
         };
         assert_eq!(
             render(&s),
-            "recording take=t1 seg=3 cam1 1234f 30.0fps 0drop | disk 12.3G free | clock synced ±0.2ms"
+            "recording take=t1 seg=3 cam1 synthetic 1280x720@30 1234f 30.0fps 0drop | disk 12.3G free | clock synced ±0.2ms"
         );
     }
 }

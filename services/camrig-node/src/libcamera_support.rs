@@ -1,0 +1,455 @@
+//! The parts of the libcamera backend that need no libcamera: choosing cameras from the
+//! config, mapping sensor timestamps to wall clock, widening 32-bit sequence numbers, and
+//! converting the pixel formats cameras deliver into the node's I420 frames. Pure, so they are
+//! unit-tested on every PC; [`crate::libcamera_camera`] (cargo feature `libcamera`) uses them.
+
+use camrig_protocol::UnixNanos;
+
+/// One camera as libcamera lists it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ListedCamera {
+    /// libcamera's id, e.g. `/base/soc/i2c0mux/i2c@1/imx477@1a` or `platform/vimc.0 Sensor B`.
+    pub id: String,
+    /// The sensor model property, e.g. `imx477`, `Sensor B`.
+    pub model: String,
+}
+
+#[derive(Debug, PartialEq, thiserror::Error)]
+pub enum SelectError {
+    #[error("no camera found: libcamera lists none")]
+    NoCamera,
+    #[error("camera.count = {wanted} but libcamera lists only {found}: {list}")]
+    TooFew {
+        wanted: usize,
+        found: usize,
+        list: String,
+    },
+    #[error("camera.select entry \"{0}\" matches no camera (by index, libcamera id or model); cameras: {1}")]
+    NoMatch(String, String),
+    #[error("camera.select entries \"{0}\" and \"{1}\" pick the same camera")]
+    Twice(String, String),
+}
+
+/// `0: Sensor B (platform/vimc.0 Sensor B), 1: ...` for messages.
+pub fn describe(cameras: &[ListedCamera]) -> String {
+    cameras
+        .iter()
+        .enumerate()
+        .map(|(i, c)| format!("{i}: {} ({})", c.model, c.id))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Picks the cameras to open: `select` entries in order (each a 0-based index, an exact
+/// libcamera id, or a sensor model such as `imx477`, case-insensitive; a model matches the
+/// first camera of that model not already picked, so two identical sensors can be chosen
+/// with the same word twice), or else the first `count` cameras. Returns indexes into
+/// `cameras`.
+pub fn select(
+    cameras: &[ListedCamera],
+    select: &[String],
+    count: usize,
+) -> Result<Vec<usize>, SelectError> {
+    if cameras.is_empty() {
+        return Err(SelectError::NoCamera);
+    }
+    if select.is_empty() {
+        if cameras.len() < count {
+            return Err(SelectError::TooFew {
+                wanted: count,
+                found: cameras.len(),
+                list: describe(cameras),
+            });
+        }
+        return Ok((0..count).collect());
+    }
+    let mut picked: Vec<(usize, &String)> = Vec::new();
+    for want in select {
+        let taken = |i: usize| picked.iter().any(|(p, _)| *p == i);
+        let by_index = want.parse::<usize>().ok().filter(|&i| i < cameras.len());
+        let by_id = cameras.iter().position(|c| &c.id == want);
+        let of_model = |i: usize| cameras[i].model.eq_ignore_ascii_case(want);
+        // The first camera of that model not picked yet; if all are, the first (which then
+        // reports the double pick).
+        let by_model = (0..cameras.len())
+            .find(|&i| of_model(i) && !taken(i))
+            .or_else(|| (0..cameras.len()).find(|&i| of_model(i)));
+        let Some(i) = by_index.or(by_id).or(by_model) else {
+            return Err(SelectError::NoMatch(want.clone(), describe(cameras)));
+        };
+        if let Some((_, first)) = picked.iter().find(|(p, _)| *p == i) {
+            return Err(SelectError::Twice((*first).clone(), want.clone()));
+        }
+        picked.push((i, want));
+    }
+    Ok(picked.into_iter().map(|(i, _)| i).collect())
+}
+
+/// The unit of libcamera's `FrameWallClock` control: microseconds before libcamera 0.5.2,
+/// nanoseconds from 0.5.2 on (the control's definition changed; the value did not say so).
+pub fn frame_wall_clock_ns(value: i64, libcamera_version: (u32, u32, u32)) -> UnixNanos {
+    if libcamera_version >= (0, 5, 2) {
+        value
+    } else {
+        value.saturating_mul(1_000)
+    }
+}
+
+/// `0.4.0`, `0.5.2+rpt20250903`, `v0.5.1` → (major, minor, patch).
+pub fn parse_version(s: &str) -> Option<(u32, u32, u32)> {
+    let s = s.trim().trim_start_matches('v');
+    let core = s.split(['+', '-', '~']).next()?;
+    let mut it = core.split('.').map(|p| p.parse::<u32>().ok());
+    Some((it.next()??, it.next()??, it.next().flatten().unwrap_or(0)))
+}
+
+/// A paired reading of the sensor's clock (CLOCK_MONOTONIC, which is what libcamera's
+/// SensorTimestamp is on Linux camera drivers) and CLOCK_REALTIME: the monotonic clock is
+/// read on both sides of the wall clock and the midpoint taken, so the offset is good to
+/// the reading's own duration (well under a microsecond).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ClockPair {
+    pub monotonic_ns: i64,
+    pub realtime_ns: i64,
+}
+
+impl ClockPair {
+    pub fn now() -> ClockPair {
+        let a = clock_ns(nix::time::ClockId::CLOCK_MONOTONIC);
+        let r = clock_ns(nix::time::ClockId::CLOCK_REALTIME);
+        let b = clock_ns(nix::time::ClockId::CLOCK_MONOTONIC);
+        ClockPair {
+            monotonic_ns: a + (b - a) / 2,
+            realtime_ns: r,
+        }
+    }
+
+    /// The wall-clock instant of a sensor timestamp.
+    pub fn to_wall(&self, sensor_ns: i64) -> UnixNanos {
+        sensor_ns - self.monotonic_ns + self.realtime_ns
+    }
+}
+
+fn clock_ns(id: nix::time::ClockId) -> i64 {
+    let t = nix::time::clock_gettime(id).expect("clock_gettime of a standard clock");
+    t.tv_sec() * 1_000_000_000 + t.tv_nsec()
+}
+
+/// Widens libcamera's 32-bit frame sequence numbers into a 64-bit count that survives
+/// wrap-around, so the node's gap detection (a gap is a dropped frame) stays right.
+#[derive(Debug, Default)]
+pub struct SequenceWidener {
+    last: Option<u32>,
+    high: u64,
+}
+
+impl SequenceWidener {
+    pub fn widen(&mut self, seq: u32) -> u64 {
+        if let Some(last) = self.last {
+            if seq < last && last - seq > u32::MAX / 2 {
+                self.high += 1 << 32;
+            }
+        }
+        self.last = Some(seq);
+        self.high | u64::from(seq)
+    }
+}
+
+/// The frame layouts the backend can turn into I420.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Layout {
+    /// Planar 4:2:0, Y then U then V (libcamera `YUV420`).
+    Yuv420,
+    /// Y plane then interleaved UV (libcamera `NV12`).
+    Nv12,
+    /// Packed 4:2:2 Y0 U Y1 V (libcamera `YUYV`, USB cameras).
+    Yuyv,
+    /// Packed 24-bit, bytes B G R in memory (libcamera/DRM `RGB888`).
+    Rgb888,
+    /// Packed 24-bit, bytes R G B in memory (libcamera/DRM `BGR888`; vimc's).
+    Bgr888,
+}
+
+impl Layout {
+    /// By libcamera pixel format name.
+    pub fn from_name(name: &str) -> Option<Layout> {
+        Some(match name {
+            "YUV420" => Layout::Yuv420,
+            "NV12" => Layout::Nv12,
+            "YUYV" => Layout::Yuyv,
+            "RGB888" => Layout::Rgb888,
+            "BGR888" => Layout::Bgr888,
+            _ => return None,
+        })
+    }
+
+    /// Preference when the config names none: formats that need no conversion first.
+    pub const PREFERRED: [&'static str; 5] = ["YUV420", "NV12", "YUYV", "BGR888", "RGB888"];
+}
+
+/// Converts one frame (its planes as the camera laid them out, `stride` bytes per line of
+/// the first plane) into tightly packed I420 of `width`×`height` (both even), appending to
+/// `out`. Colour conversion uses BT.601 limited range, what the encoders signal.
+pub fn to_i420(
+    layout: Layout,
+    planes: &[&[u8]],
+    stride: usize,
+    width: usize,
+    height: usize,
+    out: &mut Vec<u8>,
+) {
+    let (cw, ch) = (width / 2, height / 2);
+    out.clear();
+    out.reserve(width * height + 2 * cw * ch);
+    let row = |p: &[u8], start: usize, len: usize| -> Vec<u8> {
+        p.get(start..start + len)
+            .map(<[u8]>::to_vec)
+            .unwrap_or_else(|| vec![0; len])
+    };
+    match layout {
+        Layout::Yuv420 => {
+            // One buffer (single plane) or three planes: either way Y, U, V in order.
+            let (y, u, v, cs) = if planes.len() >= 3 {
+                (planes[0], planes[1], planes[2], stride / 2)
+            } else {
+                let p = planes[0];
+                let u_off = stride * height;
+                let v_off = u_off + (stride / 2) * ch;
+                (
+                    p,
+                    &p[u_off.min(p.len())..],
+                    &p[v_off.min(p.len())..],
+                    stride / 2,
+                )
+            };
+            for r in 0..height {
+                out.extend(row(y, r * stride, width));
+            }
+            for plane in [u, v] {
+                for r in 0..ch {
+                    out.extend(row(plane, r * cs, cw));
+                }
+            }
+        }
+        Layout::Nv12 => {
+            let y = planes[0];
+            let uv = if planes.len() >= 2 {
+                planes[1]
+            } else {
+                &y[(stride * height).min(y.len())..]
+            };
+            for r in 0..height {
+                out.extend(row(y, r * stride, width));
+            }
+            for offset in [0, 1] {
+                for r in 0..ch {
+                    let line = row(uv, r * stride, cw * 2);
+                    out.extend(line.iter().skip(offset).step_by(2));
+                }
+            }
+        }
+        Layout::Yuyv => {
+            let p = planes[0];
+            let mut u: Vec<u8> = Vec::with_capacity(cw * ch);
+            let mut v: Vec<u8> = Vec::with_capacity(cw * ch);
+            for r in 0..height {
+                let line = row(p, r * stride, width * 2);
+                out.extend(line.iter().step_by(2));
+                if r % 2 == 0 {
+                    u.extend(line.iter().skip(1).step_by(4));
+                    v.extend(line.iter().skip(3).step_by(4));
+                }
+            }
+            out.extend(u);
+            out.extend(v);
+        }
+        Layout::Rgb888 | Layout::Bgr888 => {
+            let p = planes[0];
+            let (ri, bi) = if layout == Layout::Bgr888 {
+                (0, 2)
+            } else {
+                (2, 0)
+            };
+            let px = |x: usize, y: usize| -> (i32, i32, i32) {
+                let o = y * stride + x * 3;
+                match p.get(o..o + 3) {
+                    Some(c) => (c[ri] as i32, c[1] as i32, c[bi] as i32),
+                    None => (0, 0, 0),
+                }
+            };
+            for y in 0..height {
+                for x in 0..width {
+                    let (r, g, b) = px(x, y);
+                    out.push((((66 * r + 129 * g + 25 * b + 128) >> 8) + 16) as u8);
+                }
+            }
+            let mut v_plane = Vec::with_capacity(cw * ch);
+            for y in 0..ch {
+                for x in 0..cw {
+                    // The 2x2 block's average colour.
+                    let mut s = (0, 0, 0);
+                    for (dx, dy) in [(0, 0), (1, 0), (0, 1), (1, 1)] {
+                        let (r, g, b) = px(2 * x + dx, 2 * y + dy);
+                        s = (s.0 + r, s.1 + g, s.2 + b);
+                    }
+                    let (r, g, b) = (s.0 / 4, s.1 / 4, s.2 / 4);
+                    out.push((((-38 * r - 74 * g + 112 * b + 128) >> 8) + 128) as u8);
+                    v_plane.push((((112 * r - 94 * g - 18 * b + 128) >> 8) + 128) as u8);
+                }
+            }
+            out.extend(v_plane);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cams() -> Vec<ListedCamera> {
+        vec![
+            ListedCamera {
+                id: "/base/soc/i2c0mux/i2c@1/imx477@1a".into(),
+                model: "imx477".into(),
+            },
+            ListedCamera {
+                id: "/base/soc/i2c0mux/i2c@0/imx219@10".into(),
+                model: "imx219".into(),
+            },
+        ]
+    }
+
+    #[test]
+    fn cameras_are_picked_by_index_id_or_model() {
+        let c = cams();
+        assert_eq!(select(&c, &[], 1), Ok(vec![0]));
+        assert_eq!(select(&c, &[], 2), Ok(vec![0, 1]));
+        assert_eq!(select(&c, &["1".into()], 1), Ok(vec![1]));
+        assert_eq!(
+            select(&c, &["IMX219".into(), "imx477".into()], 2),
+            Ok(vec![1, 0])
+        );
+        assert_eq!(
+            select(&c, &["/base/soc/i2c0mux/i2c@1/imx477@1a".into()], 1),
+            Ok(vec![0])
+        );
+    }
+
+    #[test]
+    fn two_identical_sensors_by_the_same_model_word() {
+        let mut c = cams();
+        c[1].model = "imx477".into();
+        assert_eq!(
+            select(&c, &["imx477".into(), "imx477".into()], 2),
+            Ok(vec![0, 1])
+        );
+    }
+
+    #[test]
+    fn selection_problems_name_the_cameras_there_are() {
+        let c = cams();
+        assert_eq!(select(&[], &[], 1), Err(SelectError::NoCamera));
+        let e = select(&c, &["imx708".into()], 1).unwrap_err().to_string();
+        assert!(e.contains("imx708") && e.contains("0: imx477"), "{e}");
+        let e = select(&c[..1], &[], 2).unwrap_err().to_string();
+        assert!(
+            e.contains("camera.count = 2") && e.contains("only 1"),
+            "{e}"
+        );
+        assert_eq!(
+            select(&c, &["0".into(), "imx477".into()], 2),
+            Err(SelectError::Twice("0".into(), "imx477".into()))
+        );
+    }
+
+    #[test]
+    fn frame_wall_clock_unit_changed_in_0_5_2() {
+        assert_eq!(
+            frame_wall_clock_ns(1_700_000_000_000_000, (0, 4, 0)),
+            1_700_000_000_000_000_000
+        );
+        assert_eq!(
+            frame_wall_clock_ns(1_700_000_000_000_000, (0, 5, 1)),
+            1_700_000_000_000_000_000
+        );
+        assert_eq!(
+            frame_wall_clock_ns(1_700_000_000_000_000_000, (0, 5, 2)),
+            1_700_000_000_000_000_000
+        );
+        assert_eq!(
+            frame_wall_clock_ns(1_700_000_000_000_000_000, (0, 7, 0)),
+            1_700_000_000_000_000_000
+        );
+    }
+
+    #[test]
+    fn versions_parse_with_distribution_suffixes() {
+        assert_eq!(parse_version("0.4.0"), Some((0, 4, 0)));
+        assert_eq!(parse_version("v0.5.2+rpt20250903"), Some((0, 5, 2)));
+        assert_eq!(parse_version("0.5"), Some((0, 5, 0)));
+        assert_eq!(parse_version("x"), None);
+    }
+
+    #[test]
+    fn sensor_time_maps_through_the_paired_reading() {
+        let p = ClockPair {
+            monotonic_ns: 5_000_000_000,
+            realtime_ns: 1_700_000_000_000_000_000,
+        };
+        assert_eq!(p.to_wall(4_990_000_000), 1_699_999_999_990_000_000);
+        let now = ClockPair::now();
+        assert!(now.realtime_ns > 1_600_000_000_000_000_000);
+    }
+
+    #[test]
+    fn sequences_widen_across_wrap_around() {
+        let mut w = SequenceWidener::default();
+        assert_eq!(w.widen(u32::MAX - 1), u64::from(u32::MAX - 1));
+        assert_eq!(w.widen(u32::MAX), u64::from(u32::MAX));
+        assert_eq!(w.widen(1), (1u64 << 32) + 1, "one frame lost at the wrap");
+    }
+
+    #[test]
+    fn grey_rgb_becomes_mid_grey_i420() {
+        // 2x2 of (128,128,128) with a stride of 8 bytes (2 bytes padding).
+        let mut p = vec![128u8; 16];
+        p[6] = 0;
+        p[7] = 0;
+        p[14] = 0;
+        p[15] = 0;
+        let mut out = Vec::new();
+        to_i420(Layout::Bgr888, &[&p], 8, 2, 2, &mut out);
+        assert_eq!(out.len(), 6);
+        assert!(
+            out[..4].iter().all(|&y| (125..=127).contains(&y)),
+            "{out:?}"
+        );
+        assert_eq!(&out[4..], &[128, 128]);
+    }
+
+    #[test]
+    fn red_and_blue_are_not_swapped() {
+        // BGR888 (libcamera) is R, G, B in memory: pure red.
+        let p = [255u8, 0, 0, 255, 0, 0, 255, 0, 0, 255, 0, 0];
+        let mut out = Vec::new();
+        to_i420(Layout::Bgr888, &[&p], 6, 2, 2, &mut out);
+        assert!(out[5] > 200, "V (red difference) high: {out:?}");
+        to_i420(Layout::Rgb888, &[&p], 6, 2, 2, &mut out);
+        assert!(out[4] > 200, "U (blue difference) high: {out:?}");
+    }
+
+    #[test]
+    fn planar_and_semi_planar_yuv_unpack_with_stride() {
+        // 2x2, stride 4: Y rows [1,2,_,_] [3,4,_,_]; U at 8 (stride 2): [5,_]; V at 10: [6,_].
+        let p = [1, 2, 0, 0, 3, 4, 0, 0, 5, 0, 6, 0];
+        let mut out = Vec::new();
+        to_i420(Layout::Yuv420, &[&p], 4, 2, 2, &mut out);
+        assert_eq!(out, [1, 2, 3, 4, 5, 6]);
+        let nv12 = [1, 2, 0, 0, 3, 4, 0, 0, 5, 6, 0, 0];
+        to_i420(Layout::Nv12, &[&nv12], 4, 2, 2, &mut out);
+        assert_eq!(out, [1, 2, 3, 4, 5, 6]);
+        let yuyv = [1, 5, 2, 6, 3, 7, 4, 8];
+        to_i420(Layout::Yuyv, &[&yuyv], 4, 2, 2, &mut out);
+        assert_eq!(out, [1, 2, 3, 4, 5, 6]);
+    }
+}
