@@ -291,6 +291,8 @@ impl Node {
             let _ = std::fs::remove_dir_all(&dir);
             ApiError::internal(e)
         })?;
+        // The last take's problem was about that take; this one starts with a clean slate.
+        lock(&self.inner).problem = None;
         tracing::info!(take = %req.take, start_at_ns = req.start_at_ns, "take armed");
         let active = Some(handle);
         Ok(self.reply(&req.command_id, &active))
