@@ -77,6 +77,8 @@ pub struct Node {
     stats: Vec<CameraStats>,
     active: RwLock<Option<Arc<TakeHandle>>>,
     inner: Mutex<Inner>,
+    /// Commands run one at a time: two STARTs racing must not both find the node idle.
+    command_lock: Mutex<()>,
     progress: Progress,
 }
 
@@ -198,6 +200,7 @@ impl Node {
         command_id: &str,
         run: impl FnOnce() -> Result<CommandReply, ApiError>,
     ) -> (StatusCode, serde_json::Value) {
+        let _one_at_a_time = lock(&self.command_lock);
         if let Some(answer) = lock(&self.inner).replies.get(command_id) {
             return answer.clone();
         }
@@ -492,6 +495,7 @@ pub async fn run(
             recovered: recovered.clone(),
             ..Inner::default()
         }),
+        command_lock: Mutex::new(()),
         progress: Progress::new(),
         config,
     });
