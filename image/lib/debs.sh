@@ -20,6 +20,8 @@ build_debs() {
 	shift 2
 	local target
 	target=$(rust_target "$arch")
+	mkdir -p "$outdir"
+	[ $# -gt 0 ] || return 0
 	ensure_cargo_deb
 	if [ "$arch" = arm64 ]; then
 		need aarch64-linux-gnu-gcc gcc-aarch64-linux-gnu
