@@ -341,7 +341,7 @@ impl Rig {
                 // Recording our take: whatever we thought before (a link that dropped for a
                 // few seconds looks like a lost node), it is recording.
                 Some(s) if ours && s.state == NodeState::Recording => {
-                    (node.state != node_state::RECORDING).then(|| (node_state::RECORDING, None))
+                    (node.state != node_state::RECORDING).then_some((node_state::RECORDING, None))
                 }
                 Some(_) if ours => None,
                 _ if node.state == node_state::FAILED => None,
