@@ -19,6 +19,8 @@ use crate::views::{MarkTake, MarkerNodeView, MarkerView, NodeFailure, StartTake,
 pub const MAX_NOTE_CHARS: usize = 500;
 /// A node not recording its take this long after START's instant has failed.
 const START_GRACE: Duration = Duration::from_secs(3);
+/// How long START waits for nodes still finishing the previous take.
+const BUSY_WAIT: Duration = Duration::from_secs(3);
 
 #[derive(Debug, thiserror::Error)]
 pub enum TakeError {
@@ -78,6 +80,15 @@ impl Rig {
             return Err(TakeError::NameUsed(name.as_str().to_owned()));
         }
         let nodes = self.fleet.nodes();
+        // Right after a STOP the nodes record until its instant and then finish the take:
+        // give them that moment instead of refusing a quick next START.
+        let deadline = std::time::Instant::now() + BUSY_WAIT;
+        while std::time::Instant::now() < deadline
+            && (0..nodes.len())
+                .any(|i| matches!(self.fleet.blocker(i, &self.config), Some(Blocker::Busy(_))))
+        {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
         let mut refusals = Vec::new();
         let mut overridden = Vec::new();
         for i in 0..nodes.len() {
@@ -91,6 +102,9 @@ impl Rig {
                     refusals.push(format!("{m}; wait for the clock, or override"))
                 }
                 Some(Blocker::Clock(m)) => overridden.push(m),
+                Some(Blocker::Busy(m)) => {
+                    refusals.push(format!("{m}; stop it or wait until it finishes"))
+                }
             }
         }
         if !refusals.is_empty() {
@@ -238,10 +252,12 @@ impl Rig {
             stop_at_ns: stop_at,
             command_id: new_command_id(),
         };
+        // Nodes we lost during the take get the STOP too: one that is back and still
+        // recording must not record forever.
         let targets: Vec<_> = take
             .nodes
             .iter()
-            .filter(|n| is_active(&n.state))
+            .filter(|n| was_armed(&n.state))
             .filter_map(|n| self.fleet.by_address(&n.address).map(|slot| (n, slot)))
             .collect();
         let replies = join_all(targets.iter().map(|(_, n)| n.client.stop(&request))).await;
@@ -262,6 +278,8 @@ impl Rig {
                     self.store
                         .set_node_state(take.id, &node.address, node_state::STOPPED, None)?
                 }
+                // A node already lost keeps the reason it was lost for.
+                Err(_) if node.state == node_state::FAILED => {}
                 Err(e) => self.store.set_node_state(
                     take.id,
                     &node.address,
@@ -288,10 +306,6 @@ impl Rig {
         let Some(take) = self.store.current_take()? else {
             return Ok(());
         };
-        if !self.fleet.settled() {
-            // Just started: no node has had the chance to answer yet.
-            return Ok(());
-        }
         let now = now_unix_ns();
         let mut changed = false;
         if take.state == take_state::STARTING {
@@ -300,42 +314,49 @@ impl Rig {
             self.store.set_take_state(take.id, take_state::RECORDING)?;
             changed = true;
         }
-        for node in take.nodes.iter().filter(|n| is_active(&n.state)) {
+        for node in take.nodes.iter().filter(|n| was_armed(&n.state)) {
             let Some(index) = self
                 .fleet
                 .nodes()
                 .iter()
                 .position(|s| s.config.address == node.address)
             else {
-                self.store.set_node_state(
-                    take.id,
-                    &node.address,
-                    node_state::FAILED,
-                    Some("node is no longer in the controller's configuration"),
-                )?;
-                changed = true;
+                if node.state != node_state::FAILED {
+                    self.store.set_node_state(
+                        take.id,
+                        &node.address,
+                        node_state::FAILED,
+                        Some("node is no longer in the controller's configuration"),
+                    )?;
+                    changed = true;
+                }
                 continue;
             };
-            let verdict = match self.fleet.status(index) {
-                None => Some(format!(
-                    "node stopped answering during the take ({})",
-                    self.fleet
-                        .view(index, &self.config)
-                        .error
-                        .unwrap_or_else(|| "no answer".into())
-                )),
-                Some(s) if s.take.as_ref().map(TakeName::as_str) == Some(take.name.as_str()) => {
-                    if s.state == NodeState::Recording && node.state == node_state::ARMED {
-                        self.store.set_node_state(
-                            take.id,
-                            &node.address,
-                            node_state::RECORDING,
-                            None,
-                        )?;
-                        changed = true;
-                    }
-                    None
+            let status = self.fleet.status(index);
+            let ours = status.as_ref().is_some_and(|s| {
+                s.take.as_ref().map(TakeName::as_str) == Some(take.name.as_str())
+                    && s.state != NodeState::Idle
+            });
+            let new_state = match &status {
+                // Recording our take: whatever we thought before (a link that dropped for a
+                // few seconds looks like a lost node), it is recording.
+                Some(s) if ours && s.state == NodeState::Recording => {
+                    (node.state != node_state::RECORDING).then_some((node_state::RECORDING, None))
                 }
+                Some(_) if ours => None,
+                _ if node.state == node_state::FAILED => None,
+                // Just started: no node has had the chance to answer yet.
+                None if !self.fleet.settled() => None,
+                None => Some((
+                    node_state::FAILED,
+                    Some(format!(
+                        "node stopped answering during the take ({})",
+                        self.fleet
+                            .view(index, &self.config)
+                            .error
+                            .unwrap_or_else(|| "no answer".into())
+                    )),
+                )),
                 Some(s) if now > take.start_at_ns + START_GRACE.as_nanos() as i64 => {
                     let why = s
                         .last_take
@@ -345,23 +366,30 @@ impl Rig {
                         .map(|r| format!("it ended the take itself ({r:?})"))
                         .or(s.problem.clone())
                         .unwrap_or_else(|| format!("it is {:?}", s.state).to_lowercase());
-                    Some(format!("node is no longer recording this take: {why}"))
+                    Some((
+                        node_state::FAILED,
+                        Some(format!("node is no longer recording this take: {why}")),
+                    ))
                 }
                 Some(_) => None,
             };
-            if let Some(reason) = verdict {
-                tracing::warn!(
-                    take = take.name,
-                    node = node.address,
-                    reason,
-                    "node lost from take"
-                );
-                self.store.set_node_state(
-                    take.id,
-                    &node.address,
-                    node_state::FAILED,
-                    Some(&reason),
-                )?;
+            if let Some((state, reason)) = new_state {
+                if state == node_state::FAILED {
+                    tracing::warn!(
+                        take = take.name,
+                        node = node.address,
+                        reason,
+                        "node lost from take"
+                    );
+                } else {
+                    tracing::info!(
+                        take = take.name,
+                        node = node.address,
+                        "node recording the take"
+                    );
+                }
+                self.store
+                    .set_node_state(take.id, &node.address, state, reason.as_deref())?;
                 changed = true;
             }
         }
@@ -374,4 +402,9 @@ impl Rig {
 
 fn is_active(state: &str) -> bool {
     state == node_state::ARMED || state == node_state::RECORDING
+}
+
+/// Armed at START: the node may hold a recording of the take, even if we lost it since.
+fn was_armed(state: &str) -> bool {
+    is_active(state) || state == node_state::FAILED
 }
