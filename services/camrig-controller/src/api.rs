@@ -243,3 +243,156 @@ async fn ui_css() -> Response {
     )
         .into_response()
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use axum::body::Body;
+    use axum::http::Request;
+    use futures_util::StreamExt;
+    use tower::ServiceExt;
+
+    use super::*;
+    use crate::config::Config;
+    use crate::take_store::Store;
+
+    /// A rig whose one node never answers (nothing listens on port 9), without background
+    /// tasks: what the handlers do on their own.
+    fn rig(dir: &Path) -> Arc<Rig> {
+        let config = Config::parse(
+            &format!(
+                "token = \"t\"\ndata_dir = \"{}\"\n[[node]]\naddress = \"127.0.0.1\"\nport = 9\nrsync_source = \"/nonexistent\"\n",
+                dir.display()
+            ),
+            Path::new("test.toml"),
+        )
+        .unwrap();
+        let store = Store::open(&dir.join("takes.sqlite3")).unwrap();
+        Rig::new(config, store)
+    }
+
+    async fn call(
+        rig: &Arc<Rig>,
+        method: &str,
+        uri: &str,
+        body: Option<&str>,
+    ) -> (StatusCode, String, String) {
+        let mut req = Request::builder().method(method).uri(uri);
+        if body.is_some() {
+            req = req.header("content-type", "application/json");
+        }
+        let req = req
+            .body(Body::from(body.unwrap_or_default().to_owned()))
+            .unwrap();
+        let resp = router(rig.clone()).oneshot(req).await.unwrap();
+        let status = resp.status();
+        let ctype = resp
+            .headers()
+            .get("content-type")
+            .map(|v| v.to_str().unwrap().to_owned())
+            .unwrap_or_default();
+        let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        (status, ctype, String::from_utf8_lossy(&bytes).into_owned())
+    }
+
+    fn error_of(body: &str) -> String {
+        serde_json::from_str::<crate::views::ApiErrorBody>(body)
+            .unwrap_or_else(|_| panic!("JSON error body: {body}"))
+            .error
+    }
+
+    #[tokio::test]
+    async fn serves_the_ui_and_the_rig() {
+        let dir = tempfile::tempdir().unwrap();
+        let rig = rig(dir.path());
+        let (s, ctype, html) = call(&rig, "GET", "/", None).await;
+        assert_eq!(s, StatusCode::OK);
+        assert!(ctype.starts_with("text/html"));
+        assert!(html.contains("id=\"btn-start\"") && html.contains("/app.js"));
+        assert_eq!(call(&rig, "GET", "/app.js", None).await.0, StatusCode::OK);
+        assert_eq!(
+            call(&rig, "GET", "/style.css", None).await.0,
+            StatusCode::OK
+        );
+
+        let (s, _, body) = call(&rig, "GET", "/api/rig", None).await;
+        assert_eq!(s, StatusCode::OK);
+        let view: crate::views::RigView = serde_json::from_str(&body).unwrap();
+        assert_eq!(view.state, "idle");
+        assert!(!view.nodes[0].reachable);
+        assert!(!view.start_ready);
+        assert!(view.start_blockers[0].contains("127.0.0.1"));
+        assert_eq!(call(&rig, "GET", "/api/takes", None).await.2, "[]");
+    }
+
+    #[tokio::test]
+    async fn bad_requests_get_json_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let rig = rig(dir.path());
+        let (s, _, body) = call(&rig, "POST", "/api/takes", Some(r#"{"name":"a/b"}"#)).await;
+        assert_eq!(s, StatusCode::BAD_REQUEST);
+        assert!(error_of(&body).contains("1-64 characters"), "{body}");
+
+        let (s, _, body) = call(&rig, "POST", "/api/takes", Some("{")).await;
+        assert_eq!(s, StatusCode::BAD_REQUEST);
+        assert!(error_of(&body).starts_with("bad JSON body"), "{body}");
+
+        let big = format!("{{\"name\":\"{}\"}}", "x".repeat(MAX_BODY_BYTES));
+        let (s, _, body) = call(&rig, "POST", "/api/takes", Some(&big)).await;
+        assert_eq!(s, StatusCode::PAYLOAD_TOO_LARGE, "{body}");
+
+        let (s, _, body) = call(&rig, "POST", "/api/takes", Some(r#"{"name":"t1"}"#)).await;
+        assert_eq!(s, StatusCode::CONFLICT);
+        let e = error_of(&body);
+        assert!(
+            e.contains("START refused") && e.contains("127.0.0.1") && e.contains("unreachable"),
+            "{e}"
+        );
+
+        for path in ["/api/takes/current/stop", "/api/takes/current/mark"] {
+            let (s, _, body) = call(&rig, "POST", path, Some("{}")).await;
+            assert_eq!(s, StatusCode::CONFLICT, "{path}");
+            assert!(error_of(&body).contains("no take is recording"));
+        }
+        let (s, _, body) = call(&rig, "GET", "/api/takes/t1", None).await;
+        assert_eq!(s, StatusCode::NOT_FOUND);
+        assert!(error_of(&body).contains("no take named"));
+        let (s, _, _) = call(&rig, "POST", "/api/takes/t1/download", None).await;
+        assert_eq!(s, StatusCode::NOT_FOUND);
+        let (s, _, _) = call(&rig, "GET", "/api/nodes/1/cameras/1/preview.jpg", None).await;
+        assert_eq!(s, StatusCode::NOT_FOUND);
+        let (s, _, body) = call(&rig, "GET", "/api/nodes/0/cameras/1/preview.jpg", None).await;
+        assert_eq!(s, StatusCode::BAD_GATEWAY);
+        assert!(error_of(&body).contains("127.0.0.1"));
+        let (s, _, body) = call(&rig, "GET", "/api/bogus", None).await;
+        assert_eq!(s, StatusCode::NOT_FOUND);
+        assert!(error_of(&body).contains("API.md"));
+        assert!(
+            rig.store.list_takes().unwrap().is_empty(),
+            "nothing was recorded"
+        );
+    }
+
+    #[tokio::test]
+    async fn events_stream_starts_with_rig_and_takes() {
+        let dir = tempfile::tempdir().unwrap();
+        let rig = rig(dir.path());
+        let req = Request::builder()
+            .uri("/api/events")
+            .body(Body::empty())
+            .unwrap();
+        let resp = router(rig.clone()).oneshot(req).await.unwrap();
+        assert_eq!(resp.status(), StatusCode::OK);
+        assert_eq!(resp.headers()["content-type"], "text/event-stream");
+        let mut stream = resp.into_body().into_data_stream();
+        let mut text = String::new();
+        while !(text.contains("event: rig") && text.contains("event: takes")) {
+            let chunk = stream.next().await.unwrap().unwrap();
+            text.push_str(&String::from_utf8_lossy(&chunk));
+        }
+        assert!(text.contains("\"state\":\"idle\""), "{text}");
+    }
+}

@@ -238,10 +238,12 @@ impl Rig {
             stop_at_ns: stop_at,
             command_id: new_command_id(),
         };
+        // Nodes we lost during the take get the STOP too: one that is back and still
+        // recording must not record forever.
         let targets: Vec<_> = take
             .nodes
             .iter()
-            .filter(|n| is_active(&n.state))
+            .filter(|n| was_armed(&n.state))
             .filter_map(|n| self.fleet.by_address(&n.address).map(|slot| (n, slot)))
             .collect();
         let replies = join_all(targets.iter().map(|(_, n)| n.client.stop(&request))).await;
@@ -262,6 +264,8 @@ impl Rig {
                     self.store
                         .set_node_state(take.id, &node.address, node_state::STOPPED, None)?
                 }
+                // A node already lost keeps the reason it was lost for.
+                Err(_) if node.state == node_state::FAILED => {}
                 Err(e) => self.store.set_node_state(
                     take.id,
                     &node.address,
@@ -300,42 +304,47 @@ impl Rig {
             self.store.set_take_state(take.id, take_state::RECORDING)?;
             changed = true;
         }
-        for node in take.nodes.iter().filter(|n| is_active(&n.state)) {
+        for node in take.nodes.iter().filter(|n| was_armed(&n.state)) {
             let Some(index) = self
                 .fleet
                 .nodes()
                 .iter()
                 .position(|s| s.config.address == node.address)
             else {
-                self.store.set_node_state(
-                    take.id,
-                    &node.address,
-                    node_state::FAILED,
-                    Some("node is no longer in the controller's configuration"),
-                )?;
-                changed = true;
+                if node.state != node_state::FAILED {
+                    self.store.set_node_state(
+                        take.id,
+                        &node.address,
+                        node_state::FAILED,
+                        Some("node is no longer in the controller's configuration"),
+                    )?;
+                    changed = true;
+                }
                 continue;
             };
-            let verdict = match self.fleet.status(index) {
-                None => Some(format!(
-                    "node stopped answering during the take ({})",
-                    self.fleet
-                        .view(index, &self.config)
-                        .error
-                        .unwrap_or_else(|| "no answer".into())
-                )),
-                Some(s) if s.take.as_ref().map(TakeName::as_str) == Some(take.name.as_str()) => {
-                    if s.state == NodeState::Recording && node.state == node_state::ARMED {
-                        self.store.set_node_state(
-                            take.id,
-                            &node.address,
-                            node_state::RECORDING,
-                            None,
-                        )?;
-                        changed = true;
-                    }
-                    None
+            let status = self.fleet.status(index);
+            let ours = status.as_ref().is_some_and(|s| {
+                s.take.as_ref().map(TakeName::as_str) == Some(take.name.as_str())
+                    && s.state != NodeState::Idle
+            });
+            let new_state = match &status {
+                // Recording our take: whatever we thought before (a link that dropped for a
+                // few seconds looks like a lost node), it is recording.
+                Some(s) if ours && s.state == NodeState::Recording => {
+                    (node.state != node_state::RECORDING).then(|| (node_state::RECORDING, None))
                 }
+                Some(_) if ours => None,
+                _ if node.state == node_state::FAILED => None,
+                None => Some((
+                    node_state::FAILED,
+                    Some(format!(
+                        "node stopped answering during the take ({})",
+                        self.fleet
+                            .view(index, &self.config)
+                            .error
+                            .unwrap_or_else(|| "no answer".into())
+                    )),
+                )),
                 Some(s) if now > take.start_at_ns + START_GRACE.as_nanos() as i64 => {
                     let why = s
                         .last_take
@@ -345,23 +354,30 @@ impl Rig {
                         .map(|r| format!("it ended the take itself ({r:?})"))
                         .or(s.problem.clone())
                         .unwrap_or_else(|| format!("it is {:?}", s.state).to_lowercase());
-                    Some(format!("node is no longer recording this take: {why}"))
+                    Some((
+                        node_state::FAILED,
+                        Some(format!("node is no longer recording this take: {why}")),
+                    ))
                 }
                 Some(_) => None,
             };
-            if let Some(reason) = verdict {
-                tracing::warn!(
-                    take = take.name,
-                    node = node.address,
-                    reason,
-                    "node lost from take"
-                );
-                self.store.set_node_state(
-                    take.id,
-                    &node.address,
-                    node_state::FAILED,
-                    Some(&reason),
-                )?;
+            if let Some((state, reason)) = new_state {
+                if state == node_state::FAILED {
+                    tracing::warn!(
+                        take = take.name,
+                        node = node.address,
+                        reason,
+                        "node lost from take"
+                    );
+                } else {
+                    tracing::info!(
+                        take = take.name,
+                        node = node.address,
+                        "node recording the take"
+                    );
+                }
+                self.store
+                    .set_node_state(take.id, &node.address, state, reason.as_deref())?;
                 changed = true;
             }
         }
@@ -374,4 +390,9 @@ impl Rig {
 
 fn is_active(state: &str) -> bool {
     state == node_state::ARMED || state == node_state::RECORDING
+}
+
+/// Armed at START: the node may hold a recording of the take, even if we lost it since.
+fn was_armed(state: &str) -> bool {
+    is_active(state) || state == node_state::FAILED
 }
