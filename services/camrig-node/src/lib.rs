@@ -1,1 +1,44 @@
-//! camrig-node: the recording service on every camera Pi (being built in issue 2).
+//! camrig-node: the recording service on every camera Pi.
+//!
+//! Frames flow `capture` → [`node`] (routing, state) → [`take_recorder`] (selection,
+//! [`encoder`], [`segment_writer`]) → disk; [`http_api`] drives it; [`recovery`] finalises
+//! what a crash interrupted.
+//!
+//! - [`config`]: the TOML config and command-line overrides, validated with key names.
+//! - [`capture`]: the camera backend seam (trait, frame type); [`synthetic_camera`] and
+//!   [`test_pattern`] implement it for any PC.
+//! - [`encoder`]: MJPEG and software H.264 behind one trait.
+//! - [`frame_selection`]: start/stop windows, segment grid, drop counting, marker mapping.
+//! - [`segment_writer`]: one segment's files, hashed while written, all-or-nothing frames.
+//! - [`take_recorder`]: per-camera writer threads and the take's manifest and markers.
+//! - [`markers`]: the markers file format.
+//! - [`access_units`]: counting whole frames in recorded streams (recovery).
+//! - [`recovery`]: finalising takes a crash left in `recording` state.
+//! - [`take_listing`]: the takes and manifests on disk.
+//! - [`node`]: the service itself: state machine, status loop, shutdown, [`run`].
+//! - [`http_api`]: the `/v1` API and its error type.
+//! - [`preview`]: small JPEG stills of the latest frame.
+//! - [`status_line`]: the STATUS= line.
+//! - [`disk_space`], [`clock_health`]: free space and the kernel's NTP state.
+
+pub mod access_units;
+pub mod capture;
+pub mod clock_health;
+pub mod config;
+pub mod disk_space;
+pub mod encoder;
+pub mod frame_selection;
+pub mod http_api;
+pub mod markers;
+pub mod node;
+pub mod preview;
+pub mod recovery;
+pub mod segment_writer;
+pub mod status_line;
+pub mod synthetic_camera;
+pub mod take_listing;
+pub mod take_recorder;
+pub mod test_pattern;
+
+pub use config::NodeConfig;
+pub use node::run;

@@ -1,0 +1,322 @@
+//! The node's configuration: the TOML file (`node.example.toml` documents every key), the
+//! command-line overrides, and validation that names the offending key.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use camrig_protocol::naming::Codec;
+
+/// Where the appliance images put the config.
+pub const DEFAULT_CONFIG_PATH: &str = "/etc/camrig/node.toml";
+
+#[derive(Clone, Debug, PartialEq, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NodeConfig {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    pub name: String,
+    pub token: String,
+    pub token_file: String,
+    pub auth: bool,
+    pub standalone: bool,
+    pub recording: RecordingConfig,
+    pub camera: CameraConfig,
+    pub synthetic: SyntheticConfig,
+}
+
+#[derive(Clone, Debug, PartialEq, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RecordingConfig {
+    pub codec: Codec,
+    pub standalone_codec: Codec,
+    pub segment_seconds: u32,
+    pub min_free_mb: u64,
+    pub h264_bitrate_kbps: u32,
+    pub mjpeg_quality: u8,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CameraSource {
+    Libcamera,
+    Synthetic,
+}
+
+#[derive(Clone, Debug, PartialEq, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CameraConfig {
+    pub source: CameraSource,
+    pub count: usize,
+    pub width: u32,
+    pub height: u32,
+    pub fps: f64,
+}
+
+#[derive(Clone, Debug, PartialEq, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SyntheticConfig {
+    pub drift_ppm: f64,
+    pub jitter_us: u64,
+    pub drop_every: u64,
+}
+
+impl Default for NodeConfig {
+    fn default() -> Self {
+        NodeConfig {
+            listen: SocketAddr::from(([0, 0, 0, 0], camrig_protocol::api::NODE_API_PORT)),
+            data_dir: PathBuf::from("/var/lib/camrig"),
+            name: String::new(),
+            token: String::new(),
+            token_file: String::new(),
+            auth: true,
+            standalone: false,
+            recording: RecordingConfig::default(),
+            camera: CameraConfig::default(),
+            synthetic: SyntheticConfig::default(),
+        }
+    }
+}
+
+impl Default for RecordingConfig {
+    fn default() -> Self {
+        RecordingConfig {
+            codec: Codec::H264,
+            standalone_codec: Codec::Mjpeg,
+            segment_seconds: 60,
+            min_free_mb: 1024,
+            h264_bitrate_kbps: 8000,
+            mjpeg_quality: 85,
+        }
+    }
+}
+
+impl Default for CameraConfig {
+    fn default() -> Self {
+        CameraConfig {
+            source: CameraSource::Libcamera,
+            count: 1,
+            width: 1280,
+            height: 720,
+            fps: 30.0,
+        }
+    }
+}
+
+impl Default for SyntheticConfig {
+    fn default() -> Self {
+        SyntheticConfig {
+            drift_ppm: 0.0,
+            jitter_us: 0,
+            drop_every: 0,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path}: {message}")]
+    Syntax { path: PathBuf, message: String },
+    #[error("config key `{key}`: {problem}")]
+    Invalid { key: &'static str, problem: String },
+    #[error("config key `token_file`: cannot read {path}: {source}")]
+    TokenFile {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+fn invalid(key: &'static str, problem: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key,
+        problem: problem.into(),
+    }
+}
+
+impl NodeConfig {
+    /// Parses the TOML text of a config file (pure; `path` only names it in errors).
+    pub fn parse(text: &str, path: &Path) -> Result<NodeConfig, ConfigError> {
+        let config: NodeConfig = toml::from_str(text).map_err(|e| ConfigError::Syntax {
+            path: path.to_owned(),
+            message: e.to_string().trim_end().replace('\n', " "),
+        })?;
+        Ok(config)
+    }
+
+    /// Reads and parses a config file.
+    pub fn load(path: &Path) -> Result<NodeConfig, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        NodeConfig::parse(&text, path)
+    }
+
+    /// Checks values serde cannot: ranges and combinations.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let c = &self.camera;
+        if !(1..=2).contains(&c.count) {
+            return Err(invalid(
+                "camera.count",
+                format!("{} cameras; a node has 1 or 2", c.count),
+            ));
+        }
+        if c.width < 16
+            || c.height < 16
+            || !c.width.is_multiple_of(2)
+            || !c.height.is_multiple_of(2)
+            || c.width > 8192
+            || c.height > 8192
+        {
+            return Err(invalid(
+                "camera.width/camera.height",
+                format!(
+                    "{}x{} is not an even size between 16 and 8192",
+                    c.width, c.height
+                ),
+            ));
+        }
+        if !(c.fps > 0.0 && c.fps <= 240.0) {
+            return Err(invalid(
+                "camera.fps",
+                format!("{} is not between 0 and 240", c.fps),
+            ));
+        }
+        let r = &self.recording;
+        if r.segment_seconds == 0 {
+            return Err(invalid("recording.segment_seconds", "must be at least 1"));
+        }
+        if !(1..=100).contains(&r.mjpeg_quality) {
+            return Err(invalid(
+                "recording.mjpeg_quality",
+                format!("{} is not 1-100", r.mjpeg_quality),
+            ));
+        }
+        if r.h264_bitrate_kbps == 0 {
+            return Err(invalid("recording.h264_bitrate_kbps", "must be above 0"));
+        }
+        if !self.synthetic.drift_ppm.is_finite() || self.synthetic.drift_ppm.abs() > 100_000.0 {
+            return Err(invalid("synthetic.drift_ppm", "must be within ±100000"));
+        }
+        if self.auth && !self.token.is_empty() && !self.token_file.is_empty() {
+            return Err(invalid("token", "give token or token_file, not both"));
+        }
+        if self.auth && self.token.is_empty() && self.token_file.is_empty() {
+            return Err(invalid(
+                "token",
+                "no rig token: set token or token_file (or auth = false on a closed bench)",
+            ));
+        }
+        Ok(())
+    }
+
+    /// The bearer token requests must carry, `None` when auth is off. Reads `token_file`.
+    pub fn resolve_token(&self) -> Result<Option<String>, ConfigError> {
+        if !self.auth {
+            return Ok(None);
+        }
+        if !self.token.is_empty() {
+            return Ok(Some(self.token.clone()));
+        }
+        let path = PathBuf::from(&self.token_file);
+        let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::TokenFile {
+            path: path.clone(),
+            source,
+        })?;
+        let token = text.trim().to_owned();
+        if token.is_empty() {
+            return Err(invalid(
+                "token_file",
+                format!("{} is empty", path.display()),
+            ));
+        }
+        Ok(Some(token))
+    }
+
+    pub fn recordings_dir(&self) -> PathBuf {
+        self.data_dir.join("recordings")
+    }
+
+    pub fn min_free_bytes(&self) -> u64 {
+        self.recording.min_free_mb * 1024 * 1024
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<NodeConfig, ConfigError> {
+        NodeConfig::parse(text, Path::new("node.toml"))
+    }
+
+    #[test]
+    fn the_shipped_example_is_the_defaults() {
+        let example = include_str!("../node.example.toml");
+        let parsed = parse(example).unwrap();
+        assert_eq!(parsed, NodeConfig::default());
+    }
+
+    #[test]
+    fn empty_file_gives_defaults() {
+        let c = parse("").unwrap();
+        assert_eq!(c.recording.segment_seconds, 60);
+        assert_eq!(c.recording.codec, Codec::H264);
+        assert_eq!(c.recording.standalone_codec, Codec::Mjpeg);
+        assert_eq!(c.camera.source, CameraSource::Libcamera);
+        assert_eq!(c.listen.port(), 8081);
+    }
+
+    #[test]
+    fn unknown_keys_are_named() {
+        let err = parse("[recording]\nsegment_secs = 5\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("segment_secs"), "{err}");
+        let err = parse("colour = 1\n").unwrap_err().to_string();
+        assert!(err.contains("colour"), "{err}");
+    }
+
+    #[test]
+    fn bad_values_are_named() {
+        let err = parse("[recording]\ncodec = \"vp9\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("vp9") && err.contains("codec"), "{err}");
+        let err = parse("[camera]\nsource = \"usb\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("usb"), "{err}");
+        let c = parse("token = \"t\"\n[camera]\ncount = 3\n").unwrap();
+        let err = c.validate().unwrap_err().to_string();
+        assert!(err.contains("camera.count"), "{err}");
+        let c = parse("token = \"t\"\n[camera]\nwidth = 641\n").unwrap();
+        assert!(c
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("camera.width"));
+        let c = parse("token = \"t\"\n[recording]\nmjpeg_quality = 0\n").unwrap();
+        assert!(c
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("mjpeg_quality"));
+    }
+
+    #[test]
+    fn a_token_is_required_unless_auth_is_off() {
+        let c = parse("").unwrap();
+        assert!(c.validate().unwrap_err().to_string().contains("`token`"));
+        let c = parse("auth = false\n").unwrap();
+        c.validate().unwrap();
+        assert_eq!(c.resolve_token().unwrap(), None);
+        let c = parse("token = \"s3cret\"\n").unwrap();
+        c.validate().unwrap();
+        assert_eq!(c.resolve_token().unwrap().as_deref(), Some("s3cret"));
+    }
+}

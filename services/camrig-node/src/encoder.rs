@@ -1,0 +1,212 @@
+//! Video encoders behind one trait: MJPEG (one baseline JPEG per frame, `jpeg-encoder`) and
+//! software H.264 (OpenH264, Annex-B with SPS/PPS before every IDR). A hardware encoder
+//! (V4L2 M2M on a Pi 4) plugs in behind the same [`FrameEncoder`].
+
+use camrig_protocol::naming::Codec;
+use jpeg_encoder::{Encoder as JpegEncoder, JpegColorType, SamplingFactor};
+use openh264::encoder::{
+    BitRate, Encoder as H264Encoder, EncoderConfig, FrameRate, FrameType, IntraFramePeriod,
+    RateControlMode, UsageType,
+};
+use openh264::formats::YUVSlices;
+use openh264::OpenH264API;
+
+use crate::capture::Frame;
+
+#[derive(Debug, thiserror::Error)]
+pub enum EncodeError {
+    #[error("jpeg encoding failed: {0}")]
+    Jpeg(#[from] jpeg_encoder::EncodingError),
+    #[error("h264 encoding failed: {0}")]
+    H264(#[from] openh264::Error),
+    #[error("h264 encoder produced no picture for a frame")]
+    H264Skipped,
+}
+
+/// Encodes frames one by one into a byte stream that can be concatenated into a file.
+pub trait FrameEncoder: Send {
+    /// Appends the encoded frame to `out`. `key` asks for a frame that decodes alone (the
+    /// first of a segment); for H.264 it carries SPS/PPS too.
+    fn encode(&mut self, frame: &Frame, key: bool, out: &mut Vec<u8>) -> Result<(), EncodeError>;
+}
+
+#[derive(Clone, Copy, Debug)]
+pub struct EncoderSettings {
+    pub codec: Codec,
+    pub mjpeg_quality: u8,
+    pub h264_bitrate_kbps: u32,
+    pub fps: f64,
+}
+
+pub fn new_encoder(settings: EncoderSettings) -> Result<Box<dyn FrameEncoder>, EncodeError> {
+    Ok(match settings.codec {
+        Codec::Mjpeg => Box::new(MjpegEncoder {
+            quality: settings.mjpeg_quality,
+        }),
+        Codec::H264 => Box::new(SoftH264Encoder::new(settings)?),
+    })
+}
+
+pub struct MjpegEncoder {
+    pub quality: u8,
+}
+
+impl FrameEncoder for MjpegEncoder {
+    fn encode(&mut self, frame: &Frame, _key: bool, out: &mut Vec<u8>) -> Result<(), EncodeError> {
+        encode_jpeg(&I420Image::of(frame), self.quality, out)
+    }
+}
+
+/// Encodes an I420 image as a 4:2:0 baseline JPEG.
+pub fn encode_jpeg(
+    image: &I420Image<'_>,
+    quality: u8,
+    out: &mut Vec<u8>,
+) -> Result<(), EncodeError> {
+    let mut enc = JpegEncoder::new(out, quality);
+    enc.set_sampling_factor(SamplingFactor::F_2_2);
+    enc.encode_image(image.clone())?;
+    Ok(())
+}
+
+/// An I420 picture borrowed for the JPEG encoder (which asks for full-resolution rows and
+/// subsamples them again itself).
+#[derive(Clone)]
+pub struct I420Image<'a> {
+    pub width: usize,
+    pub height: usize,
+    pub y: &'a [u8],
+    pub u: &'a [u8],
+    pub v: &'a [u8],
+}
+
+impl<'a> I420Image<'a> {
+    pub fn of(frame: &'a Frame) -> I420Image<'a> {
+        let (y, u, v) = frame.planes();
+        I420Image {
+            width: frame.width as usize,
+            height: frame.height as usize,
+            y,
+            u,
+            v,
+        }
+    }
+}
+
+impl jpeg_encoder::ImageBuffer for I420Image<'_> {
+    fn get_jpeg_color_type(&self) -> JpegColorType {
+        JpegColorType::Ycbcr
+    }
+
+    fn width(&self) -> u16 {
+        self.width as u16
+    }
+
+    fn height(&self) -> u16 {
+        self.height as u16
+    }
+
+    fn fill_buffers(&self, row: u16, buffers: &mut [Vec<u8>; 4]) {
+        let row = row as usize;
+        let cw = self.width / 2;
+        buffers[0].extend_from_slice(&self.y[row * self.width..(row + 1) * self.width]);
+        let c_row = (row / 2) * cw;
+        for x in 0..self.width {
+            let i = c_row + (x / 2).min(cw - 1);
+            buffers[1].push(self.u[i]);
+            buffers[2].push(self.v[i]);
+        }
+    }
+}
+
+pub struct SoftH264Encoder {
+    inner: H264Encoder,
+}
+
+impl SoftH264Encoder {
+    pub fn new(settings: EncoderSettings) -> Result<SoftH264Encoder, EncodeError> {
+        let fps = settings.fps as f32;
+        let config = EncoderConfig::new()
+            .bitrate(BitRate::from_bps(settings.h264_bitrate_kbps * 1000))
+            .max_frame_rate(FrameRate::from_hz(fps))
+            .usage_type(UsageType::CameraVideoRealTime)
+            .rate_control_mode(RateControlMode::Bitrate)
+            // Skipped frames would leave a timestamp without a picture.
+            .skip_frames(false)
+            // A key frame every second keeps files seekable and limits what a damaged
+            // byte can spoil; segment starts force one anyway.
+            .intra_frame_period(IntraFramePeriod::from_num_frames(
+                settings.fps.round().max(1.0) as u32,
+            ))
+            .num_threads(1);
+        let inner = H264Encoder::with_api_config(OpenH264API::from_source(), config)?;
+        Ok(SoftH264Encoder { inner })
+    }
+}
+
+impl FrameEncoder for SoftH264Encoder {
+    fn encode(&mut self, frame: &Frame, key: bool, out: &mut Vec<u8>) -> Result<(), EncodeError> {
+        let w = frame.width as usize;
+        let h = frame.height as usize;
+        let (y, u, v) = frame.planes();
+        let src = YUVSlices::new((y, u, v), (w, h), (w, w / 2, w / 2));
+        if key {
+            self.inner.force_intra_frame();
+        }
+        let stream = self.inner.encode(&src)?;
+        if matches!(stream.frame_type(), FrameType::Skip | FrameType::Invalid) {
+            return Err(EncodeError::H264Skipped);
+        }
+        stream.write_vec(out);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(w: u32, h: u32) -> Frame {
+        let mut p = crate::test_pattern::TestPattern::new(w, h, 0, "cam1");
+        Frame {
+            camera: 0,
+            sequence: 0,
+            timestamp_ns: 0,
+            width: w,
+            height: h,
+            i420: p.render(0, 0),
+        }
+    }
+
+    #[test]
+    fn mjpeg_frames_are_whole_jpegs() {
+        let mut e = MjpegEncoder { quality: 80 };
+        let mut out = Vec::new();
+        e.encode(&frame(64, 48), true, &mut out).unwrap();
+        assert_eq!(&out[..2], &[0xFF, 0xD8]);
+        assert_eq!(&out[out.len() - 2..], &[0xFF, 0xD9]);
+    }
+
+    #[test]
+    fn h264_key_frames_carry_sps_and_pps() {
+        let mut e = new_encoder(EncoderSettings {
+            codec: Codec::H264,
+            mjpeg_quality: 80,
+            h264_bitrate_kbps: 500,
+            fps: 30.0,
+        })
+        .unwrap();
+        let f = frame(64, 48);
+        for i in 0..3 {
+            let mut out = Vec::new();
+            e.encode(&f, i == 2, &mut out).unwrap();
+            let types = crate::access_units::nal_types(&out);
+            if i == 0 || i == 2 {
+                assert!(
+                    types.contains(&7) && types.contains(&8) && types.contains(&5),
+                    "{types:?}"
+                );
+            }
+        }
+    }
+}

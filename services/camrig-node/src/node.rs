@@ -1,0 +1,584 @@
+//! The node service: owns the cameras, routes their frames to the running take, runs the
+//! take state machine (idle → armed → recording → idle), the once-a-second status loop
+//! (STATUS=, disk guard, fps) and the clean shutdown. [`run`] is what the binary calls.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::time::{Duration, Instant};
+
+use axum::http::StatusCode;
+use camrig_protocol::api::{
+    AbortRequest, CameraStatus, CommandReply, MarkRequest, NodeState, NodeStatus, StartRequest,
+    StopRequest, TakeOutcome,
+};
+use camrig_protocol::manifest::StopReason;
+use camrig_protocol::naming::{self, TakeFiles};
+use camrig_protocol::take_name::TakeName;
+use camrig_protocol::{now_unix_ns, UnixNanos};
+use camrig_systemd::watchdog::Progress;
+use tokio::net::TcpListener;
+
+use crate::capture::{self, CameraInfo, Frame};
+use crate::config::NodeConfig;
+use crate::encoder::EncoderSettings;
+use crate::http_api::{self, ApiError};
+use crate::take_recorder::{self, Finished, Layout, LiveCamera, TakeHandle, TakeSpec};
+use crate::{clock_health, disk_space, recovery, status_line};
+
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    #[error("cannot create the recordings directory {path}: {source}")]
+    DataDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot start the cameras: {0}")]
+    Capture(#[from] capture::CaptureError),
+    #[error("cannot start the standalone recording: {0}")]
+    Standalone(std::io::Error),
+    #[error("http server failed: {0}")]
+    Serve(std::io::Error),
+}
+
+/// Live per-camera numbers kept by the frame callback.
+#[derive(Default)]
+struct CameraStats {
+    frames: AtomicU64,
+    latest: Mutex<Option<Frame>>,
+    fps: Mutex<f64>,
+}
+
+/// Remembered answers to commands, so a repeated command_id gets the same answer.
+const REMEMBERED_COMMANDS: usize = 1024;
+
+#[derive(Default)]
+struct Inner {
+    replies: HashMap<String, (StatusCode, serde_json::Value)>,
+    reply_order: Vec<String>,
+    last_take: Option<TakeOutcome>,
+    last_live: Vec<LiveCamera>,
+    problem: Option<String>,
+    recovered: Vec<TakeName>,
+}
+
+pub struct Node {
+    pub(crate) config: NodeConfig,
+    pub(crate) token: Option<String>,
+    pub(crate) label: String,
+    pub(crate) cameras: Vec<CameraInfo>,
+    /// Set when no camera could be opened: START is refused and STATUS says so.
+    camera_problem: Option<String>,
+    stats: Vec<CameraStats>,
+    active: RwLock<Option<Arc<TakeHandle>>>,
+    inner: Mutex<Inner>,
+    /// Commands run one at a time: two STARTs racing must not both find the node idle.
+    command_lock: Mutex<()>,
+    progress: Progress,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Node {
+    fn active(&self) -> Option<Arc<TakeHandle>> {
+        self.active
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    fn set_active(&self, take: Option<Arc<TakeHandle>>) {
+        *self.active.write().unwrap_or_else(|e| e.into_inner()) = take;
+    }
+
+    /// Called on the capture threads for every frame: must not block.
+    fn on_frame(&self, frame: Frame) {
+        self.progress.tick();
+        if let Some(s) = self.stats.get(frame.camera) {
+            s.frames.fetch_add(1, Ordering::Relaxed);
+        }
+        if let Some(take) = self.active() {
+            take.offer(&frame);
+        }
+        if let Some(s) = self.stats.get(frame.camera) {
+            *lock(&s.latest) = Some(frame);
+        }
+    }
+
+    pub(crate) fn recordings_dir(&self) -> PathBuf {
+        self.config.recordings_dir()
+    }
+
+    pub(crate) fn latest_frame(&self, camera: usize) -> Option<Frame> {
+        self.stats.get(camera).and_then(|s| lock(&s.latest).clone())
+    }
+
+    fn state_of(take: &Option<Arc<TakeHandle>>) -> NodeState {
+        match take {
+            None => NodeState::Idle,
+            Some(t) if t.is_recording() => NodeState::Recording,
+            Some(_) => NodeState::Armed,
+        }
+    }
+
+    pub fn status(&self) -> NodeStatus {
+        let active = self.active();
+        let inner = lock(&self.inner);
+        let live = match &active {
+            Some(t) => t.live(),
+            None => inner.last_live.clone(),
+        };
+        let n = self.cameras.len();
+        let cameras = self
+            .cameras
+            .iter()
+            .enumerate()
+            .map(|(index, c)| {
+                let s = &self.stats[index];
+                let l = live.get(index).cloned().unwrap_or_default();
+                CameraStatus {
+                    index,
+                    label: naming::camera_label(index, n),
+                    model: c.model.clone(),
+                    mode: c.mode(),
+                    frames: s.frames.load(Ordering::Relaxed),
+                    take_frames: l.frames,
+                    fps: *lock(&s.fps),
+                    drops: l.drops,
+                    last_frame_ns: lock(&s.latest).as_ref().map(|f| f.timestamp_ns),
+                }
+            })
+            .collect();
+        let problem = self
+            .camera_problem
+            .clone()
+            .or_else(|| active.as_ref().and_then(|t| t.problem()))
+            .or_else(|| inner.problem.clone());
+        NodeStatus {
+            node: self.label.clone(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            state: Self::state_of(&active),
+            take: active.as_ref().map(|t| t.take.clone()),
+            start_at_ns: active.as_ref().map(|t| t.start_at),
+            stop_at_ns: active.as_ref().and_then(|t| t.stop_at()),
+            segment: active
+                .as_ref()
+                .and_then(|_| live.iter().filter_map(|l| l.segment).max()),
+            cameras,
+            disk_free_bytes: disk_space::free_bytes(&self.config.data_dir).unwrap_or(0),
+            disk_floor_bytes: self.config.min_free_bytes(),
+            clock: clock_health::read(),
+            standalone: self.config.standalone,
+            problem,
+            last_take: inner.last_take.clone(),
+            recovered_takes: inner.recovered.clone(),
+            now_ns: now_unix_ns(),
+        }
+    }
+
+    fn reply(&self, command_id: &str, take: &Option<Arc<TakeHandle>>) -> CommandReply {
+        CommandReply {
+            command_id: command_id.to_owned(),
+            state: Self::state_of(take),
+            take: take.as_ref().map(|t| t.take.clone()),
+            start_at_ns: take.as_ref().map(|t| t.start_at),
+            stop_at_ns: take.as_ref().and_then(|t| t.stop_at()),
+            marker_frames: Vec::new(),
+        }
+    }
+
+    /// Runs a command once per command_id; repeats get the first answer again.
+    pub(crate) fn command(
+        &self,
+        command_id: &str,
+        run: impl FnOnce() -> Result<CommandReply, ApiError>,
+    ) -> (StatusCode, serde_json::Value) {
+        let _one_at_a_time = lock(&self.command_lock);
+        if let Some(answer) = lock(&self.inner).replies.get(command_id) {
+            return answer.clone();
+        }
+        let answer = match run() {
+            Ok(reply) => (
+                StatusCode::OK,
+                serde_json::to_value(reply).expect("reply serialises"),
+            ),
+            Err(e) => (e.status, serde_json::json!({ "error": e.message })),
+        };
+        let mut inner = lock(&self.inner);
+        inner.replies.insert(command_id.to_owned(), answer.clone());
+        inner.reply_order.push(command_id.to_owned());
+        if inner.reply_order.len() > REMEMBERED_COMMANDS {
+            let old = inner.reply_order.remove(0);
+            inner.replies.remove(&old);
+        }
+        answer
+    }
+
+    pub(crate) fn start_take(
+        self: &Arc<Self>,
+        req: &StartRequest,
+    ) -> Result<CommandReply, ApiError> {
+        if let Some(p) = &self.camera_problem {
+            return Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("cannot record: {p}"),
+            ));
+        }
+        if self.config.standalone {
+            return Err(ApiError::conflict(
+                "this node runs as a standalone recorder (standalone = true) and takes no START"
+                    .into(),
+            ));
+        }
+        if let Some(t) = self.active() {
+            let state = if t.is_recording() {
+                "recording"
+            } else {
+                "armed"
+            };
+            return Err(ApiError::conflict(format!(
+                "take {} is {state}; stop or abort it before starting another",
+                t.take
+            )));
+        }
+        let dir = self.recordings_dir().join(req.take.as_str());
+        if dir.exists() {
+            return Err(ApiError::conflict(format!(
+                "take {} already exists on this node; choose a new take name (recordings are never overwritten)",
+                req.take
+            )));
+        }
+        let free = disk_space::free_bytes(&self.config.data_dir).map_err(ApiError::internal)?;
+        let floor = self.config.min_free_bytes();
+        if free < floor {
+            return Err(ApiError::new(
+                StatusCode::INSUFFICIENT_STORAGE,
+                format!(
+                    "only {} free on the data partition, {} needed (recording.min_free_mb); free some space",
+                    disk_space::human(free),
+                    disk_space::human(floor)
+                ),
+            ));
+        }
+        match std::fs::create_dir(&dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                return Err(ApiError::conflict(format!(
+                    "take {} already exists on this node",
+                    req.take
+                )))
+            }
+            Err(e) => return Err(ApiError::internal(e)),
+        }
+        let spec = TakeSpec {
+            take: req.take.clone(),
+            dir: dir.clone(),
+            node: self.label.clone(),
+            start_at: req.start_at_ns,
+            codec: self.config.recording.codec,
+            segment_seconds: self.config.recording.segment_seconds,
+            cameras: self.cameras.clone(),
+            encoder: self.encoder_settings(self.config.recording.codec),
+            min_free_bytes: floor,
+            data_dir: self.config.data_dir.clone(),
+            layout: Layout::Take(TakeFiles::new(&req.take, &self.label, req.start_at_ns)),
+        };
+        let handle = self.launch(spec).map_err(|e| {
+            let _ = std::fs::remove_dir_all(&dir);
+            ApiError::internal(e)
+        })?;
+        // The last take's problem was about that take; this one starts with a clean slate.
+        lock(&self.inner).problem = None;
+        tracing::info!(take = %req.take, start_at_ns = req.start_at_ns, "take armed");
+        let active = Some(handle);
+        Ok(self.reply(&req.command_id, &active))
+    }
+
+    fn encoder_settings(&self, codec: naming::Codec) -> EncoderSettings {
+        EncoderSettings {
+            codec,
+            mjpeg_quality: self.config.recording.mjpeg_quality,
+            h264_bitrate_kbps: self.config.recording.h264_bitrate_kbps,
+            fps: self.config.camera.fps,
+        }
+    }
+
+    fn launch(self: &Arc<Self>, spec: TakeSpec) -> std::io::Result<Arc<TakeHandle>> {
+        let weak = Arc::downgrade(self);
+        // Hold the write lock while starting so no frame sees a half-registered take.
+        let mut active = self.active.write().unwrap_or_else(|e| e.into_inner());
+        let handle = take_recorder::start(
+            spec,
+            Box::new(move |finished: Finished| {
+                if let Some(node) = weak.upgrade() {
+                    node.take_finished(finished);
+                }
+            }),
+        )?;
+        *active = Some(handle.clone());
+        Ok(handle)
+    }
+
+    fn take_finished(&self, finished: Finished) {
+        self.set_active(None);
+        let mut inner = lock(&self.inner);
+        inner.problem = finished.problem.clone();
+        inner.last_live = finished.live;
+        if !finished.removed {
+            inner.last_take = Some(finished.outcome);
+        }
+    }
+
+    pub(crate) fn stop_take(&self, req: &StopRequest) -> Result<CommandReply, ApiError> {
+        let Some(t) = self.active() else {
+            return Err(ApiError::conflict("no take is armed or recording".into()));
+        };
+        if req.stop_at_ns < t.start_at {
+            return Err(ApiError::bad_request(format!(
+                "stop_at_ns {} is before the take's start_at_ns {}",
+                req.stop_at_ns, t.start_at
+            )));
+        }
+        t.set_stop_at(req.stop_at_ns);
+        tracing::info!(take = %t.take, stop_at_ns = req.stop_at_ns, "stop scheduled");
+        Ok(self.reply(&req.command_id, &Some(t)))
+    }
+
+    pub(crate) fn mark_take(&self, req: &MarkRequest) -> Result<CommandReply, ApiError> {
+        let Some(t) = self.active() else {
+            return Err(ApiError::conflict(
+                "no take is armed or recording; MARK needs one".into(),
+            ));
+        };
+        let frames = t.mark(req.at_ns, req.note.clone());
+        let mut reply = self.reply(&req.command_id, &Some(t));
+        reply.marker_frames = frames;
+        Ok(reply)
+    }
+
+    pub(crate) fn abort_take(&self, req: &AbortRequest) -> Result<CommandReply, ApiError> {
+        let Some(t) = self.active() else {
+            return Ok(self.reply(&req.command_id, &None));
+        };
+        tracing::info!(take = %t.take, recording = t.is_recording(), "take aborted");
+        t.stop_now(StopReason::Aborted);
+        let reply = self.reply(&req.command_id, &Some(t));
+        Ok(reply)
+    }
+
+    /// Stops whatever records now and waits (bounded) until its files are final.
+    async fn stop_everything(&self, reason: StopReason) {
+        if let Some(t) = self.active() {
+            t.stop_now(reason);
+        }
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while self.active().is_some() && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        if self.active().is_some() {
+            tracing::error!("take did not finish within 20 s of shutdown");
+        }
+    }
+
+    /// Once a second: fps, disk guard, STATUS=, and the watchdog when there is no camera.
+    async fn status_loop(self: Arc<Self>) {
+        let mut ticker = tokio::time::interval(Duration::from_secs(1));
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut last: Vec<(u64, Instant)> = self
+            .stats
+            .iter()
+            .map(|s| (s.frames.load(Ordering::Relaxed), Instant::now()))
+            .collect();
+        loop {
+            ticker.tick().await;
+            for (i, s) in self.stats.iter().enumerate() {
+                let now = (s.frames.load(Ordering::Relaxed), Instant::now());
+                let dt = now.1.duration_since(last[i].1).as_secs_f64();
+                if dt > 0.0 {
+                    *lock(&s.fps) = (now.0 - last[i].0) as f64 / dt;
+                }
+                last[i] = now;
+            }
+            if let Some(t) = self.active() {
+                if t.is_recording() {
+                    if let Ok(free) = disk_space::free_bytes(&self.config.data_dir) {
+                        let floor = self.config.min_free_bytes();
+                        if free < floor {
+                            tracing::warn!(
+                                free,
+                                floor,
+                                "free space below the floor: stopping the take"
+                            );
+                            t.stop_with_problem(
+                                StopReason::DiskFull,
+                                take_recorder::disk_full_problem(free, floor),
+                            );
+                        }
+                    }
+                }
+            }
+            if self.cameras.is_empty() {
+                // Nothing produces frames, but the service is alive and says why in STATUS;
+                // restarting it in a loop would not find a camera either.
+                self.progress.tick();
+            }
+            let status = self.status();
+            camrig_systemd::notify::status(&status_line::render(&status));
+        }
+    }
+}
+
+/// The node's `<node>` label: the configured name, else its IP address.
+fn node_label(config: &NodeConfig) -> String {
+    let ip = if config.listen.ip().is_unspecified() {
+        first_lan_ipv4().unwrap_or(config.listen.ip())
+    } else {
+        config.listen.ip()
+    };
+    naming::node_label(Some(config.name.as_str()), ip)
+}
+
+fn first_lan_ipv4() -> Option<IpAddr> {
+    let addrs = nix::ifaddrs::getifaddrs().ok()?;
+    for a in addrs {
+        if let Some(sin) = a.address.as_ref().and_then(|s| s.as_sockaddr_in()) {
+            let ip = sin.ip();
+            if !ip.is_loopback() {
+                return Some(IpAddr::V4(ip));
+            }
+        }
+    }
+    None
+}
+
+/// Runs the node until `shutdown` completes, then closes every file and returns.
+pub async fn run(
+    config: NodeConfig,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), NodeError> {
+    config.validate()?;
+    let token = config.resolve_token()?;
+    let recordings = config.recordings_dir();
+    std::fs::create_dir_all(&recordings).map_err(|source| NodeError::DataDir {
+        path: recordings.clone(),
+        source,
+    })?;
+    let recovered = recovery::recover_all(&recordings);
+
+    let (mut backend, camera_problem) = match capture::open(&config) {
+        Ok(b) => (Some(b), None),
+        Err(e) => {
+            tracing::error!("{e}");
+            (None, Some(e.to_string()))
+        }
+    };
+    let cameras = backend
+        .as_ref()
+        .map(|b| b.cameras().to_vec())
+        .unwrap_or_default();
+    let node = Arc::new(Node {
+        label: node_label(&config),
+        token,
+        stats: cameras.iter().map(|_| CameraStats::default()).collect(),
+        cameras,
+        camera_problem,
+        active: RwLock::new(None),
+        inner: Mutex::new(Inner {
+            recovered: recovered.clone(),
+            ..Inner::default()
+        }),
+        command_lock: Mutex::new(()),
+        progress: Progress::new(),
+        config,
+    });
+    if let Some(b) = backend.as_mut() {
+        let weak = Arc::downgrade(&node);
+        b.start(Arc::new(move |frame| {
+            if let Some(n) = weak.upgrade() {
+                n.on_frame(frame);
+            }
+        }))?;
+    }
+    if node.config.standalone && !node.cameras.is_empty() {
+        start_standalone(&node).map_err(NodeError::Standalone)?;
+    }
+
+    let status_task = tokio::spawn(node.clone().status_loop());
+    let watchdog_task = tokio::spawn(camrig_systemd::watchdog::run(node.progress.clone()));
+    let app = http_api::router(node.clone());
+    tracing::info!(
+        listen = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(),
+        node = %node.label,
+        cameras = node.cameras.len(),
+        "camrig-node serving"
+    );
+    camrig_systemd::notify::ready();
+
+    let closing = node.clone();
+    let served = axum::serve(listener, app)
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            camrig_systemd::notify::stopping();
+            let reason = if closing.config.standalone {
+                StopReason::Requested
+            } else {
+                StopReason::Shutdown
+            };
+            closing.stop_everything(reason).await;
+        })
+        .await;
+    status_task.abort();
+    watchdog_task.abort();
+    if let Some(mut b) = backend {
+        tokio::task::spawn_blocking(move || b.stop()).await.ok();
+    }
+    tracing::info!("camrig-node stopped");
+    served.map_err(NodeError::Serve)
+}
+
+/// Standalone recorder: every camera from now until shutdown, in a new dated directory.
+fn start_standalone(node: &Arc<Node>) -> std::io::Result<()> {
+    let now: UnixNanos = now_unix_ns();
+    let stamp = naming::stamp(now);
+    let recordings = node.recordings_dir();
+    // A restart within the same second must still get a new directory, never reuse one.
+    let mut dir = recordings.join(&stamp);
+    let mut n = 1;
+    while let Err(e) = std::fs::create_dir(&dir) {
+        if e.kind() != std::io::ErrorKind::AlreadyExists {
+            return Err(e);
+        }
+        n += 1;
+        dir = recordings.join(format!("{stamp}_{n}"));
+    }
+    let name = dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let take = TakeName::parse(&name).map_err(std::io::Error::other)?;
+    let codec = node.config.recording.standalone_codec;
+    let spec = TakeSpec {
+        take,
+        dir: dir.clone(),
+        node: node.label.clone(),
+        start_at: now,
+        codec,
+        segment_seconds: 0,
+        cameras: node.cameras.clone(),
+        encoder: node.encoder_settings(codec),
+        min_free_bytes: node.config.min_free_bytes(),
+        data_dir: node.config.data_dir.clone(),
+        layout: Layout::Standalone,
+    };
+    node.launch(spec)?;
+    tracing::info!(dir = %dir.display(), "standalone recording started");
+    Ok(())
+}

@@ -1,0 +1,292 @@
+//! Writes one segment of one camera: the video file plus its per-frame timestamp files,
+//! hashing every byte as it is written so the manifest's sha256 costs no second read.
+//!
+//! A frame is all-or-nothing: its timestamp records are written first, then its picture;
+//! if any write fails (ENOSPC) all three files are cut back to where the frame began, so a
+//! segment always holds whole frames with one timestamp each. After a crash a segment can
+//! hold at most one timestamp more than pictures, which recovery trims.
+
+use std::fs::File;
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use camrig_protocol::manifest::FileEntry;
+use camrig_protocol::timestamps::{self, TIMECODE_V2_HEADER};
+use camrig_protocol::UnixNanos;
+use sha2::{Digest, Sha256};
+
+/// The open segment is fsynced this often: a power cut loses at most this much.
+pub const SYNC_INTERVAL: Duration = Duration::from_secs(1);
+
+/// File names of one segment (all in the take's directory).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SegmentNames {
+    pub video: String,
+    pub timestamps_bin: String,
+    /// Takes write the timecode v2 text too; the standalone recorder's layout has none.
+    pub timestamps_txt: Option<String>,
+}
+
+/// A file being written, with a running sha256 of its contents.
+struct HashedFile {
+    name: String,
+    file: File,
+    hasher: Sha256,
+    len: u64,
+}
+
+impl HashedFile {
+    fn create(dir: &Path, name: &str) -> io::Result<HashedFile> {
+        // create_new: a recorded file is never overwritten, whatever the caller's mistake.
+        let file = File::options()
+            .write(true)
+            .create_new(true)
+            .open(dir.join(name))?;
+        Ok(HashedFile {
+            name: name.to_owned(),
+            file,
+            hasher: Sha256::new(),
+            len: 0,
+        })
+    }
+
+    fn write(&mut self, data: &[u8]) -> io::Result<()> {
+        self.file.write_all_at(data, self.len)?;
+        self.hasher.update(data);
+        self.len += data.len() as u64;
+        Ok(())
+    }
+
+    fn mark(&self) -> (u64, Sha256) {
+        (self.len, self.hasher.clone())
+    }
+
+    /// Goes back to a [`HashedFile::mark`], cutting off whatever was written since.
+    fn restore(&mut self, (len, hasher): (u64, Sha256)) {
+        self.len = len;
+        self.hasher = hasher;
+        if let Err(e) = self.file.set_len(len) {
+            tracing::error!(file = %self.name, error = %e, "cannot cut back a partial write");
+        }
+    }
+
+    fn entry(self) -> FileEntry {
+        FileEntry {
+            name: self.name,
+            bytes: self.len,
+            sha256: hex::encode(self.hasher.finalize()),
+        }
+    }
+}
+
+/// A closed, fsynced segment.
+#[derive(Clone, Debug)]
+pub struct ClosedSegment {
+    pub names: SegmentNames,
+    pub files: Vec<FileEntry>,
+    pub frames: u64,
+    pub first_frame_ns: Option<UnixNanos>,
+    pub last_frame_ns: Option<UnixNanos>,
+}
+
+pub struct SegmentWriter {
+    dir: PathBuf,
+    names: SegmentNames,
+    video: HashedFile,
+    bin: HashedFile,
+    txt: Option<HashedFile>,
+    frames: u64,
+    first_ns: Option<UnixNanos>,
+    last_ns: Option<UnixNanos>,
+    last_sync: Instant,
+}
+
+impl SegmentWriter {
+    pub fn create(dir: &Path, names: SegmentNames) -> io::Result<SegmentWriter> {
+        let video = HashedFile::create(dir, &names.video)?;
+        let bin = HashedFile::create(dir, &names.timestamps_bin)?;
+        let txt = match &names.timestamps_txt {
+            Some(name) => {
+                let mut f = HashedFile::create(dir, name)?;
+                f.write(TIMECODE_V2_HEADER.as_bytes())?;
+                Some(f)
+            }
+            None => None,
+        };
+        Ok(SegmentWriter {
+            dir: dir.to_owned(),
+            names,
+            video,
+            bin,
+            txt,
+            frames: 0,
+            first_ns: None,
+            last_ns: None,
+            last_sync: Instant::now(),
+        })
+    }
+
+    pub fn frames(&self) -> u64 {
+        self.frames
+    }
+
+    pub fn video_bytes(&self) -> u64 {
+        self.video.len
+    }
+
+    /// Appends one encoded frame and its timestamp; all or nothing.
+    pub fn write_frame(&mut self, encoded: &[u8], ts: UnixNanos) -> io::Result<()> {
+        let mut bin = Vec::with_capacity(8);
+        timestamps::push_bin(&mut bin, ts);
+        let line = timestamps::timecode_line(self.first_ns.unwrap_or(ts), ts);
+        // Hashers are cheap to clone: snapshot them so a failed frame can be undone exactly.
+        let before = (
+            self.bin.mark(),
+            self.txt.as_ref().map(HashedFile::mark),
+            self.video.mark(),
+        );
+        let result = (|| {
+            self.bin.write(&bin)?;
+            if let Some(txt) = &mut self.txt {
+                txt.write(line.as_bytes())?;
+            }
+            self.video.write(encoded)
+        })();
+        if let Err(e) = result {
+            self.bin.restore(before.0);
+            if let (Some(txt), Some(mark)) = (&mut self.txt, before.1) {
+                txt.restore(mark);
+            }
+            self.video.restore(before.2);
+            return Err(e);
+        }
+        self.frames += 1;
+        self.first_ns.get_or_insert(ts);
+        self.last_ns = Some(ts);
+        Ok(())
+    }
+
+    /// fsyncs the open files if [`SYNC_INTERVAL`] has passed since the last time.
+    pub fn sync_if_due(&mut self) -> io::Result<()> {
+        if self.last_sync.elapsed() >= SYNC_INTERVAL {
+            self.sync()?;
+        }
+        Ok(())
+    }
+
+    fn sync(&mut self) -> io::Result<()> {
+        self.video.file.sync_data()?;
+        self.bin.file.sync_data()?;
+        if let Some(txt) = &self.txt {
+            txt.file.sync_data()?;
+        }
+        self.last_sync = Instant::now();
+        Ok(())
+    }
+
+    /// fsyncs the files and their directory entries and returns the segment's account.
+    pub fn close(mut self) -> io::Result<ClosedSegment> {
+        self.sync()?;
+        self.video.file.sync_all()?;
+        sync_dir(&self.dir)?;
+        let mut files = vec![self.video.entry(), self.bin.entry()];
+        if let Some(txt) = self.txt {
+            files.push(txt.entry());
+        }
+        Ok(ClosedSegment {
+            names: self.names,
+            files,
+            frames: self.frames,
+            first_frame_ns: self.first_ns,
+            last_frame_ns: self.last_ns,
+        })
+    }
+}
+
+/// fsyncs a directory so the names of newly created or renamed files survive a power cut.
+pub fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+/// Hashes a whole file (recovery, where the running hash was lost with the process).
+pub fn sha256_file(path: &Path) -> io::Result<FileEntry> {
+    let bytes = std::fs::read(path)?;
+    Ok(FileEntry {
+        name: path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+        bytes: bytes.len() as u64,
+        sha256: hex::encode(Sha256::digest(&bytes)),
+    })
+}
+
+/// Writes a small file atomically: temp file → fsync → rename → fsync the directory.
+pub fn write_atomic(path: &Path, contents: &[u8]) -> io::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.tmp"));
+    let result = (|| {
+        let f = File::create(&tmp)?;
+        f.write_all_at(contents, 0)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)?;
+        sync_dir(dir)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names() -> SegmentNames {
+        SegmentNames {
+            video: "s.mjpeg".into(),
+            timestamps_bin: "s_timestamps.bin".into(),
+            timestamps_txt: Some("s_timestamps.txt".into()),
+        }
+    }
+
+    #[test]
+    fn hashes_match_the_files_and_timestamps_match_frames() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut w = SegmentWriter::create(dir.path(), names()).unwrap();
+        w.write_frame(b"frame-one", 1_000_000_000).unwrap();
+        w.write_frame(b"frame-two", 1_033_366_999).unwrap();
+        let closed = w.close().unwrap();
+        assert_eq!(closed.frames, 2);
+        for f in &closed.files {
+            assert_eq!(&sha256_file(&dir.path().join(&f.name)).unwrap(), f);
+        }
+        let bin = std::fs::read(dir.path().join("s_timestamps.bin")).unwrap();
+        assert_eq!(
+            timestamps::parse_bin(&bin).unwrap(),
+            vec![1_000_000_000, 1_033_366_999]
+        );
+        let txt = std::fs::read_to_string(dir.path().join("s_timestamps.txt")).unwrap();
+        assert_eq!(txt, "# timecode format v2\n0.000\n33.366\n");
+        assert!(
+            SegmentWriter::create(dir.path(), names()).is_err(),
+            "never overwrites"
+        );
+    }
+
+    #[test]
+    fn atomic_write_replaces_whole_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("m.json");
+        write_atomic(&p, b"one").unwrap();
+        write_atomic(&p, b"two").unwrap();
+        assert_eq!(std::fs::read(&p).unwrap(), b"two");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+}

@@ -1,0 +1,94 @@
+//! The one-line STATUS= text `systemctl status` shows, e.g.
+//! `recording take=t1 seg=3 cam1 1234f 30.0fps 0drop | disk 12.3G free | clock synced ±0.2ms`.
+
+use camrig_protocol::api::{NodeState, NodeStatus};
+
+use crate::{clock_health, disk_space};
+
+pub fn render(s: &NodeStatus) -> String {
+    let mut out = String::from(match s.state {
+        NodeState::Idle => "idle",
+        NodeState::Armed => "armed",
+        NodeState::Recording => "recording",
+    });
+    if s.standalone {
+        out.push_str(" standalone");
+    }
+    if let Some(t) = &s.take {
+        out.push_str(&format!(" take={t}"));
+    }
+    if let Some(seg) = s.segment {
+        out.push_str(&format!(" seg={seg}"));
+    }
+    for (i, c) in s.cameras.iter().enumerate() {
+        let frames = if s.take.is_some() {
+            c.take_frames
+        } else {
+            c.frames
+        };
+        out.push_str(&format!(
+            " cam{} {}f {:.1}fps {}drop",
+            i + 1,
+            frames,
+            c.fps,
+            c.drops
+        ));
+    }
+    out.push_str(&format!(
+        " | disk {} free | {}",
+        disk_space::human(s.disk_free_bytes),
+        clock_health::summary(&s.clock)
+    ));
+    if let Some(p) = &s.problem {
+        out.push_str(&format!(" | {p}"));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use camrig_protocol::api::CameraStatus;
+    use camrig_protocol::manifest::ClockHealth;
+    use camrig_protocol::take_name::TakeName;
+
+    #[test]
+    fn one_line_with_everything_a_person_checks() {
+        let s = NodeStatus {
+            node: "n".into(),
+            version: "0".into(),
+            state: NodeState::Recording,
+            take: Some(TakeName::parse("t1").unwrap()),
+            start_at_ns: Some(0),
+            stop_at_ns: None,
+            segment: Some(3),
+            cameras: vec![CameraStatus {
+                index: 0,
+                label: None,
+                model: "synthetic".into(),
+                mode: "1280x720@30".into(),
+                frames: 9999,
+                take_frames: 1234,
+                fps: 30.0,
+                drops: 0,
+                last_frame_ns: None,
+            }],
+            disk_free_bytes: 13_207_024_435,
+            disk_floor_bytes: 0,
+            clock: ClockHealth {
+                synced: true,
+                est_error_ns: Some(200_000),
+                measured_at_ns: 0,
+            },
+            standalone: false,
+            problem: None,
+            last_take: None,
+            recovered_takes: vec![],
+            now_ns: 0,
+        };
+        assert_eq!(
+            render(&s),
+            "recording take=t1 seg=3 cam1 1234f 30.0fps 0drop | disk 12.3G free | clock synced ±0.2ms"
+        );
+    }
+}

@@ -1,0 +1,195 @@
+//! The synthetic camera: a [`CaptureBackend`] that runs a whole node on any PC.
+//!
+//! Frames fall on a grid of the wall clock (frame k at k × period since the epoch, stretched
+//! by the injected drift), as frame-synchronised sensors on one timeline would; each
+//! frame's timestamp is the wall clock read after waking for it, so it carries real
+//! scheduling latency. Faults for tests: drift (ppm), jitter (extra random delay) and a
+//! dropped frame every N (its sequence number is skipped, as a sensor's would be).
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use camrig_protocol::now_unix_ns;
+
+use crate::capture::{CameraInfo, CaptureBackend, CaptureError, Frame, FrameSink};
+use crate::config::{CameraConfig, SyntheticConfig};
+use crate::test_pattern::TestPattern;
+
+pub struct SyntheticBackend {
+    cameras: Vec<CameraInfo>,
+    faults: SyntheticConfig,
+    running: Arc<AtomicBool>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl SyntheticBackend {
+    pub fn new(camera: &CameraConfig, faults: &SyntheticConfig) -> SyntheticBackend {
+        let info = CameraInfo {
+            model: "synthetic".into(),
+            width: camera.width,
+            height: camera.height,
+            fps: camera.fps,
+        };
+        SyntheticBackend {
+            cameras: vec![info; camera.count],
+            faults: faults.clone(),
+            running: Arc::new(AtomicBool::new(false)),
+            threads: Vec::new(),
+        }
+    }
+}
+
+impl CaptureBackend for SyntheticBackend {
+    fn cameras(&self) -> &[CameraInfo] {
+        &self.cameras
+    }
+
+    fn start(&mut self, sink: FrameSink) -> Result<(), CaptureError> {
+        self.running.store(true, Ordering::SeqCst);
+        for (index, info) in self.cameras.iter().enumerate() {
+            let clock = FrameClock::new(info.fps, self.faults.drift_ppm);
+            let camera = CameraThread {
+                index,
+                info: info.clone(),
+                clock,
+                jitter_us: self.faults.jitter_us,
+                drop_every: self.faults.drop_every,
+                running: self.running.clone(),
+                sink: sink.clone(),
+            };
+            let handle = std::thread::Builder::new()
+                .name(format!("synthetic-cam{}", index + 1))
+                .spawn(move || camera.run())
+                .map_err(CaptureError::Thread)?;
+            self.threads.push(handle);
+        }
+        Ok(())
+    }
+
+    fn stop(&mut self) {
+        self.running.store(false, Ordering::SeqCst);
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for SyntheticBackend {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// The frame grid: frame k is due at `k × period × (1 + drift)` ns since the epoch.
+/// Integer femtoseconds: f64 cannot hold today's epoch nanoseconds exactly.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct FrameClock {
+    period_fs: i128,
+}
+
+const FS_PER_NS: i128 = 1_000_000;
+
+impl FrameClock {
+    pub fn new(fps: f64, drift_ppm: f64) -> FrameClock {
+        FrameClock {
+            period_fs: (1e15 / fps * (1.0 + drift_ppm * 1e-6)).round() as i128,
+        }
+    }
+
+    /// The first grid index due at or after `now`.
+    pub fn next_index(&self, now: i64) -> u64 {
+        let now_fs = i128::from(now) * FS_PER_NS;
+        ((now_fs + self.period_fs - 1) / self.period_fs) as u64
+    }
+
+    pub fn due(&self, k: u64) -> i64 {
+        let fs = i128::from(k) * self.period_fs;
+        ((fs + FS_PER_NS - 1) / FS_PER_NS) as i64
+    }
+}
+
+struct CameraThread {
+    index: usize,
+    info: CameraInfo,
+    clock: FrameClock,
+    jitter_us: u64,
+    drop_every: u64,
+    running: Arc<AtomicBool>,
+    sink: FrameSink,
+}
+
+impl CameraThread {
+    fn run(self) {
+        let name = format!("cam{} synthetic", self.index + 1);
+        let mut pattern = TestPattern::new(self.info.width, self.info.height, self.index, &name);
+        let mut rng = XorShift(0x9E37_79B9_7F4A_7C15 ^ (self.index as u64 + 1));
+        let mut k = self.clock.next_index(now_unix_ns());
+        let first = k;
+        while self.running.load(Ordering::Relaxed) {
+            let due = self.clock.due(k);
+            let jitter = if self.jitter_us > 0 {
+                (rng.next() % (self.jitter_us * 1000)) as i64
+            } else {
+                0
+            };
+            let now = now_unix_ns();
+            let wait = due + jitter - now;
+            if wait > 0 {
+                std::thread::sleep(Duration::from_nanos(wait as u64));
+            }
+            let ts = now_unix_ns();
+            let sequence = k - first;
+            let dropped =
+                self.drop_every > 0 && sequence > 0 && sequence.is_multiple_of(self.drop_every);
+            if !dropped {
+                let i420 = pattern.render(sequence, ts);
+                (self.sink)(Frame {
+                    camera: self.index,
+                    sequence,
+                    timestamp_ns: ts,
+                    width: self.info.width,
+                    height: self.info.height,
+                    i420,
+                });
+            }
+            // A frame we were too late for is lost, as on a sensor: skip to the next slot
+            // still ahead so the sequence gap shows it.
+            k = (k + 1).max(self.clock.next_index(now_unix_ns()));
+        }
+    }
+}
+
+/// A tiny deterministic PRNG for jitter; quality does not matter here.
+struct XorShift(u64);
+
+impl XorShift {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_fall_on_the_wall_clock_grid() {
+        let c = FrameClock::new(30.0, 0.0);
+        let now = 1_761_228_130_500_000_001;
+        let k = c.next_index(now);
+        assert!(c.due(k) >= now && c.due(k) - now < 33_333_334);
+        let c = FrameClock::new(25.0, 0.0);
+        assert_eq!(c.due(25), 1_000_000_000);
+    }
+
+    #[test]
+    fn drift_stretches_the_grid() {
+        let c = FrameClock::new(10.0, 100.0);
+        assert_eq!(c.due(10), 1_000_100_000);
+    }
+}

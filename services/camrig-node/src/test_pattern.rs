@@ -1,0 +1,141 @@
+//! The synthetic camera's picture: colour bars (tinted per camera) with the camera name,
+//! frame number and wall-clock time burned in, plus a bar that moves one step per frame,
+//! so two cameras' recordings can be compared by eye and encoders see motion.
+//!
+//! Cheap by construction: the bars are drawn once; each frame copies them and redraws only
+//! the text box and the moving bar (a Pi-class CPU must render 2 × 1280×720 @ 30 and encode).
+
+use std::sync::Arc;
+
+use camrig_protocol::UnixNanos;
+use font8x8::legacy::BASIC_LEGACY;
+
+pub struct TestPattern {
+    width: usize,
+    height: usize,
+    background: Vec<u8>,
+    name: String,
+    scale: usize,
+}
+
+/// BT.601 limited-range YUV of the classic bars.
+const BARS: [(u8, u8, u8); 7] = [
+    (180, 128, 128), // grey
+    (162, 44, 142),  // yellow
+    (131, 156, 44),  // cyan
+    (112, 72, 58),   // green
+    (84, 184, 198),  // magenta
+    (65, 100, 212),  // red
+    (35, 212, 114),  // blue
+];
+
+impl TestPattern {
+    pub fn new(width: u32, height: u32, camera: usize, name: &str) -> TestPattern {
+        let (w, h) = (width as usize, height as usize);
+        let mut bg = vec![0u8; w * h * 3 / 2];
+        let (y_plane, chroma) = bg.split_at_mut(w * h);
+        let (u_plane, v_plane) = chroma.split_at_mut(w * h / 4);
+        // A per-camera rotation of the bars makes cam1 and cam2 tell apart at a glance.
+        let bar = |x: usize| BARS[(x * BARS.len() / w + camera * 3) % BARS.len()];
+        for row in 0..h {
+            for x in 0..w {
+                y_plane[row * w + x] = bar(x).0;
+            }
+        }
+        for row in 0..h / 2 {
+            for x in 0..w / 2 {
+                let (_, u, v) = bar(x * 2);
+                u_plane[row * (w / 2) + x] = u;
+                v_plane[row * (w / 2) + x] = v;
+            }
+        }
+        TestPattern {
+            width: w,
+            height: h,
+            background: bg,
+            name: name.to_owned(),
+            scale: (w / 320).clamp(1, 4),
+        }
+    }
+
+    /// One frame: the background with this frame's number and time drawn in.
+    pub fn render(&mut self, frame: u64, at: UnixNanos) -> Arc<Vec<u8>> {
+        let mut buf = self.background.clone();
+        let time = chrono::DateTime::from_timestamp(
+            at.div_euclid(1_000_000_000),
+            at.rem_euclid(1_000_000_000) as u32,
+        )
+        .map(|t| t.format("%H:%M:%S%.6f").to_string())
+        .unwrap_or_default();
+        let lines = [self.name.clone(), format!("frame {frame:06}"), time];
+        let s = self.scale;
+        let line_h = 10 * s;
+        let box_w =
+            (lines.iter().map(|l| l.len()).max().unwrap_or(0) * 8 * s + 4 * s).min(self.width);
+        let box_h = (lines.len() * line_h + 4 * s).min(self.height);
+        self.fill_box(&mut buf, 0, 0, box_w, box_h, 16);
+        for (i, line) in lines.iter().enumerate() {
+            self.draw_text(&mut buf, 2 * s, 2 * s + i * line_h, line);
+        }
+        // The moving bar: 16 px wide, one step per frame, under the text box.
+        let bar_w = 16.min(self.width);
+        let x = (frame as usize * 8) % (self.width - bar_w + 1);
+        self.fill_box(&mut buf, x, box_h, bar_w, self.height - box_h, 235);
+        Arc::new(buf)
+    }
+
+    /// Fills a rectangle of the Y plane and greys its chroma.
+    fn fill_box(&self, buf: &mut [u8], x0: usize, y0: usize, w: usize, h: usize, luma: u8) {
+        let (width, height) = (self.width, self.height);
+        let (x1, y1) = ((x0 + w).min(width), (y0 + h).min(height));
+        for row in y0..y1 {
+            buf[row * width + x0..row * width + x1].fill(luma);
+        }
+        let cw = width / 2;
+        let (u_off, v_off) = (width * height, width * height + width * height / 4);
+        for row in y0 / 2..y1.div_ceil(2).min(height / 2) {
+            let (a, b) = (x0 / 2, x1.div_ceil(2).min(cw));
+            buf[u_off + row * cw + a..u_off + row * cw + b].fill(128);
+            buf[v_off + row * cw + a..v_off + row * cw + b].fill(128);
+        }
+    }
+
+    fn draw_text(&self, buf: &mut [u8], x0: usize, y0: usize, text: &str) {
+        let s = self.scale;
+        for (ci, ch) in text.chars().enumerate() {
+            let glyph = BASIC_LEGACY[(ch as usize).min(127)];
+            for (gy, bits) in glyph.iter().enumerate() {
+                for gx in 0..8 {
+                    if bits & (1 << gx) == 0 {
+                        continue;
+                    }
+                    let px = x0 + (ci * 8 + gx) * s;
+                    let py = y0 + gy * s;
+                    for dy in 0..s {
+                        let row = py + dy;
+                        if row >= self.height || px + s > self.width {
+                            continue;
+                        }
+                        buf[row * self.width + px..row * self.width + px + s].fill(235);
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_an_i420_frame_with_text_that_changes() {
+        let mut p = TestPattern::new(64, 48, 0, "cam1");
+        let a = p.render(1, 1_000_000_000);
+        let b = p.render(2, 1_000_000_000);
+        assert_eq!(a.len(), 64 * 48 * 3 / 2);
+        assert_ne!(a, b, "the frame number is burned in");
+        // Text pixels are white on the dark box.
+        assert!(a[..64 * 30].contains(&235) && a[..64 * 30].contains(&16));
+    }
+}

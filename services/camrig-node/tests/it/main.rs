@@ -1,0 +1,8 @@
+//! camrig-node's integration tests: the real binary, real HTTP, real ffprobe.
+
+mod api_errors;
+mod disk_full;
+mod harness;
+mod lifecycle;
+mod takes;
+mod verify;

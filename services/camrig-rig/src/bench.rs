@@ -1,0 +1,344 @@
+//! What `rig-bench` measures, on real rigs of real processes:
+//!
+//! - `start_spread_ms`: per take, max − min of the nodes' first-frame timestamps. Every host
+//!   shares the machine's clock, so this is the system's own scheduling error, not clock error.
+//! - `arm_latency_ms`: from sending START to the controller's answer that every node is armed.
+//! - `mark_latency_ms`: from sending MARK to the controller's answer.
+//! - `download_ratio`: aggregate DOWNLOAD & SORT rate (rsync over ssh, verification included)
+//!   ÷ the controller's link rate, with nodes on slower links, in parallel and one node after
+//!   another.
+
+use std::time::{Duration, Instant};
+
+use camrig_protocol::now_unix_ns;
+use serde_json::{json, Value};
+
+use crate::error::{Result, RigError};
+use crate::link_shaping::Shaping;
+use crate::rig::Rig;
+use crate::services::NodeSettings;
+
+/// What to run; the defaults are the figures.
+#[derive(Clone, Debug)]
+pub struct BenchOptions {
+    pub takes: usize,
+    pub spread_nodes: usize,
+    pub arm_nodes: Vec<usize>,
+    pub download_nodes: usize,
+    pub node_link_mbit: f64,
+    pub controller_link_mbit: f64,
+    /// Frame size of the download take (bigger frames make enough bytes to measure a rate).
+    pub download_frame: (u32, u32),
+    pub download_take_secs: f64,
+}
+
+impl Default for BenchOptions {
+    fn default() -> Self {
+        BenchOptions {
+            takes: 20,
+            spread_nodes: 10,
+            arm_nodes: vec![10, 50],
+            download_nodes: 4,
+            node_link_mbit: 100.0,
+            controller_link_mbit: 300.0,
+            download_frame: (1280, 720),
+            download_take_secs: 8.0,
+        }
+    }
+}
+
+/// Nearest-rank percentile of an ascending slice (`p` in 0..=100).
+pub fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+/// `{p50, p99, max, samples}` of a set of samples.
+pub fn summary(samples: &[f64]) -> Value {
+    let mut s = samples.to_vec();
+    s.sort_by(f64::total_cmp);
+    json!({
+        "p50": round3(percentile(&s, 50.0)),
+        "p99": round3(percentile(&s, 99.0)),
+        "max": round3(s.last().copied().unwrap_or(f64::NAN)),
+        "samples": s.len(),
+    })
+}
+
+fn round3(x: f64) -> f64 {
+    (x * 1000.0).round() / 1000.0
+}
+
+fn ms_since(t: Instant) -> f64 {
+    t.elapsed().as_secs_f64() * 1000.0
+}
+
+/// Sleeps until the wall clock passes `at_ns` (a scheduled instant, not a guess).
+fn sleep_until_ns(at_ns: i64) {
+    let left = at_ns - now_unix_ns();
+    if left > 0 {
+        std::thread::sleep(Duration::from_nanos(left as u64));
+    }
+}
+
+fn start_at_of(take: &Value) -> Result<i64> {
+    take["start_at_ns"]
+        .as_i64()
+        .ok_or_else(|| RigError::Invalid(format!("START answer has no start_at_ns: {take}")))
+}
+
+/// One START timed, checked that every node armed; returns the take and the latency.
+fn timed_start(rig: &Rig, name: &str) -> Result<(Value, f64)> {
+    let t = Instant::now();
+    let take = rig.start_take(name)?;
+    let ms = ms_since(t);
+    let nodes = take["nodes"].as_array().cloned().unwrap_or_default();
+    if nodes.len() != rig.nodes().len()
+        || nodes
+            .iter()
+            .any(|n| n["state"] != "armed" && n["state"] != "recording")
+    {
+        return Err(RigError::Invalid(format!("not every node armed: {take}")));
+    }
+    Ok((take, ms))
+}
+
+const IDLE: Duration = Duration::from_secs(20);
+
+/// `takes` short takes on a rig: START (timed), MARK (timed) once recording, STOP.
+/// Returns (take names, arm latencies, mark latencies).
+fn run_takes(
+    rig: &Rig,
+    prefix: &str,
+    takes: usize,
+    with_mark: bool,
+    log: &mut dyn FnMut(&str),
+) -> Result<(Vec<String>, Vec<f64>, Vec<f64>)> {
+    rig.wait_start_ready(Duration::from_secs(60))?;
+    let (mut names, mut arm, mut mark) = (Vec::new(), Vec::new(), Vec::new());
+    for k in 0..takes {
+        let name = format!("{prefix}_{k:03}");
+        let (take, ms) = timed_start(rig, &name)?;
+        arm.push(ms);
+        // Into the take by a few frames, so every node has its first frame and a mark lands
+        // inside the recording.
+        sleep_until_ns(start_at_of(&take)? + 300_000_000);
+        if with_mark {
+            let t = Instant::now();
+            rig.mark_take(&format!("bench mark {k}"))?;
+            mark.push(ms_since(t));
+        }
+        rig.stop_take()?;
+        rig.wait_rig_idle(IDLE)?;
+        log(&format!("{name}: arm {ms:.1} ms"));
+        names.push(name);
+    }
+    Ok((names, arm, mark))
+}
+
+/// First-frame spread of each take, from the nodes' manifests.
+fn spreads(rig: &Rig, names: &[String]) -> Result<Vec<f64>> {
+    let mut out = Vec::new();
+    for name in names {
+        rig.wait_manifests_final(name, IDLE)?;
+        let mut firsts = Vec::new();
+        for i in 0..rig.nodes().len() {
+            let m = rig.manifest(i, name)?;
+            let first = m
+                .cameras
+                .first()
+                .and_then(|c| c.first_frame_ns)
+                .ok_or_else(|| {
+                    RigError::Invalid(format!("node {i} recorded no frame in {name}"))
+                })?;
+            firsts.push(first);
+        }
+        let spread = firsts.iter().max().expect("nodes") - firsts.iter().min().expect("nodes");
+        out.push(spread as f64 / 1e6);
+    }
+    Ok(out)
+}
+
+/// Downloads `take` and returns the wall time from the request to every node verified.
+fn timed_download(rig: &Rig, take: &str) -> Result<Duration> {
+    let t = Instant::now();
+    rig.download_take(take)?;
+    let done = crate::wait::until(
+        &format!("download of {take}"),
+        Duration::from_secs(600),
+        || {
+            rig.take(take).ok().filter(|v| {
+                v["nodes"].as_array().is_some_and(|n| {
+                    n.iter()
+                        .all(|n| n["download"] == "verified" || n["download"] == "failed")
+                })
+            })
+        },
+    )?;
+    let elapsed = t.elapsed();
+    if done["nodes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|n| n["download"] != "verified")
+    {
+        return Err(RigError::Invalid(format!(
+            "download of {take} failed: {done}"
+        )));
+    }
+    Ok(elapsed)
+}
+
+fn download_ratio(o: &BenchOptions, log: &mut dyn FnMut(&str)) -> Result<Value> {
+    let (w, h) = o.download_frame;
+    let mut rig = Rig::builder()
+        .nodes(o.download_nodes)
+        .node_settings(NodeSettings {
+            width: w,
+            height: h,
+            segment_seconds: 4,
+            ..NodeSettings::default()
+        })
+        .download_parallelism(o.download_nodes as u32)
+        .build()?;
+    for i in 0..o.download_nodes {
+        rig.shape_node(i, &Shaping::rate(o.node_link_mbit))?;
+    }
+    rig.shape_controller(&Shaping::rate(o.controller_link_mbit))?;
+    rig.wait_start_ready(Duration::from_secs(60))?;
+    let take = "bench_download";
+    let started = rig.start_take(take)?;
+    sleep_until_ns(start_at_of(&started)? + (o.download_take_secs * 1e9) as i64);
+    rig.stop_take()?;
+    rig.wait_rig_idle(IDLE)?;
+    rig.wait_manifests_final(take, IDLE)?;
+    let mut bytes = 0u64;
+    for i in 0..o.download_nodes {
+        bytes += rig
+            .manifest(i, take)?
+            .files
+            .iter()
+            .map(|f| f.bytes)
+            .sum::<u64>();
+    }
+    log(&format!(
+        "download take: {:.1} MB on {} nodes",
+        bytes as f64 / 1e6,
+        o.download_nodes
+    ));
+
+    // The take history is copied so the same take can be downloaded again, one node at a
+    // time, into a fresh downloads directory.
+    rig.stop_controller();
+    let data = rig.controller_settings().data_dir.clone();
+    let data_seq = data.with_file_name("data-sequential");
+    crate::netns::run(
+        "cp",
+        &[
+            "-a",
+            &data.display().to_string(),
+            &data_seq.display().to_string(),
+        ],
+    )?;
+    rig.start_controller()?;
+    rig.wait_start_ready(Duration::from_secs(60))?;
+
+    let parallel = timed_download(&rig, take)?;
+    rig.verify_sorted_download(take, &(0..o.download_nodes).collect::<Vec<_>>())?;
+    log(&format!("parallel download: {parallel:?}"));
+
+    let downloads_seq = rig
+        .downloads_dir
+        .with_file_name("video_downloads-sequential");
+    rig.restart_controller(|s| {
+        s.data_dir = data_seq;
+        s.downloads_dir = downloads_seq;
+        s.download_parallelism = 1;
+    })?;
+    rig.wait_start_ready(Duration::from_secs(60))?;
+    let sequential = timed_download(&rig, take)?;
+    log(&format!("sequential download: {sequential:?}"));
+
+    let mbit = |d: Duration| bytes as f64 * 8.0 / d.as_secs_f64() / 1e6;
+    Ok(json!({
+        "parallel": round3(mbit(parallel) / o.controller_link_mbit),
+        "sequential": round3(mbit(sequential) / o.controller_link_mbit),
+        "parallel_mbit_s": round3(mbit(parallel)),
+        "sequential_mbit_s": round3(mbit(sequential)),
+        "bytes": bytes,
+        "nodes": o.download_nodes,
+        "node_link_mbit": o.node_link_mbit,
+        "controller_link_mbit": o.controller_link_mbit,
+        "frame": format!("{w}x{h} mjpeg"),
+    }))
+}
+
+/// Runs every measurement and returns the JSON object `rig-bench` prints.
+pub fn run(o: &BenchOptions, log: &mut dyn FnMut(&str)) -> Result<Value> {
+    let mut arm = serde_json::Map::new();
+
+    log(&format!(
+        "start spread: {} takes on {} nodes",
+        o.takes, o.spread_nodes
+    ));
+    let rig = Rig::builder().nodes(o.spread_nodes).build()?;
+    let (names, arm_spread, marks) = run_takes(&rig, "bench_spread", o.takes, true, log)?;
+    let spread = spreads(&rig, &names)?;
+    drop(rig);
+    arm.insert(format!("nodes_{}", o.spread_nodes), summary(&arm_spread));
+
+    for &n in o.arm_nodes.iter().filter(|&&n| n != o.spread_nodes) {
+        log(&format!("arm latency: {} takes on {n} nodes", o.takes));
+        let rig = Rig::builder().nodes(n).build()?;
+        let (_, lat, _) = run_takes(&rig, "bench_arm", o.takes, false, log)?;
+        arm.insert(format!("nodes_{n}"), summary(&lat));
+    }
+
+    log("download ratio");
+    let download = download_ratio(o, log)?;
+
+    let mut spread_summary = summary(&spread);
+    spread_summary["nodes"] = json!(o.spread_nodes);
+    let mut mark_summary = summary(&marks);
+    mark_summary["nodes"] = json!(o.spread_nodes);
+    Ok(json!({
+        "start_spread_ms": spread_summary,
+        "arm_latency_ms": arm,
+        "mark_latency_ms": mark_summary,
+        "download_ratio": download,
+        "frames": "160x120 mjpeg @ 30 fps (download take: see download_ratio.frame)",
+        "cpus": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+        "targets": {
+            "start_spread_p99_ms": 0.2,
+            "arm_latency_p99_ms_at_50_nodes": 50.0,
+            "download_ratio_parallel": 0.9,
+        },
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nearest_rank_percentiles() {
+        let s: Vec<f64> = (1..=100).map(f64::from).collect();
+        assert_eq!(percentile(&s, 50.0), 50.0);
+        assert_eq!(percentile(&s, 99.0), 99.0);
+        assert_eq!(percentile(&s, 100.0), 100.0);
+        assert_eq!(percentile(&[3.0], 99.0), 3.0);
+        assert_eq!(percentile(&[1.0, 2.0], 50.0), 1.0);
+        assert!(percentile(&[], 50.0).is_nan());
+    }
+
+    #[test]
+    fn summary_sorts_and_counts() {
+        let v = summary(&[3.0, 1.0, 2.0]);
+        assert_eq!(v["p50"], 2.0);
+        assert_eq!(v["max"], 3.0);
+        assert_eq!(v["samples"], 3);
+    }
+}

@@ -1,0 +1,36 @@
+//! `rig-bench`: builds virtual rigs of real camrig processes and prints one JSON object of
+//! measurements (start spread, arm and mark latency, download ratio) on stdout; progress goes
+//! to stderr. Needs root and the workspace's binaries next to it (`ci/rig-bench` does both).
+
+use clap::Parser;
+
+#[derive(Parser)]
+#[command(about = "Measure a virtual camrig rig and print the numbers as JSON")]
+struct Args {
+    /// Takes per measurement (start spread, arm latency).
+    #[arg(long, default_value_t = 20)]
+    takes: usize,
+    /// Nodes for the start-spread and mark measurements.
+    #[arg(long, default_value_t = 10)]
+    spread_nodes: usize,
+    /// Rig sizes for the arm-latency measurement.
+    #[arg(long, value_delimiter = ',', default_value = "10,50")]
+    arm_nodes: Vec<usize>,
+    /// Seconds recorded for the download measurement.
+    #[arg(long, default_value_t = 8.0)]
+    download_seconds: f64,
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let options = camrig_rig::bench::BenchOptions {
+        takes: args.takes,
+        spread_nodes: args.spread_nodes,
+        arm_nodes: args.arm_nodes,
+        download_take_secs: args.download_seconds,
+        ..Default::default()
+    };
+    let result = camrig_rig::bench::run(&options, &mut |line| eprintln!("rig-bench: {line}"))?;
+    println!("{}", serde_json::to_string_pretty(&result)?);
+    Ok(())
+}
