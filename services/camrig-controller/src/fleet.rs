@@ -6,7 +6,7 @@
 use std::sync::RwLock;
 use std::time::{Duration, Instant};
 
-use camrig_protocol::api::NodeStatus;
+use camrig_protocol::api::{NodeState, NodeStatus};
 use camrig_protocol::{now_unix_ns, UnixNanos};
 
 use crate::clock_probe::{self, ClockSample};
@@ -52,12 +52,14 @@ pub enum Blocker {
     Unreachable(String),
     /// The node's clock is unsynchronised, unmeasured or off; `override_clock` lets it through.
     Clock(String),
+    /// The node is still armed or recording (e.g. finishing the take just stopped).
+    Busy(String),
 }
 
 impl Blocker {
     pub fn message(&self) -> &str {
         match self {
-            Blocker::Unreachable(m) | Blocker::Clock(m) => m,
+            Blocker::Unreachable(m) | Blocker::Clock(m) | Blocker::Busy(m) => m,
         }
     }
 }
@@ -185,6 +187,17 @@ impl Fleet {
             )));
         }
         let status = live.status.as_ref().expect("fresh status present");
+        if status.state != NodeState::Idle {
+            return Some(Blocker::Busy(format!(
+                "node {who} is still {} take {}",
+                format!("{:?}", status.state).to_lowercase(),
+                status
+                    .take
+                    .as_ref()
+                    .map(|t| t.as_str().to_owned())
+                    .unwrap_or_else(|| "?".into())
+            )));
+        }
         if config.require_node_sync && !status.clock.synced {
             return Some(Blocker::Clock(format!(
                 "node {who}: its clock is not synchronised (chrony/timesyncd has no lock on the controller yet)"

@@ -19,6 +19,8 @@ use crate::views::{MarkTake, MarkerNodeView, MarkerView, NodeFailure, StartTake,
 pub const MAX_NOTE_CHARS: usize = 500;
 /// A node not recording its take this long after START's instant has failed.
 const START_GRACE: Duration = Duration::from_secs(3);
+/// How long START waits for nodes still finishing the previous take.
+const BUSY_WAIT: Duration = Duration::from_secs(3);
 
 #[derive(Debug, thiserror::Error)]
 pub enum TakeError {
@@ -78,6 +80,15 @@ impl Rig {
             return Err(TakeError::NameUsed(name.as_str().to_owned()));
         }
         let nodes = self.fleet.nodes();
+        // Right after a STOP the nodes record until its instant and then finish the take:
+        // give them that moment instead of refusing a quick next START.
+        let deadline = std::time::Instant::now() + BUSY_WAIT;
+        while std::time::Instant::now() < deadline
+            && (0..nodes.len())
+                .any(|i| matches!(self.fleet.blocker(i, &self.config), Some(Blocker::Busy(_))))
+        {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
         let mut refusals = Vec::new();
         let mut overridden = Vec::new();
         for i in 0..nodes.len() {
@@ -91,6 +102,9 @@ impl Rig {
                     refusals.push(format!("{m}; wait for the clock, or override"))
                 }
                 Some(Blocker::Clock(m)) => overridden.push(m),
+                Some(Blocker::Busy(m)) => {
+                    refusals.push(format!("{m}; stop it or wait until it finishes"))
+                }
             }
         }
         if !refusals.is_empty() {
@@ -292,10 +306,6 @@ impl Rig {
         let Some(take) = self.store.current_take()? else {
             return Ok(());
         };
-        if !self.fleet.settled() {
-            // Just started: no node has had the chance to answer yet.
-            return Ok(());
-        }
         let now = now_unix_ns();
         let mut changed = false;
         if take.state == take_state::STARTING {
@@ -331,10 +341,12 @@ impl Rig {
                 // Recording our take: whatever we thought before (a link that dropped for a
                 // few seconds looks like a lost node), it is recording.
                 Some(s) if ours && s.state == NodeState::Recording => {
-                    (node.state != node_state::RECORDING).then(|| (node_state::RECORDING, None))
+                    (node.state != node_state::RECORDING).then_some((node_state::RECORDING, None))
                 }
                 Some(_) if ours => None,
                 _ if node.state == node_state::FAILED => None,
+                // Just started: no node has had the chance to answer yet.
+                None if !self.fleet.settled() => None,
                 None => Some((
                     node_state::FAILED,
                     Some(format!(

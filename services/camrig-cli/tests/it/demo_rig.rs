@@ -171,7 +171,7 @@ async fn demo_rig_driven_from_the_browser_and_the_cli() {
     let deadline = Instant::now() + Duration::from_secs(90);
     while !output
         .iter()
-        .any(|l: &String| l.contains("camrig demo is running"))
+        .any(|l: &String| l.contains("Press Ctrl-C to stop"))
     {
         match rx.recv_timeout(Duration::from_millis(200)) {
             Ok(line) => output.push(line),

@@ -31,7 +31,15 @@ fn controller_restarted_mid_take_carries_on() {
         .then_some(r)
     });
     assert_eq!(r["current_take"]["name"], "across_restart", "{r}");
-    // Give the take monitor time to look at the nodes: they must stay recording.
+    // The take monitor sees the nodes recording the take; they stay recording.
+    rig.wait_for("take nodes recording", Duration::from_secs(20), |rig| {
+        let t = rig.take("across_restart");
+        t["nodes"]
+            .as_array()?
+            .iter()
+            .all(|n| n["state"] == "recording")
+            .then_some(())
+    });
     rig.wait_recording(&[0, 1], 60);
     let take = rig.take("across_restart");
     assert!(
