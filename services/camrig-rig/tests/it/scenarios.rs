@@ -230,6 +230,9 @@ fn dir_bytes(dir: &std::path::Path) -> u64 {
     total
 }
 
+/// The controller must notice the dead link by itself: rsync's `--timeout` never fires while
+/// ssh keeps accepting its keep-alive writes, so ssh itself has to give up (ServerAliveInterval)
+/// for rsync to exit, keep the partial file and let the next DOWNLOAD resume from it.
 #[test]
 fn a_download_cut_mid_transfer_resumes_from_the_partial_file() {
     // Bigger frames so the take is a few MB, over a slow link so the cut lands mid-file.
