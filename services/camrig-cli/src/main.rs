@@ -1,7 +1,8 @@
 //! `camrig`: drive a camrig controller from a terminal, or run a demo rig.
 //!
 //! Exit codes: 0 success, 1 the controller refused or failed (message on stderr), 2 bad
-//! arguments, 3 some downloads failed verification or transfer.
+//! arguments, 3 some downloads failed verification or transfer. `camrig provision` keeps
+//! camrig-provision's own exit codes.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -64,10 +65,24 @@ enum Cmd {
         #[arg(long)]
         dir: Option<PathBuf>,
     },
+    /// Turn a site file into one identity and one flashable card per Pi.
+    #[command(subcommand)]
+    Provision(camrig_provision::Command),
 }
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    // Provisioning is synchronous file and device work with its own exit codes
+    // (see camrig-provision's main.rs); it needs no runtime and no controller.
+    if let Cmd::Provision(command) = args.command {
+        return match camrig_provision::run_provision(command) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("camrig provision: {e}");
+                ExitCode::from(e.exit_code())
+            }
+        };
+    }
     let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
     runtime.block_on(async move {
         let client = ControllerClient::new(&args.controller);
@@ -91,6 +106,7 @@ fn main() -> ExitCode {
                 }
                 Err(e) => Err(e),
             },
+            Cmd::Provision(_) => unreachable!("handled before the runtime starts"),
             Cmd::Demo { nodes, port, dir } => {
                 return match demo::run(demo::DemoOptions { nodes, port, dir }).await {
                     Ok(()) => ExitCode::SUCCESS,

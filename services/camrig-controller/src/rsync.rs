@@ -37,11 +37,14 @@ pub fn source_arg(source: &RsyncSource, take: &TakeName) -> OsString {
 }
 
 /// The ssh command rsync runs (`-e`): key only, batch mode, strict host keys from the
-/// provisioned known_hosts, no passwords. rsync splits this on spaces; the config refuses
-/// paths with spaces or quotes.
+/// provisioned known_hosts, no passwords. ServerAlive makes ssh give up on a dead link (cable
+/// out, node powered off) within ~15 s: rsync's own `--timeout` never fires while ssh keeps
+/// accepting its keep-alive writes, so without it a cut link hangs the download for TCP's
+/// ~15 minutes; with it rsync exits, keeps the partial file, and the next run resumes.
+/// rsync splits this on spaces; the config refuses paths with spaces or quotes.
 pub fn ssh_command(ssh: &SshSetup<'_>, port: u16) -> String {
     format!(
-        "ssh -i {} -p {port} -o IdentitiesOnly=yes -o BatchMode=yes -o StrictHostKeyChecking=yes -o UserKnownHostsFile={} -o GlobalKnownHostsFile=/dev/null -o PasswordAuthentication=no -o ConnectTimeout=10",
+        "ssh -i {} -p {port} -o IdentitiesOnly=yes -o BatchMode=yes -o StrictHostKeyChecking=yes -o UserKnownHostsFile={} -o GlobalKnownHostsFile=/dev/null -o PasswordAuthentication=no -o ConnectTimeout=10 -o ServerAliveInterval=5 -o ServerAliveCountMax=3",
         ssh.key.display(),
         ssh.known_hosts.display()
     )
@@ -158,7 +161,7 @@ mod tests {
                 "--no-motd",
                 "--compare-dest=/d/t_01/192.168.1.101",
                 "-e",
-                "ssh -i /etc/camrig/ssh/id_ed25519 -p 22 -o IdentitiesOnly=yes -o BatchMode=yes -o StrictHostKeyChecking=yes -o UserKnownHostsFile=/etc/camrig/ssh/known_hosts -o GlobalKnownHostsFile=/dev/null -o PasswordAuthentication=no -o ConnectTimeout=10",
+                "ssh -i /etc/camrig/ssh/id_ed25519 -p 22 -o IdentitiesOnly=yes -o BatchMode=yes -o StrictHostKeyChecking=yes -o UserKnownHostsFile=/etc/camrig/ssh/known_hosts -o GlobalKnownHostsFile=/dev/null -o PasswordAuthentication=no -o ConnectTimeout=10 -o ServerAliveInterval=5 -o ServerAliveCountMax=3",
                 "--",
                 "camrig@192.168.1.101:/var/lib/camrig/recordings/t_01/",
                 "/d/.staging/t_01/192.168.1.101/",
