@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use camrig_controller::node_client::describe;
 use camrig_controller::views::{
     ApiErrorBody, DownloadsView, MarkTake, MarkerView, RigView, StartTake, TakeView,
 };
@@ -43,12 +44,12 @@ impl ControllerClient {
     ) -> Result<T, ClientError> {
         let resp = req.send().await.map_err(|e| ClientError::Unreachable {
             url: self.base.clone(),
-            cause: root_cause(&e),
+            cause: describe(&e),
         })?;
         let status = resp.status();
         let text = resp.text().await.map_err(|e| ClientError::Unreachable {
             url: self.base.clone(),
-            cause: root_cause(&e),
+            cause: describe(&e),
         })?;
         if !status.is_success() {
             let message = match serde_json::from_str::<ApiErrorBody>(&text) {
@@ -118,17 +119,4 @@ impl ControllerClient {
     pub async fn downloads(&self) -> Result<DownloadsView, ClientError> {
         self.call(self.http.get(self.url("/api/downloads"))).await
     }
-}
-
-fn root_cause(e: &reqwest::Error) -> String {
-    if e.is_timeout() {
-        return "no answer in time".into();
-    }
-    let mut text = e.to_string();
-    let mut source = std::error::Error::source(e);
-    while let Some(s) = source {
-        text = s.to_string();
-        source = s.source();
-    }
-    text
 }

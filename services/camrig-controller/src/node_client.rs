@@ -149,8 +149,9 @@ impl NodeClient {
 }
 
 /// reqwest's Display stops at the outermost error ("error sending request"); the cause
-/// ("connection refused", "operation timed out") is what a person needs.
-fn describe(e: &reqwest::Error) -> String {
+/// ("connection refused", "operation timed out") is what a person needs. The `camrig` CLI
+/// describes its own HTTP failures with this too.
+pub fn describe(e: &reqwest::Error) -> String {
     if e.is_timeout() {
         return "no answer within the timeout".into();
     }
