@@ -20,9 +20,12 @@ build_debs() {
 	shift 2
 	local target
 	target=$(rust_target "$arch")
+	mkdir -p "$outdir"
+	[ $# -gt 0 ] || return 0
 	ensure_cargo_deb
 	if [ "$arch" = arm64 ]; then
 		need aarch64-linux-gnu-gcc gcc-aarch64-linux-gnu
+		need aarch64-linux-gnu-g++ g++-aarch64-linux-gnu
 		rustup target list --installed | grep -qx "$target" || rustup target add "$target" >&2
 		export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER=aarch64-linux-gnu-gcc
 		export CC_aarch64_unknown_linux_gnu=aarch64-linux-gnu-gcc

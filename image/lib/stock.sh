@@ -34,8 +34,9 @@ WantedBy=multi-user.target"
 		rm -rf "$unitdir"
 		mv "$tar.tmp" "$tar"
 	fi
-	local work=$CAMRIG_CACHE/work/stock-$arch
-	rm -rf "$work"
+	local work
+	mkdir -p "$CAMRIG_CACHE/work"
+	work=$(mktemp -d "$CAMRIG_CACHE/work/stock-$arch.XXXXXX")
 	mkdir -p "$work/root" "$outdir"
 	tar -C "$work/root" --numeric-owner -xpf "$tar"
 	cp "$(find "$work/root/boot" -name 'vmlinuz-*' | sort -V | tail -1)" "$outdir/stock-$arch.vmlinuz"

@@ -32,7 +32,7 @@ vm_start() {
 	local qemu machine
 	case "$arch" in
 	amd64)
-		qemu=(qemu-system-x86_64 -machine q35)
+		qemu=(qemu-system-x86_64)
 		machine=()
 		;;
 	arm64)

@@ -1,1 +1,10 @@
-//! camrig CLI (being built in issue 3).
+//! The `camrig` command: drive a controller from a terminal, and run a whole demo rig
+//! (controller + synthetic-camera nodes as separate processes) on one PC.
+//!
+//! - [`controller_client`]: the REST client for a controller's `/api`.
+//! - [`commands`]: `status`, `start`, `mark`, `stop`, `takes`, `download` and their output.
+//! - [`demo`]: `camrig demo`, the rig on loopback addresses 127.0.0.2, 127.0.0.3, …
+
+pub mod commands;
+pub mod controller_client;
+pub mod demo;

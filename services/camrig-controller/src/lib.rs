@@ -1,1 +1,147 @@
-//! camrig-controller: the Control Pi service (being built in issue 3).
+//! camrig-controller: the Control Pi service. It runs the rig from one web page: the fleet
+//! of nodes (status, clock probes), takes (scheduled START/MARK/STOP fan-out, history in
+//! SQLite), verified download & sort, and the REST API, SSE and web UI on one port.
+//!
+//! - [`config`]: the TOML configuration, validated with key names in every refusal.
+//! - [`node_client`]: HTTP client for one node's `/v1` API.
+//! - [`clock_probe`]: four-timestamp offset measurement over `GET /v1/time`.
+//! - [`fleet`]: live status and clock of every node; what blocks START.
+//! - [`take_store`]: the SQLite take history.
+//! - [`take_control`]: START, MARK, STOP and the mid-take monitor.
+//! - [`rsync`] and [`download`]: pulling, verifying and sorting recorded files.
+//! - [`api`], [`http_error`], [`views`]: the HTTP surface and its JSON.
+//! - [`status_line`]: the systemd STATUS= line.
+
+pub mod api;
+pub mod clock_probe;
+pub mod config;
+pub mod download;
+pub mod fleet;
+pub mod http_error;
+pub mod node_client;
+pub mod rig;
+pub mod rsync;
+pub mod status_line;
+pub mod take_control;
+pub mod take_store;
+pub mod views;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use camrig_systemd::{notify, watchdog};
+use tokio::net::TcpListener;
+use tokio::task::JoinSet;
+
+use crate::config::Config;
+use crate::rig::Rig;
+use crate::take_store::{Store, StoreError};
+
+/// Why the service stopped other than by a shutdown signal.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("cannot create {path}: {source}")]
+    CreateDir {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("HTTP server failed: {0}")]
+    Serve(std::io::Error),
+    #[error("background task {0} ended unexpectedly")]
+    TaskEnded(&'static str),
+}
+
+/// Runs the controller on `listener` until `shutdown` completes.
+pub async fn run(
+    config: Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), RunError> {
+    for dir in [&config.data_dir, &config.downloads_dir] {
+        std::fs::create_dir_all(dir).map_err(|source| RunError::CreateDir {
+            path: dir.clone(),
+            source,
+        })?;
+    }
+    let store = Store::open(&config.data_dir.join("takes.sqlite3"))?;
+    store.fail_interrupted_downloads()?;
+    let rig = Rig::new(config, store);
+    if let Some(take) = rig.store.current_take()? {
+        tracing::info!(
+            take = take.name,
+            "carrying on with the take recorded before the restart"
+        );
+    }
+
+    let mut tasks: JoinSet<&'static str> = JoinSet::new();
+    for i in 0..rig.fleet.nodes().len() {
+        let r = rig.clone();
+        tasks.spawn(async move {
+            r.fleet.poll_status(i).await;
+            "status poll"
+        });
+        let r = rig.clone();
+        tasks.spawn(async move {
+            r.fleet.probe_clock(i).await;
+            "clock probe"
+        });
+    }
+    let progress = watchdog::Progress::new();
+    {
+        let (r, p) = (rig.clone(), progress.clone());
+        tasks.spawn(async move {
+            event_loop(r, p).await;
+            "event loop"
+        });
+        tasks.spawn(async move {
+            watchdog::run(progress).await;
+            // No watchdog configured: nothing to do, but this must not end the service.
+            std::future::pending::<()>().await;
+            "watchdog"
+        });
+    }
+
+    let app = api::router(rig.clone());
+    tracing::info!(addr = %listener.local_addr().map_err(RunError::Serve)?, "serving web UI and API");
+    notify::ready();
+    let server = axum::serve(listener, app).with_graceful_shutdown(shutdown);
+    let result = tokio::select! {
+        r = server => r.map_err(RunError::Serve),
+        ended = tasks.join_next() => {
+            let name = match ended {
+                Some(Ok(name)) => name,
+                Some(Err(e)) => { tracing::error!(error = %e, "background task panicked"); "panicked task" }
+                None => "none",
+            };
+            Err(RunError::TaskEnded(name))
+        }
+    };
+    notify::stopping();
+    tasks.shutdown().await;
+    result
+}
+
+/// The controller's heartbeat: watches the current take, publishes STATUS= every second,
+/// and ticks the watchdog's progress counter each turn it completes.
+async fn event_loop(rig: Arc<Rig>, progress: watchdog::Progress) {
+    let mut ticker = tokio::time::interval(Duration::from_millis(500));
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut turn = 0u64;
+    loop {
+        ticker.tick().await;
+        if let Err(e) = rig.watch_current_take().await {
+            tracing::error!(error = %e, "cannot update the current take");
+        }
+        turn += 1;
+        if turn.is_multiple_of(2) {
+            match rig.rig_view() {
+                Ok(view) => notify::status(&status_line::status_line(&view)),
+                Err(e) => tracing::error!(error = %e, "cannot build rig status"),
+            }
+        }
+        progress.tick();
+    }
+}

@@ -50,6 +50,12 @@ impl DropCounter {
         }
     }
 
+    /// Notes a frame seen before the take started, so frames lost between it and the first
+    /// kept frame count as drops of the take.
+    pub fn saw_before_start(&mut self, sequence: u64, ts: UnixNanos) {
+        self.last = Some((sequence, ts));
+    }
+
     /// Records the next kept frame and returns how many frames were lost just before it.
     pub fn observe(&mut self, sequence: u64, ts: UnixNanos) -> u64 {
         let lost = match self.last {
@@ -132,6 +138,10 @@ mod tests {
         assert_eq!(d.observe(15, 5 * P + P / 3), 0, "jitter is not a drop");
         assert_eq!(d.observe(16, 7 * P), 1, "late by two periods with no gap");
         assert_eq!(d.drops, 3);
+
+        let mut d = DropCounter::new(P);
+        d.saw_before_start(9, 0);
+        assert_eq!(d.observe(12, 3 * P), 2, "frames lost right at START count");
     }
 
     #[test]

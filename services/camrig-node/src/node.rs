@@ -77,6 +77,8 @@ pub struct Node {
     stats: Vec<CameraStats>,
     active: RwLock<Option<Arc<TakeHandle>>>,
     inner: Mutex<Inner>,
+    /// Commands run one at a time: two STARTs racing must not both find the node idle.
+    command_lock: Mutex<()>,
     progress: Progress,
 }
 
@@ -198,6 +200,7 @@ impl Node {
         command_id: &str,
         run: impl FnOnce() -> Result<CommandReply, ApiError>,
     ) -> (StatusCode, serde_json::Value) {
+        let _one_at_a_time = lock(&self.command_lock);
         if let Some(answer) = lock(&self.inner).replies.get(command_id) {
             return answer.clone();
         }
@@ -291,6 +294,8 @@ impl Node {
             let _ = std::fs::remove_dir_all(&dir);
             ApiError::internal(e)
         })?;
+        // The last take's problem was about that take; this one starts with a clean slate.
+        lock(&self.inner).problem = None;
         tracing::info!(take = %req.take, start_at_ns = req.start_at_ns, "take armed");
         let active = Some(handle);
         Ok(self.reply(&req.command_id, &active))
@@ -491,6 +496,7 @@ pub async fn run(
             recovered: recovered.clone(),
             ..Inner::default()
         }),
+        command_lock: Mutex::new(()),
         progress: Progress::new(),
         config,
     });

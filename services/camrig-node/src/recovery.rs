@@ -107,6 +107,8 @@ fn recover_take(
         m.files
             .push(sha256_file(&dir.join(&markers)).map_err(io(dir))?);
     }
+    // The space the dead node held back for its final manifest is not recorded data.
+    let _ = std::fs::remove_file(dir.join(crate::take_recorder::RESERVE_FILE));
     m.state = ManifestState::Recovered;
     m.stop_reason = Some(StopReason::Crashed);
     let json = serde_json::to_vec_pretty(&m).expect("manifest serialises");

@@ -90,7 +90,7 @@ impl TakeSpec {
     /// Space held back so the final manifest can be written even on a full disk.
     fn reserve_path(&self) -> Option<PathBuf> {
         match &self.layout {
-            Layout::Take(_) => Some(self.dir.join(".final-manifest-reserve")),
+            Layout::Take(_) => Some(self.dir.join(RESERVE_FILE)),
             Layout::Standalone => None,
         }
     }
@@ -199,8 +199,11 @@ impl TakeBook {
             let json = serde_json::to_vec_pretty(&self.manifest).expect("manifest serialises");
             if let Err(e) = write_atomic(&path, &json) {
                 tracing::error!(path = %path.display(), error = %e, "cannot write the take manifest");
-                self.problem
-                    .get_or_insert(format!("cannot write the manifest: {e}"));
+                // On a full disk the next frame's write fails too and stops the take; the
+                // final manifest then uses the reserved space.
+                self.problem.get_or_insert(format!(
+                    "cannot write the manifest ({e}); check free space on the data partition"
+                ));
             }
         }
     }
@@ -559,7 +562,9 @@ impl CameraWriter {
                     self.spec.start_at,
                     self.control.stop_at(),
                 ) {
-                    Placement::Before => {}
+                    Placement::Before => state
+                        .drops
+                        .saw_before_start(frame.sequence, frame.timestamp_ns),
                     Placement::After => break StopReason::Requested,
                     Placement::Keep => {
                         state.last_frame = Instant::now();
@@ -681,6 +686,9 @@ impl CameraWriter {
         Ok(())
     }
 }
+
+/// Name of the reserve file in a take's directory (hidden, never listed in the manifest).
+pub const RESERVE_FILE: &str = ".final-manifest-reserve";
 
 /// Held back per take for the final markers file and manifest (a few KiB per segment).
 const RESERVE_BYTES: u64 = 1024 * 1024;

@@ -47,6 +47,10 @@ impl Default for BenchOptions {
     }
 }
 
+fn bench_rig(nodes: usize) -> crate::rig::RigBuilder {
+    Rig::builder().nodes(nodes)
+}
+
 /// Nearest-rank percentile of an ascending slice (`p` in 0..=100).
 pub fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
@@ -117,9 +121,9 @@ fn run_takes(
     with_mark: bool,
     log: &mut dyn FnMut(&str),
 ) -> Result<(Vec<String>, Vec<f64>, Vec<f64>)> {
-    rig.wait_start_ready(Duration::from_secs(60))?;
     let (mut names, mut arm, mut mark) = (Vec::new(), Vec::new(), Vec::new());
     for k in 0..takes {
+        rig.wait_start_ready(Duration::from_secs(60))?;
         let name = format!("{prefix}_{k:03}");
         let (take, ms) = timed_start(rig, &name)?;
         arm.push(ms);
@@ -194,8 +198,7 @@ fn timed_download(rig: &Rig, take: &str) -> Result<Duration> {
 
 fn download_ratio(o: &BenchOptions, log: &mut dyn FnMut(&str)) -> Result<Value> {
     let (w, h) = o.download_frame;
-    let mut rig = Rig::builder()
-        .nodes(o.download_nodes)
+    let mut rig = bench_rig(o.download_nodes)
         .node_settings(NodeSettings {
             width: w,
             height: h,
@@ -284,7 +287,7 @@ pub fn run(o: &BenchOptions, log: &mut dyn FnMut(&str)) -> Result<Value> {
         "start spread: {} takes on {} nodes",
         o.takes, o.spread_nodes
     ));
-    let rig = Rig::builder().nodes(o.spread_nodes).build()?;
+    let rig = bench_rig(o.spread_nodes).build()?;
     let (names, arm_spread, marks) = run_takes(&rig, "bench_spread", o.takes, true, log)?;
     let spread = spreads(&rig, &names)?;
     drop(rig);
@@ -292,7 +295,7 @@ pub fn run(o: &BenchOptions, log: &mut dyn FnMut(&str)) -> Result<Value> {
 
     for &n in o.arm_nodes.iter().filter(|&&n| n != o.spread_nodes) {
         log(&format!("arm latency: {} takes on {n} nodes", o.takes));
-        let rig = Rig::builder().nodes(n).build()?;
+        let rig = bench_rig(n).build()?;
         let (_, lat, _) = run_takes(&rig, "bench_arm", o.takes, false, log)?;
         arm.insert(format!("nodes_{n}"), summary(&lat));
     }

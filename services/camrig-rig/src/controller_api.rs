@@ -103,10 +103,16 @@ impl Rig {
         })
     }
 
-    /// Waits until the rig is idle again (every node stopped after a STOP).
+    /// Waits until the rig is idle again: no current take on the controller, and every node
+    /// reports itself idle (a STOP takes effect at its scheduled instant, a moment later).
     pub fn wait_rig_idle(&self, timeout: Duration) -> Result<Value> {
-        wait::until("the rig to be idle", timeout, || {
-            self.rig_view().ok().filter(|v| v["state"] == "idle")
+        wait::until("the rig and every node to be idle", timeout, || {
+            self.rig_view().ok().filter(|v| {
+                v["state"] == "idle"
+                    && v["nodes"]
+                        .as_array()
+                        .is_some_and(|nodes| nodes.iter().all(|n| n["status"]["state"] == "idle"))
+            })
         })
     }
 

@@ -1,6 +1,8 @@
-//! Link shaping as `tc` sees it: a rate limit (token bucket, `tbf`), optionally with delay and
-//! loss (`netem`, as the token bucket's child). Building the argument lists is pure and
-//! unit-tested; [`crate::network`] runs them on both ends of a host's link.
+//! Link shaping: a rate limit (token bucket, `tc` `tbf`) and delay (`netem`, as the token
+//! bucket's child) on both ends of a host's link, and loss as an nftables rule set in the
+//! host's namespace dropping a random share of its packets in each direction. Loss goes through
+//! nftables because many kernels (this project's CI VM's among them) build `tbf` but not
+//! `sch_netem`. Building the commands is pure and unit-tested; [`crate::network`] runs them.
 
 use std::time::Duration;
 
@@ -24,7 +26,7 @@ impl Shaping {
     }
 
     pub fn needs_netem(&self) -> bool {
-        self.delay.is_some() || self.loss_percent.is_some()
+        self.delay.is_some()
     }
 }
 
@@ -63,12 +65,29 @@ pub fn tc_commands(dev: &str, shaping: &Shaping) -> Vec<Vec<String>> {
         if let Some(d) = shaping.delay {
             c.extend(args(&["delay", &format!("{}us", d.as_micros())]));
         }
-        if let Some(p) = shaping.loss_percent {
-            c.extend(args(&["loss", &format!("{p}%")]));
-        }
         cmds.push(c);
     }
     cmds
+}
+
+/// The nftables table that drops packets on a lossy host.
+pub const LOSS_TABLE: &str = "camrig_loss";
+
+/// An `nft -f` rule set dropping `percent` % of the packets `dev` sends and receives, or
+/// `None` for a lossless link.
+pub fn nft_loss_ruleset(dev: &str, shaping: &Shaping) -> Option<String> {
+    let p = shaping.loss_percent.filter(|p| *p > 0.0)?;
+    // numgen draws 0..9999 per packet: hundredths of a percent.
+    let below = (p * 100.0).round().clamp(1.0, 10_000.0) as u32;
+    // A verdict map over the range, not `numgen ... < N`: nft 1.0 compares the host-endian
+    // random number as big-endian, which drops the wrong share.
+    let drop = format!("numgen random mod 10000 vmap {{ 0-{} : drop }}", below - 1);
+    Some(format!(
+        "table inet {LOSS_TABLE} {{\n\
+         \x20 chain egress {{ type filter hook output priority 0; oifname \"{dev}\" {drop}; }}\n\
+         \x20 chain ingress {{ type filter hook input priority 0; iifname \"{dev}\" {drop}; }}\n\
+         }}\n"
+    ))
 }
 
 fn args(a: &[&str]) -> Vec<String> {
@@ -111,7 +130,7 @@ mod tests {
     }
 
     #[test]
-    fn delay_and_loss_hang_netem_under_the_bucket() {
+    fn delay_hangs_netem_under_the_bucket_and_loss_is_nftables() {
         let s = Shaping {
             rate_mbit: Some(10.0),
             delay: Some(Duration::from_millis(5)),
@@ -123,9 +142,17 @@ mod tests {
             c[1],
             args(&[
                 "qdisc", "add", "dev", "eth0", "parent", "1:1", "handle", "10:", "netem", "delay",
-                "5000us", "loss", "1.5%"
+                "5000us"
             ])
         );
+        let rules = nft_loss_ruleset("eth0", &s).unwrap();
+        assert!(rules.starts_with("table inet camrig_loss {\n"), "{rules}");
+        assert!(
+            rules.contains("oifname \"eth0\" numgen random mod 10000 vmap { 0-149 : drop };"),
+            "{rules}"
+        );
+        assert!(rules.contains("iifname \"eth0\""), "{rules}");
+        assert_eq!(nft_loss_ruleset("eth0", &Shaping::rate(1.0)), None);
     }
 
     #[test]

@@ -6,7 +6,7 @@
 use std::net::Ipv4Addr;
 
 use crate::error::{Result, RigError};
-use crate::link_shaping::{tc_commands, Shaping};
+use crate::link_shaping::{nft_loss_ruleset, tc_commands, Shaping, LOSS_TABLE};
 use crate::netns::Netns;
 
 /// The rig's subnet; addresses exist only inside the rig's namespaces.
@@ -114,7 +114,19 @@ impl Network {
     pub fn shape(&self, id: HostId, shaping: &Shaping) -> Result<()> {
         let host = &self.hosts[id];
         apply(&host.netns, HOST_IF, shaping)?;
-        apply(&self.switch, &host.port, shaping)
+        apply(&self.switch, &host.port, shaping)?;
+        // Loss: one rule set on the host covers both directions.
+        let _ = host
+            .netns
+            .exec("nft", &["delete", "table", "inet", LOSS_TABLE]);
+        if let Some(rules) = nft_loss_ruleset(HOST_IF, shaping) {
+            let file = std::env::temp_dir().join(format!("{}-loss.nft", host.netns.name()));
+            std::fs::write(&file, rules).map_err(RigError::io("writing a loss rule set"))?;
+            let applied = host.netns.exec("nft", &["-f", &file.display().to_string()]);
+            let _ = std::fs::remove_file(&file);
+            applied?;
+        }
+        Ok(())
     }
 
     /// Pulls the host's cable: the switch port goes down and the host's interface loses
@@ -148,7 +160,7 @@ fn apply(ns: &Netns, dev: &str, shaping: &Shaping) -> Result<()> {
             {
                 RigError::KernelLacks {
                     qdisc: "netem",
-                    feature: "delay or loss",
+                    feature: "delay",
                 }
             }
             other => other,

@@ -135,3 +135,35 @@ fn time_and_preview() {
     assert_eq!(node.get("/v1/cameras/3/preview.jpg").status().as_u16(), 404);
     assert_eq!(node.get("/v1/cameras/0/preview.jpg").status().as_u16(), 404);
 }
+
+#[test]
+fn racing_starts_arm_exactly_one_take() {
+    let node = Node::builder().codec("mjpeg").start();
+    let start_at = now_ns() + 60_000_000_000i64;
+    let codes: Vec<u16> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..6)
+            .map(|i| {
+                let node = &node;
+                s.spawn(move || {
+                    node.post(
+                        "/v1/takes/start",
+                        json!({"take": format!("race{i}"), "start_at_ns": start_at, "command_id": format!("r{i}")}),
+                    )
+                    .0
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert_eq!(codes.iter().filter(|&&c| c == 200).count(), 1, "{codes:?}");
+    assert_eq!(codes.iter().filter(|&&c| c == 409).count(), 5, "{codes:?}");
+    assert_eq!(
+        tree(&node.recordings())
+            .iter()
+            .filter(|n| !n.contains('/'))
+            .count(),
+        1
+    );
+    node.post("/v1/takes/abort", json!({"command_id": "ab"}));
+    node.wait_idle(Duration::from_secs(10));
+}

@@ -346,6 +346,10 @@ pub fn now_ns() -> i64 {
 
 /// Frames ffprobe decodes in a raw stream file.
 pub fn ffprobe_frames(path: &Path) -> u64 {
+    if std::fs::metadata(path).unwrap().len() == 0 {
+        // A segment a crash left right after creating it: no frames, nothing to decode.
+        return 0;
+    }
     let format = if path.extension().unwrap() == "h264" {
         "h264"
     } else {

@@ -194,3 +194,35 @@ fn standalone_records_from_start_until_sigterm() {
         }
     }
 }
+
+#[test]
+fn bad_configs_are_refused_with_the_key_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_camrig-node"))
+            .args(args)
+            .env("NO_COLOR", "1")
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let missing = dir.path().join("missing.toml");
+    let (code, err) = run(&["--config", missing.to_str().unwrap()]);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("missing.toml"), "{err}");
+
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, "token = \"t\"\n[recording]\nsegment_secs = 5\n").unwrap();
+    let (code, err) = run(&["--config", bad.to_str().unwrap()]);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("segment_secs"), "{err}");
+
+    let no_token = dir.path().join("no-token.toml");
+    std::fs::write(&no_token, "[camera]\nsource = \"synthetic\"\n").unwrap();
+    let (code, err) = run(&["--config", no_token.to_str().unwrap(), "--synthetic", "3"]);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("camera.count"), "{err}");
+}

@@ -8,6 +8,16 @@ use camrig_protocol::manifest::TakeManifest;
 use crate::harness::{ffprobe_frames, read_timestamps, sha256_hex};
 
 pub fn take_on_disk(dir: &Path, m: &TakeManifest) {
+    if m.state != camrig_protocol::manifest::ManifestState::Recording {
+        // A finished take holds exactly its listed files and the manifest: no temp or
+        // reserve file left behind, nothing unlisted.
+        for name in crate::harness::tree(dir) {
+            assert!(
+                name.ends_with("_manifest.json") || m.file(&name).is_some(),
+                "{name} is in the take directory but not in the manifest"
+            );
+        }
+    }
     for f in &m.files {
         let p = dir.join(&f.name);
         assert_eq!(std::fs::metadata(&p).unwrap().len(), f.bytes, "{}", f.name);

@@ -87,6 +87,27 @@ fn expected_frames(m: &TakeManifest) -> f64 {
 }
 
 #[test]
+fn nodes_serve_their_api_on_the_rig_network_only_with_the_token() {
+    let rig = Rig::builder()
+        .nodes(2)
+        .without_controller()
+        .build()
+        .unwrap();
+    for i in 0..2 {
+        let status = rig.node_get(i, "/v1/status").unwrap();
+        assert_eq!(status.status, 200, "{}", status.body);
+        let s = status.value();
+        assert_eq!(s["node"], rig.node(i).label().as_str(), "{s}");
+        assert_eq!(s["cameras"][0]["model"], "synthetic", "{s}");
+        let anonymous = rig
+            .operator()
+            .get(&rig.node(i).api_url("/v1/status"), None)
+            .unwrap();
+        assert_eq!(anonymous.status, 401, "{}", anonymous.body);
+    }
+}
+
+#[test]
 fn a_full_take_on_three_nodes_is_downloaded_and_sorted_file_by_file() {
     let rig = rig(3);
     let name = "rig_full_take";
@@ -209,6 +230,9 @@ fn dir_bytes(dir: &std::path::Path) -> u64 {
     total
 }
 
+/// The controller must notice the dead link by itself: rsync's `--timeout` never fires while
+/// ssh keeps accepting its keep-alive writes, so ssh itself has to give up (ServerAliveInterval)
+/// for rsync to exit, keep the partial file and let the next DOWNLOAD resume from it.
 #[test]
 fn a_download_cut_mid_transfer_resumes_from_the_partial_file() {
     // Bigger frames so the take is a few MB, over a slow link so the cut lands mid-file.

@@ -1,0 +1,122 @@
+//! A small client for the controller's REST API, with errors that say what to do.
+
+use std::time::Duration;
+
+use camrig_controller::node_client::describe;
+use camrig_controller::views::{
+    ApiErrorBody, DownloadsView, MarkTake, MarkerView, RigView, StartTake, TakeView,
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("cannot reach the controller at {url} ({cause}); is camrig-controller running? Point --controller or CAMRIG_CONTROLLER at it")]
+    Unreachable { url: String, cause: String },
+    #[error("{message}")]
+    Refused { status: u16, message: String },
+    #[error("the controller answered something this camrig does not understand: {0}")]
+    BadReply(String),
+}
+
+pub struct ControllerClient {
+    http: reqwest::Client,
+    base: String,
+}
+
+impl ControllerClient {
+    pub fn new(base: &str) -> ControllerClient {
+        ControllerClient {
+            http: reqwest::Client::builder()
+                .connect_timeout(Duration::from_secs(3))
+                .timeout(Duration::from_secs(30))
+                .build()
+                .expect("HTTP client without TLS"),
+            base: base.trim_end_matches('/').to_owned(),
+        }
+    }
+
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    async fn call<T: serde::de::DeserializeOwned>(
+        &self,
+        req: reqwest::RequestBuilder,
+    ) -> Result<T, ClientError> {
+        let resp = req.send().await.map_err(|e| ClientError::Unreachable {
+            url: self.base.clone(),
+            cause: describe(&e),
+        })?;
+        let status = resp.status();
+        let text = resp.text().await.map_err(|e| ClientError::Unreachable {
+            url: self.base.clone(),
+            cause: describe(&e),
+        })?;
+        if !status.is_success() {
+            let message = match serde_json::from_str::<ApiErrorBody>(&text) {
+                Ok(body) => {
+                    let mut m = body.error;
+                    for n in body.nodes {
+                        m.push_str(&format!("\n  {}: {}", n.address, n.error));
+                    }
+                    m
+                }
+                Err(_) => format!("HTTP {status}: {}", text.trim()),
+            };
+            return Err(ClientError::Refused {
+                status: status.as_u16(),
+                message,
+            });
+        }
+        serde_json::from_str(&text).map_err(|e| ClientError::BadReply(e.to_string()))
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    pub async fn rig(&self) -> Result<RigView, ClientError> {
+        self.call(self.http.get(self.url("/api/rig"))).await
+    }
+
+    pub async fn takes(&self) -> Result<Vec<TakeView>, ClientError> {
+        self.call(self.http.get(self.url("/api/takes"))).await
+    }
+
+    pub async fn take(&self, name: &str) -> Result<TakeView, ClientError> {
+        self.call(self.http.get(self.url(&format!("/api/takes/{name}"))))
+            .await
+    }
+
+    pub async fn start(&self, req: &StartTake) -> Result<TakeView, ClientError> {
+        self.call(self.http.post(self.url("/api/takes")).json(req))
+            .await
+    }
+
+    pub async fn mark(&self, note: &str) -> Result<MarkerView, ClientError> {
+        self.call(
+            self.http
+                .post(self.url("/api/takes/current/mark"))
+                .json(&MarkTake {
+                    note: note.to_owned(),
+                }),
+        )
+        .await
+    }
+
+    pub async fn stop(&self) -> Result<TakeView, ClientError> {
+        self.call(self.http.post(self.url("/api/takes/current/stop")))
+            .await
+    }
+
+    pub async fn download(&self, take: Option<&str>) -> Result<DownloadsView, ClientError> {
+        let url = match take {
+            Some(t) => self.url(&format!("/api/takes/{t}/download")),
+            None => self.url("/api/downloads"),
+        };
+        self.call(self.http.post(url)).await
+    }
+
+    pub async fn downloads(&self) -> Result<DownloadsView, ClientError> {
+        self.call(self.http.get(self.url("/api/downloads"))).await
+    }
+}

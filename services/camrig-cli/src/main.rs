@@ -1,0 +1,128 @@
+//! `camrig`: drive a camrig controller from a terminal, or run a demo rig.
+//!
+//! Exit codes: 0 success, 1 the controller refused or failed (message on stderr), 2 bad
+//! arguments, 3 some downloads failed verification or transfer. `camrig provision` keeps
+//! camrig-provision's own exit codes.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use camrig_cli::controller_client::ControllerClient;
+use camrig_cli::{commands, demo};
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(version, about = "camrig: synchronised multi-camera recording")]
+struct Args {
+    /// Controller URL.
+    #[arg(
+        long,
+        env = "CAMRIG_CONTROLLER",
+        default_value = "http://127.0.0.1:8080",
+        global = true
+    )]
+    controller: String,
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Show the rig: every node's state, frames, disk and clock offset.
+    Status,
+    /// Start a take on every node at a scheduled instant.
+    Start {
+        /// Take name: 1-64 characters of A-Z a-z 0-9 . _ -
+        name: String,
+        /// Go ahead when some nodes fail to arm or are unreachable.
+        #[arg(long)]
+        allow_partial: bool,
+        /// Go ahead although some node's clock is unsynchronised or off (recorded in the take).
+        #[arg(long)]
+        override_clock: bool,
+    },
+    /// Mark the current instant in the running take.
+    Mark {
+        /// Optional note.
+        #[arg(default_value = "")]
+        note: String,
+    },
+    /// Stop the running take.
+    Stop,
+    /// List takes with their download and verification state.
+    Takes,
+    /// Download, verify and sort a take (or every take not yet downloaded).
+    Download { take: Option<String> },
+    /// Run a controller and N synthetic-camera nodes on this machine.
+    Demo {
+        /// Number of nodes (127.0.0.2, 127.0.0.3, …).
+        #[arg(long, default_value_t = 2)]
+        nodes: usize,
+        /// Web UI port on 127.0.0.1.
+        #[arg(long, default_value_t = 8080)]
+        port: u16,
+        /// Directory for configs, recordings, downloads and logs (default: a new one in /tmp).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+    /// Turn a site file into one identity and one flashable card per Pi.
+    #[command(subcommand)]
+    Provision(camrig_provision::Command),
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    // Provisioning is synchronous file and device work with its own exit codes
+    // (see camrig-provision's main.rs); it needs no runtime and no controller.
+    if let Cmd::Provision(command) = args.command {
+        return match camrig_provision::run_provision(command) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("camrig provision: {e}");
+                ExitCode::from(e.exit_code())
+            }
+        };
+    }
+    let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
+    runtime.block_on(async move {
+        let client = ControllerClient::new(&args.controller);
+        let result = match args.command {
+            Cmd::Status => commands::status(&client).await,
+            Cmd::Start {
+                name,
+                allow_partial,
+                override_clock,
+            } => commands::start(&client, &name, allow_partial, override_clock).await,
+            Cmd::Mark { note } => commands::mark(&client, &note).await,
+            Cmd::Stop => commands::stop(&client).await,
+            Cmd::Takes => commands::takes(&client).await,
+            Cmd::Download { take } => match commands::download(&client, take.as_deref()).await {
+                Ok(0) => Ok(()),
+                Ok(n) => {
+                    eprintln!(
+                        "camrig: {n} node download(s) failed; run the download again to retry"
+                    );
+                    return ExitCode::from(3);
+                }
+                Err(e) => Err(e),
+            },
+            Cmd::Provision(_) => unreachable!("handled before the runtime starts"),
+            Cmd::Demo { nodes, port, dir } => {
+                return match demo::run(demo::DemoOptions { nodes, port, dir }).await {
+                    Ok(()) => ExitCode::SUCCESS,
+                    Err(e) => {
+                        eprintln!("camrig demo: {e}");
+                        ExitCode::FAILURE
+                    }
+                };
+            }
+        };
+        match result {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("camrig: {e}");
+                ExitCode::FAILURE
+            }
+        }
+    })
+}

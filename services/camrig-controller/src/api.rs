@@ -1,0 +1,398 @@
+//! The controller's HTTP surface: the REST API under `/api` (documented in `API.md`), the
+//! SSE event stream, the camera preview proxy, and the embedded web UI at `/`.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::rejection::{JsonRejection, PathRejection};
+use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::http::{header, StatusCode};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use futures_util::stream::{self, Stream, StreamExt};
+
+use crate::http_error::ApiError;
+use crate::rig::Rig;
+use crate::views::{MarkTake, StartTake};
+
+/// Largest request body accepted (413 beyond), as on the node.
+pub const MAX_BODY_BYTES: usize = camrig_protocol::api::MAX_BODY_BYTES;
+
+pub fn router(rig: Arc<Rig>) -> Router {
+    Router::new()
+        .route("/", get(ui_index))
+        .route("/app.js", get(ui_js))
+        .route("/style.css", get(ui_css))
+        .route("/api/rig", get(get_rig))
+        .route("/api/takes", get(list_takes).post(start_take))
+        .route("/api/takes/current/mark", post(mark_take))
+        .route("/api/takes/current/stop", post(stop_take))
+        .route("/api/takes/{name}", get(get_take))
+        .route("/api/takes/{name}/download", post(download_take))
+        .route("/api/downloads", get(list_downloads).post(download_pending))
+        .route("/api/events", get(events))
+        .route(
+            "/api/nodes/{index}/cameras/{camera}/preview.jpg",
+            get(preview),
+        )
+        .route("/api", get(api_not_found))
+        .route("/api/{*rest}", get(api_not_found).post(api_not_found))
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(rig)
+}
+
+type ApiResult<T> = Result<T, ApiError>;
+
+fn body<T>(parsed: Result<Json<T>, JsonRejection>) -> ApiResult<T> {
+    parsed.map(|Json(t)| t).map_err(|rejection| {
+        let status = match rejection.status() {
+            StatusCode::PAYLOAD_TOO_LARGE => StatusCode::PAYLOAD_TOO_LARGE,
+            StatusCode::UNSUPPORTED_MEDIA_TYPE => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            _ => StatusCode::BAD_REQUEST,
+        };
+        let message = match status {
+            StatusCode::PAYLOAD_TOO_LARGE => {
+                format!("request body is larger than {MAX_BODY_BYTES} bytes")
+            }
+            StatusCode::UNSUPPORTED_MEDIA_TYPE => {
+                "send the body as JSON with Content-Type: application/json".into()
+            }
+            _ => format!("bad JSON body: {}", rejection.body_text()),
+        };
+        ApiError::new(status, message)
+    })
+}
+
+async fn get_rig(State(rig): State<Arc<Rig>>) -> ApiResult<Response> {
+    Ok(Json(rig.rig_view()?).into_response())
+}
+
+async fn list_takes(State(rig): State<Arc<Rig>>) -> ApiResult<Response> {
+    Ok(Json(rig.takes()?).into_response())
+}
+
+async fn start_take(
+    State(rig): State<Arc<Rig>>,
+    parsed: Result<Json<StartTake>, JsonRejection>,
+) -> ApiResult<Response> {
+    let req = body(parsed)?;
+    let take = rig.start_take(req).await?;
+    Ok((StatusCode::CREATED, Json(take)).into_response())
+}
+
+async fn mark_take(
+    State(rig): State<Arc<Rig>>,
+    parsed: Result<Json<MarkTake>, JsonRejection>,
+) -> ApiResult<Response> {
+    let req = body(parsed)?;
+    Ok(Json(rig.mark_take(req).await?).into_response())
+}
+
+async fn stop_take(State(rig): State<Arc<Rig>>) -> ApiResult<Response> {
+    Ok(Json(rig.stop_take().await?).into_response())
+}
+
+fn take_name(path: Result<Path<String>, PathRejection>) -> ApiResult<String> {
+    let Path(name) = path.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    camrig_protocol::take_name::TakeName::parse(&name)
+        .map(|n| n.as_str().to_owned())
+        .map_err(|e| ApiError::bad_request(e.to_string()))
+}
+
+async fn get_take(
+    State(rig): State<Arc<Rig>>,
+    path: Result<Path<String>, PathRejection>,
+) -> ApiResult<Response> {
+    let name = take_name(path)?;
+    let take = rig
+        .store
+        .take_by_name(&name)?
+        .ok_or_else(|| ApiError::not_found(format!("no take named {name:?}")))?;
+    Ok(Json(rig.take_view(take)).into_response())
+}
+
+async fn download_take(
+    State(rig): State<Arc<Rig>>,
+    path: Result<Path<String>, PathRejection>,
+) -> ApiResult<Response> {
+    let name = take_name(path)?;
+    let jobs = rig.download_take(&name)?;
+    let pending_takes = if jobs.is_empty() { vec![] } else { vec![name] };
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(crate::views::DownloadsView {
+            jobs,
+            pending_takes,
+        }),
+    )
+        .into_response())
+}
+
+async fn list_downloads(State(rig): State<Arc<Rig>>) -> ApiResult<Response> {
+    Ok(Json(rig.downloads_view()?).into_response())
+}
+
+async fn download_pending(State(rig): State<Arc<Rig>>) -> ApiResult<Response> {
+    Ok((StatusCode::ACCEPTED, Json(rig.download_pending()?)).into_response())
+}
+
+async fn preview(
+    State(rig): State<Arc<Rig>>,
+    path: Result<Path<(usize, usize)>, PathRejection>,
+) -> ApiResult<Response> {
+    let Path((index, camera)) = path.map_err(|e| {
+        ApiError::bad_request(format!(
+            "node index and camera must be numbers: {}",
+            e.body_text()
+        ))
+    })?;
+    let slot = rig.fleet.node(index).ok_or_else(|| {
+        ApiError::not_found(format!(
+            "no node {index}; nodes are numbered 0-{}",
+            rig.fleet.nodes().len().saturating_sub(1)
+        ))
+    })?;
+    if camera == 0 {
+        return Err(ApiError::not_found("cameras are numbered from 1"));
+    }
+    if let Some(status) = rig.fleet.status(index) {
+        if camera > status.cameras.len() {
+            return Err(ApiError::not_found(format!(
+                "node {} has {} camera(s)",
+                slot.config.address,
+                status.cameras.len()
+            )));
+        }
+    }
+    let jpeg = slot.client.preview(camera).await.map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_GATEWAY,
+            format!("preview from node {}: {e}", slot.config.address),
+        )
+    })?;
+    Ok((
+        [
+            (header::CONTENT_TYPE, "image/jpeg"),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        jpeg,
+    )
+        .into_response())
+}
+
+async fn api_not_found() -> ApiError {
+    ApiError::not_found("no such API endpoint; see API.md for the list")
+}
+
+/// Server-sent events: `rig` (the [`crate::views::RigView`]) every second and on every
+/// change, `takes` (every take) whenever takes or downloads changed.
+async fn events(State(rig): State<Arc<Rig>>) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+    let rx = rig.subscribe();
+    let stream = stream::unfold((rig, rx, None::<u64>), |(rig, mut rx, sent)| async move {
+        if sent.is_some() {
+            tokio::select! {
+                changed = rx.changed() => if changed.is_err() { return None },
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            }
+        }
+        let version = *rx.borrow_and_update();
+        let mut events = Vec::with_capacity(2);
+        if let Ok(view) = rig.rig_view() {
+            events.push(json_event("rig", &view));
+        }
+        if sent != Some(version) {
+            if let Ok(takes) = rig.takes() {
+                events.push(json_event("takes", &takes));
+            }
+        }
+        Some((stream::iter(events), (rig, rx, Some(version))))
+    })
+    .flatten();
+    Sse::new(stream).keep_alive(KeepAlive::default())
+}
+
+fn json_event<T: serde::Serialize>(name: &str, value: &T) -> Result<Event, Infallible> {
+    Ok(Event::default()
+        .event(name)
+        .data(serde_json::to_string(value).expect("views serialise")))
+}
+
+async fn ui_index() -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+        include_str!("ui/index.html"),
+    )
+        .into_response()
+}
+
+async fn ui_js() -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
+        include_str!("ui/app.js"),
+    )
+        .into_response()
+}
+
+async fn ui_css() -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/css; charset=utf-8")],
+        include_str!("ui/style.css"),
+    )
+        .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use axum::body::Body;
+    use axum::http::Request;
+    use futures_util::StreamExt;
+    use tower::ServiceExt;
+
+    use super::*;
+    use crate::config::Config;
+    use crate::take_store::Store;
+
+    /// A rig whose one node never answers (nothing listens on port 9), without background
+    /// tasks: what the handlers do on their own.
+    fn rig(dir: &Path) -> Arc<Rig> {
+        let config = Config::parse(
+            &format!(
+                "token = \"t\"\ndata_dir = \"{}\"\n[[node]]\naddress = \"127.0.0.1\"\nport = 9\nrsync_source = \"/nonexistent\"\n",
+                dir.display()
+            ),
+            Path::new("test.toml"),
+        )
+        .unwrap();
+        let store = Store::open(&dir.join("takes.sqlite3")).unwrap();
+        Rig::new(config, store)
+    }
+
+    async fn call(
+        rig: &Arc<Rig>,
+        method: &str,
+        uri: &str,
+        body: Option<&str>,
+    ) -> (StatusCode, String, String) {
+        let mut req = Request::builder().method(method).uri(uri);
+        if body.is_some() {
+            req = req.header("content-type", "application/json");
+        }
+        let req = req
+            .body(Body::from(body.unwrap_or_default().to_owned()))
+            .unwrap();
+        let resp = router(rig.clone()).oneshot(req).await.unwrap();
+        let status = resp.status();
+        let ctype = resp
+            .headers()
+            .get("content-type")
+            .map(|v| v.to_str().unwrap().to_owned())
+            .unwrap_or_default();
+        let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        (status, ctype, String::from_utf8_lossy(&bytes).into_owned())
+    }
+
+    fn error_of(body: &str) -> String {
+        serde_json::from_str::<crate::views::ApiErrorBody>(body)
+            .unwrap_or_else(|_| panic!("JSON error body: {body}"))
+            .error
+    }
+
+    #[tokio::test]
+    async fn serves_the_ui_and_the_rig() {
+        let dir = tempfile::tempdir().unwrap();
+        let rig = rig(dir.path());
+        let (s, ctype, html) = call(&rig, "GET", "/", None).await;
+        assert_eq!(s, StatusCode::OK);
+        assert!(ctype.starts_with("text/html"));
+        assert!(html.contains("id=\"btn-start\"") && html.contains("/app.js"));
+        assert_eq!(call(&rig, "GET", "/app.js", None).await.0, StatusCode::OK);
+        assert_eq!(
+            call(&rig, "GET", "/style.css", None).await.0,
+            StatusCode::OK
+        );
+
+        let (s, _, body) = call(&rig, "GET", "/api/rig", None).await;
+        assert_eq!(s, StatusCode::OK);
+        let view: crate::views::RigView = serde_json::from_str(&body).unwrap();
+        assert_eq!(view.state, "idle");
+        assert!(!view.nodes[0].reachable);
+        assert!(!view.start_ready);
+        assert!(view.start_blockers[0].contains("127.0.0.1"));
+        assert_eq!(call(&rig, "GET", "/api/takes", None).await.2, "[]");
+    }
+
+    #[tokio::test]
+    async fn bad_requests_get_json_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let rig = rig(dir.path());
+        let (s, _, body) = call(&rig, "POST", "/api/takes", Some(r#"{"name":"a/b"}"#)).await;
+        assert_eq!(s, StatusCode::BAD_REQUEST);
+        assert!(error_of(&body).contains("1-64 characters"), "{body}");
+
+        let (s, _, body) = call(&rig, "POST", "/api/takes", Some("{")).await;
+        assert_eq!(s, StatusCode::BAD_REQUEST);
+        assert!(error_of(&body).starts_with("bad JSON body"), "{body}");
+
+        let big = format!("{{\"name\":\"{}\"}}", "x".repeat(MAX_BODY_BYTES));
+        let (s, _, body) = call(&rig, "POST", "/api/takes", Some(&big)).await;
+        assert_eq!(s, StatusCode::PAYLOAD_TOO_LARGE, "{body}");
+
+        let (s, _, body) = call(&rig, "POST", "/api/takes", Some(r#"{"name":"t1"}"#)).await;
+        assert_eq!(s, StatusCode::CONFLICT);
+        let e = error_of(&body);
+        assert!(
+            e.contains("START refused") && e.contains("127.0.0.1") && e.contains("unreachable"),
+            "{e}"
+        );
+
+        for path in ["/api/takes/current/stop", "/api/takes/current/mark"] {
+            let (s, _, body) = call(&rig, "POST", path, Some("{}")).await;
+            assert_eq!(s, StatusCode::CONFLICT, "{path}");
+            assert!(error_of(&body).contains("no take is recording"));
+        }
+        let (s, _, body) = call(&rig, "GET", "/api/takes/t1", None).await;
+        assert_eq!(s, StatusCode::NOT_FOUND);
+        assert!(error_of(&body).contains("no take named"));
+        let (s, _, _) = call(&rig, "POST", "/api/takes/t1/download", None).await;
+        assert_eq!(s, StatusCode::NOT_FOUND);
+        let (s, _, _) = call(&rig, "GET", "/api/nodes/1/cameras/1/preview.jpg", None).await;
+        assert_eq!(s, StatusCode::NOT_FOUND);
+        let (s, _, body) = call(&rig, "GET", "/api/nodes/0/cameras/1/preview.jpg", None).await;
+        assert_eq!(s, StatusCode::BAD_GATEWAY);
+        assert!(error_of(&body).contains("127.0.0.1"));
+        let (s, _, body) = call(&rig, "GET", "/api/bogus", None).await;
+        assert_eq!(s, StatusCode::NOT_FOUND);
+        assert!(error_of(&body).contains("API.md"));
+        assert!(
+            rig.store.list_takes().unwrap().is_empty(),
+            "nothing was recorded"
+        );
+    }
+
+    #[tokio::test]
+    async fn events_stream_starts_with_rig_and_takes() {
+        let dir = tempfile::tempdir().unwrap();
+        let rig = rig(dir.path());
+        let req = Request::builder()
+            .uri("/api/events")
+            .body(Body::empty())
+            .unwrap();
+        let resp = router(rig.clone()).oneshot(req).await.unwrap();
+        assert_eq!(resp.status(), StatusCode::OK);
+        assert_eq!(resp.headers()["content-type"], "text/event-stream");
+        let mut stream = resp.into_body().into_data_stream();
+        let mut text = String::new();
+        while !(text.contains("event: rig") && text.contains("event: takes")) {
+            let chunk = stream.next().await.unwrap().unwrap();
+            text.push_str(&String::from_utf8_lossy(&chunk));
+        }
+        assert!(text.contains("\"state\":\"idle\""), "{text}");
+    }
+}

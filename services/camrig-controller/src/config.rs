@@ -1,0 +1,563 @@
+//! The controller's configuration file (`/etc/camrig/controller.toml`): parsing, defaults
+//! and validation. [`Config::parse`] is pure; [`Config::load`] adds the file reads (the
+//! config itself and the optional `token_file`). Every refusal names the key.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use camrig_protocol::api::NODE_API_PORT;
+
+/// A validated controller configuration.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    pub downloads_dir: PathBuf,
+    /// The rig token, already read from `token_file` when that was given.
+    pub token: String,
+    pub ssh_key: PathBuf,
+    pub known_hosts: PathBuf,
+    pub ssh_user: String,
+    pub start_lead: Duration,
+    pub stop_lead: Duration,
+    /// START is refused while a node's measured offset is beyond this.
+    pub max_clock_offset_ns: i64,
+    pub download_parallelism: usize,
+    /// When false, a node whose kernel says its clock is unsynchronised may still start
+    /// (the measured offset limit still applies). For rigs on one host clock (demo, CI).
+    pub require_node_sync: bool,
+    pub nodes: Vec<NodeConfig>,
+}
+
+/// One camera Pi.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NodeConfig {
+    /// IP address or host name of the node API; also the folder name downloads sort into.
+    pub address: String,
+    pub port: u16,
+    /// Display name; empty when not configured.
+    pub name: String,
+    pub rsync_source: RsyncSource,
+}
+
+impl NodeConfig {
+    /// `http://address:port`
+    pub fn base_url(&self) -> String {
+        if self.address.contains(':') {
+            format!("http://[{}]:{}", self.address, self.port)
+        } else {
+            format!("http://{}:{}", self.address, self.port)
+        }
+    }
+
+    /// What the UI and messages call this node.
+    pub fn display(&self) -> String {
+        if self.name.is_empty() {
+            self.address.clone()
+        } else {
+            format!("{} ({})", self.name, self.address)
+        }
+    }
+}
+
+/// Where a node's `recordings` directory is, as rsync sees it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RsyncSource {
+    /// A directory on this machine (the demo rig, tests).
+    Local(PathBuf),
+    /// `user@host:path` over SSH.
+    Remote {
+        user: String,
+        host: String,
+        port: u16,
+        path: String,
+    },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Toml { path: PathBuf, message: String },
+    #[error("{path}: {key}: {problem}")]
+    Invalid {
+        path: PathBuf,
+        key: String,
+        problem: String,
+    },
+}
+
+/// The file as written; every key optional except the nodes.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default = "default_listen")]
+    listen: String,
+    #[serde(default = "default_data_dir")]
+    data_dir: PathBuf,
+    downloads_dir: Option<PathBuf>,
+    #[serde(default)]
+    token: String,
+    #[serde(default)]
+    token_file: String,
+    #[serde(default = "default_ssh_key")]
+    ssh_key: PathBuf,
+    #[serde(default = "default_known_hosts")]
+    known_hosts: PathBuf,
+    #[serde(default = "default_ssh_user")]
+    ssh_user: String,
+    #[serde(default = "default_start_lead")]
+    start_lead_ms: u64,
+    #[serde(default = "default_stop_lead")]
+    stop_lead_ms: u64,
+    #[serde(default = "default_max_offset")]
+    max_clock_offset_ms: f64,
+    #[serde(default = "default_parallelism")]
+    download_parallelism: usize,
+    #[serde(default = "default_true")]
+    require_node_sync: bool,
+    #[serde(default)]
+    node: Vec<RawNode>,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawNode {
+    address: String,
+    #[serde(default = "default_node_port")]
+    port: u16,
+    #[serde(default)]
+    name: String,
+    rsync_source: Option<String>,
+    /// SSH port of the node for rsync (default 22).
+    #[serde(default = "default_ssh_port")]
+    ssh_port: u16,
+}
+
+fn default_listen() -> String {
+    "0.0.0.0:8080".into()
+}
+fn default_data_dir() -> PathBuf {
+    "/var/lib/camrig-controller".into()
+}
+fn default_ssh_key() -> PathBuf {
+    "/etc/camrig/ssh/id_ed25519".into()
+}
+fn default_known_hosts() -> PathBuf {
+    "/etc/camrig/ssh/known_hosts".into()
+}
+fn default_ssh_user() -> String {
+    "camrig".into()
+}
+fn default_start_lead() -> u64 {
+    500
+}
+fn default_stop_lead() -> u64 {
+    200
+}
+fn default_max_offset() -> f64 {
+    1.0
+}
+fn default_parallelism() -> usize {
+    4
+}
+fn default_true() -> bool {
+    true
+}
+fn default_node_port() -> u16 {
+    NODE_API_PORT
+}
+fn default_ssh_port() -> u16 {
+    22
+}
+
+/// Where the token comes from before `token_file` is read.
+#[derive(Debug, PartialEq)]
+enum TokenSource {
+    Inline(String),
+    File(PathBuf),
+}
+
+impl Config {
+    /// Reads and validates the file at `path`, including `token_file`.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let (mut config, token) = Config::parse_with_token_source(&text, path)?;
+        if let TokenSource::File(file) = token {
+            let raw = std::fs::read_to_string(&file).map_err(|e| ConfigError::Invalid {
+                path: path.to_owned(),
+                key: "token_file".into(),
+                problem: format!("cannot read {}: {e}", file.display()),
+            })?;
+            config.token = raw.trim().to_owned();
+            if config.token.is_empty() {
+                return Err(ConfigError::Invalid {
+                    path: path.to_owned(),
+                    key: "token_file".into(),
+                    problem: format!("{} is empty; write the rig token into it", file.display()),
+                });
+            }
+        }
+        Ok(config)
+    }
+
+    /// Parses a config whose token is given inline (`token_file` is refused here because
+    /// reading it is I/O; use [`Config::load`]). `origin` only labels error messages.
+    pub fn parse(text: &str, origin: &Path) -> Result<Config, ConfigError> {
+        let (config, token) = Config::parse_with_token_source(text, origin)?;
+        match token {
+            TokenSource::Inline(_) => Ok(config),
+            TokenSource::File(_) => Err(invalid(
+                origin,
+                "token_file",
+                "token_file needs Config::load (it reads the file)",
+            )),
+        }
+    }
+
+    fn parse_with_token_source(
+        text: &str,
+        origin: &Path,
+    ) -> Result<(Config, TokenSource), ConfigError> {
+        let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Toml {
+            path: origin.to_owned(),
+            message: e.to_string().trim().replace('\n', " "),
+        })?;
+        let listen: SocketAddr = raw.listen.parse().map_err(|_| {
+            invalid(
+                origin,
+                "listen",
+                &format!(
+                    "{:?} is not an address:port such as \"0.0.0.0:8080\"",
+                    raw.listen
+                ),
+            )
+        })?;
+        let token = match (raw.token.trim(), raw.token_file.trim()) {
+            ("", "") => {
+                return Err(invalid(
+                    origin,
+                    "token",
+                    "no rig token: set token = \"...\" or token_file = \"/path\"",
+                ))
+            }
+            (t, "") => TokenSource::Inline(t.to_owned()),
+            ("", f) => TokenSource::File(PathBuf::from(f)),
+            _ => {
+                return Err(invalid(
+                    origin,
+                    "token",
+                    "give either token or token_file, not both",
+                ))
+            }
+        };
+        for (key, path) in [("ssh_key", &raw.ssh_key), ("known_hosts", &raw.known_hosts)] {
+            check_ssh_path(origin, key, path)?;
+        }
+        if raw.ssh_user.is_empty() || !raw.ssh_user.chars().all(is_user_char) {
+            return Err(invalid(
+                origin,
+                "ssh_user",
+                "must be a user name of A-Z a-z 0-9 . _ -",
+            ));
+        }
+        if raw.start_lead_ms < 50 || raw.start_lead_ms > 10_000 {
+            return Err(invalid(
+                origin,
+                "start_lead_ms",
+                "must be 50-10000 (ms); the default 500 suits a LAN",
+            ));
+        }
+        if raw.stop_lead_ms > 10_000 {
+            return Err(invalid(origin, "stop_lead_ms", "must be 0-10000 (ms)"));
+        }
+        if !(raw.max_clock_offset_ms.is_finite() && raw.max_clock_offset_ms > 0.0) {
+            return Err(invalid(
+                origin,
+                "max_clock_offset_ms",
+                "must be a positive number of milliseconds, e.g. 1.0",
+            ));
+        }
+        if raw.download_parallelism == 0 || raw.download_parallelism > 64 {
+            return Err(invalid(origin, "download_parallelism", "must be 1-64"));
+        }
+        if raw.node.is_empty() {
+            return Err(invalid(
+                origin,
+                "node",
+                "no [[node]] configured; add one [[node]] with address and rsync_source per camera Pi",
+            ));
+        }
+        let mut nodes = Vec::with_capacity(raw.node.len());
+        for (i, n) in raw.node.into_iter().enumerate() {
+            let key = |k: &str| format!("node[{i}].{k}");
+            let address = n.address.trim().to_owned();
+            if address.is_empty()
+                || address.starts_with('-')
+                || !address
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':'))
+            {
+                return Err(invalid(
+                    origin,
+                    &key("address"),
+                    &format!("{address:?} is not an IP address or host name"),
+                ));
+            }
+            if n.port == 0 {
+                return Err(invalid(origin, &key("port"), "must be 1-65535"));
+            }
+            if n.ssh_port == 0 {
+                return Err(invalid(origin, &key("ssh_port"), "must be 1-65535"));
+            }
+            let source_text = n.rsync_source.unwrap_or_default();
+            let rsync_source = parse_rsync_source(&source_text, &raw.ssh_user, n.ssh_port)
+                .map_err(|problem| invalid(origin, &key("rsync_source"), &problem))?;
+            if nodes
+                .iter()
+                .any(|o: &NodeConfig| o.address == address && o.port == n.port)
+            {
+                return Err(invalid(
+                    origin,
+                    &key("address"),
+                    &format!("{address}:{} is configured twice", n.port),
+                ));
+            }
+            if nodes.iter().any(|o: &NodeConfig| o.address == address) {
+                // Downloads sort into one folder per node address; two nodes on one address
+                // would mix their files.
+                return Err(invalid(
+                    origin,
+                    &key("address"),
+                    &format!("{address} is used by another node; every node needs its own address"),
+                ));
+            }
+            nodes.push(NodeConfig {
+                address,
+                port: n.port,
+                name: n.name.trim().to_owned(),
+                rsync_source,
+            });
+        }
+        let downloads_dir = raw
+            .downloads_dir
+            .unwrap_or_else(|| raw.data_dir.join("video_downloads"));
+        let token_value = match &token {
+            TokenSource::Inline(t) => t.clone(),
+            TokenSource::File(_) => String::new(),
+        };
+        Ok((
+            Config {
+                listen,
+                data_dir: raw.data_dir,
+                downloads_dir,
+                token: token_value,
+                ssh_key: raw.ssh_key,
+                known_hosts: raw.known_hosts,
+                ssh_user: raw.ssh_user,
+                start_lead: Duration::from_millis(raw.start_lead_ms),
+                stop_lead: Duration::from_millis(raw.stop_lead_ms),
+                max_clock_offset_ns: (raw.max_clock_offset_ms * 1e6).round() as i64,
+                download_parallelism: raw.download_parallelism,
+                require_node_sync: raw.require_node_sync,
+                nodes,
+            },
+            token,
+        ))
+    }
+}
+
+fn invalid(origin: &Path, key: &str, problem: &str) -> ConfigError {
+    ConfigError::Invalid {
+        path: origin.to_owned(),
+        key: key.to_owned(),
+        problem: problem.to_owned(),
+    }
+}
+
+fn is_user_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')
+}
+
+/// rsync splits its `-e` command on spaces and honours quotes, so paths going into it must
+/// contain neither; refusing them here keeps the ssh command exactly what we built.
+fn check_ssh_path(origin: &Path, key: &str, path: &Path) -> Result<(), ConfigError> {
+    let s = path.to_string_lossy();
+    if s.is_empty()
+        || s.chars()
+            .any(|c| c.is_whitespace() || c == '\'' || c == '"')
+    {
+        return Err(invalid(
+            origin,
+            key,
+            "must be a path without spaces or quotes",
+        ));
+    }
+    Ok(())
+}
+
+/// `user@host:path`, `host:path` (user = `ssh_user`) or an absolute local path.
+pub fn parse_rsync_source(
+    text: &str,
+    ssh_user: &str,
+    ssh_port: u16,
+) -> Result<RsyncSource, String> {
+    let text = text.trim();
+    if text.is_empty() {
+        return Err(
+            "missing; give the node's recordings directory as user@host:/var/lib/camrig/recordings or a local path"
+                .into(),
+        );
+    }
+    if text.starts_with('-') {
+        return Err(format!("{text:?} must not start with '-'"));
+    }
+    if text.starts_with('/') {
+        return Ok(RsyncSource::Local(PathBuf::from(
+            text.trim_end_matches('/'),
+        )));
+    }
+    let Some((login, path)) = text.split_once(':') else {
+        return Err(format!(
+            "{text:?} is neither an absolute local path nor user@host:path"
+        ));
+    };
+    let (user, host) = match login.split_once('@') {
+        Some((u, h)) => (u.to_owned(), h.to_owned()),
+        None => (ssh_user.to_owned(), login.to_owned()),
+    };
+    if user.is_empty() || !user.chars().all(is_user_char) {
+        return Err(format!("{text:?}: the user must be A-Z a-z 0-9 . _ -"));
+    }
+    if host.is_empty()
+        || host.starts_with('-')
+        || !host
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-'))
+    {
+        return Err(format!(
+            "{text:?}: {host:?} is not a host name or IPv4 address"
+        ));
+    }
+    if !path.starts_with('/') {
+        return Err(format!(
+            "{text:?}: the remote path must be absolute, e.g. /var/lib/camrig/recordings"
+        ));
+    }
+    Ok(RsyncSource::Remote {
+        user,
+        host,
+        port: ssh_port,
+        path: path.trim_end_matches('/').to_owned(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse(text, Path::new("controller.toml"))
+    }
+
+    const MINIMAL: &str = r#"
+token = "secret"
+[[node]]
+address = "192.168.1.101"
+rsync_source = "camrig@192.168.1.101:/var/lib/camrig/recordings"
+"#;
+
+    #[test]
+    fn the_shipped_example_parses_once_it_has_a_token() {
+        let text =
+            include_str!("../controller.example.toml").replace("token = \"\"", "token = \"t\"");
+        let c = parse(&text).unwrap();
+        assert_eq!(c.listen, "0.0.0.0:8080".parse().unwrap());
+        assert_eq!(c.nodes.len(), 2);
+        assert_eq!(c.nodes[1].port, 8081);
+        assert_eq!(c.start_lead, Duration::from_millis(500));
+        assert_eq!(c.max_clock_offset_ns, 1_000_000);
+        assert!(c.require_node_sync);
+        assert_eq!(
+            c.nodes[1].rsync_source,
+            RsyncSource::Remote {
+                user: "camrig".into(),
+                host: "192.168.1.102".into(),
+                port: 22,
+                path: "/var/lib/camrig/recordings".into()
+            }
+        );
+    }
+
+    #[test]
+    fn defaults_fill_what_is_missing() {
+        let c = parse(MINIMAL).unwrap();
+        assert_eq!(
+            c.downloads_dir,
+            PathBuf::from("/var/lib/camrig-controller/video_downloads")
+        );
+        assert_eq!(c.stop_lead, Duration::from_millis(200));
+        assert_eq!(c.download_parallelism, 4);
+        assert_eq!(c.nodes[0].base_url(), "http://192.168.1.101:8081");
+    }
+
+    fn problem(text: &str) -> String {
+        parse(text).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn refusals_name_the_key() {
+        assert!(problem(&format!("bogus = 1\n{MINIMAL}")).contains("bogus"));
+        assert!(problem(&format!("listen = \"nope\"\n{MINIMAL}")).contains("listen"));
+        assert!(problem(&MINIMAL.replace("token = \"secret\"", "")).contains("token"));
+        assert!(problem(&format!("max_clock_offset_ms = -1.0\n{MINIMAL}"))
+            .contains("max_clock_offset_ms"));
+        assert!(problem(&format!("download_parallelism = 0\n{MINIMAL}"))
+            .contains("download_parallelism"));
+        assert!(problem(&format!("ssh_key = \"/a b\"\n{MINIMAL}")).contains("ssh_key"));
+        assert!(problem("token = \"t\"\n").contains("node"));
+        let e = problem(&MINIMAL.replace("camrig@192.168.1.101:/var", "-e sh:/var"));
+        assert!(e.contains("node[0].rsync_source"), "{e}");
+        let e = problem(&format!(
+            "{MINIMAL}\n[[node]]\naddress = \"192.168.1.101\"\nport = 9000\nrsync_source = \"/x\"\n"
+        ));
+        assert!(e.contains("node[1].address"), "{e}");
+        let e = problem(&format!("{MINIMAL}color = \"red\"\n"));
+        assert!(e.contains("color"), "{e}");
+    }
+
+    #[test]
+    fn rsync_sources() {
+        assert_eq!(
+            parse_rsync_source("/tmp/x/recordings/", "camrig", 22).unwrap(),
+            RsyncSource::Local("/tmp/x/recordings".into())
+        );
+        assert_eq!(
+            parse_rsync_source("10.0.0.5:/data", "pi", 2222).unwrap(),
+            RsyncSource::Remote {
+                user: "pi".into(),
+                host: "10.0.0.5".into(),
+                port: 2222,
+                path: "/data".into()
+            }
+        );
+        for bad in [
+            "",
+            "relative/dir",
+            "host:relative",
+            "-oProxyCommand=x:/a",
+            "u@-h:/a",
+            "a b@h:/x",
+        ] {
+            assert!(parse_rsync_source(bad, "camrig", 22).is_err(), "{bad}");
+        }
+    }
+}

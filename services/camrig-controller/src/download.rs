@@ -1,0 +1,645 @@
+//! Download & sort: pull a stopped take from each node with rsync (bounded parallelism,
+//! resumable), check every file against the node's manifest sha256, and sort the verified
+//! files into `<downloads>/<take>/<node address>/` under the node's own file names.
+//!
+//! Transfers land in `<downloads>/.staging/<take>/<node>/` first; only a verified file is
+//! linked into its sorted place, and an existing sorted file with different content is
+//! never replaced. A file that fails verification is discarded from staging (the node still
+//! has it) and fetched again next time. Nothing on the node is changed.
+
+use std::collections::HashMap;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use camrig_protocol::manifest::{FileEntry, ManifestState, TakeManifest};
+use camrig_protocol::naming::TakeFiles;
+use camrig_protocol::take_name::TakeName;
+use sha2::{Digest, Sha256};
+use tokio::io::AsyncReadExt;
+use tokio::sync::Semaphore;
+
+use crate::rig::Rig;
+use crate::rsync::{self, SshSetup};
+use crate::take_control::TakeError;
+use crate::take_store::{node_has_recording, take_state};
+use crate::views::{DownloadProgress, DownloadsView};
+
+/// How long a download waits for a node to finalise a just-stopped take's manifest.
+const MANIFEST_WAIT: Duration = Duration::from_secs(30);
+/// How often transfer progress is measured and published.
+const PROGRESS_PERIOD: Duration = Duration::from_millis(500);
+
+/// Download jobs: the parallelism limit and every job's live progress.
+pub struct Downloads {
+    limit: Arc<Semaphore>,
+    jobs: Mutex<HashMap<(i64, String), DownloadProgress>>,
+}
+
+impl Downloads {
+    pub fn new(parallelism: usize) -> Downloads {
+        Downloads {
+            limit: Arc::new(Semaphore::new(parallelism)),
+            jobs: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub fn progress(&self, take_id: i64, address: &str) -> Option<DownloadProgress> {
+        self.jobs
+            .lock()
+            .expect("downloads lock poisoned")
+            .get(&(take_id, address.to_owned()))
+            .cloned()
+    }
+
+    pub fn all(&self) -> Vec<DownloadProgress> {
+        let mut v: Vec<_> = self
+            .jobs
+            .lock()
+            .expect("downloads lock poisoned")
+            .values()
+            .cloned()
+            .collect();
+        v.sort_by(|a, b| (&a.take, &a.address).cmp(&(&b.take, &b.address)));
+        v
+    }
+
+    pub fn active_count(&self) -> usize {
+        self.jobs
+            .lock()
+            .expect("downloads lock poisoned")
+            .values()
+            .filter(|p| p.is_active())
+            .count()
+    }
+
+    fn update(&self, take_id: i64, address: &str, f: impl FnOnce(&mut DownloadProgress)) {
+        if let Some(p) = self
+            .jobs
+            .lock()
+            .expect("downloads lock poisoned")
+            .get_mut(&(take_id, address.to_owned()))
+        {
+            f(p);
+        }
+    }
+
+    /// Registers a job unless one is already active; returns the job's progress and
+    /// whether it is new.
+    fn register(&self, take_id: i64, take: &str, address: &str) -> (DownloadProgress, bool) {
+        let mut jobs = self.jobs.lock().expect("downloads lock poisoned");
+        let key = (take_id, address.to_owned());
+        if let Some(p) = jobs.get(&key).filter(|p| p.is_active()) {
+            return (p.clone(), false);
+        }
+        let p = DownloadProgress {
+            take: take.to_owned(),
+            address: address.to_owned(),
+            phase: "queued".into(),
+            bytes_total: 0,
+            bytes_done: 0,
+            files_total: 0,
+            files_verified: 0,
+            files_failed: 0,
+            message: None,
+        };
+        jobs.insert(key, p.clone());
+        (p, true)
+    }
+}
+
+impl Rig {
+    /// Starts downloading one take from every node that recorded it and is not yet
+    /// verified. Returns the jobs (new or already running).
+    pub fn download_take(self: &Arc<Self>, name: &str) -> Result<Vec<DownloadProgress>, TakeError> {
+        let name = TakeName::parse(name)?;
+        let take = self
+            .store
+            .take_by_name(name.as_str())?
+            .ok_or_else(|| TakeError::UnknownTake(name.as_str().to_owned()))?;
+        if take.state != take_state::STOPPED {
+            return Err(TakeError::StillRecording(take.name));
+        }
+        let mut jobs = Vec::new();
+        for node in take.nodes.iter().filter(|n| node_has_recording(n)) {
+            if node.download == "verified" {
+                continue;
+            }
+            let (progress, new) = self.downloads.register(take.id, &take.name, &node.address);
+            if new {
+                let rig = self.clone();
+                let address = node.address.clone();
+                let take_name = name.clone();
+                let id = take.id;
+                tokio::spawn(async move { rig.download_node(id, take_name, address).await });
+            }
+            jobs.push(progress);
+        }
+        self.changed();
+        Ok(jobs)
+    }
+
+    /// Starts downloading every stopped take that is not verified everywhere.
+    pub fn download_pending(self: &Arc<Self>) -> Result<DownloadsView, TakeError> {
+        let mut jobs = Vec::new();
+        let mut pending = Vec::new();
+        for take in self.store.list_takes()? {
+            if take.state == take_state::STOPPED
+                && take.download != "verified"
+                && take.nodes.iter().any(node_has_recording)
+            {
+                pending.push(take.name.clone());
+                jobs.extend(self.download_take(&take.name)?);
+            }
+        }
+        Ok(DownloadsView {
+            jobs,
+            pending_takes: pending,
+        })
+    }
+
+    pub fn downloads_view(&self) -> Result<DownloadsView, TakeError> {
+        let pending_takes = self
+            .store
+            .list_takes()?
+            .into_iter()
+            .filter(|t| {
+                t.state == take_state::STOPPED
+                    && t.download != "verified"
+                    && t.nodes.iter().any(node_has_recording)
+            })
+            .map(|t| t.name)
+            .collect();
+        Ok(DownloadsView {
+            jobs: self.downloads.all(),
+            pending_takes,
+        })
+    }
+
+    async fn download_node(self: Arc<Self>, take_id: i64, take: TakeName, address: String) {
+        let result = self.download_node_inner(take_id, &take, &address).await;
+        let (state, reason) = match &result {
+            Ok(()) => ("verified", None),
+            Err(reason) => ("failed", Some(reason.as_str())),
+        };
+        if let Err(e) = self.store.set_download(take_id, &address, state, reason) {
+            tracing::error!(error = %e, "cannot record download result");
+        }
+        match &result {
+            Ok(()) => tracing::info!(take = %take, node = address, "download verified and sorted"),
+            Err(reason) => tracing::warn!(take = %take, node = address, reason, "download failed"),
+        }
+        self.downloads.update(take_id, &address, |p| {
+            p.phase = state.into();
+            p.message = reason.map(str::to_owned);
+        });
+        self.changed();
+    }
+
+    async fn download_node_inner(
+        &self,
+        take_id: i64,
+        take: &TakeName,
+        address: &str,
+    ) -> Result<(), String> {
+        let _permit = self
+            .downloads
+            .limit
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| "controller is shutting down".to_owned())?;
+        let store_err = |e: crate::take_store::StoreError| e.to_string();
+        self.store
+            .set_download(take_id, address, "downloading", None)
+            .map_err(store_err)?;
+        self.downloads
+            .update(take_id, address, |p| p.phase = "waiting_for_node".into());
+        self.changed();
+        let slot = self
+            .fleet
+            .by_address(address)
+            .ok_or_else(|| format!("node {address} is no longer configured"))?;
+
+        let manifest = self.wait_for_manifest(slot, take).await?;
+        self.store
+            .set_files(take_id, address, &manifest.files)
+            .map_err(store_err)?;
+        let manifest_name = TakeFiles::new(take, &manifest.node, manifest.start_at_ns).manifest();
+
+        let sorted = self.config.downloads_dir.join(take.as_str()).join(address);
+        let staging = self
+            .config
+            .downloads_dir
+            .join(".staging")
+            .join(take.as_str())
+            .join(address);
+        for dir in [&sorted, &staging] {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        }
+
+        let known = self
+            .store
+            .take(take_id)
+            .map_err(store_err)?
+            .and_then(|t| t.nodes.into_iter().find(|n| n.address == address))
+            .map(|n| n.files)
+            .unwrap_or_default();
+        let already: Vec<&str> = known
+            .iter()
+            .filter(|f| f.state == "verified" && sorted.join(&f.name).exists())
+            .map(|f| f.name.as_str())
+            .collect();
+        let bytes_total: u64 = manifest.files.iter().map(|f| f.bytes).sum();
+        let bytes_already: u64 = manifest
+            .files
+            .iter()
+            .filter(|f| already.contains(&f.name.as_str()))
+            .map(|f| f.bytes)
+            .sum();
+        self.downloads.update(take_id, address, |p| {
+            p.phase = "transferring".into();
+            p.bytes_total = bytes_total;
+            p.bytes_done = bytes_already;
+            p.files_total = manifest.files.len() + 1;
+            p.files_verified = 0;
+            p.files_failed = 0;
+        });
+        self.store
+            .set_unverified_files(take_id, address, "transferring", None)
+            .map_err(store_err)?;
+        self.changed();
+
+        if let Err(reason) = self
+            .run_rsync(take_id, take, address, &staging, &sorted, bytes_already)
+            .await
+        {
+            let _ = self
+                .store
+                .set_unverified_files(take_id, address, "failed", Some(&reason));
+            return Err(reason);
+        }
+
+        self.downloads
+            .update(take_id, address, |p| p.phase = "verifying".into());
+        self.changed();
+        let mut failed = 0usize;
+        for entry in &manifest.files {
+            let outcome = if already.contains(&entry.name.as_str()) {
+                Ok(())
+            } else {
+                let (staged, dest, entry) = (
+                    staging.join(&entry.name),
+                    sorted.join(&entry.name),
+                    entry.clone(),
+                );
+                tokio::task::spawn_blocking(move || verify_and_sort(&staged, &dest, &entry))
+                    .await
+                    .unwrap_or_else(|e| Err(format!("verification task failed: {e}")))
+            };
+            let (state, reason) = match &outcome {
+                Ok(()) => ("verified", None),
+                Err(r) => ("failed", Some(r.as_str())),
+            };
+            if outcome.is_err() {
+                failed += 1;
+            }
+            self.store
+                .set_file_state(take_id, address, &entry.name, state, reason)
+                .map_err(store_err)?;
+            self.downloads.update(take_id, address, |p| {
+                if outcome.is_ok() {
+                    p.files_verified += 1;
+                } else {
+                    p.files_failed += 1;
+                }
+            });
+            self.changed();
+        }
+
+        // The manifest itself: the copy must say exactly what the node's API said.
+        let (staged, dest, expected) = (
+            staging.join(&manifest_name),
+            sorted.join(&manifest_name),
+            manifest.clone(),
+        );
+        let manifest_result = tokio::task::spawn_blocking(move || {
+            verify_manifest_and_sort(&staged, &dest, &expected)
+        })
+        .await
+        .unwrap_or_else(|e| Err(format!("verification task failed: {e}")));
+        match manifest_result {
+            Ok(entry) => {
+                self.store
+                    .set_files(take_id, address, std::slice::from_ref(&entry))
+                    .and_then(|()| {
+                        self.store
+                            .set_file_state(take_id, address, &entry.name, "verified", None)
+                    })
+                    .map_err(store_err)?;
+                self.downloads
+                    .update(take_id, address, |p| p.files_verified += 1);
+            }
+            Err(reason) => {
+                failed += 1;
+                tracing::warn!(take = %take, node = address, reason, "manifest copy not verified");
+                self.downloads.update(take_id, address, |p| {
+                    p.files_failed += 1;
+                    p.message = Some(reason.clone());
+                });
+            }
+        }
+        // Leave no empty staging directories behind (a failed file's leftovers stay).
+        let _ = std::fs::remove_dir(staging.join(rsync::PARTIAL_DIR));
+        let _ = std::fs::remove_dir(&staging);
+        let _ = std::fs::remove_dir(staging.parent().expect("staging has a parent"));
+        if failed > 0 {
+            return Err(format!(
+                "{failed} of {} files failed verification; download again to retry them",
+                manifest.files.len() + 1
+            ));
+        }
+        self.downloads
+            .update(take_id, address, |p| p.bytes_done = p.bytes_total);
+        Ok(())
+    }
+
+    /// The node's manifest once the take is final on the node (a just-stopped take is
+    /// finalised a moment after its STOP instant).
+    async fn wait_for_manifest(
+        &self,
+        slot: &crate::fleet::NodeSlot,
+        take: &TakeName,
+    ) -> Result<TakeManifest, String> {
+        let deadline = Instant::now() + MANIFEST_WAIT;
+        loop {
+            match slot.client.manifest(take).await {
+                Ok(m) if m.state != ManifestState::Recording => return Ok(m),
+                Ok(_) if Instant::now() < deadline => {}
+                Ok(_) => {
+                    return Err(format!(
+                        "node {} still has take {take} recording after {} s",
+                        slot.config.address,
+                        MANIFEST_WAIT.as_secs()
+                    ))
+                }
+                Err(e) => {
+                    return Err(format!(
+                        "cannot fetch the take manifest from node {}: {e}",
+                        slot.config.address
+                    ))
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    }
+
+    async fn run_rsync(
+        &self,
+        take_id: i64,
+        take: &TakeName,
+        address: &str,
+        staging: &Path,
+        sorted: &Path,
+        bytes_already: u64,
+    ) -> Result<(), String> {
+        let slot = self
+            .fleet
+            .by_address(address)
+            .ok_or_else(|| format!("node {address} is no longer configured"))?;
+        let args = rsync::argv(
+            &slot.config.rsync_source,
+            take,
+            staging,
+            sorted,
+            &SshSetup {
+                key: &self.config.ssh_key,
+                known_hosts: &self.config.known_hosts,
+            },
+        );
+        tracing::info!(take = %take, node = address, ?args, "rsync");
+        let mut child = tokio::process::Command::new("rsync")
+            .args(&args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|e| format!("cannot run rsync (is it installed?): {e}"))?;
+        let mut stderr = child.stderr.take().expect("stderr piped");
+        let stderr_task = tokio::spawn(async move {
+            let mut buf = Vec::new();
+            let _ = stderr.read_to_end(&mut buf).await;
+            String::from_utf8_lossy(&buf).into_owned()
+        });
+        let mut ticker = tokio::time::interval(PROGRESS_PERIOD);
+        let status = loop {
+            tokio::select! {
+                status = child.wait() => break status,
+                _ = ticker.tick() => {
+                    let staged = staged_bytes(staging);
+                    self.downloads.update(take_id, address, |p| {
+                        p.bytes_done = (bytes_already + staged).min(p.bytes_total.max(bytes_already + staged));
+                    });
+                    self.changed();
+                }
+            }
+        }
+        .map_err(|e| format!("rsync did not run: {e}"))?;
+        let stderr = stderr_task.await.unwrap_or_default();
+        if status.success() {
+            self.downloads.update(take_id, address, |p| {
+                p.bytes_done = bytes_already + staged_bytes(staging)
+            });
+            Ok(())
+        } else {
+            Err(rsync::explain_failure(
+                &slot.config.display(),
+                &self.config.known_hosts,
+                status.code(),
+                &stderr,
+            ))
+        }
+    }
+}
+
+/// Bytes received so far in a staging directory, partial files included.
+fn staged_bytes(dir: &Path) -> u64 {
+    let mut total = 0;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            match e.metadata() {
+                Ok(m) if m.is_dir() => stack.push(e.path()),
+                Ok(m) => total += m.len(),
+                Err(_) => {}
+            }
+        }
+    }
+    total
+}
+
+/// sha256 of a whole file, lowercase hex.
+pub fn sha256_file(path: &Path) -> std::io::Result<String> {
+    let mut f = std::fs::File::open(path)?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    Ok(hex::encode(hasher.finalize()))
+}
+
+/// Checks a staged file against its manifest entry and links it into its sorted place.
+/// A wrong copy is removed from staging; an existing different sorted file is kept.
+fn verify_and_sort(staged: &Path, dest: &Path, entry: &FileEntry) -> Result<(), String> {
+    if !staged.exists() {
+        if dest.exists() {
+            // rsync skipped it via --compare-dest: a sorted copy is already there.
+            return match sha256_file(dest) {
+                Ok(h) if h == entry.sha256 => Ok(()),
+                Ok(_) => Err(format!(
+                    "a different file already exists at {}; not overwritten",
+                    dest.display()
+                )),
+                Err(e) => Err(format!("cannot read {}: {e}", dest.display())),
+            };
+        }
+        return Err("not transferred: the node's take directory has no such file".into());
+    }
+    let len = std::fs::metadata(staged)
+        .map_err(|e| format!("cannot read {}: {e}", staged.display()))?
+        .len();
+    if len != entry.bytes {
+        let _ = std::fs::remove_file(staged);
+        return Err(format!(
+            "size is {len} bytes, the manifest says {}; discarded, download again",
+            entry.bytes
+        ));
+    }
+    let hash = sha256_file(staged).map_err(|e| format!("cannot read {}: {e}", staged.display()))?;
+    if hash != entry.sha256 {
+        let _ = std::fs::remove_file(staged);
+        return Err(format!(
+            "sha256 {hash} does not match the manifest's {}; discarded, download again",
+            entry.sha256
+        ));
+    }
+    sort_into_place(staged, dest, &hash)
+}
+
+/// Checks the staged manifest file says what the node's API said, then sorts it.
+fn verify_manifest_and_sort(
+    staged: &Path,
+    dest: &Path,
+    expected: &TakeManifest,
+) -> Result<FileEntry, String> {
+    let source = if staged.exists() { staged } else { dest };
+    let text = std::fs::read_to_string(source)
+        .map_err(|e| format!("manifest {} not transferred: {e}", source.display()))?;
+    let copy = TakeManifest::parse(&text).map_err(|e| format!("manifest copy unreadable: {e}"))?;
+    if &copy != expected {
+        return Err("manifest copy differs from what the node's API reports".into());
+    }
+    let hash = sha256_file(source).map_err(|e| format!("cannot read manifest: {e}"))?;
+    if staged.exists() {
+        sort_into_place(staged, dest, &hash)?;
+    }
+    Ok(FileEntry {
+        name: dest
+            .file_name()
+            .expect("manifest has a file name")
+            .to_string_lossy()
+            .into_owned(),
+        bytes: text.len() as u64,
+        sha256: hash,
+    })
+}
+
+/// Links a verified staged file to `dest` without ever replacing an existing file, then
+/// drops the staged name. The data is fsynced first so a sorted file is a durable file.
+fn sort_into_place(staged: &Path, dest: &Path, hash: &str) -> Result<(), String> {
+    std::fs::File::open(staged)
+        .and_then(|f| f.sync_all())
+        .map_err(|e| format!("cannot fsync {}: {e}", staged.display()))?;
+    match std::fs::hard_link(staged, dest) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            let existing =
+                sha256_file(dest).map_err(|e| format!("cannot read {}: {e}", dest.display()))?;
+            if existing != hash {
+                return Err(format!(
+                    "a different file already exists at {}; not overwritten (the verified copy stays at {})",
+                    dest.display(),
+                    staged.display()
+                ));
+            }
+        }
+        Err(e) => return Err(format!("cannot place {}: {e}", dest.display())),
+    }
+    std::fs::remove_file(staged).map_err(|e| format!("cannot remove {}: {e}", staged.display()))?;
+    if let Some(dir) = dest.parent() {
+        let _ = std::fs::File::open(dir).and_then(|d| d.sync_all());
+    }
+    Ok(())
+}
+
+/// The sorted folder of a node's take.
+pub fn sorted_dir(downloads: &Path, take: &str, address: &str) -> PathBuf {
+    downloads.join(take).join(address)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(name: &str, data: &[u8]) -> FileEntry {
+        FileEntry {
+            name: name.into(),
+            bytes: data.len() as u64,
+            sha256: hex::encode(Sha256::digest(data)),
+        }
+    }
+
+    #[test]
+    fn a_good_copy_is_sorted_and_a_bad_one_discarded() {
+        let dir = tempfile::tempdir().unwrap();
+        let (staging, sorted) = (dir.path().join("s"), dir.path().join("d"));
+        std::fs::create_dir_all(&staging).unwrap();
+        std::fs::create_dir_all(&sorted).unwrap();
+        std::fs::write(staging.join("a"), b"hello").unwrap();
+        verify_and_sort(&staging.join("a"), &sorted.join("a"), &entry("a", b"hello")).unwrap();
+        assert_eq!(std::fs::read(sorted.join("a")).unwrap(), b"hello");
+        assert!(!staging.join("a").exists());
+        // A second run finds it sorted already.
+        verify_and_sort(&staging.join("a"), &sorted.join("a"), &entry("a", b"hello")).unwrap();
+
+        std::fs::write(staging.join("b"), b"hellO").unwrap();
+        let e = verify_and_sort(&staging.join("b"), &sorted.join("b"), &entry("b", b"hello"))
+            .unwrap_err();
+        assert!(e.contains("sha256"), "{e}");
+        assert!(!staging.join("b").exists() && !sorted.join("b").exists());
+    }
+
+    #[test]
+    fn an_existing_different_sorted_file_is_never_overwritten() {
+        let dir = tempfile::tempdir().unwrap();
+        let (staged, dest) = (dir.path().join("staged"), dir.path().join("dest"));
+        std::fs::write(&staged, b"new").unwrap();
+        std::fs::write(&dest, b"old!").unwrap();
+        let e = verify_and_sort(&staged, &dest, &entry("x", b"new")).unwrap_err();
+        assert!(e.contains("not overwritten"), "{e}");
+        assert_eq!(std::fs::read(&dest).unwrap(), b"old!");
+        assert_eq!(std::fs::read(&staged).unwrap(), b"new");
+    }
+}

@@ -1,0 +1,249 @@
+//! The fleet: what the controller knows about every node, kept fresh by two loops per node:
+//! a status poll (twice a second) and a clock probe (every few seconds). A node that stops
+//! answering is shown unreachable after [`UNREACHABLE_AFTER`] and comes back by itself with
+//! its next good answer. Nothing here sends commands; see [`crate::take_control`].
+
+use std::sync::RwLock;
+use std::time::{Duration, Instant};
+
+use camrig_protocol::api::{NodeState, NodeStatus};
+use camrig_protocol::{now_unix_ns, UnixNanos};
+
+use crate::clock_probe::{self, ClockSample};
+use crate::config::{Config, NodeConfig};
+use crate::node_client::NodeClient;
+use crate::views::NodeView;
+
+/// How often every node's status is fetched.
+pub const STATUS_PERIOD: Duration = Duration::from_millis(500);
+/// How often every node's clock is probed.
+pub const CLOCK_PERIOD: Duration = Duration::from_secs(3);
+/// A node without a good status answer for this long is shown unreachable.
+pub const UNREACHABLE_AFTER: Duration = Duration::from_millis(2500);
+/// A clock measurement older than this no longer vouches for the node at START.
+pub const CLOCK_STALE_AFTER: Duration = Duration::from_secs(15);
+
+/// Everything the controller knows about its nodes.
+pub struct Fleet {
+    nodes: Vec<NodeSlot>,
+    created: Instant,
+}
+
+pub struct NodeSlot {
+    pub config: NodeConfig,
+    pub client: NodeClient,
+    live: RwLock<NodeLive>,
+}
+
+#[derive(Default, Clone)]
+struct NodeLive {
+    last_ok: Option<Instant>,
+    last_seen_ns: Option<UnixNanos>,
+    status: Option<NodeStatus>,
+    error: Option<String>,
+    clock: Option<(Instant, ClockSample)>,
+    clock_error: Option<String>,
+}
+
+/// Why a node blocks START.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Blocker {
+    /// The node does not answer; only `allow_partial` lets START go ahead without it.
+    Unreachable(String),
+    /// The node's clock is unsynchronised, unmeasured or off; `override_clock` lets it through.
+    Clock(String),
+    /// The node is still armed or recording (e.g. finishing the take just stopped).
+    Busy(String),
+}
+
+impl Blocker {
+    pub fn message(&self) -> &str {
+        match self {
+            Blocker::Unreachable(m) | Blocker::Clock(m) | Blocker::Busy(m) => m,
+        }
+    }
+}
+
+impl Fleet {
+    pub fn new(config: &Config) -> Fleet {
+        Fleet {
+            nodes: config
+                .nodes
+                .iter()
+                .map(|n| NodeSlot {
+                    config: n.clone(),
+                    client: NodeClient::new(n, &config.token),
+                    live: RwLock::new(NodeLive::default()),
+                })
+                .collect(),
+            created: Instant::now(),
+        }
+    }
+
+    /// True once every node has had the time to answer at least once, so a missing
+    /// answer means something.
+    pub fn settled(&self) -> bool {
+        self.created.elapsed() > UNREACHABLE_AFTER + STATUS_PERIOD
+    }
+
+    pub fn nodes(&self) -> &[NodeSlot] {
+        &self.nodes
+    }
+
+    pub fn node(&self, index: usize) -> Option<&NodeSlot> {
+        self.nodes.get(index)
+    }
+
+    pub fn by_address(&self, address: &str) -> Option<&NodeSlot> {
+        self.nodes.iter().find(|n| n.config.address == address)
+    }
+
+    /// Polls one node's status forever.
+    pub async fn poll_status(&self, index: usize) {
+        let slot = &self.nodes[index];
+        let mut ticker = tokio::time::interval(STATUS_PERIOD);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticker.tick().await;
+            let result = slot.client.status().await;
+            let mut live = slot.live.write().expect("fleet lock poisoned");
+            match result {
+                Ok(status) => {
+                    live.last_ok = Some(Instant::now());
+                    live.last_seen_ns = Some(now_unix_ns());
+                    live.status = Some(status);
+                    live.error = None;
+                }
+                Err(e) => live.error = Some(e.to_string()),
+            }
+        }
+    }
+
+    /// Probes one node's clock forever.
+    pub async fn probe_clock(&self, index: usize) {
+        let slot = &self.nodes[index];
+        loop {
+            let result = clock_probe::probe(&slot.client).await;
+            {
+                let mut live = slot.live.write().expect("fleet lock poisoned");
+                match result {
+                    Ok(sample) => {
+                        live.clock = Some((Instant::now(), sample));
+                        live.clock_error = None;
+                    }
+                    Err(e) => live.clock_error = Some(e.to_string()),
+                }
+            }
+            // Probe again soon while the node has never been measured (e.g. just booted).
+            let measured = slot
+                .live
+                .read()
+                .expect("fleet lock poisoned")
+                .clock
+                .is_some();
+            tokio::time::sleep(if measured {
+                CLOCK_PERIOD
+            } else {
+                Duration::from_millis(500)
+            })
+            .await;
+        }
+    }
+
+    pub fn status(&self, index: usize) -> Option<NodeStatus> {
+        let live = self.nodes[index].live.read().expect("fleet lock poisoned");
+        live.status.clone().filter(|_| is_fresh(live.last_ok))
+    }
+
+    pub fn reachable(&self, index: usize) -> bool {
+        is_fresh(
+            self.nodes[index]
+                .live
+                .read()
+                .expect("fleet lock poisoned")
+                .last_ok,
+        )
+    }
+
+    /// The latest clock sample, however old.
+    pub fn clock(&self, index: usize) -> Option<ClockSample> {
+        self.nodes[index]
+            .live
+            .read()
+            .expect("fleet lock poisoned")
+            .clock
+            .map(|(_, s)| s)
+    }
+
+    /// Why node `index` blocks START now, if it does.
+    pub fn blocker(&self, index: usize, config: &Config) -> Option<Blocker> {
+        let slot = &self.nodes[index];
+        let who = slot.config.display();
+        let live = slot.live.read().expect("fleet lock poisoned").clone();
+        if !is_fresh(live.last_ok) {
+            let why = live.error.unwrap_or_else(|| "no answer yet".into());
+            return Some(Blocker::Unreachable(format!(
+                "node {who} is unreachable ({why})"
+            )));
+        }
+        let status = live.status.as_ref().expect("fresh status present");
+        if status.state != NodeState::Idle {
+            return Some(Blocker::Busy(format!(
+                "node {who} is still {} take {}",
+                format!("{:?}", status.state).to_lowercase(),
+                status
+                    .take
+                    .as_ref()
+                    .map(|t| t.as_str().to_owned())
+                    .unwrap_or_else(|| "?".into())
+            )));
+        }
+        if config.require_node_sync && !status.clock.synced {
+            return Some(Blocker::Clock(format!(
+                "node {who}: its clock is not synchronised (chrony/timesyncd has no lock on the controller yet)"
+            )));
+        }
+        match live.clock {
+            None => Some(Blocker::Clock(format!(
+                "node {who}: clock offset not measured yet{}",
+                live.clock_error
+                    .map(|e| format!(" ({e})"))
+                    .unwrap_or_default()
+            ))),
+            Some((at, _)) if at.elapsed() > CLOCK_STALE_AFTER => Some(Blocker::Clock(format!(
+                "node {who}: clock offset not measured for {} s",
+                at.elapsed().as_secs()
+            ))),
+            Some((_, s)) if s.offset_ns.abs() > config.max_clock_offset_ns => {
+                Some(Blocker::Clock(format!(
+                    "node {who}: clock is off by {:.3} ms (limit {:.3} ms)",
+                    s.offset_ns as f64 / 1e6,
+                    config.max_clock_offset_ns as f64 / 1e6
+                )))
+            }
+            Some(_) => None,
+        }
+    }
+
+    pub fn view(&self, index: usize, config: &Config) -> NodeView {
+        let slot = &self.nodes[index];
+        let live = slot.live.read().expect("fleet lock poisoned").clone();
+        let reachable = is_fresh(live.last_ok);
+        NodeView {
+            index,
+            address: slot.config.address.clone(),
+            port: slot.config.port,
+            name: slot.config.name.clone(),
+            reachable,
+            last_seen_ns: live.last_seen_ns,
+            error: if reachable { None } else { live.error.clone() },
+            status: live.status.clone(),
+            clock: live.clock.map(|(_, s)| s),
+            start_blocker: self.blocker(index, config).map(|b| b.message().to_owned()),
+        }
+    }
+}
+
+fn is_fresh(last_ok: Option<Instant>) -> bool {
+    last_ok.is_some_and(|t| t.elapsed() < UNREACHABLE_AFTER)
+}

@@ -1,0 +1,90 @@
+//! The one error type of the REST API: a status code and a JSON body
+//! `{"error": "...", "nodes": [...]}` telling the client what to fix. Internal failures
+//! (the database) are logged in full and answered with a short 500.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+
+use crate::take_control::TakeError;
+use crate::take_store::StoreError;
+use crate::views::{ApiErrorBody, NodeFailure};
+
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub message: String,
+    pub nodes: Vec<NodeFailure>,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, message: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            message: message.into(),
+            nodes: Vec::new(),
+        }
+    }
+
+    pub fn bad_request(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::BAD_REQUEST, message)
+    }
+
+    pub fn not_found(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::NOT_FOUND, message)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (
+            self.status,
+            Json(ApiErrorBody {
+                error: self.message,
+                nodes: self.nodes,
+            }),
+        )
+            .into_response()
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> ApiError {
+        tracing::error!(error = %e, "take database failed");
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "the controller's take database failed; see the controller's log",
+        )
+    }
+}
+
+impl From<TakeError> for ApiError {
+    fn from(e: TakeError) -> ApiError {
+        let status = match &e {
+            TakeError::BadName(_) | TakeError::NoteTooLong(_) => StatusCode::BAD_REQUEST,
+            TakeError::UnknownTake(_) => StatusCode::NOT_FOUND,
+            TakeError::TakeRunning(_)
+            | TakeError::NameUsed(_)
+            | TakeError::NotReady(_)
+            | TakeError::NoTake
+            | TakeError::StillRecording(_) => StatusCode::CONFLICT,
+            TakeError::ArmFailed { conflict: true, .. } => StatusCode::CONFLICT,
+            TakeError::ArmFailed {
+                conflict: false, ..
+            } => StatusCode::BAD_GATEWAY,
+            TakeError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        if let TakeError::Store(inner) = e {
+            return inner.into();
+        }
+        let nodes = match &e {
+            TakeError::ArmFailed { failures, .. } => failures.clone(),
+            _ => Vec::new(),
+        };
+        ApiError {
+            status,
+            message: e.to_string(),
+            nodes,
+        }
+    }
+}

@@ -1,0 +1,103 @@
+//! The controller's shared state: configuration, take store, fleet, downloads, and the
+//! change counter that wakes the SSE streams. One [`Rig`] per process, behind an `Arc`.
+
+use std::sync::Arc;
+
+use camrig_protocol::now_unix_ns;
+use tokio::sync::{watch, Mutex};
+
+use crate::config::Config;
+use crate::download::Downloads;
+use crate::fleet::{Blocker, Fleet};
+use crate::take_store::{node_state, Store, StoreError};
+use crate::views::{RigView, TakeView};
+
+pub struct Rig {
+    pub config: Config,
+    pub store: Store,
+    pub fleet: Fleet,
+    pub downloads: Downloads,
+    /// Serialises START/MARK/STOP and the take monitor: one command at a time.
+    pub(crate) command_lock: Mutex<()>,
+    changes: watch::Sender<u64>,
+}
+
+impl Rig {
+    pub fn new(config: Config, store: Store) -> Arc<Rig> {
+        let fleet = Fleet::new(&config);
+        let downloads = Downloads::new(config.download_parallelism);
+        Arc::new(Rig {
+            config,
+            store,
+            fleet,
+            downloads,
+            command_lock: Mutex::new(()),
+            changes: watch::channel(0).0,
+        })
+    }
+
+    /// Tells every SSE stream that takes or downloads changed.
+    pub fn changed(&self) {
+        self.changes.send_modify(|v| *v += 1);
+    }
+
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.changes.subscribe()
+    }
+
+    /// A take as the API shows it: the stored record plus live download progress.
+    pub fn take_view(&self, mut take: TakeView) -> TakeView {
+        for node in &mut take.nodes {
+            node.progress = self.downloads.progress(take.id, &node.address);
+            if node.progress.as_ref().is_some_and(|p| p.is_active()) {
+                node.download = "downloading".into();
+            }
+        }
+        if take.nodes.iter().any(|n| n.download == "downloading") {
+            take.download = "downloading".into();
+        }
+        take
+    }
+
+    pub fn takes(&self) -> Result<Vec<TakeView>, StoreError> {
+        Ok(self
+            .store
+            .list_takes()?
+            .into_iter()
+            .map(|t| self.take_view(t))
+            .collect())
+    }
+
+    pub fn rig_view(&self) -> Result<RigView, StoreError> {
+        let current = self.store.current_take()?.map(|t| self.take_view(t));
+        let nodes: Vec<_> = (0..self.fleet.nodes().len())
+            .map(|i| self.fleet.view(i, &self.config))
+            .collect();
+        let start_blockers: Vec<String> = (0..nodes.len())
+            .filter_map(|i| self.fleet.blocker(i, &self.config))
+            .map(|b: Blocker| b.message().to_owned())
+            .collect();
+        let state = match &current {
+            None => "idle",
+            Some(t) => {
+                if t.nodes.iter().any(|n| n.state == node_state::RECORDING) {
+                    "recording"
+                } else {
+                    "armed"
+                }
+            }
+        };
+        Ok(RigView {
+            state: state.into(),
+            start_ready: current.is_none() && start_blockers.is_empty(),
+            current_take: current,
+            nodes,
+            start_blockers,
+            require_node_sync: self.config.require_node_sync,
+            max_clock_offset_ms: self.config.max_clock_offset_ns as f64 / 1e6,
+            downloads_pending: self.downloads.active_count(),
+            controller_now_ns: now_unix_ns(),
+            version: env!("CARGO_PKG_VERSION").into(),
+        })
+    }
+}

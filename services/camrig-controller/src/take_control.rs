@@ -1,0 +1,410 @@
+//! START, MARK and STOP: validation, the scheduled instants, the parallel fan-out with one
+//! command id, per-node results, abort on a failed arm, and the take monitor that notices
+//! a node lost mid-take. Every decision is written to the take store before it is answered.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use camrig_protocol::api::{AbortRequest, MarkRequest, NodeState, StartRequest, StopRequest};
+use camrig_protocol::take_name::{TakeName, TakeNameError};
+use camrig_protocol::{now_unix_ns, UnixNanos};
+use futures_util::future::join_all;
+
+use crate::fleet::Blocker;
+use crate::rig::Rig;
+use crate::take_store::{node_state, take_state, NewTake, NewTakeNode, StoreError};
+use crate::views::{MarkTake, MarkerNodeView, MarkerView, NodeFailure, StartTake, TakeView};
+
+/// Longest MARK note accepted (characters).
+pub const MAX_NOTE_CHARS: usize = 500;
+/// A node not recording its take this long after START's instant has failed.
+const START_GRACE: Duration = Duration::from_secs(3);
+/// How long START waits for nodes still finishing the previous take.
+const BUSY_WAIT: Duration = Duration::from_secs(3);
+
+#[derive(Debug, thiserror::Error)]
+pub enum TakeError {
+    #[error("{0}")]
+    BadName(#[from] TakeNameError),
+    #[error("note is {0} characters long; at most {MAX_NOTE_CHARS} are allowed")]
+    NoteTooLong(usize),
+    #[error("take {0:?} is still recording; stop it before starting another")]
+    TakeRunning(String),
+    #[error("take name {0:?} is already used; choose another name (takes are never overwritten)")]
+    NameUsed(String),
+    #[error("START refused: {}", .0.join("; "))]
+    NotReady(Vec<String>),
+    #[error("START failed on {} node(s), the others were aborted: {}", .failures.len(), describe(.failures))]
+    ArmFailed {
+        /// Some node refused (4xx): a conflict with its state rather than a broken link.
+        conflict: bool,
+        failures: Vec<NodeFailure>,
+    },
+    #[error("no take is recording; start one first")]
+    NoTake,
+    #[error("no take named {0:?}")]
+    UnknownTake(String),
+    #[error("take {0:?} is still recording; stop it before downloading")]
+    StillRecording(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+fn describe(failures: &[NodeFailure]) -> String {
+    failures
+        .iter()
+        .map(|f| format!("{}: {}", f.address, f.error))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// A fresh command id: 128 random bits in hex. Nodes use it to make commands idempotent.
+pub fn new_command_id() -> String {
+    use std::io::Read;
+    let mut buf = [0u8; 16];
+    match std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut buf)) {
+        Ok(()) => hex::encode(buf),
+        // Without /dev/urandom the clock and pid still make the id unique on this rig.
+        Err(_) => format!("{:x}-{:x}", now_unix_ns(), std::process::id()),
+    }
+}
+
+impl Rig {
+    pub async fn start_take(self: &Arc<Self>, req: StartTake) -> Result<TakeView, TakeError> {
+        let name = TakeName::parse(req.name.trim())?;
+        let _guard = self.command_lock.lock().await;
+        if let Some(current) = self.store.current_take()? {
+            return Err(TakeError::TakeRunning(current.name));
+        }
+        if self.store.name_in_use(name.as_str())? {
+            return Err(TakeError::NameUsed(name.as_str().to_owned()));
+        }
+        let nodes = self.fleet.nodes();
+        // Right after a STOP the nodes record until its instant and then finish the take:
+        // give them that moment instead of refusing a quick next START.
+        let deadline = std::time::Instant::now() + BUSY_WAIT;
+        while std::time::Instant::now() < deadline
+            && (0..nodes.len())
+                .any(|i| matches!(self.fleet.blocker(i, &self.config), Some(Blocker::Busy(_))))
+        {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let mut refusals = Vec::new();
+        let mut overridden = Vec::new();
+        for i in 0..nodes.len() {
+            match self.fleet.blocker(i, &self.config) {
+                None => {}
+                Some(Blocker::Unreachable(m)) if !req.allow_partial => refusals.push(format!(
+                    "{m}; retry when it answers, or allow a partial rig"
+                )),
+                Some(Blocker::Unreachable(_)) => {}
+                Some(Blocker::Clock(m)) if !req.override_clock => {
+                    refusals.push(format!("{m}; wait for the clock, or override"))
+                }
+                Some(Blocker::Clock(m)) => overridden.push(m),
+                Some(Blocker::Busy(m)) => {
+                    refusals.push(format!("{m}; stop it or wait until it finishes"))
+                }
+            }
+        }
+        if !refusals.is_empty() {
+            return Err(TakeError::NotReady(refusals));
+        }
+
+        let command_id = new_command_id();
+        let created = now_unix_ns();
+        let start_at = created + self.config.start_lead.as_nanos() as UnixNanos;
+        let id = self.store.insert_take(&NewTake {
+            name: name.as_str(),
+            command_id: &command_id,
+            created_ns: created,
+            start_at_ns: start_at,
+            allow_partial: req.allow_partial,
+            override_clock: req.override_clock,
+            override_note: (!overridden.is_empty()).then(|| overridden.join("; ")),
+            nodes: nodes
+                .iter()
+                .enumerate()
+                .map(|(i, n)| {
+                    let clock = self.fleet.clock(i);
+                    NewTakeNode {
+                        address: n.config.address.clone(),
+                        name: n.config.name.clone(),
+                        offset_ns: clock.map(|c| c.offset_ns),
+                        rtt_ns: clock.map(|c| c.rtt_ns),
+                    }
+                })
+                .collect(),
+        })?;
+        self.changed();
+
+        let request = StartRequest {
+            take: name.clone(),
+            start_at_ns: start_at,
+            command_id: command_id.clone(),
+        };
+        let replies = join_all(nodes.iter().map(|n| n.client.start(&request))).await;
+        let mut failures = Vec::new();
+        let mut conflict = false;
+        let mut armed = Vec::new();
+        for (n, reply) in nodes.iter().zip(replies) {
+            match reply {
+                Ok(_) => armed.push(n),
+                Err(e) => {
+                    conflict |= e.is_conflict();
+                    let error = e.to_string();
+                    self.store.set_node_state(
+                        id,
+                        &n.config.address,
+                        node_state::ARM_FAILED,
+                        Some(&error),
+                    )?;
+                    failures.push(NodeFailure {
+                        address: n.config.address.clone(),
+                        error,
+                    });
+                }
+            }
+        }
+        tracing::info!(take = %name, command_id, start_at, armed = armed.len(), failed = failures.len(), "start fanned out");
+
+        if !failures.is_empty() && (!req.allow_partial || armed.is_empty()) {
+            let abort = AbortRequest {
+                command_id: format!("{command_id}-abort"),
+            };
+            let results = join_all(armed.iter().map(|n| n.client.abort(&abort))).await;
+            for (n, r) in armed.iter().zip(results) {
+                let (state, reason) = match r {
+                    Ok(_) => (
+                        node_state::ABORTED,
+                        "aborted because another node failed to arm".to_owned(),
+                    ),
+                    Err(e) => (node_state::FAILED, format!("abort failed: {e}")),
+                };
+                self.store
+                    .set_node_state(id, &n.config.address, state, Some(&reason))?;
+            }
+            self.store.set_take_state(id, take_state::ABORTED)?;
+            self.changed();
+            return Err(TakeError::ArmFailed { conflict, failures });
+        }
+        self.store.set_take_state(id, take_state::RECORDING)?;
+        self.changed();
+        let take = self.store.take(id)?.expect("take just written");
+        Ok(self.take_view(take))
+    }
+
+    pub async fn mark_take(self: &Arc<Self>, req: MarkTake) -> Result<MarkerView, TakeError> {
+        let note = req.note.trim().to_owned();
+        let chars = note.chars().count();
+        if chars > MAX_NOTE_CHARS {
+            return Err(TakeError::NoteTooLong(chars));
+        }
+        // The click time, before anything that could queue behind another command.
+        let at = now_unix_ns();
+        let _guard = self.command_lock.lock().await;
+        let take = self.store.current_take()?.ok_or(TakeError::NoTake)?;
+        let request = MarkRequest {
+            at_ns: at,
+            note: note.clone(),
+            command_id: new_command_id(),
+        };
+        let targets: Vec<_> = take
+            .nodes
+            .iter()
+            .filter(|n| is_active(&n.state))
+            .filter_map(|n| self.fleet.by_address(&n.address))
+            .collect();
+        let replies = join_all(targets.iter().map(|n| n.client.mark(&request))).await;
+        let nodes: Vec<MarkerNodeView> = targets
+            .iter()
+            .zip(replies)
+            .map(|(n, r)| match r {
+                Ok(reply) => MarkerNodeView {
+                    address: n.config.address.clone(),
+                    ok: true,
+                    error: None,
+                    frames: reply.marker_frames,
+                },
+                Err(e) => MarkerNodeView {
+                    address: n.config.address.clone(),
+                    ok: false,
+                    error: Some(e.to_string()),
+                    frames: Vec::new(),
+                },
+            })
+            .collect();
+        self.store.add_marker(take.id, at, &note, &nodes)?;
+        self.changed();
+        Ok(MarkerView {
+            at_ns: at,
+            note,
+            nodes,
+        })
+    }
+
+    pub async fn stop_take(self: &Arc<Self>) -> Result<TakeView, TakeError> {
+        let _guard = self.command_lock.lock().await;
+        let take = self.store.current_take()?.ok_or(TakeError::NoTake)?;
+        let stop_at = now_unix_ns() + self.config.stop_lead.as_nanos() as UnixNanos;
+        self.store.set_stop(take.id, stop_at)?;
+        let request = StopRequest {
+            stop_at_ns: stop_at,
+            command_id: new_command_id(),
+        };
+        // Nodes we lost during the take get the STOP too: one that is back and still
+        // recording must not record forever.
+        let targets: Vec<_> = take
+            .nodes
+            .iter()
+            .filter(|n| was_armed(&n.state))
+            .filter_map(|n| self.fleet.by_address(&n.address).map(|slot| (n, slot)))
+            .collect();
+        let replies = join_all(targets.iter().map(|(_, n)| n.client.stop(&request))).await;
+        for ((node, slot), reply) in targets.iter().zip(replies) {
+            let index = self
+                .fleet
+                .nodes()
+                .iter()
+                .position(|s| s.config.address == slot.config.address)
+                .expect("slot belongs to the fleet");
+            self.store.set_node_offset_stop(
+                take.id,
+                &node.address,
+                self.fleet.clock(index).map(|c| c.offset_ns),
+            )?;
+            match reply {
+                Ok(_) => {
+                    self.store
+                        .set_node_state(take.id, &node.address, node_state::STOPPED, None)?
+                }
+                // A node already lost keeps the reason it was lost for.
+                Err(_) if node.state == node_state::FAILED => {}
+                Err(e) => self.store.set_node_state(
+                    take.id,
+                    &node.address,
+                    node_state::FAILED,
+                    Some(&format!("STOP not taken: {e}")),
+                )?,
+            }
+        }
+        self.store.set_take_state(take.id, take_state::STOPPED)?;
+        tracing::info!(take = take.name, stop_at, "stop fanned out");
+        self.changed();
+        let take = self.store.take(take.id)?.expect("take just written");
+        Ok(self.take_view(take))
+    }
+
+    /// Compares the current take with what the nodes report: armed nodes that began
+    /// recording become `recording`; a node that stopped answering, or that is no longer
+    /// recording the take, becomes `failed` with the reason. Called from the event loop.
+    pub async fn watch_current_take(self: &Arc<Self>) -> Result<(), StoreError> {
+        // A command in flight owns the take; look again on the next turn.
+        let Ok(_guard) = self.command_lock.try_lock() else {
+            return Ok(());
+        };
+        let Some(take) = self.store.current_take()? else {
+            return Ok(());
+        };
+        let now = now_unix_ns();
+        let mut changed = false;
+        if take.state == take_state::STARTING {
+            // A controller that died during START's fan-out: the nodes that armed carry on
+            // and the ones that did not are marked failed below.
+            self.store.set_take_state(take.id, take_state::RECORDING)?;
+            changed = true;
+        }
+        for node in take.nodes.iter().filter(|n| was_armed(&n.state)) {
+            let Some(index) = self
+                .fleet
+                .nodes()
+                .iter()
+                .position(|s| s.config.address == node.address)
+            else {
+                if node.state != node_state::FAILED {
+                    self.store.set_node_state(
+                        take.id,
+                        &node.address,
+                        node_state::FAILED,
+                        Some("node is no longer in the controller's configuration"),
+                    )?;
+                    changed = true;
+                }
+                continue;
+            };
+            let status = self.fleet.status(index);
+            let ours = status.as_ref().is_some_and(|s| {
+                s.take.as_ref().map(TakeName::as_str) == Some(take.name.as_str())
+                    && s.state != NodeState::Idle
+            });
+            let new_state = match &status {
+                // Recording our take: whatever we thought before (a link that dropped for a
+                // few seconds looks like a lost node), it is recording.
+                Some(s) if ours && s.state == NodeState::Recording => {
+                    (node.state != node_state::RECORDING).then_some((node_state::RECORDING, None))
+                }
+                Some(_) if ours => None,
+                _ if node.state == node_state::FAILED => None,
+                // Just started: no node has had the chance to answer yet.
+                None if !self.fleet.settled() => None,
+                None => Some((
+                    node_state::FAILED,
+                    Some(format!(
+                        "node stopped answering during the take ({})",
+                        self.fleet
+                            .view(index, &self.config)
+                            .error
+                            .unwrap_or_else(|| "no answer".into())
+                    )),
+                )),
+                Some(s) if now > take.start_at_ns + START_GRACE.as_nanos() as i64 => {
+                    let why = s
+                        .last_take
+                        .as_ref()
+                        .filter(|o| o.take.as_str() == take.name)
+                        .and_then(|o| o.stop_reason)
+                        .map(|r| format!("it ended the take itself ({r:?})"))
+                        .or(s.problem.clone())
+                        .unwrap_or_else(|| format!("it is {:?}", s.state).to_lowercase());
+                    Some((
+                        node_state::FAILED,
+                        Some(format!("node is no longer recording this take: {why}")),
+                    ))
+                }
+                Some(_) => None,
+            };
+            if let Some((state, reason)) = new_state {
+                if state == node_state::FAILED {
+                    tracing::warn!(
+                        take = take.name,
+                        node = node.address,
+                        reason,
+                        "node lost from take"
+                    );
+                } else {
+                    tracing::info!(
+                        take = take.name,
+                        node = node.address,
+                        "node recording the take"
+                    );
+                }
+                self.store
+                    .set_node_state(take.id, &node.address, state, reason.as_deref())?;
+                changed = true;
+            }
+        }
+        if changed {
+            self.changed();
+        }
+        Ok(())
+    }
+}
+
+fn is_active(state: &str) -> bool {
+    state == node_state::ARMED || state == node_state::RECORDING
+}
+
+/// Armed at START: the node may hold a recording of the take, even if we lost it since.
+fn was_armed(state: &str) -> bool {
+    is_active(state) || state == node_state::FAILED
+}

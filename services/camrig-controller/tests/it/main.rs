@@ -1,0 +1,11 @@
+//! camrig-controller's integration tests: a real controller process and real
+//! `camrig-node` processes on distinct loopback addresses, driven over real HTTP, with real
+//! rsync doing the downloads. Build the binaries first: `cargo build --workspace --bins`.
+
+mod bad_input;
+mod clock_and_reachability;
+mod flow;
+mod harness;
+mod node_lost;
+mod restart;
+mod ssh_download;
