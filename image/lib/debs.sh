@@ -36,6 +36,12 @@ build_debs() {
 	rm -f "$outdir"/*.deb
 	local crate
 	for crate in "$@"; do
+		if [ "$crate" = camrig-node ] && [ "$arch" = amd64 ]; then
+			# Real cameras: the node links libcamera, so it is built in the trixie build
+			# environment (image/camera-test/node-deb); the host's libcamera is too old.
+			"$IMAGE_DIR/camera-test/node-deb" "$outdir" || die "the libcamera node package failed to build"
+			continue
+		fi
 		log "cargo deb -p $crate --target $target"
 		(cd "$REPO_DIR" && cargo deb --locked -p "$crate" --target "$target" --output "$outdir" >&2) ||
 			die "cargo deb failed for $crate ($target)"
