@@ -31,8 +31,17 @@ use crate::{clock_health, disk_space, markers};
 
 /// Frames a camera may have waiting for its encoder before new ones are dropped.
 const QUEUE_FRAMES: usize = 8;
-/// A recording camera silent this long ends the take (`camera_failed`).
+/// A recording camera silent this long ends the take (`camera_failed`)...
 const CAMERA_SILENCE: Duration = Duration::from_secs(3);
+/// ...or this many frame periods, if longer: a camera set to a low rate (or one with no
+/// frame-rate control, such as vimc, that runs slowly) is slow, not dead.
+const CAMERA_SILENCE_PERIODS: u32 = 10;
+
+/// How long a camera with this frame period may be silent before the take ends.
+fn camera_silence(period_ns: i64) -> Duration {
+    let periods = Duration::from_nanos(period_ns.max(0) as u64) * CAMERA_SILENCE_PERIODS;
+    CAMERA_SILENCE.max(periods)
+}
 
 /// How a take's files are named.
 #[derive(Clone, Debug)]
@@ -575,7 +584,8 @@ impl CameraWriter {
                     }
                 },
                 Err(RecvTimeoutError::Timeout) => {
-                    if state.kept > 0 && state.last_frame.elapsed() > CAMERA_SILENCE {
+                    if state.kept > 0 && state.last_frame.elapsed() > camera_silence(self.period_ns)
+                    {
                         self.problem(format!(
                             "camera {} stopped delivering frames",
                             self.index + 1
@@ -732,4 +742,16 @@ struct WriterState {
     kept: u64,
     out: Vec<u8>,
     last_frame: Instant,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn camera_silence_is_three_seconds_or_ten_periods_whichever_is_longer() {
+        assert_eq!(camera_silence(33_333_333), Duration::from_secs(3));
+        assert_eq!(camera_silence(1_000_000_000), Duration::from_secs(10));
+        assert_eq!(camera_silence(0), Duration::from_secs(3));
+    }
 }
