@@ -13,6 +13,9 @@ use crate::UnixNanos;
 pub const NODE_API_PORT: u16 = 8081;
 /// Largest request body the node accepts (413 beyond).
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
+/// Largest `DELETE /v1/takes/{take}` body: it lists every file of the take, and a long
+/// take has thousands of segments.
+pub const MAX_DELETE_BODY_BYTES: usize = 8 * 1024 * 1024;
 
 /// `POST /v1/takes/start`
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -143,6 +146,29 @@ pub struct TakeListing {
     pub dir: String,
     pub manifest: String,
     pub files: Vec<FileEntry>,
+    pub bytes: u64,
+}
+
+/// `DELETE /v1/takes/{take}`: the files the controller holds verified copies of, as the
+/// node's own manifest lists them. The node deletes the take only when this list is
+/// exactly its manifest's `files` (every name, size and sha256); otherwise it answers 409
+/// naming the first file that differs and deletes nothing.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct DeleteTakeRequest {
+    pub files: Vec<FileEntry>,
+}
+
+/// Answer to `DELETE /v1/takes/{take}`, also when the take was deleted by an earlier
+/// request (deleting is idempotent).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct DeleteTakeReply {
+    pub take: TakeName,
+    /// True when an earlier request had already deleted it; nothing changed now.
+    pub already_deleted: bool,
+    /// When the node deleted it (its wall clock).
+    pub deleted_at_ns: UnixNanos,
+    /// Files and bytes removed (the manifest and markers file included).
+    pub files: usize,
     pub bytes: u64,
 }
 
