@@ -16,7 +16,7 @@ use futures_util::stream::{self, Stream, StreamExt};
 
 use crate::http_error::ApiError;
 use crate::rig::Rig;
-use crate::views::{MarkTake, StartTake};
+use crate::views::{DeleteFromNodes, MarkTake, StartTake};
 
 /// Largest request body accepted (413 beyond), as on the node.
 pub const MAX_BODY_BYTES: usize = camrig_protocol::api::MAX_BODY_BYTES;
@@ -32,6 +32,10 @@ pub fn router(rig: Arc<Rig>) -> Router {
         .route("/api/takes/current/stop", post(stop_take))
         .route("/api/takes/{name}", get(get_take))
         .route("/api/takes/{name}/download", post(download_take))
+        .route(
+            "/api/takes/{name}/delete-from-nodes",
+            post(delete_from_nodes),
+        )
         .route("/api/downloads", get(list_downloads).post(download_pending))
         .route("/api/events", get(events))
         .route(
@@ -129,6 +133,22 @@ async fn download_take(
         }),
     )
         .into_response())
+}
+
+/// The body is optional: none (or `{}`) means every node that recorded the take.
+async fn delete_from_nodes(
+    State(rig): State<Arc<Rig>>,
+    path: Result<Path<String>, PathRejection>,
+    raw: axum::body::Bytes,
+) -> ApiResult<Response> {
+    let name = take_name(path)?;
+    let req: DeleteFromNodes = if raw.iter().all(u8::is_ascii_whitespace) {
+        DeleteFromNodes::default()
+    } else {
+        serde_json::from_slice(&raw)
+            .map_err(|e| ApiError::bad_request(format!("bad JSON body: {e}")))?
+    };
+    Ok(Json(rig.delete_from_nodes(&name, req).await?).into_response())
 }
 
 async fn list_downloads(State(rig): State<Arc<Rig>>) -> ApiResult<Response> {
@@ -362,6 +382,18 @@ mod tests {
         assert!(error_of(&body).contains("no take named"));
         let (s, _, _) = call(&rig, "POST", "/api/takes/t1/download", None).await;
         assert_eq!(s, StatusCode::NOT_FOUND);
+        let (s, _, body) = call(&rig, "POST", "/api/takes/t1/delete-from-nodes", None).await;
+        assert_eq!(s, StatusCode::NOT_FOUND);
+        assert!(error_of(&body).contains("no take named"), "{body}");
+        let (s, _, body) = call(
+            &rig,
+            "POST",
+            "/api/takes/t1/delete-from-nodes",
+            Some(r#"{"node":[]}"#),
+        )
+        .await;
+        assert_eq!(s, StatusCode::BAD_REQUEST);
+        assert!(error_of(&body).contains("unknown field"), "{body}");
         let (s, _, _) = call(&rig, "GET", "/api/nodes/1/cameras/1/preview.jpg", None).await;
         assert_eq!(s, StatusCode::NOT_FOUND);
         let (s, _, body) = call(&rig, "GET", "/api/nodes/0/cameras/1/preview.jpg", None).await;

@@ -19,6 +19,8 @@ pub struct Rig {
     pub downloads: Downloads,
     /// Serialises START/MARK/STOP and the take monitor: one command at a time.
     pub(crate) command_lock: Mutex<()>,
+    /// Serialises DELETE FROM NODES (kept apart from START/STOP: re-hashing is slow).
+    pub(crate) deletion_lock: Mutex<()>,
     changes: watch::Sender<u64>,
 }
 
@@ -32,6 +34,7 @@ impl Rig {
             fleet,
             downloads,
             command_lock: Mutex::new(()),
+            deletion_lock: Mutex::new(()),
             changes: watch::channel(0).0,
         })
     }

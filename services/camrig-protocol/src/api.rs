@@ -4,6 +4,13 @@
 //! authentication off. Errors are `{"error": "<what went wrong and what to do>"}` with a
 //! 4xx/5xx status. Commands are idempotent by `command_id`: repeating one returns the first
 //! answer again and changes nothing.
+//!
+//! Endpoints: `GET /v1/status`, `GET /v1/time`, `GET /v1/takes` ([`TakeListing`]s),
+//! `GET /v1/takes/{take}/manifest`, `POST /v1/takes/{start,stop,mark,abort}`,
+//! `DELETE /v1/takes/{take}` ([`DeleteTakeRequest`] → [`DeleteTakeReply`]; 409 while the
+//! take is armed, recording or stopping, or when the file list is not exactly the manifest;
+//! 404 for a take never on this node; repeating it answers the first answer again) and
+//! `GET /v1/cameras/{n}/preview.jpg`.
 
 use crate::manifest::{ClockHealth, FileEntry, ManifestState, MarkerFrame, StopReason};
 use crate::take_name::TakeName;
