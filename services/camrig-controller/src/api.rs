@@ -208,18 +208,27 @@ async fn api_not_found() -> ApiError {
 }
 
 /// Server-sent events: `rig` (the [`crate::views::RigView`]) every second and on every
-/// change, `takes` (every take) whenever takes or downloads changed.
+/// change, `takes` (every take) whenever takes, downloads or deletions changed, and
+/// `node_deletion` for every step of a deletion from the nodes.
 async fn events(State(rig): State<Arc<Rig>>) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
     let rx = rig.subscribe();
-    let stream = stream::unfold((rig, rx, None::<u64>), |(rig, mut rx, sent)| async move {
+    let deletions = rig.subscribe_deletions();
+    let state = (rig, rx, deletions, None::<u64>);
+    let stream = stream::unfold(state, |(rig, mut rx, mut deletions, sent)| async move {
+        let mut events = Vec::with_capacity(3);
         if sent.is_some() {
             tokio::select! {
                 changed = rx.changed() => if changed.is_err() { return None },
+                deletion = deletions.recv() => match deletion {
+                    Ok(d) => events.push(json_event("node_deletion", &d)),
+                    // Missed some: the `takes` event below carries the state anyway.
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+                },
                 _ = tokio::time::sleep(Duration::from_secs(1)) => {}
             }
         }
         let version = *rx.borrow_and_update();
-        let mut events = Vec::with_capacity(2);
         if let Ok(view) = rig.rig_view() {
             events.push(json_event("rig", &view));
         }
@@ -228,7 +237,7 @@ async fn events(State(rig): State<Arc<Rig>>) -> Sse<impl Stream<Item = Result<Ev
                 events.push(json_event("takes", &takes));
             }
         }
-        Some((stream::iter(events), (rig, rx, Some(version))))
+        Some((stream::iter(events), (rig, rx, deletions, Some(version))))
     })
     .flatten();
     Sse::new(stream).keep_alive(KeepAlive::default())

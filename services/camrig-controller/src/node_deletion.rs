@@ -19,7 +19,9 @@ use crate::download::{sha256_file, sorted_dir};
 use crate::rig::Rig;
 use crate::take_control::TakeError;
 use crate::take_store::{deletion_state, node_has_recording, take_state};
-use crate::views::{DeleteFromNodes, FileView, NodeFailure, TakeNodeView, TakeView};
+use crate::views::{
+    DeleteFromNodes, FileView, NodeDeletionEvent, NodeFailure, TakeNodeView, TakeView,
+};
 
 /// Why one node's copy was not deleted.
 struct Failure {
@@ -104,7 +106,7 @@ impl Rig {
                 None,
                 None,
             )?;
-            self.changed();
+            self.deletion_changed(event(&name, node, deletion_state::DELETING, None));
             let outcome = self.delete_on_node(&name, node).await;
             match &outcome {
                 Ok(()) => {
@@ -116,6 +118,7 @@ impl Rig {
                         Some(now_unix_ns()),
                     )?;
                     tracing::info!(take = %name, node = node.address, "take deleted from node");
+                    self.deletion_changed(event(&name, node, deletion_state::DELETED, None));
                 }
                 Err(f) => {
                     self.store.set_node_deletion(
@@ -127,13 +130,18 @@ impl Rig {
                     )?;
                     tracing::warn!(take = %name, node = node.address, reason = f.message, "take not deleted from node");
                     any_conflict |= f.conflict;
+                    self.deletion_changed(event(
+                        &name,
+                        node,
+                        deletion_state::FAILED,
+                        Some(f.message.clone()),
+                    ));
                     failures.push(NodeFailure {
                         address: node.address.clone(),
                         error: f.message.clone(),
                     });
                 }
             }
-            self.changed();
         }
         if !failures.is_empty() {
             return Err(TakeError::DeleteFailed {
@@ -172,6 +180,21 @@ impl Rig {
                 conflict: e.is_conflict(),
                 message: format!("node {}: {e}", node.address),
             })
+    }
+}
+
+fn event(
+    take: &TakeName,
+    node: &TakeNodeView,
+    state: &str,
+    reason: Option<String>,
+) -> NodeDeletionEvent {
+    NodeDeletionEvent {
+        take: take.as_str().to_owned(),
+        address: node.address.clone(),
+        state: state.to_owned(),
+        reason,
+        at_ns: now_unix_ns(),
     }
 }
 

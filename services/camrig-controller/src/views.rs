@@ -147,6 +147,17 @@ pub struct StartTake {
     pub override_clock: bool,
 }
 
+/// SSE `node_deletion`: one node's deletion of a take changed state.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct NodeDeletionEvent {
+    pub take: String,
+    pub address: String,
+    /// `deleting`, `deleted` or `failed`.
+    pub state: String,
+    pub reason: Option<String>,
+    pub at_ns: UnixNanos,
+}
+
 fn none() -> String {
     "none".into()
 }

@@ -46,6 +46,36 @@ fn assert_sorted_intact(rig: &Rig, take: &Value, i: usize) {
     }
 }
 
+/// The data of every SSE event called `name`, from a stream opened now.
+fn sse_events(rig: &Rig, name: &str) -> std::sync::mpsc::Receiver<Value> {
+    use std::io::BufRead;
+    let (tx, rx) = std::sync::mpsc::channel();
+    let resp = reqwest::blocking::Client::builder()
+        .timeout(std::time::Duration::from_secs(120))
+        .build()
+        .unwrap()
+        .get(rig.url("/api/events"))
+        .send()
+        .unwrap();
+    let want = format!("event: {name}");
+    std::thread::spawn(move || {
+        let mut lines = std::io::BufReader::new(resp).lines().map_while(Result::ok);
+        while let Some(line) = lines.next() {
+            if line == want {
+                let data = lines.next().unwrap_or_default();
+                let json = data.strip_prefix("data: ").unwrap_or_default();
+                if tx
+                    .send(serde_json::from_str(json).unwrap_or(Value::Null))
+                    .is_err()
+                {
+                    return;
+                }
+            }
+        }
+    });
+    rx
+}
+
 #[test]
 fn only_verified_takes_are_deleted_from_nodes_after_checking_the_copies() {
     let mut rig = RigBuilder::new().nodes(2).start();
@@ -117,10 +147,20 @@ fn only_verified_takes_are_deleted_from_nodes_after_checking_the_copies() {
     let (_, listing) = rig.node_get(1, "/v1/takes");
     assert_eq!(listing, json!([]));
 
-    // Repaired: both deleted; asking again changes nothing.
+    // Repaired: both deleted, announced on the event stream; asking again changes nothing.
+    let events = sse_events(&rig, "node_deletion");
     std::fs::write(&lost, &good).unwrap();
     let (status, t) = rig.post(PATH, json!({}));
     assert_eq!(status, 200, "{t}");
+    let mut seen = Vec::new();
+    while !seen.iter().any(|e: &Value| e["state"] == "deleted") {
+        let e = events
+            .recv_timeout(std::time::Duration::from_secs(30))
+            .expect("a node_deletion event");
+        seen.push(e);
+    }
+    assert_eq!(seen[0]["take"], TAKE, "{seen:?}");
+    assert_eq!(seen[0]["address"], rig.nodes[0].ip.as_str(), "{seen:?}");
     assert!(!on_node(&rig, 0).exists());
     for i in 0..2 {
         assert_eq!(t["nodes"][i]["node_deletion"], "deleted", "{t}");
