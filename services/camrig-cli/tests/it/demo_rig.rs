@@ -357,6 +357,11 @@ async fn demo_rig_driven_from_the_browser_and_the_cli() {
         Duration::from_secs(60)).await;
     let asked = js(&client, "return window.asked").await;
     assert!(asked[0].as_str().unwrap().contains("ui_take_01"), "{asked}");
+    js(
+        &client,
+        "document.querySelector('li.take[data-take=\"ui_take_01\"]').scrollIntoView(); return true",
+    )
+    .await;
     std::fs::write(
         artifacts_dir().join("ui-deleted-from-nodes.png"),
         client.screenshot().await.unwrap(),
