@@ -30,6 +30,9 @@ pub struct BenchOptions {
     /// Frame size of the download take (bigger frames make enough bytes to measure a rate).
     pub download_frame: (u32, u32),
     pub download_take_secs: f64,
+    /// Measure the download ratio only (it needs its own shaped rig; the rest can be skipped
+    /// when only the network path is being looked at).
+    pub download_only: bool,
 }
 
 impl Default for BenchOptions {
@@ -43,6 +46,7 @@ impl Default for BenchOptions {
             controller_link_mbit: 300.0,
             download_frame: (1280, 720),
             download_take_secs: 8.0,
+            download_only: false,
         }
     }
 }
@@ -281,6 +285,10 @@ fn download_ratio(o: &BenchOptions, log: &mut dyn FnMut(&str)) -> Result<Value> 
 
 /// Runs every measurement and returns the JSON object `rig-bench` prints.
 pub fn run(o: &BenchOptions, log: &mut dyn FnMut(&str)) -> Result<Value> {
+    if o.download_only {
+        log("download ratio");
+        return Ok(json!({ "download_ratio": download_ratio(o, log)? }));
+    }
     let mut arm = serde_json::Map::new();
 
     log(&format!(
