@@ -17,7 +17,7 @@ struct Args {
     #[arg(long, value_delimiter = ',', default_value = "10,50")]
     arm_nodes: Vec<usize>,
     /// Seconds recorded for the download measurement.
-    #[arg(long, default_value_t = 8.0)]
+    #[arg(long, default_value_t = 30.0)]
     download_seconds: f64,
     /// Only the download measurement.
     #[arg(long)]
