@@ -14,17 +14,61 @@ rm -f "$root"/etc/ssh/ssh_host_*
 : > "$root/etc/machine-id"
 rm -f "$root/var/lib/dbus/machine-id"
 
-# Kernel modules no camera rig uses (GPUs, Wi-Fi, InfiniBand, ISDN, sound): they are a
-# large part of the compressed image. Media, USB, network, storage stay.
+# Kernel modules no camera rig uses: they are most of the compressed image (.ko.xz do not
+# compress further). Removed by subsystem: GPUs, Wi-Fi, Bluetooth, sound, InfiniBand,
+# data-centre NICs and SAN/RAID host adapters, industrial I/O, TV tuners and DVB, and every
+# file system but ext4/FAT/exFAT/FUSE/overlay. Kept: virtio, block, ext4, vfat/nls,
+# USB, MMC, network (ethernet, USB ethernet, PHYs), and all of V4L2/media core (videodev,
+# v4l2-mem2mem, videobuf2, mc, v4l2-tpg, uvcvideo, test drivers): the node records from
+# them, and out-of-tree media modules (vimc/vicodec builds) link against them.
+# keep_only DIR NAME...: removes every subdirectory of DIR not named (files stay).
+keep_only() {
+	dir=$1
+	shift
+	[ -d "$dir" ] || return 0
+	for sub in "$dir"/*/; do
+		[ -d "$sub" ] || continue
+		name=$(basename "$sub")
+		case " $* " in *" $name "*) ;; *) rm -rf "$sub" ;; esac
+	done
+}
 for kdir in "$root"/usr/lib/modules/*; do
-	[ -d "$kdir/kernel" ] || continue
-	rm -rf "$kdir/kernel/drivers/gpu" "$kdir/kernel/drivers/infiniband" \
-		"$kdir/kernel/drivers/net/wireless" "$kdir/kernel/drivers/isdn" \
-		"$kdir/kernel/sound" "$kdir/kernel/drivers/bluetooth" "$kdir/kernel/net/bluetooth" \
-		"$kdir/kernel/drivers/net/ethernet/mellanox" "$kdir/kernel/drivers/scsi/qla2xxx" \
-		"$kdir/kernel/drivers/scsi/lpfc"
+	k=$kdir/kernel
+	[ -d "$k" ] || continue
+	for d in sound drivers/gpu drivers/infiniband drivers/isdn drivers/bluetooth \
+		drivers/iio drivers/comedi drivers/target drivers/mtd drivers/accel drivers/md \
+		drivers/firewire drivers/parport drivers/pcmcia drivers/atm drivers/nfc drivers/fpga \
+		drivers/vfio drivers/vdpa drivers/uio drivers/w1 drivers/edac drivers/hwtracing \
+		drivers/ntb drivers/thunderbolt \
+		drivers/net/wireless drivers/net/can drivers/net/wwan drivers/net/ieee802154 \
+		drivers/net/hamradio drivers/net/arcnet drivers/net/fddi drivers/net/wan \
+		drivers/net/ppp drivers/net/slip drivers/net/dsa drivers/net/ipa \
+		drivers/media/pci drivers/media/dvb-frontends drivers/media/radio \
+		drivers/media/tuners drivers/media/firewire drivers/media/mmc \
+		drivers/media/usb/dvb-usb drivers/media/usb/dvb-usb-v2; do
+		rm -rf "${k:?}/$d"
+	done
+	# Ethernet: the Pis' (broadcom genet, cadence macb, microchip/smsc USB bridges) and
+	# common PC NICs (intel e1000e/igb/igc, realtek) stay; 10-400G server NICs go.
+	for d in mellanox chelsio qlogic emulex cavium netronome sfc huawei marvell amazon \
+		pensando microsoft meta google ibm hisilicon brocade qualcomm \
+		intel/ice intel/i40e intel/iavf intel/idpf intel/ixgbe intel/ixgbevf intel/fm10k \
+		broadcom/bnx2x broadcom/bnxt; do
+		rm -rf "$k/drivers/net/ethernet/$d"
+	done
+	# SCSI: sd_mod, sr_mod, virtio_scsi and the transport classes (top-level files) stay;
+	# the subdirectories are SAN/RAID host adapters.
+	keep_only "$k/drivers/scsi"
+	# Staging: only the Raspberry Pi's VideoCore services.
+	keep_only "$k/drivers/staging" vc04_services
+	keep_only "$k/fs" ext4 jbd2 fat exfat nls fuse overlayfs autofs efivarfs quota pstore squashfs
+	keep_only "$k/net" core ipv4 ipv6 packet unix sched 802 8021q llc bridge netlink vmw_vsock
 	chroot "$root" depmod -a "$(basename "$kdir")"
 done
+
+# udev reads the compiled hwdb.bin; its sources are not needed at run time.
+rm -rf "$root"/usr/lib/udev/hwdb.d/*
+rm -f "$root"/var/cache/debconf/*-old
 
 # apt's package lists are not needed on a read-only appliance.
 rm -rf "$root"/var/lib/apt/lists/* "$root"/var/cache/apt/*.bin

@@ -1,6 +1,6 @@
 # shellcheck shell=bash
 # The cached base root filesystem: mmdebstrap of Debian trixie (or Raspberry Pi OS) with the
-# role's and architecture's package lists, as a tarball under $CAMRIG_CACHE/rootfs/ named by
+# role's and architecture's package lists, as a tarball under $CAMRIG_CACHE/rootfs/base/ named by
 # a hash of every input (suite, architecture, sources, package lists, hook scripts,
 # initramfs scripts, mmdebstrap options). Same inputs: the tarball is reused (seconds);
 # any change, or a fresh machine: mmdebstrap runs again (amd64 about 1 minute, arm64 under
@@ -67,16 +67,26 @@ base_rootfs() {
 			(cd "$IMAGE_DIR/initramfs" && find . -type f | LC_ALL=C sort | xargs sha256sum)
 		} | sha256sum | cut -c1-16
 	)
-	out=$CAMRIG_CACHE/rootfs/base-$role-$arch-$sources-$key.tar
+	# In a directory of its own: older checkouts prune rootfs/base-*.tar of other keys.
+	local dir=$CAMRIG_CACHE/rootfs/base
+	out=$dir/$role-$arch-$sources-$key.tar
+	mkdir -p "$dir"
+	# One builder per base at a time: a second build of the same inputs (another checkout,
+	# CI) waits here and then finds the finished tarball.
+	exec {lock}>"$out.lock"
+	flock "$lock"
+	clean_stale_temps "$dir"
 	if [ -s "$out" ]; then
 		log "base root filesystem cached: $out"
 		echo "$out"
 		return 0
 	fi
 	ensure_binfmt "$arch"
-	mkdir -p "$CAMRIG_CACHE/rootfs"
 	log "mmdebstrap $SUITE $arch ($role, $sources): not cached, building $out"
+	# Written under a temporary name and renamed: the cache never holds half a tarball, and
+	# an interrupted build leaves only a temp that the next build removes.
 	local tmp=$out.tmp.$$
+	trap 'rm -f "$tmp"' EXIT
 	# Installing initramfs-tools' configuration before the kernel (essential hook) makes
 	# the kernel's postinst build the one initramfs the image needs, with camrig's script.
 	# shellcheck disable=SC2046 # one package name per word
@@ -87,8 +97,28 @@ base_rootfs() {
 		--customize-hook="$IMAGE_DIR/lib/base-customize.sh \"\$1\"" \
 		--format=tar "$SUITE" "$tmp" - <<<"$srcs" >&2 ||
 		{ rm -f "$tmp"; die "mmdebstrap failed for $role/$arch/$sources"; }
+	sync "$tmp"
 	mv "$tmp" "$out"
-	# Older bases of the same role/arch/sources are superseded.
-	find "$CAMRIG_CACHE/rootfs" -maxdepth 1 -name "base-$role-$arch-$sources-*.tar" ! -name "$(basename "$out")" -delete
+	trap - EXIT
+	# Older bases of the same role/arch/sources are superseded; the two newest stay, since
+	# checkouts of other branches may be building from them right now.
+	ls -t "$dir/$role-$arch-$sources-"*.tar | tail -n +3 | while read -r old; do
+		rm -f "$old" "$old.lock"
+	done
 	echo "$out"
+}
+
+# clean_stale_temps DIR: removes NAME.tmp.PID files whose builder (PID) no longer runs,
+# left by an interrupted build.
+clean_stale_temps() {
+	local f pid
+	for f in "$1"/*.tmp.*; do
+		[ -e "$f" ] || continue
+		pid=${f##*.tmp.}
+		case "$pid" in '' | *[!0-9]*) continue ;; esac
+		if ! kill -0 "$pid" 2>/dev/null; then
+			log "removing $(basename "$f") (left by an interrupted build)"
+			rm -f "$f"
+		fi
+	done
 }

@@ -20,8 +20,9 @@ ExecStart=/bin/sh -c 'echo \"$STOCK_MARKER\" > /dev/ttyS0'
 WantedBy=multi-user.target"
 	key=$(printf '%s\n' "stock v1 $SUITE $arch $pkgs" "$unit" | sha256sum | cut -c1-16)
 	tar=$CAMRIG_CACHE/rootfs/stock-$arch-$key.tar
+	mkdir -p "$CAMRIG_CACHE/rootfs"
+	clean_stale_temps "$CAMRIG_CACHE/rootfs"
 	if [ ! -s "$tar" ]; then
-		mkdir -p "$CAMRIG_CACHE/rootfs"
 		log "mmdebstrap stock $SUITE minbase $arch"
 		local unitdir
 		unitdir=$(mktemp -d)
@@ -30,9 +31,9 @@ WantedBy=multi-user.target"
 			--customize-hook="copy-in $unitdir/bench-marker.service /etc/systemd/system" \
 			--customize-hook='chroot "$1" systemctl enable bench-marker.service' \
 			--customize-hook='echo "LABEL=stock-root / ext4 rw 0 1" > "$1/etc/fstab"' \
-			--format=tar "$SUITE" "$tar.tmp" "deb $DEBIAN_MIRROR $SUITE main" >&2
+			--format=tar "$SUITE" "$tar.tmp.$$" "deb $DEBIAN_MIRROR $SUITE main" >&2
 		rm -rf "$unitdir"
-		mv "$tar.tmp" "$tar"
+		mv "$tar.tmp.$$" "$tar"
 	fi
 	local work
 	mkdir -p "$CAMRIG_CACHE/work"

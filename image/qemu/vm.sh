@@ -7,6 +7,10 @@
 # disk is a virtio block device. Networking is QEMU's user network with restrict=on (the
 # guest reaches nothing) and host forwards bound to 127.0.0.1 only. The guest's address on
 # that network is 10.0.2.15/24, the host is 10.0.2.2.
+# VM_NET_RESTRICT=off (for one vm_start) lifts restrict=on: slirp then delivers the guest's
+# UDP replies to a "udp:" host forward (restricted slirp drops every UDP datagram from the
+# guest). The guest still reaches only 10.0.2.0/24, where 10.0.2.2 is the host's loopback,
+# as long as its identity has no gateway and no DNS server (the controller test's has none).
 
 VM_SSH_OPTS=(-o BatchMode=yes -o ConnectTimeout=5 -o LogLevel=ERROR)
 
@@ -47,7 +51,7 @@ vm_start() {
 		-kernel "$prefix.vmlinuz" -initrd "$prefix.initrd" -append "$cmdline" \
 		-drive "if=none,id=disk0,file=$disk,format=raw,cache=unsafe" \
 		-device virtio-blk-pci,drive=disk0 \
-		-netdev "user,id=net0,restrict=on$fwd" -device virtio-net-pci,netdev=net0 \
+		-netdev "user,id=net0,restrict=${VM_NET_RESTRICT:-on}$fwd" -device virtio-net-pci,netdev=net0 \
 		</dev/null >"$log.qemu" 2>&1 &
 	printf -v "${var}_PID" '%s' "$!"
 	printf -v "${var}_T0" '%s' "$(date +%s.%N)"

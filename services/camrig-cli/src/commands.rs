@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use camrig_controller::views::{RigView, StartTake, TakeView};
+use camrig_controller::views::{DeleteFromNodes, RigView, StartTake, TakeNodeView, TakeView};
 use camrig_protocol::UnixNanos;
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 
@@ -166,11 +166,16 @@ pub async fn takes(client: &ControllerClient) -> Result<(), ClientError> {
         for n in &t.nodes {
             let verified = n.files.iter().filter(|f| f.state == "verified").count();
             println!(
-                "  {:<18} {:<10} files {}/{} verified{}",
+                "  {:<18} {:<10} files {}/{} verified{}{}",
                 n.address,
                 n.state,
                 verified,
                 n.files.len(),
+                match n.node_deletion.as_str() {
+                    "deleted" => ", deleted from the node".to_owned(),
+                    "none" => String::new(),
+                    other => format!(", delete from node {other}"),
+                },
                 n.reason
                     .as_ref()
                     .or(n.download_reason.as_ref())
@@ -293,6 +298,100 @@ fn human_bytes(n: u64) -> String {
     } else {
         format!("{v:.1} {}", units[i])
     }
+}
+
+/// DELETE FROM NODES: shows what will be deleted, asks (unless `yes`), then asks the
+/// controller, which checks its verified copies again before any node deletes anything.
+pub async fn delete_from_nodes(
+    client: &ControllerClient,
+    take: &str,
+    nodes: &[String],
+    yes: bool,
+) -> Result<(), ClientError> {
+    let t = client.take(take).await?;
+    let targets: Vec<&TakeNodeView> = t
+        .nodes
+        .iter()
+        .filter(|n| nodes.is_empty() || nodes.contains(&n.address))
+        .filter(|n| !n.files.is_empty() || n.download != "none")
+        .collect();
+    if t.download != "verified" && nodes.is_empty() {
+        return Err(ClientError::Refused {
+            status: 409,
+            message: format!(
+                "take {} is not verified on the controller (download: {}); download and verify first (camrig download {}); nothing was deleted",
+                t.name, t.download, t.name
+            ),
+        });
+    }
+    println!("take {}: the nodes' recordings will be removed for good; the verified copies on the controller stay", t.name);
+    for n in &targets {
+        let verified = n.files.iter().filter(|f| f.state == "verified").count();
+        println!(
+            "  {:<18} download {:<9} files {}/{} verified{}",
+            n.address,
+            n.download,
+            verified,
+            n.files.len(),
+            if n.node_deletion == "deleted" {
+                "  (already deleted from the node)"
+            } else {
+                ""
+            }
+        );
+    }
+    if !yes {
+        let question = format!("Delete take {} from these nodes? [y/N] ", t.name);
+        if !confirm(&question).await {
+            return Err(ClientError::Refused {
+                status: 0,
+                message: "nothing deleted: not confirmed (answer y, or pass --yes)".into(),
+            });
+        }
+    }
+    let done = client
+        .delete_from_nodes(
+            &t.name,
+            &DeleteFromNodes {
+                nodes: nodes.to_vec(),
+            },
+        )
+        .await?;
+    for n in &done.nodes {
+        match n.node_deletion.as_str() {
+            "deleted" => println!(
+                "  {:<18} deleted from the node at {}",
+                n.address,
+                n.node_deleted_ns.map(format_instant).unwrap_or_default()
+            ),
+            "none" => {}
+            other => println!(
+                "  {:<18} {other}{}",
+                n.address,
+                n.node_deletion_reason
+                    .as_ref()
+                    .map(|r| format!(": {r}"))
+                    .unwrap_or_default()
+            ),
+        }
+    }
+    Ok(())
+}
+
+/// Asks a yes/no question on the terminal; anything but y/yes (or no input) is no.
+async fn confirm(question: &str) -> bool {
+    use std::io::Write;
+    eprint!("{question}");
+    let _ = std::io::stderr().flush();
+    tokio::task::spawn_blocking(|| {
+        let mut line = String::new();
+        match std::io::stdin().read_line(&mut line) {
+            Ok(_) => matches!(line.trim().to_lowercase().as_str(), "y" | "yes"),
+            Err(_) => false,
+        }
+    })
+    .await
+    .unwrap_or(false)
 }
 
 #[cfg(test)]

@@ -4,7 +4,8 @@ use std::time::Duration;
 
 use camrig_controller::node_client::describe;
 use camrig_controller::views::{
-    ApiErrorBody, DownloadsView, MarkTake, MarkerView, RigView, StartTake, TakeView,
+    ApiErrorBody, DeleteFromNodes, DownloadsView, MarkTake, MarkerView, RigView, StartTake,
+    TakeView,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -114,6 +115,22 @@ impl ControllerClient {
             None => self.url("/api/downloads"),
         };
         self.call(self.http.post(url)).await
+    }
+
+    /// DELETE FROM NODES. The controller re-hashes every sorted file first, which takes a
+    /// while for a long take: the timeout is generous.
+    pub async fn delete_from_nodes(
+        &self,
+        take: &str,
+        req: &DeleteFromNodes,
+    ) -> Result<TakeView, ClientError> {
+        self.call(
+            self.http
+                .post(self.url(&format!("/api/takes/{take}/delete-from-nodes")))
+                .timeout(Duration::from_secs(3600))
+                .json(req),
+        )
+        .await
     }
 
     pub async fn downloads(&self) -> Result<DownloadsView, ClientError> {

@@ -53,6 +53,17 @@ enum Cmd {
     Takes,
     /// Download, verify and sort a take (or every take not yet downloaded).
     Download { take: Option<String> },
+    /// Delete a verified take from the nodes (asks first). The controller checks its
+    /// sorted copies again; each node deletes only if they match its manifest exactly.
+    DeleteFromNodes {
+        take: String,
+        /// Only these node addresses (repeatable); default every node that recorded it.
+        #[arg(long = "node")]
+        nodes: Vec<String>,
+        /// Do not ask for confirmation.
+        #[arg(long)]
+        yes: bool,
+    },
     /// Run a controller and N synthetic-camera nodes on this machine.
     Demo {
         /// Number of nodes (127.0.0.2, 127.0.0.3, …).
@@ -106,6 +117,9 @@ fn main() -> ExitCode {
                 }
                 Err(e) => Err(e),
             },
+            Cmd::DeleteFromNodes { take, nodes, yes } => {
+                commands::delete_from_nodes(&client, &take, &nodes, yes).await
+            }
             Cmd::Provision(_) => unreachable!("handled before the runtime starts"),
             Cmd::Demo { nodes, port, dir } => {
                 return match demo::run(demo::DemoOptions { nodes, port, dir }).await {

@@ -16,7 +16,7 @@ use futures_util::stream::{self, Stream, StreamExt};
 
 use crate::http_error::ApiError;
 use crate::rig::Rig;
-use crate::views::{MarkTake, StartTake};
+use crate::views::{DeleteFromNodes, MarkTake, StartTake};
 
 /// Largest request body accepted (413 beyond), as on the node.
 pub const MAX_BODY_BYTES: usize = camrig_protocol::api::MAX_BODY_BYTES;
@@ -32,6 +32,10 @@ pub fn router(rig: Arc<Rig>) -> Router {
         .route("/api/takes/current/stop", post(stop_take))
         .route("/api/takes/{name}", get(get_take))
         .route("/api/takes/{name}/download", post(download_take))
+        .route(
+            "/api/takes/{name}/delete-from-nodes",
+            post(delete_from_nodes),
+        )
         .route("/api/downloads", get(list_downloads).post(download_pending))
         .route("/api/events", get(events))
         .route(
@@ -131,6 +135,22 @@ async fn download_take(
         .into_response())
 }
 
+/// The body is optional: none (or `{}`) means every node that recorded the take.
+async fn delete_from_nodes(
+    State(rig): State<Arc<Rig>>,
+    path: Result<Path<String>, PathRejection>,
+    raw: axum::body::Bytes,
+) -> ApiResult<Response> {
+    let name = take_name(path)?;
+    let req: DeleteFromNodes = if raw.iter().all(u8::is_ascii_whitespace) {
+        DeleteFromNodes::default()
+    } else {
+        serde_json::from_slice(&raw)
+            .map_err(|e| ApiError::bad_request(format!("bad JSON body: {e}")))?
+    };
+    Ok(Json(rig.delete_from_nodes(&name, req).await?).into_response())
+}
+
 async fn list_downloads(State(rig): State<Arc<Rig>>) -> ApiResult<Response> {
     Ok(Json(rig.downloads_view()?).into_response())
 }
@@ -188,18 +208,27 @@ async fn api_not_found() -> ApiError {
 }
 
 /// Server-sent events: `rig` (the [`crate::views::RigView`]) every second and on every
-/// change, `takes` (every take) whenever takes or downloads changed.
+/// change, `takes` (every take) whenever takes, downloads or deletions changed, and
+/// `node_deletion` for every step of a deletion from the nodes.
 async fn events(State(rig): State<Arc<Rig>>) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
     let rx = rig.subscribe();
-    let stream = stream::unfold((rig, rx, None::<u64>), |(rig, mut rx, sent)| async move {
+    let deletions = rig.subscribe_deletions();
+    let state = (rig, rx, deletions, None::<u64>);
+    let stream = stream::unfold(state, |(rig, mut rx, mut deletions, sent)| async move {
+        let mut events = Vec::with_capacity(3);
         if sent.is_some() {
             tokio::select! {
                 changed = rx.changed() => if changed.is_err() { return None },
+                deletion = deletions.recv() => match deletion {
+                    Ok(d) => events.push(json_event("node_deletion", &d)),
+                    // Missed some: the `takes` event below carries the state anyway.
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+                },
                 _ = tokio::time::sleep(Duration::from_secs(1)) => {}
             }
         }
         let version = *rx.borrow_and_update();
-        let mut events = Vec::with_capacity(2);
         if let Ok(view) = rig.rig_view() {
             events.push(json_event("rig", &view));
         }
@@ -208,7 +237,7 @@ async fn events(State(rig): State<Arc<Rig>>) -> Sse<impl Stream<Item = Result<Ev
                 events.push(json_event("takes", &takes));
             }
         }
-        Some((stream::iter(events), (rig, rx, Some(version))))
+        Some((stream::iter(events), (rig, rx, deletions, Some(version))))
     })
     .flatten();
     Sse::new(stream).keep_alive(KeepAlive::default())
@@ -362,6 +391,18 @@ mod tests {
         assert!(error_of(&body).contains("no take named"));
         let (s, _, _) = call(&rig, "POST", "/api/takes/t1/download", None).await;
         assert_eq!(s, StatusCode::NOT_FOUND);
+        let (s, _, body) = call(&rig, "POST", "/api/takes/t1/delete-from-nodes", None).await;
+        assert_eq!(s, StatusCode::NOT_FOUND);
+        assert!(error_of(&body).contains("no take named"), "{body}");
+        let (s, _, body) = call(
+            &rig,
+            "POST",
+            "/api/takes/t1/delete-from-nodes",
+            Some(r#"{"node":[]}"#),
+        )
+        .await;
+        assert_eq!(s, StatusCode::BAD_REQUEST);
+        assert!(error_of(&body).contains("unknown field"), "{body}");
         let (s, _, _) = call(&rig, "GET", "/api/nodes/1/cameras/1/preview.jpg", None).await;
         assert_eq!(s, StatusCode::NOT_FOUND);
         let (s, _, body) = call(&rig, "GET", "/api/nodes/0/cameras/1/preview.jpg", None).await;

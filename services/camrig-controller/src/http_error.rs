@@ -61,13 +61,20 @@ impl From<StoreError> for ApiError {
 impl From<TakeError> for ApiError {
     fn from(e: TakeError) -> ApiError {
         let status = match &e {
-            TakeError::BadName(_) | TakeError::NoteTooLong(_) => StatusCode::BAD_REQUEST,
+            TakeError::BadName(_) | TakeError::NoteTooLong(_) | TakeError::BadNode(_) => {
+                StatusCode::BAD_REQUEST
+            }
             TakeError::UnknownTake(_) => StatusCode::NOT_FOUND,
             TakeError::TakeRunning(_)
             | TakeError::NameUsed(_)
             | TakeError::NotReady(_)
             | TakeError::NoTake
-            | TakeError::StillRecording(_) => StatusCode::CONFLICT,
+            | TakeError::StillRecording(_)
+            | TakeError::NotVerified(_) => StatusCode::CONFLICT,
+            TakeError::DeleteFailed { conflict: true, .. } => StatusCode::CONFLICT,
+            TakeError::DeleteFailed {
+                conflict: false, ..
+            } => StatusCode::BAD_GATEWAY,
             TakeError::ArmFailed { conflict: true, .. } => StatusCode::CONFLICT,
             TakeError::ArmFailed {
                 conflict: false, ..
@@ -78,7 +85,9 @@ impl From<TakeError> for ApiError {
             return inner.into();
         }
         let nodes = match &e {
-            TakeError::ArmFailed { failures, .. } => failures.clone(),
+            TakeError::ArmFailed { failures, .. } | TakeError::DeleteFailed { failures, .. } => {
+                failures.clone()
+            }
             _ => Vec::new(),
         };
         ApiError {

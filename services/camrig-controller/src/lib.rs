@@ -9,6 +9,7 @@
 //! - [`take_store`]: the SQLite take history.
 //! - [`take_control`]: START, MARK, STOP and the mid-take monitor.
 //! - [`rsync`] and [`download`]: pulling, verifying and sorting recorded files.
+//! - [`node_deletion`]: DELETE FROM NODES, for verified takes only, re-checked first.
 //! - [`api`], [`http_error`], [`views`]: the HTTP surface and its JSON.
 //! - [`status_line`]: the systemd STATUS= line.
 
@@ -19,6 +20,7 @@ pub mod download;
 pub mod fleet;
 pub mod http_error;
 pub mod node_client;
+pub mod node_deletion;
 pub mod rig;
 pub mod rsync;
 pub mod status_line;
@@ -68,6 +70,7 @@ pub async fn run(
     }
     let store = Store::open(&config.data_dir.join("takes.sqlite3"))?;
     store.fail_interrupted_downloads()?;
+    store.fail_interrupted_deletions()?;
     let rig = Rig::new(config, store);
     if let Some(take) = rig.store.current_take()? {
         tracing::info!(

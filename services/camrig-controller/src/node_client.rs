@@ -4,8 +4,8 @@
 use std::time::Duration;
 
 use camrig_protocol::api::{
-    AbortRequest, CommandReply, ErrorBody, MarkRequest, NodeStatus, StartRequest, StopRequest,
-    TimeReply,
+    AbortRequest, CommandReply, DeleteTakeReply, DeleteTakeRequest, ErrorBody, MarkRequest,
+    NodeStatus, StartRequest, StopRequest, TimeReply,
 };
 use camrig_protocol::manifest::TakeManifest;
 use camrig_protocol::take_name::TakeName;
@@ -41,6 +41,9 @@ pub struct NodeClient {
 /// Timeout of status polls, time probes and commands: a LAN node answers in milliseconds,
 /// and a node that takes longer is unhealthy for the purpose of a scheduled START anyway.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_millis(1500);
+
+/// Timeout of `DELETE /v1/takes/{take}`.
+pub const DELETE_TIMEOUT: Duration = Duration::from_secs(120);
 
 impl NodeClient {
     pub fn new(node: &NodeConfig, token: &str) -> NodeClient {
@@ -131,6 +134,21 @@ impl NodeClient {
             .await
             .map_err(|e| NodeError::Unreachable(describe(&e)))?;
         TakeManifest::parse(&text).map_err(|e| NodeError::BadReply(e.to_string()))
+    }
+
+    /// Deletes a verified take on the node. Removing gigabytes takes longer than a command.
+    pub async fn delete_take(
+        &self,
+        take: &TakeName,
+        req: &DeleteTakeRequest,
+    ) -> Result<DeleteTakeReply, NodeError> {
+        self.json(
+            self.http
+                .delete(self.url(&format!("/v1/takes/{}", take.as_str())))
+                .timeout(DELETE_TIMEOUT)
+                .json(req),
+        )
+        .await
     }
 
     /// The latest preview JPEG of camera `n` (1-based).

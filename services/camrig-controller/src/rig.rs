@@ -4,13 +4,13 @@
 use std::sync::Arc;
 
 use camrig_protocol::now_unix_ns;
-use tokio::sync::{watch, Mutex};
+use tokio::sync::{broadcast, watch, Mutex};
 
 use crate::config::Config;
 use crate::download::Downloads;
 use crate::fleet::{Blocker, Fleet};
 use crate::take_store::{node_state, Store, StoreError};
-use crate::views::{RigView, TakeView};
+use crate::views::{NodeDeletionEvent, RigView, TakeView};
 
 pub struct Rig {
     pub config: Config,
@@ -19,7 +19,11 @@ pub struct Rig {
     pub downloads: Downloads,
     /// Serialises START/MARK/STOP and the take monitor: one command at a time.
     pub(crate) command_lock: Mutex<()>,
+    /// Serialises DELETE FROM NODES (kept apart from START/STOP: re-hashing is slow).
+    pub(crate) deletion_lock: Mutex<()>,
     changes: watch::Sender<u64>,
+    /// Every change of a node deletion, for the SSE `node_deletion` event.
+    deletions: broadcast::Sender<NodeDeletionEvent>,
 }
 
 impl Rig {
@@ -32,7 +36,9 @@ impl Rig {
             fleet,
             downloads,
             command_lock: Mutex::new(()),
+            deletion_lock: Mutex::new(()),
             changes: watch::channel(0).0,
+            deletions: broadcast::channel(64).0,
         })
     }
 
@@ -43,6 +49,17 @@ impl Rig {
 
     pub fn subscribe(&self) -> watch::Receiver<u64> {
         self.changes.subscribe()
+    }
+
+    /// Tells every SSE stream where a node deletion stands (and that takes changed).
+    pub fn deletion_changed(&self, event: NodeDeletionEvent) {
+        // No subscriber is fine: nobody has the page open.
+        let _ = self.deletions.send(event);
+        self.changed();
+    }
+
+    pub fn subscribe_deletions(&self) -> broadcast::Receiver<NodeDeletionEvent> {
+        self.deletions.subscribe()
     }
 
     /// A take as the API shows it: the stored record plus live download progress.

@@ -46,6 +46,18 @@ pub enum TakeError {
     UnknownTake(String),
     #[error("take {0:?} is still recording; stop it before downloading")]
     StillRecording(String),
+    /// DELETE FROM NODES refused before anything was deleted.
+    #[error("{0}")]
+    NotVerified(String),
+    #[error("{0}")]
+    BadNode(String),
+    #[error("take {take} was not deleted from {} node(s): {}", .failures.len(), describe(.failures))]
+    DeleteFailed {
+        take: String,
+        /// Some node's copy was refused (a failed check) rather than unreachable.
+        conflict: bool,
+        failures: Vec<NodeFailure>,
+    },
     #[error(transparent)]
     Store(#[from] StoreError),
 }

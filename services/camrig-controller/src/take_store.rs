@@ -4,7 +4,8 @@
 //! controller restarted mid-take finds the current take here.
 //!
 //! The schema version lives in `PRAGMA user_version`; a database from a newer camrig is
-//! refused rather than misread. Writes are synchronous (`synchronous=FULL`, WAL) because
+//! refused rather than misread, an older one is migrated in place (additive steps only, in
+//! one transaction each). Writes are synchronous (`synchronous=FULL`, WAL) because
 //! a take record must survive the power cut that follows a START.
 
 use std::path::{Path, PathBuf};
@@ -17,7 +18,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 use crate::views::{FileView, MarkerNodeView, MarkerView, TakeNodeView, TakeView};
 
 /// Bumped with every schema change; older databases are migrated in [`Store::open`].
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -58,6 +59,17 @@ pub mod node_state {
     pub const ABORTED: &str = "aborted";
 }
 
+/// Whether a node's copy of a take was deleted (`take_nodes.node_deletion`).
+pub mod deletion_state {
+    /// Still on the node (the default).
+    pub const NONE: &str = "none";
+    /// The node was being told to delete it (or a controller restart interrupted that).
+    pub const DELETING: &str = "deleting";
+    pub const DELETED: &str = "deleted";
+    /// Refused or not reachable; the reason says why. The take is still on the node.
+    pub const FAILED: &str = "failed";
+}
+
 /// A new take as START records it, before the fan-out.
 pub struct NewTake<'a> {
     pub name: &'a str,
@@ -77,6 +89,7 @@ pub struct NewTakeNode {
     pub rtt_ns: Option<i64>,
 }
 
+/// Schema version 1, as the first camrig created it; later versions are [`MIGRATIONS`].
 const SCHEMA: &str = "
 CREATE TABLE takes (
     id INTEGER PRIMARY KEY,
@@ -123,6 +136,13 @@ CREATE TABLE files (
 );
 ";
 
+/// Step `i` takes a database from version `i + 1` to `i + 2`.
+const MIGRATIONS: &[&str] = &["
+ALTER TABLE take_nodes ADD COLUMN node_deletion TEXT NOT NULL DEFAULT 'none';
+ALTER TABLE take_nodes ADD COLUMN node_deletion_reason TEXT;
+ALTER TABLE take_nodes ADD COLUMN node_deleted_ns INTEGER;
+"];
+
 impl Store {
     pub fn open(path: &Path) -> Result<Store, StoreError> {
         let err = |source| StoreError::Sqlite {
@@ -148,10 +168,18 @@ impl Store {
             });
         }
         if version == 0 {
-            conn.execute_batch(&format!(
-                "BEGIN; {SCHEMA} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
-            ))
-            .map_err(err)?;
+            conn.execute_batch(&format!("BEGIN; {SCHEMA} PRAGMA user_version = 1; COMMIT;"))
+                .map_err(err)?;
+        }
+        for (step, sql) in MIGRATIONS.iter().enumerate() {
+            let to = step as i64 + 2;
+            if version.max(1) < to {
+                conn.execute_batch(&format!("BEGIN; {sql} PRAGMA user_version = {to}; COMMIT;"))
+                    .map_err(err)?;
+                if version > 0 {
+                    tracing::info!(path = %path.display(), to, "take database migrated");
+                }
+            }
         }
         Ok(Store {
             conn: Mutex::new(conn),
@@ -363,6 +391,37 @@ impl Store {
         })
     }
 
+    /// Records where deleting a node's copy of a take stands.
+    pub fn set_node_deletion(
+        &self,
+        id: i64,
+        address: &str,
+        state: &str,
+        reason: Option<&str>,
+        deleted_ns: Option<UnixNanos>,
+    ) -> Result<(), StoreError> {
+        self.with(|c| {
+            c.execute(
+                "UPDATE take_nodes SET node_deletion = ?3, node_deletion_reason = ?4, node_deleted_ns = ?5
+                 WHERE take_id = ?1 AND address = ?2",
+                params![id, address, state, reason, deleted_ns],
+            )
+            .map(drop)
+        })
+    }
+
+    /// Deletions a previous controller process was waiting on: the node may or may not
+    /// have done it. Asking again is safe (the node answers a repeat with its first answer).
+    pub fn fail_interrupted_deletions(&self) -> Result<(), StoreError> {
+        self.with(|c| {
+            c.execute(
+                "UPDATE take_nodes SET node_deletion = 'failed', node_deletion_reason = 'interrupted by a controller restart; delete from nodes again' WHERE node_deletion = 'deleting'",
+                [],
+            )
+            .map(drop)
+        })
+    }
+
     /// True when a take that was not aborted already uses `name`.
     pub fn name_in_use(&self, name: &str) -> Result<bool, StoreError> {
         self.with(|c| {
@@ -447,7 +506,8 @@ impl Store {
                 return Ok(None);
             };
             let mut st = c.prepare(
-                "SELECT address, name, state, reason, offset_start_ns, rtt_start_ns, offset_stop_ns, download, download_reason
+                "SELECT address, name, state, reason, offset_start_ns, rtt_start_ns, offset_stop_ns, download, download_reason,
+                        node_deletion, node_deletion_reason, node_deleted_ns
                  FROM take_nodes WHERE take_id = ?1 ORDER BY rowid",
             )?;
             take.nodes = st
@@ -462,6 +522,9 @@ impl Store {
                         offset_stop_ns: r.get(6)?,
                         download: r.get(7)?,
                         download_reason: r.get(8)?,
+                        node_deletion: r.get(9)?,
+                        node_deletion_reason: r.get(10)?,
+                        node_deleted_ns: r.get(11)?,
                         files: Vec::new(),
                         progress: None,
                     })
@@ -619,6 +682,51 @@ mod tests {
         assert!(!s.name_in_use("t1").unwrap());
         assert!(s.current_take().unwrap().is_none());
         assert_eq!(s.list_takes().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn a_version_1_database_is_migrated_and_keeps_its_takes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("takes.sqlite3");
+        {
+            let c = Connection::open(&path).unwrap();
+            c.execute_batch(&format!("{SCHEMA} PRAGMA user_version = 1;"))
+                .unwrap();
+            c.execute(
+                "INSERT INTO takes (name, state, command_id, created_ns, start_at_ns, allow_partial, override_clock)
+                 VALUES ('old', 'stopped', 'c', 1, 2, 0, 0)",
+                [],
+            )
+            .unwrap();
+            c.execute(
+                "INSERT INTO take_nodes (take_id, address, name, state, download) VALUES (1, '10.0.0.1', '', 'stopped', 'verified')",
+                [],
+            )
+            .unwrap();
+        }
+        let s = Store::open(&path).unwrap();
+        let t = s.take_by_name("old").unwrap().expect("old take kept");
+        assert_eq!(t.nodes[0].download, "verified");
+        assert_eq!(t.nodes[0].node_deletion, deletion_state::NONE);
+        s.set_node_deletion(t.id, "10.0.0.1", deletion_state::DELETING, None, None)
+            .unwrap();
+        drop(s);
+        let s = Store::open(&path).unwrap();
+        s.fail_interrupted_deletions().unwrap();
+        let n = &s.take(t.id).unwrap().unwrap().nodes[0];
+        assert_eq!(n.node_deletion, deletion_state::FAILED);
+        assert!(n.node_deletion_reason.as_deref().unwrap().contains("again"));
+        s.set_node_deletion(t.id, "10.0.0.1", deletion_state::DELETED, None, Some(7))
+            .unwrap();
+        assert_eq!(
+            s.take(t.id).unwrap().unwrap().nodes[0].node_deleted_ns,
+            Some(7)
+        );
+        let version: i64 = Connection::open(&path)
+            .unwrap()
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, SCHEMA_VERSION);
     }
 
     #[test]

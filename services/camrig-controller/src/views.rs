@@ -79,6 +79,15 @@ pub struct TakeNodeView {
     /// `none`, `downloading`, `verified` or `failed`.
     pub download: String,
     pub download_reason: Option<String>,
+    /// Whether the node's copy was deleted (`POST /api/takes/{name}/delete-from-nodes`):
+    /// `none`, `deleting`, `deleted` or `failed` (still on the node; see the reason).
+    #[serde(default = "none")]
+    pub node_deletion: String,
+    #[serde(default)]
+    pub node_deletion_reason: Option<String>,
+    /// Controller wall clock when the node confirmed the deletion.
+    #[serde(default)]
+    pub node_deleted_ns: Option<UnixNanos>,
     pub files: Vec<FileView>,
     /// Live progress while downloading.
     pub progress: Option<DownloadProgress>,
@@ -136,6 +145,31 @@ pub struct StartTake {
     pub allow_partial: bool,
     #[serde(default)]
     pub override_clock: bool,
+}
+
+/// SSE `node_deletion`: one node's deletion of a take changed state.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct NodeDeletionEvent {
+    pub take: String,
+    pub address: String,
+    /// `deleting`, `deleted` or `failed`.
+    pub state: String,
+    pub reason: Option<String>,
+    pub at_ns: UnixNanos,
+}
+
+fn none() -> String {
+    "none".into()
+}
+
+/// Body of `POST /api/takes/{name}/delete-from-nodes` (optional: no body means every node
+/// that recorded the take).
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeleteFromNodes {
+    /// Node addresses to delete the take from; empty means every node that recorded it.
+    #[serde(default)]
+    pub nodes: Vec<String>,
 }
 
 /// Body of `POST /api/takes/current/mark`.

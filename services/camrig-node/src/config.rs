@@ -70,6 +70,8 @@ pub struct SyntheticConfig {
     pub drift_ppm: f64,
     pub jitter_us: u64,
     pub drop_every: u64,
+    /// Grain amplitude (± steps on every sample), so recordings have a real camera's size.
+    pub noise: u8,
 }
 
 impl Default for NodeConfig {
@@ -125,6 +127,7 @@ impl Default for SyntheticConfig {
             drift_ppm: 0.0,
             jitter_us: 0,
             drop_every: 0,
+            noise: 0,
         }
     }
 }
@@ -234,6 +237,15 @@ impl NodeConfig {
         }
         if !self.synthetic.drift_ppm.is_finite() || self.synthetic.drift_ppm.abs() > 100_000.0 {
             return Err(invalid("synthetic.drift_ppm", "must be within ±100000"));
+        }
+        if self.synthetic.noise > 64 {
+            return Err(invalid(
+                "synthetic.noise",
+                format!(
+                    "{} is above 64 (grain amplitude in steps)",
+                    self.synthetic.noise
+                ),
+            ));
         }
         if self.auth && !self.token.is_empty() && !self.token_file.is_empty() {
             return Err(invalid("token", "give token or token_file, not both"));

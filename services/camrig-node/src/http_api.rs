@@ -10,10 +10,11 @@ use axum::extract::{DefaultBodyLimit, Path, Request, State};
 use axum::http::{header, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use camrig_protocol::api::{
-    AbortRequest, MarkRequest, StartRequest, StopRequest, TimeReply, MAX_BODY_BYTES,
+    AbortRequest, DeleteTakeRequest, MarkRequest, StartRequest, StopRequest, TimeReply,
+    MAX_BODY_BYTES, MAX_DELETE_BODY_BYTES,
 };
 use camrig_protocol::now_unix_ns;
 use camrig_protocol::take_name::TakeName;
@@ -79,6 +80,11 @@ pub fn router(node: Arc<Node>) -> Router {
         .route("/v1/takes/mark", post(mark))
         .route("/v1/takes/abort", post(abort))
         .route("/v1/takes/{take}/manifest", get(manifest))
+        .route(
+            "/v1/takes/{take}",
+            // The body lists every file of the take; long takes need more than 64 KiB.
+            delete(delete_take).layer(DefaultBodyLimit::max(MAX_DELETE_BODY_BYTES)),
+        )
         .route("/v1/cameras/{n}/preview.jpg", get(preview_jpg))
         .fallback(|| async { ApiError::not_found("no such endpoint; see /v1/status".into()) })
         .layer(middleware::from_fn_with_state(node.clone(), require_token))
@@ -113,11 +119,18 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 
 /// Parses a JSON body, turning every failure into a 4xx that says what was wrong.
 fn parse_body<T: DeserializeOwned>(body: Result<Bytes, BytesRejection>) -> Result<T, ApiError> {
+    parse_body_limited(body, MAX_BODY_BYTES)
+}
+
+fn parse_body_limited<T: DeserializeOwned>(
+    body: Result<Bytes, BytesRejection>,
+    limit: usize,
+) -> Result<T, ApiError> {
     let bytes = body.map_err(|rej| {
         if rej.status() == StatusCode::PAYLOAD_TOO_LARGE {
             ApiError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
-                format!("request body is larger than {MAX_BODY_BYTES} bytes"),
+                format!("request body is larger than {limit} bytes"),
             )
         } else {
             ApiError::new(rej.status(), rej.body_text())
@@ -225,6 +238,20 @@ async fn manifest(
             "take {take} has no manifest on this node"
         ))),
     }
+}
+
+/// Deletes a finished take whose files the controller verified; see [`crate::take_deletion`].
+async fn delete_take(
+    State(node): State<Arc<Node>>,
+    Path(take): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let take = TakeName::parse(&take).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let req: DeleteTakeRequest = parse_body_limited(body, MAX_DELETE_BODY_BYTES)?;
+    let reply = tokio::task::spawn_blocking(move || node.delete_take(&take, &req.files))
+        .await
+        .map_err(ApiError::internal)??;
+    Ok(Json(reply).into_response())
 }
 
 async fn preview_jpg(

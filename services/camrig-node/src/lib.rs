@@ -18,6 +18,7 @@
 //! - [`access_units`]: counting whole frames in recorded streams (recovery).
 //! - [`recovery`]: finalising takes a crash left in `recording` state.
 //! - [`take_listing`]: the takes and manifests on disk.
+//! - [`take_deletion`]: deleting a take the controller verified, crash-safe and idempotent.
 //! - [`node`]: the service itself: state machine, status loop, shutdown, [`run`].
 //! - [`http_api`]: the `/v1` API and its error type.
 //! - [`preview`]: small JPEG stills of the latest frame.
@@ -43,6 +44,7 @@ pub mod recovery;
 pub mod segment_writer;
 pub mod status_line;
 pub mod synthetic_camera;
+pub mod take_deletion;
 pub mod take_listing;
 pub mod take_recorder;
 pub mod test_pattern;

@@ -27,7 +27,7 @@ use crate::config::NodeConfig;
 use crate::encoder::EncoderSettings;
 use crate::http_api::{self, ApiError};
 use crate::take_recorder::{self, Finished, Layout, LiveCamera, TakeHandle, TakeSpec};
-use crate::{clock_health, disk_space, recovery, status_line};
+use crate::{clock_health, disk_space, recovery, status_line, take_deletion};
 
 #[derive(Debug, thiserror::Error)]
 pub enum NodeError {
@@ -374,6 +374,34 @@ impl Node {
         Ok(reply)
     }
 
+    /// `DELETE /v1/takes/{take}`: never the take being armed, recorded or finished right
+    /// now; the rest is [`take_deletion::delete`]. Runs under the command lock so a START
+    /// cannot race it.
+    pub(crate) fn delete_take(
+        &self,
+        take: &TakeName,
+        verified: &[camrig_protocol::manifest::FileEntry],
+    ) -> Result<camrig_protocol::api::DeleteTakeReply, ApiError> {
+        let _one_at_a_time = lock(&self.command_lock);
+        if let Some(t) = self.active().filter(|t| &t.take == take) {
+            let state = if t.stop_at().is_some() {
+                "stopping"
+            } else if t.is_recording() {
+                "recording"
+            } else {
+                "armed"
+            };
+            return Err(ApiError::conflict(format!(
+                "take {take} is {state} on this node; it can be deleted once it is complete and downloaded"
+            )));
+        }
+        take_deletion::delete(&self.recordings_dir(), take, verified).map_err(|e| match e {
+            take_deletion::DeleteError::Unknown(_) => ApiError::not_found(e.to_string()),
+            take_deletion::DeleteError::Refused(m) => ApiError::conflict(m),
+            e @ take_deletion::DeleteError::Io { .. } => ApiError::internal(e),
+        })
+    }
+
     /// Stops whatever records now and waits (bounded) until its files are final.
     async fn stop_everything(&self, reason: StopReason) {
         if let Some(t) = self.active() {
@@ -472,6 +500,7 @@ pub async fn run(
         path: recordings.clone(),
         source,
     })?;
+    take_deletion::finish_interrupted(&recordings);
     let recovered = recovery::recover_all(&recordings);
 
     let (mut backend, camera_problem) = match capture::open(&config) {

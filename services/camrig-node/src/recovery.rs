@@ -41,6 +41,10 @@ pub fn recover_all(recordings: &Path) -> Vec<TakeName> {
         return recovered;
     };
     for e in entries.flatten() {
+        // Hidden entries are tombstones and takes being deleted, never takes to finalise.
+        if e.file_name().to_string_lossy().starts_with('.') {
+            continue;
+        }
         let dir = e.path();
         let Some((path, text)) = manifest_file(&dir) else {
             continue;

@@ -4,7 +4,8 @@
 //! by the injected drift), as frame-synchronised sensors on one timeline would; each
 //! frame's timestamp is the wall clock read after waking for it, so it carries real
 //! scheduling latency. Faults for tests: drift (ppm), jitter (extra random delay) and a
-//! dropped frame every N (its sequence number is skipped, as a sensor's would be).
+//! dropped frame every N (its sequence number is skipped, as a sensor's would be). Grain
+//! (`synthetic.noise`) gives the footage a real sensor's entropy, hence a real file size.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -55,6 +56,7 @@ impl CaptureBackend for SyntheticBackend {
                 info: info.clone(),
                 clock,
                 jitter_us: self.faults.jitter_us,
+                noise: self.faults.noise,
                 drop_every: self.faults.drop_every,
                 running: self.running.clone(),
                 sink: sink.clone(),
@@ -115,6 +117,7 @@ struct CameraThread {
     info: CameraInfo,
     clock: FrameClock,
     jitter_us: u64,
+    noise: u8,
     drop_every: u64,
     running: Arc<AtomicBool>,
     sink: FrameSink,
@@ -123,7 +126,8 @@ struct CameraThread {
 impl CameraThread {
     fn run(self) {
         let name = format!("cam{} synthetic", self.index + 1);
-        let mut pattern = TestPattern::new(self.info.width, self.info.height, self.index, &name);
+        let mut pattern = TestPattern::new(self.info.width, self.info.height, self.index, &name)
+            .with_noise(self.noise, self.index as u64 + 1);
         let mut rng = XorShift(0x9E37_79B9_7F4A_7C15 ^ (self.index as u64 + 1));
         let mut k = self.clock.next_index(now_unix_ns());
         let first = k;

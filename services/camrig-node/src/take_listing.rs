@@ -28,6 +28,10 @@ pub fn list(recordings: &Path) -> std::io::Result<Vec<TakeListing>> {
         Err(e) => return Err(e),
     };
     for e in entries.flatten() {
+        // Hidden entries are the node's own: tombstones, takes being deleted.
+        if e.file_name().to_string_lossy().starts_with('.') {
+            continue;
+        }
         let dir = e.path();
         let Some((path, text)) = manifest_file(&dir) else {
             continue;

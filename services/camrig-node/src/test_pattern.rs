@@ -16,6 +16,9 @@ pub struct TestPattern {
     background: Vec<u8>,
     name: String,
     scale: usize,
+    /// Grain amplitude (± steps) and its generator's state; 0 = clean.
+    noise: u8,
+    grain: u64,
 }
 
 /// BT.601 limited-range YUV of the classic bars.
@@ -55,6 +58,34 @@ impl TestPattern {
             background: bg,
             name: name.to_owned(),
             scale: (w / 320).clamp(1, 4),
+            noise: 0,
+            grain: 0,
+        }
+    }
+
+    /// Adds grain of ± `amplitude` steps to every sample of every frame, different per frame
+    /// (`seed` keeps cameras apart), like a real sensor's noise: clean bars compress ~100x
+    /// better than footage, which makes file sizes and download times unrealistic.
+    pub fn with_noise(mut self, amplitude: u8, seed: u64) -> TestPattern {
+        self.noise = amplitude.min(64);
+        self.grain = 0x2545_F491_4F6C_DD1D ^ seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+        self
+    }
+
+    /// Grain over the whole frame, eight samples per generator step so it stays cheap.
+    fn add_grain(&mut self, buf: &mut [u8]) {
+        let span = 2 * self.noise as u64 + 1;
+        let offset = self.noise as i16;
+        for chunk in buf.chunks_mut(8) {
+            self.grain ^= self.grain << 13;
+            self.grain ^= self.grain >> 7;
+            self.grain ^= self.grain << 17;
+            let mut bits = self.grain;
+            for px in chunk {
+                let d = ((bits & 0xff) % span) as i16 - offset;
+                *px = (*px as i16 + d).clamp(16, 235) as u8;
+                bits >>= 8;
+            }
         }
     }
 
@@ -81,6 +112,9 @@ impl TestPattern {
         let bar_w = 16.min(self.width);
         let x = (frame as usize * 8) % (self.width - bar_w + 1);
         self.fill_box(&mut buf, x, box_h, bar_w, self.height - box_h, 235);
+        if self.noise > 0 {
+            self.add_grain(&mut buf);
+        }
         Arc::new(buf)
     }
 
@@ -137,5 +171,19 @@ mod tests {
         assert_ne!(a, b, "the frame number is burned in");
         // Text pixels are white on the dark box.
         assert!(a[..64 * 30].contains(&235) && a[..64 * 30].contains(&16));
+    }
+
+    #[test]
+    fn grain_stays_within_its_amplitude_and_changes_every_frame() {
+        let mut clean = TestPattern::new(64, 48, 0, "cam1");
+        let mut grainy = TestPattern::new(64, 48, 0, "cam1").with_noise(8, 1);
+        let c = clean.render(1, 0);
+        let a = grainy.render(1, 0);
+        let b = grainy.render(1, 0);
+        assert_ne!(a, b, "fresh grain on every frame");
+        assert_ne!(a, c);
+        for (g, c) in a.iter().zip(c.iter()) {
+            assert!((*g as i16 - *c as i16).abs() <= 8, "{g} vs {c}");
+        }
     }
 }

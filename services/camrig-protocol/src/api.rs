@@ -4,6 +4,13 @@
 //! authentication off. Errors are `{"error": "<what went wrong and what to do>"}` with a
 //! 4xx/5xx status. Commands are idempotent by `command_id`: repeating one returns the first
 //! answer again and changes nothing.
+//!
+//! Endpoints: `GET /v1/status`, `GET /v1/time`, `GET /v1/takes` ([`TakeListing`]s),
+//! `GET /v1/takes/{take}/manifest`, `POST /v1/takes/{start,stop,mark,abort}`,
+//! `DELETE /v1/takes/{take}` ([`DeleteTakeRequest`] → [`DeleteTakeReply`]; 409 while the
+//! take is armed, recording or stopping, or when the file list is not exactly the manifest;
+//! 404 for a take never on this node; repeating it answers the first answer again) and
+//! `GET /v1/cameras/{n}/preview.jpg`.
 
 use crate::manifest::{ClockHealth, FileEntry, ManifestState, MarkerFrame, StopReason};
 use crate::take_name::TakeName;
@@ -13,6 +20,9 @@ use crate::UnixNanos;
 pub const NODE_API_PORT: u16 = 8081;
 /// Largest request body the node accepts (413 beyond).
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
+/// Largest `DELETE /v1/takes/{take}` body: it lists every file of the take, and a long
+/// take has thousands of segments.
+pub const MAX_DELETE_BODY_BYTES: usize = 8 * 1024 * 1024;
 
 /// `POST /v1/takes/start`
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -143,6 +153,29 @@ pub struct TakeListing {
     pub dir: String,
     pub manifest: String,
     pub files: Vec<FileEntry>,
+    pub bytes: u64,
+}
+
+/// `DELETE /v1/takes/{take}`: the files the controller holds verified copies of, as the
+/// node's own manifest lists them. The node deletes the take only when this list is
+/// exactly its manifest's `files` (every name, size and sha256); otherwise it answers 409
+/// naming the first file that differs and deletes nothing.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct DeleteTakeRequest {
+    pub files: Vec<FileEntry>,
+}
+
+/// Answer to `DELETE /v1/takes/{take}`, also when the take was deleted by an earlier
+/// request (deleting is idempotent).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct DeleteTakeReply {
+    pub take: TakeName,
+    /// True when an earlier request had already deleted it; nothing changed now.
+    pub already_deleted: bool,
+    /// When the node deleted it (its wall clock).
+    pub deleted_at_ns: UnixNanos,
+    /// Files and bytes removed (the manifest and markers file included).
+    pub files: usize,
     pub bytes: u64,
 }
 

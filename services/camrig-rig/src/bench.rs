@@ -27,9 +27,15 @@ pub struct BenchOptions {
     pub download_nodes: usize,
     pub node_link_mbit: f64,
     pub controller_link_mbit: f64,
-    /// Frame size of the download take (bigger frames make enough bytes to measure a rate).
+    /// Frame size and rate of the download take; the synthetic camera's grain gives it a real
+    /// camera's bytes (clean bars would make a few MB, all overhead and no rate).
     pub download_frame: (u32, u32),
+    pub download_fps: u32,
+    pub download_noise: u8,
     pub download_take_secs: f64,
+    /// Measure the download ratio only (it needs its own shaped rig; the rest can be skipped
+    /// when only the network path is being looked at).
+    pub download_only: bool,
 }
 
 impl Default for BenchOptions {
@@ -42,7 +48,10 @@ impl Default for BenchOptions {
             node_link_mbit: 100.0,
             controller_link_mbit: 300.0,
             download_frame: (1280, 720),
-            download_take_secs: 8.0,
+            download_fps: 15,
+            download_noise: 12,
+            download_take_secs: 30.0,
+            download_only: false,
         }
     }
 }
@@ -202,6 +211,8 @@ fn download_ratio(o: &BenchOptions, log: &mut dyn FnMut(&str)) -> Result<Value> 
         .node_settings(NodeSettings {
             width: w,
             height: h,
+            fps: o.download_fps,
+            noise: o.download_noise,
             segment_seconds: 4,
             ..NodeSettings::default()
         })
@@ -275,12 +286,17 @@ fn download_ratio(o: &BenchOptions, log: &mut dyn FnMut(&str)) -> Result<Value> 
         "nodes": o.download_nodes,
         "node_link_mbit": o.node_link_mbit,
         "controller_link_mbit": o.controller_link_mbit,
-        "frame": format!("{w}x{h} mjpeg"),
+        "frame": format!("{w}x{h}@{} mjpeg, grain ±{}", o.download_fps, o.download_noise),
+        "take_seconds": o.download_take_secs,
     }))
 }
 
 /// Runs every measurement and returns the JSON object `rig-bench` prints.
 pub fn run(o: &BenchOptions, log: &mut dyn FnMut(&str)) -> Result<Value> {
+    if o.download_only {
+        log("download ratio");
+        return Ok(json!({ "download_ratio": download_ratio(o, log)? }));
+    }
     let mut arm = serde_json::Map::new();
 
     log(&format!(

@@ -44,6 +44,8 @@ pub struct NodeSettings {
     /// `mjpeg` or `h264`.
     pub codec: String,
     pub segment_seconds: u32,
+    /// The synthetic camera's grain (`synthetic.noise`): 0 = clean bars (tiny files).
+    pub noise: u8,
 }
 
 impl Default for NodeSettings {
@@ -54,6 +56,7 @@ impl Default for NodeSettings {
             fps: 30,
             codec: "mjpeg".into(),
             segment_seconds: 2,
+            noise: 0,
         }
     }
 }
@@ -79,6 +82,9 @@ count = 1
 width = {w}
 height = {h}
 fps = {fps}
+
+[synthetic]
+noise = {noise}
 "#,
         data = data_dir.display(),
         codec = s.codec,
@@ -86,6 +92,7 @@ fps = {fps}
         w = s.width,
         h = s.height,
         fps = s.fps,
+        noise = s.noise,
     )
 }
 

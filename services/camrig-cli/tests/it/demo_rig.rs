@@ -346,6 +346,27 @@ async fn demo_rig_driven_from_the_browser_and_the_cli() {
         client.screenshot().await.unwrap(),
     )
     .unwrap();
+
+    // DELETE FROM NODES: enabled for the verified take, asks first naming it, then the page
+    // shows every node's copy deleted.
+    let enabled = js(&client, "const b = document.querySelector('li.take[data-take=\"ui_take_01\"] button[data-delete]'); return !!b && !b.disabled").await;
+    assert_eq!(enabled, json!(true));
+    js(&client, "window.asked = []; window.confirm = (m) => { window.asked.push(m); return true; }; document.querySelector('li.take[data-take=\"ui_take_01\"] button[data-delete]').click(); return true").await;
+    wait_js(&client, "take deleted from both nodes",
+        "return document.querySelectorAll('li.take[data-take=\"ui_take_01\"] .node-deletion').length === 2 && !!document.querySelector('.notice') && document.querySelector('li.take[data-take=\"ui_take_01\"] button[data-delete]').disabled",
+        Duration::from_secs(60)).await;
+    let asked = js(&client, "return window.asked").await;
+    assert!(asked[0].as_str().unwrap().contains("ui_take_01"), "{asked}");
+    js(
+        &client,
+        "document.querySelector('li.take[data-take=\"ui_take_01\"]').scrollIntoView(); return true",
+    )
+    .await;
+    std::fs::write(
+        artifacts_dir().join("ui-deleted-from-nodes.png"),
+        client.screenshot().await.unwrap(),
+    )
+    .unwrap();
     client.close().await.unwrap();
 
     for ip in ["127.0.0.2", "127.0.0.3"] {
@@ -394,6 +415,19 @@ async fn demo_rig_driven_from_the_browser_and_the_cli() {
     assert!(line.contains("download: verified"), "{text}");
     let (ok, text) = cli(&url, &["download"]);
     assert!(ok && text.contains("nothing to download"), "{text}");
+    // Deleting from the nodes asks first; no answer (stdin closed) deletes nothing.
+    let (ok, text) = cli(&url, &["delete-from-nodes", "cli_take_01"]);
+    assert!(
+        !ok && text.contains("Delete take cli_take_01") && text.contains("nothing deleted"),
+        "{text}"
+    );
+    let (ok, text) = cli(&url, &["delete-from-nodes", "cli_take_01", "--yes"]);
+    assert!(
+        ok && text.matches("deleted from the node at").count() == 2,
+        "{text}"
+    );
+    let (ok, text) = cli(&url, &["takes"]);
+    assert!(ok && text.contains("deleted from the node"), "{text}");
     let (ok, text) = cli("http://127.0.0.1:1", &["status"]);
     assert!(
         !ok && text.contains("cannot reach the controller"),

@@ -33,9 +33,9 @@ function duration(ns) {
 }
 
 // ---------- errors ----------
-function showError(msg) {
+function showError(msg, cls = "error") {
   const div = document.createElement("div");
-  div.className = "error";
+  div.className = cls;
   div.textContent = msg;
   const close = document.createElement("button");
   close.textContent = "×";
@@ -45,6 +45,7 @@ function showError(msg) {
   $("errors").prepend(div);
   while ($("errors").children.length > 4) $("errors").lastChild.remove();
 }
+function showNotice(msg) { showError(msg, "error notice"); }
 function clearErrors() { $("errors").innerHTML = ""; }
 
 async function api(method, url, body) {
@@ -110,6 +111,21 @@ $("btn-download-all").addEventListener("click", () => command(async () => {
   await refresh();
 }));
 $("takes").addEventListener("click", (ev) => {
+  const del = ev.target.closest("button[data-delete]");
+  if (del) {
+    const name = del.dataset.delete;
+    const ok = confirm("Delete take \"" + name + "\" from the nodes?\n\n" +
+      "The controller first checks its verified copies in video_downloads/" + name + "/ again; " +
+      "then every node removes its recording of this take for good.");
+    if (!ok) return;
+    command(async () => {
+      const t = await api("POST", "/api/takes/" + encodeURIComponent(name) + "/delete-from-nodes");
+      const n = t.nodes.filter((x) => x.node_deletion === "deleted").length;
+      showNotice("take " + name + " deleted from " + n + " node" + (n === 1 ? "" : "s") + "; the verified copies stay on the controller");
+      await refresh();
+    });
+    return;
+  }
   const btn = ev.target.closest("button[data-download]");
   if (!btn) return;
   const name = btn.dataset.download;
@@ -249,14 +265,19 @@ function renderTakes() {
     const dur = t.stop_at_ns ? duration(t.stop_at_ns - t.start_at_ns) : "";
     const nodes = t.nodes.map((n) => renderTakeNode(t, n)).join("");
     const canDownload = t.state === "stopped" && t.download !== "verified" && t.download !== "downloading";
+    const recorded = t.nodes.filter((n) => n.download !== "none" || n.node_deletion !== "none" || (n.files || []).length);
+    const allDeleted = recorded.length > 0 && recorded.every((n) => n.node_deletion === "deleted");
+    const canDelete = t.state === "stopped" && t.download === "verified" && !allDeleted;
+    const delTitle = allDeleted ? "already deleted from every node" : canDelete ? "remove this take from the nodes (the verified copies stay here)" : "download and verify first";
     return '<li class="take" data-take="' + esc(t.name) + '">' +
       '<div class="take-head"><span class="take-name">' + esc(t.name) + "</span>" +
       '<span class="badge badge-' + esc(badge) + ' download-state">' + esc(label) + "</span>" +
       '<span class="take-meta">' + esc(utc(t.start_at_ns)) + (dur ? " · " + dur : "") +
       (t.markers.length ? " · " + t.markers.length + " marker" + (t.markers.length > 1 ? "s" : "") : "") +
-      (t.override_clock ? " · clock override" : "") + "</span>" +
+      (t.override_clock ? " · clock override" : "") + (allDeleted ? " · deleted from nodes" : "") + "</span>" +
       '<span class="spacer"></span>' +
       (canDownload ? '<button class="btn btn-small" data-download="' + esc(t.name) + '">download</button>' : "") +
+      (t.state === "stopped" ? '<button class="btn btn-small btn-danger" data-delete="' + esc(t.name) + '" title="' + esc(delTitle) + '"' + (canDelete ? "" : " disabled") + ">DELETE FROM NODES</button>" : "") +
       "</div>" +
       (t.override_note ? '<div class="take-meta warn">override: ' + esc(t.override_note) + "</div>" : "") +
       '<div class="take-nodes">' + nodes + "</div></li>";
@@ -277,12 +298,15 @@ function renderTakeNode(t, n) {
   } else if (n.download === "failed") { cls = "failed"; pct = 100; text = "failed"; }
   else { text = files.length ? verified + "/" + files.length + " files verified" : "not downloaded"; }
   const nodeState = n.state === "stopped" ? "" : ' <span class="' + (n.state === "recording" || n.state === "armed" ? "warn" : "bad") + '">' + esc(n.state) + "</span>";
-  const reasons = [n.reason, n.download === "failed" ? n.download_reason : null].filter(Boolean);
+  const reasons = [n.reason, n.download === "failed" ? n.download_reason : null,
+    n.node_deletion === "failed" ? "not deleted from node: " + n.node_deletion_reason : null].filter(Boolean);
+  const deletion = n.node_deletion === "deleted" ? ' <span class="muted node-deletion">deleted from node ' + esc(utc(n.node_deleted_ns)) + "</span>"
+    : n.node_deletion === "deleting" ? ' <span class="warn node-deletion">deleting from node…</span>' : "";
   const fileList = files.length ? '<details class="files"><summary>' + files.length + " files" + (failed ? ", " + failed + " failed" : "") + "</summary><ul>" +
     files.map((f) => '<li><span class="fname">' + esc(f.name) + '</span><span class="muted">' + bytes(f.bytes) + "</span>" +
       '<span class="' + (f.state === "verified" ? "good" : f.state === "failed" ? "bad" : "muted") + '" title="' + esc(f.reason || "") + '">' + esc(f.state) + "</span></li>").join("") +
     "</ul></details>" : "";
-  return '<div class="tn" data-node="' + esc(n.address) + '"><div><strong>' + esc(n.address) + "</strong>" + nodeState + "</div>" +
+  return '<div class="tn" data-node="' + esc(n.address) + '"><div><strong>' + esc(n.address) + "</strong>" + nodeState + deletion + "</div>" +
     '<div><div class="bar ' + cls + '"><div style="width:' + pct.toFixed(1) + '%"></div></div><div class="take-meta progress-text">' + esc(text) + "</div></div>" +
     reasons.map((r) => '<div class="tn-reason">' + esc(r) + "</div>").join("") +
     (fileList ? '<div style="grid-column:1/-1">' + fileList + "</div>" : "") + "</div>";

@@ -4,6 +4,7 @@
 
 mod bad_input;
 mod clock_and_reachability;
+mod delete_from_nodes;
 mod flow;
 mod harness;
 mod node_lost;

@@ -252,6 +252,19 @@ impl Node {
         (code, r.json().unwrap_or(Value::Null))
     }
 
+    /// `DELETE` with a JSON body and the given bearer token.
+    pub fn delete_as(&self, token: &str, path: &str, body: Value) -> (u16, Value) {
+        let r = self
+            .http
+            .delete(format!("{}{path}", self.base))
+            .bearer_auth(token)
+            .json(&body)
+            .send()
+            .unwrap();
+        let code = r.status().as_u16();
+        (code, r.json().unwrap_or(Value::Null))
+    }
+
     pub fn status(&self) -> NodeStatus {
         self.get("/v1/status").json().unwrap()
     }

@@ -1,6 +1,7 @@
 //! camrig-node's integration tests: the real binary, real HTTP, real ffprobe.
 
 mod api_errors;
+mod deletion;
 mod disk_full;
 mod harness;
 mod lifecycle;

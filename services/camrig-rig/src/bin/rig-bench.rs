@@ -17,8 +17,11 @@ struct Args {
     #[arg(long, value_delimiter = ',', default_value = "10,50")]
     arm_nodes: Vec<usize>,
     /// Seconds recorded for the download measurement.
-    #[arg(long, default_value_t = 8.0)]
+    #[arg(long, default_value_t = 30.0)]
     download_seconds: f64,
+    /// Only the download measurement.
+    #[arg(long)]
+    download_only: bool,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -28,6 +31,7 @@ fn main() -> anyhow::Result<()> {
         spread_nodes: args.spread_nodes,
         arm_nodes: args.arm_nodes,
         download_take_secs: args.download_seconds,
+        download_only: args.download_only,
         ..Default::default()
     };
     let result = camrig_rig::bench::run(&options, &mut |line| eprintln!("rig-bench: {line}"))?;

@@ -1,0 +1,261 @@
+//! DELETE FROM NODES: the one action that removes recordings from the nodes, for takes the
+//! controller has verified. It is never implied by a download.
+//!
+//! Per node, in this order: the node's part of the take must be downloaded and verified;
+//! every sorted file on the controller is checked again (exists, size and sha256 as the
+//! manifest says) because the copy may have been moved or damaged since; only then is the
+//! node told to delete, with the verified file list, and the node deletes only if that list
+//! is exactly its manifest. Each node's outcome is recorded in the take store.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use camrig_protocol::api::DeleteTakeRequest;
+use camrig_protocol::manifest::{FileEntry, TakeManifest};
+use camrig_protocol::now_unix_ns;
+use camrig_protocol::take_name::TakeName;
+
+use crate::download::{sha256_file, sorted_dir};
+use crate::rig::Rig;
+use crate::take_control::TakeError;
+use crate::take_store::{deletion_state, node_has_recording, take_state};
+use crate::views::{
+    DeleteFromNodes, FileView, NodeDeletionEvent, NodeFailure, TakeNodeView, TakeView,
+};
+
+/// Why one node's copy was not deleted.
+struct Failure {
+    /// Refused (by the controller's own check or by the node) rather than unreachable.
+    conflict: bool,
+    message: String,
+}
+
+impl Rig {
+    /// Deletes a verified take from its nodes (all that recorded it, or those named).
+    /// Refuses the whole request, deleting nothing, if any node in question is not
+    /// verified; otherwise answers with the take, or with the nodes where it failed.
+    pub async fn delete_from_nodes(
+        self: &Arc<Self>,
+        name: &str,
+        req: DeleteFromNodes,
+    ) -> Result<TakeView, TakeError> {
+        let name = TakeName::parse(name)?;
+        // One deletion at a time: two clicks must not race each other to the nodes.
+        let _one = self.deletion_lock.lock().await;
+        let take = self
+            .store
+            .take_by_name(name.as_str())?
+            .ok_or_else(|| TakeError::UnknownTake(name.as_str().to_owned()))?;
+        let take = self.take_view(take);
+        if take.state != take_state::STOPPED {
+            return Err(TakeError::NotVerified(format!(
+                "take {name} is {}, not stopped; stop it, download and verify first",
+                take.state
+            )));
+        }
+        for a in &req.nodes {
+            if !take.nodes.iter().any(|n| &n.address == a) {
+                return Err(TakeError::BadNode(format!(
+                    "node {a:?} has no part in take {name}; its nodes are {}",
+                    take.nodes
+                        .iter()
+                        .map(|n| n.address.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )));
+            }
+        }
+        let nodes: Vec<&TakeNodeView> = take
+            .nodes
+            .iter()
+            .filter(|n| node_has_recording(n))
+            .filter(|n| req.nodes.is_empty() || req.nodes.contains(&n.address))
+            .collect();
+        if nodes.is_empty() {
+            return Err(TakeError::NotVerified(format!(
+                "take {name} has no recording on {}; nothing to delete",
+                if req.nodes.is_empty() {
+                    "any node"
+                } else {
+                    "the nodes named"
+                }
+            )));
+        }
+        let unverified: Vec<String> = nodes
+            .iter()
+            .filter(|n| n.node_deletion != deletion_state::DELETED && n.download != "verified")
+            .map(|n| format!("{} (download {})", n.address, n.download))
+            .collect();
+        if !unverified.is_empty() {
+            return Err(TakeError::NotVerified(format!(
+                "take {name} is not verified on the controller for {}; download and verify first (nothing was deleted)",
+                unverified.join(", ")
+            )));
+        }
+
+        let mut failures = Vec::new();
+        let mut any_conflict = false;
+        for node in nodes {
+            if node.node_deletion == deletion_state::DELETED {
+                continue;
+            }
+            self.store.set_node_deletion(
+                take.id,
+                &node.address,
+                deletion_state::DELETING,
+                None,
+                None,
+            )?;
+            self.deletion_changed(event(&name, node, deletion_state::DELETING, None));
+            let outcome = self.delete_on_node(&name, node).await;
+            match &outcome {
+                Ok(()) => {
+                    self.store.set_node_deletion(
+                        take.id,
+                        &node.address,
+                        deletion_state::DELETED,
+                        None,
+                        Some(now_unix_ns()),
+                    )?;
+                    tracing::info!(take = %name, node = node.address, "take deleted from node");
+                    self.deletion_changed(event(&name, node, deletion_state::DELETED, None));
+                }
+                Err(f) => {
+                    self.store.set_node_deletion(
+                        take.id,
+                        &node.address,
+                        deletion_state::FAILED,
+                        Some(&f.message),
+                        None,
+                    )?;
+                    tracing::warn!(take = %name, node = node.address, reason = f.message, "take not deleted from node");
+                    any_conflict |= f.conflict;
+                    self.deletion_changed(event(
+                        &name,
+                        node,
+                        deletion_state::FAILED,
+                        Some(f.message.clone()),
+                    ));
+                    failures.push(NodeFailure {
+                        address: node.address.clone(),
+                        error: f.message.clone(),
+                    });
+                }
+            }
+        }
+        if !failures.is_empty() {
+            return Err(TakeError::DeleteFailed {
+                take: name.as_str().to_owned(),
+                conflict: any_conflict,
+                failures,
+            });
+        }
+        let take = self
+            .store
+            .take(take.id)?
+            .ok_or_else(|| TakeError::UnknownTake(name.as_str().to_owned()))?;
+        Ok(self.take_view(take))
+    }
+
+    async fn delete_on_node(&self, take: &TakeName, node: &TakeNodeView) -> Result<(), Failure> {
+        let refused = |message: String| Failure {
+            conflict: true,
+            message,
+        };
+        let sorted = sorted_dir(&self.config.downloads_dir, take.as_str(), &node.address);
+        let files = node.files.clone();
+        let verified = tokio::task::spawn_blocking(move || recheck_sorted(&sorted, &files))
+            .await
+            .map_err(|e| refused(format!("checking the sorted files failed: {e}")))?
+            .map_err(refused)?;
+        let slot = self
+            .fleet
+            .by_address(&node.address)
+            .ok_or_else(|| refused(format!("node {} is no longer configured", node.address)))?;
+        slot.client
+            .delete_take(take, &DeleteTakeRequest { files: verified })
+            .await
+            .map(drop)
+            .map_err(|e| Failure {
+                conflict: e.is_conflict(),
+                message: format!("node {}: {e}", node.address),
+            })
+    }
+}
+
+fn event(
+    take: &TakeName,
+    node: &TakeNodeView,
+    state: &str,
+    reason: Option<String>,
+) -> NodeDeletionEvent {
+    NodeDeletionEvent {
+        take: take.as_str().to_owned(),
+        address: node.address.clone(),
+        state: state.to_owned(),
+        reason,
+        at_ns: now_unix_ns(),
+    }
+}
+
+/// Checks the sorted copies of one node's take again: every recorded file verified and
+/// still in `sorted` with its size and sha256, and the manifest copy among them. Returns
+/// the manifest's file list, which is what the node is asked to match.
+pub fn recheck_sorted(sorted: &Path, files: &[FileView]) -> Result<Vec<FileEntry>, String> {
+    let again = "; the take is kept on the node, download and verify again";
+    let manifest = files
+        .iter()
+        .find(|f| f.name.ends_with("_manifest.json"))
+        .ok_or_else(|| format!("the controller has no verified manifest copy{again}"))?;
+    for f in files {
+        if f.state != "verified" {
+            return Err(format!(
+                "file {} is {}, not verified{again}",
+                f.name, f.state
+            ));
+        }
+        let path = sorted.join(&f.name);
+        let len = match std::fs::metadata(&path) {
+            Ok(m) => m.len(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(format!(
+                    "sorted file {} is missing on the controller{again}",
+                    path.display()
+                ))
+            }
+            Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
+        };
+        if len != f.bytes {
+            return Err(format!(
+                "sorted file {} is {len} bytes on the controller, the manifest says {}{again}",
+                path.display(),
+                f.bytes
+            ));
+        }
+        let hash =
+            sha256_file(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        if hash != f.sha256 {
+            return Err(format!(
+                "sorted file {} no longer matches its sha256 on the controller{again}",
+                path.display()
+            ));
+        }
+    }
+    let path = sorted.join(&manifest.name);
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let m = TakeManifest::parse(&text)
+        .map_err(|e| format!("manifest copy {}: {e}{again}", path.display()))?;
+    for entry in &m.files {
+        let known = files
+            .iter()
+            .any(|f| f.name == entry.name && f.sha256 == entry.sha256 && f.bytes == entry.bytes);
+        if !known {
+            return Err(format!(
+                "file {} of the manifest has no verified copy on the controller{again}",
+                entry.name
+            ));
+        }
+    }
+    Ok(m.files)
+}
