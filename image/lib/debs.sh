@@ -1,7 +1,8 @@
 # shellcheck shell=bash
 # camrig's own .deb packages, built with cargo-deb for the image's architecture: native for
 # amd64, cross-compiled for arm64 with Debian's gcc-aarch64-linux-gnu as linker and C
-# compiler (openh264's and SQLite's C parts).
+# compiler (openh264's and SQLite's C parts). The node is the exception: it links libcamera,
+# so it is built in a trixie build environment (build_libcamera_node_deb).
 
 CARGO_DEB_VERSION=${CARGO_DEB_VERSION:-}
 
@@ -12,6 +13,23 @@ ensure_cargo_deb() {
 		cargo install --locked cargo-deb ${CARGO_DEB_VERSION:+--version "$CARGO_DEB_VERSION"} --root "$tools" >&2
 	fi
 	export PATH="$tools/bin:$PATH"
+}
+
+# build_libcamera_node_deb ARCH OUTDIR: the camrig-node .deb with real camera support (cargo
+# feature `libcamera`) into OUTDIR; returns 1 when the node is built on the host without it.
+# The node links libcamera 0.4, which the host's Debian 12 does not have, so it is built in
+# the trixie build environments (image/camera-test/node-deb): natively for amd64, with an
+# arm64 cross environment (libcamera-dev:arm64 via multiarch) for arm64. Raspberry Pi OS
+# images (`$sources` rpios, set by image/build) ship Raspberry Pi's own libcamera (another
+# soname) that this archive cannot reach here, so their node stays without the feature.
+build_libcamera_node_deb() {
+	local arch=$1 outdir=$2
+	if [ "${sources:-debian}" != debian ]; then
+		log "camrig-node for $arch/${sources}: without libcamera (built against Debian's libcamera 0.4 only)"
+		return 1
+	fi
+	"$IMAGE_DIR/camera-test/node-deb" --arch "$arch" "$outdir" ||
+		die "the libcamera node package failed to build ($arch)"
 }
 
 # build_debs ARCH OUTDIR CRATE... : one .deb per crate into OUTDIR.
@@ -36,10 +54,7 @@ build_debs() {
 	rm -f "$outdir"/*.deb
 	local crate
 	for crate in "$@"; do
-		if [ "$crate" = camrig-node ] && [ "$arch" = amd64 ]; then
-			# Real cameras: the node links libcamera, so it is built in the trixie build
-			# environment (image/camera-test/node-deb); the host's libcamera is too old.
-			"$IMAGE_DIR/camera-test/node-deb" "$outdir" || die "the libcamera node package failed to build"
+		if [ "$crate" = camrig-node ] && build_libcamera_node_deb "$arch" "$outdir"; then
 			continue
 		fi
 		log "cargo deb -p $crate --target $target"
