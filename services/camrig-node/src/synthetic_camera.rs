@@ -16,7 +16,7 @@ use camrig_protocol::now_unix_ns;
 
 use crate::capture::{CameraInfo, CaptureBackend, CaptureError, Frame, FrameSink};
 use crate::config::{CameraConfig, SyntheticConfig};
-use crate::test_pattern::TestPattern;
+use crate::test_pattern::{TestPattern, XorShift};
 
 pub struct SyntheticBackend {
     cameras: Vec<CameraInfo>,
@@ -162,18 +162,6 @@ impl CameraThread {
             // still ahead so the sequence gap shows it.
             k = (k + 1).max(self.clock.next_index(now_unix_ns()));
         }
-    }
-}
-
-/// A tiny deterministic PRNG for jitter; quality does not matter here.
-struct XorShift(u64);
-
-impl XorShift {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
     }
 }
 

@@ -18,7 +18,20 @@ pub struct TestPattern {
     scale: usize,
     /// Grain amplitude (± steps) and its generator's state; 0 = clean.
     noise: u8,
-    grain: u64,
+    grain: XorShift,
+}
+
+/// A tiny deterministic PRNG (xorshift64) for grain and the synthetic camera's jitter; the
+/// state must not be zero. Statistical quality does not matter here, speed does.
+pub(crate) struct XorShift(pub(crate) u64);
+
+impl XorShift {
+    pub(crate) fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
 }
 
 /// BT.601 limited-range YUV of the classic bars.
@@ -59,7 +72,7 @@ impl TestPattern {
             name: name.to_owned(),
             scale: (w / 320).clamp(1, 4),
             noise: 0,
-            grain: 0,
+            grain: XorShift(1),
         }
     }
 
@@ -68,7 +81,7 @@ impl TestPattern {
     /// better than footage, which makes file sizes and download times unrealistic.
     pub fn with_noise(mut self, amplitude: u8, seed: u64) -> TestPattern {
         self.noise = amplitude.min(64);
-        self.grain = 0x2545_F491_4F6C_DD1D ^ seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+        self.grain = XorShift(0x2545_F491_4F6C_DD1D ^ seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
         self
     }
 
@@ -77,10 +90,7 @@ impl TestPattern {
         let span = 2 * self.noise as u64 + 1;
         let offset = self.noise as i16;
         for chunk in buf.chunks_mut(8) {
-            self.grain ^= self.grain << 13;
-            self.grain ^= self.grain >> 7;
-            self.grain ^= self.grain << 17;
-            let mut bits = self.grain;
+            let mut bits = self.grain.next();
             for px in chunk {
                 let d = ((bits & 0xff) % span) as i16 - offset;
                 *px = (*px as i16 + d).clamp(16, 235) as u8;
