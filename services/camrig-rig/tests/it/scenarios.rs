@@ -125,8 +125,11 @@ fn a_full_take_on_three_nodes_is_downloaded_and_sorted_file_by_file() {
         assert_eq!(m.node, rig.node(i).label());
         let cam = &m.cameras[0];
         let first = cam.first_frame_ns.expect("a first frame");
+        // The first frame is the first slot at or after start_at; on a loaded machine its
+        // capture thread may wake tens of ms late (the timestamp is the clock read then).
+        // That latency is what ci/rig-bench measures; here only its order of magnitude.
         assert!(
-            first >= start_at && ((first - start_at) as f64) < period_ns,
+            first >= start_at && ((first - start_at) as f64) < period_ns + 200e6,
             "node {i}: first frame {first} vs start {start_at}"
         );
         assert!(cam.segments.len() >= 2, "node {i}: 2 s segments over 4.5 s");
