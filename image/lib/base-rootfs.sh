@@ -100,9 +100,10 @@ base_rootfs() {
 	sync "$tmp"
 	mv "$tmp" "$out"
 	trap - EXIT
-	# Older bases of the same role/arch/sources are superseded; the two newest stay, since
-	# checkouts of other branches may be building from them right now.
-	ls -t "$dir/$role-$arch-$sources-"*.tar | tail -n +3 | while read -r old; do
+	# Older bases of the same role/arch/sources are superseded; the four newest stay, since
+	# checkouts of other branches (each with its own key) may be building from them right
+	# now, and pruning one of those makes its next build run mmdebstrap again.
+	ls -t "$dir/$role-$arch-$sources-"*.tar | tail -n +5 | while read -r old; do
 		rm -f "$old" "$old.lock"
 	done
 	echo "$out"
