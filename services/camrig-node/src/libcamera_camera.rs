@@ -12,6 +12,11 @@
 //! request completes), and the pixels read under DMA-BUF sync straight from the mapped buffer
 //! into the frame's I420 (the one copy the node needs, since the buffer goes straight back to
 //! the camera), then requeues the request.
+//!
+//! [`borrow_frames`] is the no-copy way in: it lends each completed buffer (its dma-buf planes,
+//! [`BorrowedFrame`]) to a callback on the calling thread and requeues the request only when the
+//! callback has returned, so a V4L2 encoder importing the dma-buf
+//! ([`crate::v4l2_encoder::V4l2Encoder::encode_dmabuf`]) has released it by then.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};

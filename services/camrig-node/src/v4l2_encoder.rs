@@ -329,14 +329,21 @@ pub struct V4l2Encoder {
 impl V4l2Encoder {
     /// The copy path: pictures come as I420 in memory ([`V4l2Encoder::encode_i420`]).
     pub fn open(device: EncoderDevice, s: V4l2Settings) -> Result<V4l2Encoder, V4l2Error> {
-        Self::setup(
+        Self::open_copy(
             device,
             s,
-            Raw::I420,
-            InputPath::CopyI420 {
-                why: "pictures come from memory, not from camera dma-bufs".into(),
-            },
+            "pictures come from memory, not from camera dma-bufs".into(),
         )
+    }
+
+    /// The copy path, with the reason it is not an import (logged and kept in
+    /// [`V4l2Encoder::input`]).
+    pub fn open_copy(
+        device: EncoderDevice,
+        s: V4l2Settings,
+        why: String,
+    ) -> Result<V4l2Encoder, V4l2Error> {
+        Self::setup(device, s, Raw::I420, InputPath::CopyI420 { why })
     }
 
     /// The import path for a camera whose buffers are laid out as `layout`
@@ -865,7 +872,10 @@ impl V4l2FrameEncoder {
 impl FrameEncoder for V4l2FrameEncoder {
     fn encode(&mut self, frame: &Frame, key: bool, out: &mut Vec<u8>) -> Result<(), EncodeError> {
         if self.open.is_none() {
-            self.open = Some(V4l2Encoder::open(
+            // The node's frames reach the encoder as I420 through its bounded frame queue
+            // (one conversion out of the camera buffer, which goes straight back to the
+            // camera), so the node copies; the import path is `open_import`/`encode_dmabuf`.
+            self.open = Some(V4l2Encoder::open_copy(
                 self.device.clone(),
                 V4l2Settings {
                     width: frame.width,
@@ -874,6 +884,7 @@ impl FrameEncoder for V4l2FrameEncoder {
                     bitrate_kbps: self.settings.h264_bitrate_kbps,
                     jpeg_quality: self.settings.mjpeg_quality,
                 },
+                "the node's frame queue carries I420 frames, not camera buffers".into(),
             )?);
         }
         let enc = self.open.as_mut().expect("opened above");
@@ -900,6 +911,70 @@ mod tests {
             dst,
             [1, 2, 3, 4, 0, 0, 0, 0, 5, 6, 7, 8, 0, 0, 0, 0, 9, 10, 0, 0, 11, 12, 0, 0]
         );
+    }
+
+    const VIMC: RawLayout = RawLayout {
+        fourcc: sys::PIX_FMT_RGB24,
+        width: 160,
+        height: 120,
+        stride: 480,
+    };
+
+    #[test]
+    fn a_matching_output_format_allows_import() {
+        assert_eq!(
+            layout_mismatch(&VIMC, sys::PIX_FMT_RGB24, 160, 120, 1, 480),
+            None
+        );
+    }
+
+    #[test]
+    fn output_format_mismatches_say_what_differs() {
+        let why = layout_mismatch(&VIMC, sys::PIX_FMT_YUV420, 160, 120, 1, 160).unwrap();
+        assert!(
+            why.contains("does not take RGB3") && why.contains("YU12"),
+            "{why}"
+        );
+        let why = layout_mismatch(&VIMC, sys::PIX_FMT_RGB24, 160, 120, 1, 512).unwrap();
+        assert!(why.contains("512") && why.contains("480"), "{why}");
+        let why = layout_mismatch(&VIMC, sys::PIX_FMT_RGB24, 160, 128, 1, 480).unwrap();
+        assert!(why.contains("160x128"), "{why}");
+        let why = layout_mismatch(&VIMC, sys::PIX_FMT_RGB24, 160, 120, 3, 480).unwrap();
+        assert!(why.contains("3 memory planes"), "{why}");
+    }
+
+    #[test]
+    fn one_dma_buf_covering_the_picture_is_imported_whole() {
+        let plane = |fd, offset, length| DmaBufPlane { fd, offset, length };
+        assert_eq!(import_plan(&[plane(9, 0, 57_600)], 57_600), Ok((9, 57_600)));
+        // YUV420 as three planes of one dma-buf (the Pi's ISP): queued as one buffer.
+        let yuv = [
+            plane(5, 0, 4096),
+            plane(5, 4096, 1024),
+            plane(5, 5120, 1024),
+        ];
+        assert_eq!(import_plan(&yuv, 6144), Ok((5, 6144)));
+    }
+
+    #[test]
+    fn buffers_the_encoder_cannot_read_in_place_are_refused_with_the_reason() {
+        let plane = |fd, offset, length| DmaBufPlane { fd, offset, length };
+        let err = import_plan(&[plane(9, 0, 1000)], 57_600).unwrap_err();
+        assert!(err.contains("1000") && err.contains("57600"), "{err}");
+        let err = import_plan(&[plane(9, 64, 57_600)], 57_600).unwrap_err();
+        assert!(err.contains("offset 64"), "{err}");
+        let err = import_plan(&[plane(5, 0, 4096), plane(6, 0, 2048)], 6144).unwrap_err();
+        assert!(err.contains("separate dma-bufs"), "{err}");
+        assert!(import_plan(&[], 1).is_err());
+    }
+
+    #[test]
+    fn input_paths_describe_themselves() {
+        assert_eq!(InputPath::DmaBufImport.describe(), "dma-buf import");
+        let copy = InputPath::CopyI420 {
+            why: "the encoder does not take RGB3".into(),
+        };
+        assert_eq!(copy.describe(), "copy (the encoder does not take RGB3)");
     }
 
     #[test]
