@@ -235,7 +235,9 @@ fn camera_thread(
     for o in opened.iter_mut() {
         let _ = o.cam.stop();
     }
-    // Drop order: requests and cameras before the allocators and the manager.
+    // Drop order: requests (the stop's cancelled ones wait in the channel) and cameras before
+    // the allocators and the manager; a request outliving its camera crashes the process.
+    drop(done_rx);
     drop(opened);
     drop(allocators);
     drop(list);
@@ -322,8 +324,11 @@ pub fn borrow_frames(
         .get(i)
         .ok_or_else(|| fail(format!("camera {i} disappeared")))?;
     let (done_tx, done_rx) = mpsc::channel::<(usize, Request)>();
-    let (mut o, alloc) = open_one(&cam, config, &listed[i], 0, done_tx)
-        .map_err(|e| fail(format!("camera {i} ({}): {e}", listed[i].model)))?;
+    let opened = open_one(&cam, config, &listed[i], 0, done_tx);
+    // The acquired camera holds its own reference: this one must not outlive the manager.
+    drop(cam);
+    let (mut o, alloc) =
+        opened.map_err(|e| fail(format!("camera {i} ({}): {e}", listed[i].model)))?;
     let info = CameraInfo {
         model: o.model.clone(),
         width: o.width,
