@@ -12,6 +12,11 @@
 //! request completes), and the pixels read under DMA-BUF sync straight from the mapped buffer
 //! into the frame's I420 (the one copy the node needs, since the buffer goes straight back to
 //! the camera), then requeues the request.
+//!
+//! [`borrow_frames`] is the no-copy way in: it lends each completed buffer (its dma-buf planes,
+//! [`BorrowedFrame`]) to a callback on the calling thread and requeues the request only when the
+//! callback has returned, so a V4L2 encoder importing the dma-buf
+//! ([`crate::v4l2_encoder::V4l2Encoder::encode_dmabuf`]) has released it by then.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
@@ -31,10 +36,13 @@ use libcamera::request::{Request, RequestStatus, ReuseFlag};
 use libcamera::stream::{Stream, StreamRole};
 use libcamera::{controls, properties};
 
+use camrig_protocol::UnixNanos;
+
 use crate::capture::{CameraInfo, CaptureBackend, CaptureError, Frame, FrameSink};
 use crate::config::CameraConfig;
 use crate::dma_buf;
 use crate::libcamera_support::{self as support, ClockPair, Layout, ListedCamera, SequenceWidener};
+use crate::v4l2_encoder::{DmaBufPlane, RawLayout};
 
 type Mapped = MemoryMappedFrameBuffer<FrameBuffer>;
 
@@ -137,17 +145,7 @@ fn camera_thread(
     };
     let version = support::parse_version(mgr.version()).unwrap_or((0, 0, 0));
     let list = mgr.cameras();
-    let listed: Vec<ListedCamera> = (0..list.len())
-        .filter_map(|i| list.get(i))
-        .map(|c| ListedCamera {
-            id: c.id().to_string(),
-            model: c
-                .properties()
-                .get::<properties::Model>()
-                .map(|m| m.0)
-                .unwrap_or_else(|_| "unknown".into()),
-        })
-        .collect();
+    let listed = list_cameras(&list);
     tracing::info!(
         libcamera = mgr.version(),
         cameras = %support::describe(&listed),
@@ -237,11 +235,152 @@ fn camera_thread(
     for o in opened.iter_mut() {
         let _ = o.cam.stop();
     }
-    // Drop order: requests and cameras before the allocators and the manager.
+    // Drop order: requests (the stop's cancelled ones wait in the channel) and cameras before
+    // the allocators and the manager; a request outliving its camera crashes the process.
+    drop(done_rx);
     drop(opened);
     drop(allocators);
     drop(list);
     drop(mgr);
+}
+
+/// Every camera libcamera lists, with its model.
+fn list_cameras(list: &libcamera::camera_manager::CameraList<'_>) -> Vec<ListedCamera> {
+    (0..list.len())
+        .filter_map(|i| list.get(i))
+        .map(|c| ListedCamera {
+            id: c.id().to_string(),
+            model: c
+                .properties()
+                .get::<properties::Model>()
+                .map(|m| m.0)
+                .unwrap_or_else(|_| "unknown".into()),
+        })
+        .collect()
+}
+
+/// One completed camera buffer lent to [`borrow_frames`]'s callback, still owned by its
+/// libcamera request: its dma-buf planes as libcamera allocated them (to import into an
+/// encoder) and, for the copy path, a CPU reading of the picture.
+pub struct BorrowedFrame<'a> {
+    pub sequence: u64,
+    pub timestamp_ns: UnixNanos,
+    pub width: u32,
+    pub height: u32,
+    /// Bytes per line of the first plane.
+    pub stride: u32,
+    pub layout: Layout,
+    pub planes: Vec<DmaBufPlane>,
+    buffer: &'a Mapped,
+}
+
+impl BorrowedFrame<'_> {
+    /// The buffer's layout in V4L2 terms, what an importing encoder is set up with.
+    pub fn raw_layout(&self) -> RawLayout {
+        RawLayout {
+            fourcc: self.layout.v4l2_fourcc(),
+            width: self.width,
+            height: self.height,
+            stride: self.stride,
+        }
+    }
+
+    /// The picture as tightly packed I420 in `out`, read under DMA-BUF sync (the copy path).
+    pub fn to_i420(&self, out: &mut Vec<u8>) {
+        let _access = dma_buf::ReadAccess::begin(self.planes.iter().map(|p| p.fd));
+        let data = self.buffer.data();
+        support::to_i420(
+            self.layout,
+            &data,
+            self.stride as usize,
+            self.width as usize,
+            self.height as usize,
+            out,
+        );
+    }
+}
+
+/// Streams the first configured camera (`config.select`, else camera 0) until `frames`
+/// pictures have been handed to `each`, one at a time on the calling thread; each buffer goes
+/// back to the camera only when `each` has returned, so a consumer that reads it in place (a
+/// V4L2 encoder importing the dma-buf) is done with it by then. For checks and benchmarks
+/// (`camrig-camera-check`); the node's recording path is [`open`]. A picture that takes more
+/// than `timeout` is an error, as is any error `each` returns.
+pub fn borrow_frames(
+    config: &CameraConfig,
+    frames: usize,
+    timeout: Duration,
+    mut each: impl FnMut(&BorrowedFrame<'_>) -> Result<(), String>,
+) -> Result<CameraInfo, CaptureError> {
+    let fail = CaptureError::Camera;
+    let mgr = CameraManager::new()
+        .map_err(|e| fail(format!("cannot start libcamera's camera manager: {e}")))?;
+    let version = support::parse_version(mgr.version()).unwrap_or((0, 0, 0));
+    let list = mgr.cameras();
+    let listed = list_cameras(&list);
+    let picked = support::select(&listed, &config.select, 1).map_err(|e| fail(e.to_string()))?;
+    let i = picked[0];
+    let cam = list
+        .get(i)
+        .ok_or_else(|| fail(format!("camera {i} disappeared")))?;
+    let (done_tx, done_rx) = mpsc::channel::<(usize, Request)>();
+    let opened = open_one(&cam, config, &listed[i], 0, done_tx);
+    // The acquired camera holds its own reference: this one must not outlive the manager.
+    drop(cam);
+    let (mut o, alloc) =
+        opened.map_err(|e| fail(format!("camera {i} ({}): {e}", listed[i].model)))?;
+    let info = CameraInfo {
+        model: o.model.clone(),
+        width: o.width,
+        height: o.height,
+        fps: config.fps,
+    };
+    let mut result = o
+        .cam
+        .start(Some(&o.controls))
+        .map_err(|e| fail(format!("cannot start the camera: {e}")));
+    if result.is_ok() {
+        for req in o.requests.drain(..) {
+            if let Err((_, e)) = o.cam.queue_request(req) {
+                result = Err(fail(format!("cannot queue a request: {e}")));
+            }
+        }
+    }
+    let mut got = 0;
+    while result.is_ok() && got < frames {
+        let mut req = match done_rx.recv_timeout(timeout) {
+            Ok((_, r)) => r,
+            Err(_) => {
+                result = Err(fail(format!(
+                    "no picture from the camera within {} s ({got} of {frames} so far)",
+                    timeout.as_secs()
+                )));
+                break;
+            }
+        };
+        let clocks = ClockPair::now();
+        if req.status() == RequestStatus::Complete {
+            if let Some(frame) = o.borrowed(&req, clocks, version) {
+                if let Err(e) = each(&frame) {
+                    result = Err(fail(e));
+                    break;
+                }
+                got += 1;
+            }
+        }
+        req.reuse(ReuseFlag::REUSE_BUFFERS);
+        if let Err((_, e)) = o.cam.queue_request(req) {
+            result = Err(fail(format!("cannot requeue a request: {e}")));
+        }
+    }
+    let _ = o.cam.stop();
+    // Requests cancelled by the stop wait in the channel: gone before the camera.
+    drop(done_rx);
+    drop(o);
+    drop(alloc);
+    drop(list);
+    drop(mgr);
+    result.map(|()| info)
 }
 
 fn open_one<'d>(
@@ -395,16 +534,14 @@ fn open_one<'d>(
 }
 
 impl Opened<'_> {
-    /// The completed request as a node frame, or None (logged) if it carries no picture.
-    fn frame(
+    /// The frame's sequence (widened) and wall-clock timestamp from the request's metadata.
+    fn stamp(
         &mut self,
-        camera: usize,
         req: &Request,
+        buf: &Mapped,
         clocks: ClockPair,
         version: (u32, u32, u32),
-        i420: &mut Vec<u8>,
-    ) -> Option<Frame> {
-        let buf: &Mapped = req.buffer(&self.stream)?;
+    ) -> Option<(u64, UnixNanos)> {
         let meta = buf.metadata()?;
         let sequence = self.sequence.widen(meta.sequence());
         let metadata = req.metadata();
@@ -429,6 +566,50 @@ impl Opened<'_> {
             },
             _ => clocks.to_wall(sensor_ns),
         };
+        Some((sequence, timestamp_ns))
+    }
+
+    /// The completed request's buffer lent as it is (no copy), or None if it has no picture.
+    fn borrowed<'r>(
+        &mut self,
+        req: &'r Request,
+        clocks: ClockPair,
+        version: (u32, u32, u32),
+    ) -> Option<BorrowedFrame<'r>> {
+        let buf: &Mapped = req.buffer(&self.stream)?;
+        let (sequence, timestamp_ns) = self.stamp(req, buf, clocks, version)?;
+        let list = buf.planes();
+        let planes = (0..list.len())
+            .filter_map(|i| list.get(i))
+            .map(|p| DmaBufPlane {
+                fd: p.fd(),
+                offset: p.offset().unwrap_or(0) as u32,
+                length: p.len() as u32,
+            })
+            .collect();
+        Some(BorrowedFrame {
+            sequence,
+            timestamp_ns,
+            width: self.width,
+            height: self.height,
+            stride: self.stride as u32,
+            layout: self.layout,
+            planes,
+            buffer: buf,
+        })
+    }
+
+    /// The completed request as a node frame, or None (logged) if it carries no picture.
+    fn frame(
+        &mut self,
+        camera: usize,
+        req: &Request,
+        clocks: ClockPair,
+        version: (u32, u32, u32),
+        i420: &mut Vec<u8>,
+    ) -> Option<Frame> {
+        let buf: &Mapped = req.buffer(&self.stream)?;
+        let (sequence, timestamp_ns) = self.stamp(req, buf, clocks, version)?;
 
         let planes = buf.planes();
         let fds: Vec<i32> = (0..planes.len())

@@ -183,6 +183,21 @@ impl Layout {
         })
     }
 
+    /// The same memory layout as a V4L2 pixel format, for handing the camera's buffer to a
+    /// V4L2 encoder as it is. The packed RGB names are swapped between the two worlds:
+    /// libcamera (DRM) names the word order, V4L2 the byte order, so libcamera's `BGR888`
+    /// (bytes R, G, B) is V4L2's `RGB24`.
+    pub fn v4l2_fourcc(self) -> u32 {
+        use crate::v4l2_sys as v4l2;
+        match self {
+            Layout::Yuv420 => v4l2::PIX_FMT_YUV420,
+            Layout::Nv12 => v4l2::PIX_FMT_NV12,
+            Layout::Yuyv => v4l2::PIX_FMT_YUYV,
+            Layout::Rgb888 => v4l2::PIX_FMT_BGR24,
+            Layout::Bgr888 => v4l2::PIX_FMT_RGB24,
+        }
+    }
+
     /// Preference when the config names none: formats that need no conversion first.
     pub const PREFERRED: [&'static str; 5] = ["YUV420", "NV12", "YUYV", "BGR888", "RGB888"];
 }
@@ -407,6 +422,15 @@ mod tests {
         assert_eq!(w.widen(u32::MAX - 1), u64::from(u32::MAX - 1));
         assert_eq!(w.widen(u32::MAX), u64::from(u32::MAX));
         assert_eq!(w.widen(1), (1u64 << 32) + 1, "one frame lost at the wrap");
+    }
+
+    #[test]
+    fn packed_rgb_names_swap_between_libcamera_and_v4l2() {
+        use crate::v4l2_sys as v4l2;
+        // vimc's BGR888 is bytes R, G, B: V4L2 RGB24 ("RGB3").
+        assert_eq!(Layout::Bgr888.v4l2_fourcc(), v4l2::PIX_FMT_RGB24);
+        assert_eq!(Layout::Rgb888.v4l2_fourcc(), v4l2::PIX_FMT_BGR24);
+        assert_eq!(Layout::Yuv420.v4l2_fourcc(), v4l2::PIX_FMT_YUV420);
     }
 
     #[test]

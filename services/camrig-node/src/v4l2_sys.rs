@@ -19,10 +19,20 @@ pub const PIX_FMT_MJPEG: u32 = fourcc(b"MJPG");
 pub const PIX_FMT_JPEG: u32 = fourcc(b"JPEG");
 /// vicodec's Fast Walsh Hadamard Transform codec (the kernel's test codec).
 pub const PIX_FMT_FWHT: u32 = fourcc(b"FWHT");
+/// `V4L2_PIX_FMT_NV12`: Y plane, then interleaved CbCr.
+pub const PIX_FMT_NV12: u32 = fourcc(b"NV12");
+/// `V4L2_PIX_FMT_YUYV`: packed 4:2:2.
+pub const PIX_FMT_YUYV: u32 = fourcc(b"YUYV");
+/// `V4L2_PIX_FMT_RGB24`: bytes R, G, B in memory (libcamera calls this `BGR888`).
+pub const PIX_FMT_RGB24: u32 = fourcc(b"RGB3");
+/// `V4L2_PIX_FMT_BGR24`: bytes B, G, R in memory (libcamera calls this `RGB888`).
+pub const PIX_FMT_BGR24: u32 = fourcc(b"BGR3");
 
 pub const BUF_TYPE_VIDEO_CAPTURE_MPLANE: u32 = 9;
 pub const BUF_TYPE_VIDEO_OUTPUT_MPLANE: u32 = 10;
 pub const MEMORY_MMAP: u32 = 1;
+/// Buffers are dma-bufs the application passes in by fd (import, no copy).
+pub const MEMORY_DMABUF: u32 = 4;
 pub const FIELD_NONE: u32 = 1;
 
 pub const CAP_VIDEO_CAPTURE_MPLANE: u32 = 0x0000_1000;
@@ -162,10 +172,20 @@ pub struct Buffer {
 pub struct Plane {
     pub bytesused: u32,
     pub length: u32,
-    /// `mem_offset` for MMAP buffers (a union with userptr and fd).
+    /// `mem_offset` for MMAP buffers, the dma-buf fd for DMABUF ones (a union with userptr;
+    /// both live in the low 32 bits on little-endian machines, see [`Plane::set_fd`]).
     pub m: u64,
     pub data_offset: u32,
     pub reserved: [u32; 11],
+}
+
+impl Plane {
+    /// Stores a dma-buf fd in the `m` union (`__s32 fd`, at offset 0 of the union).
+    pub fn set_fd(&mut self, fd: i32) {
+        let mut bytes = [0u8; 8];
+        bytes[..4].copy_from_slice(&fd.to_ne_bytes());
+        self.m = u64::from_ne_bytes(bytes);
+    }
 }
 
 #[repr(C)]
@@ -270,11 +290,12 @@ pub fn s_fmt(fd: BorrowedFd<'_>, f: &mut Format) -> Result<()> {
     unsafe { raw::s_fmt(fd.as_raw_fd(), f) }.map(drop)
 }
 
-pub fn reqbufs(fd: BorrowedFd<'_>, type_: u32, count: u32) -> Result<u32> {
+/// Asks for `count` buffers of `memory` (MEMORY_MMAP or MEMORY_DMABUF); 0 frees them all.
+pub fn reqbufs(fd: BorrowedFd<'_>, type_: u32, memory: u32, count: u32) -> Result<u32> {
     let mut r = RequestBuffers {
         count,
         type_,
-        memory: MEMORY_MMAP,
+        memory,
         capabilities: 0,
         flags: 0,
         reserved: [0; 3],
@@ -419,6 +440,17 @@ mod tests {
         // videodev2.h: V4L2_PIX_FMT_H264 = v4l2_fourcc('H','2','6','4') = 0x34363248.
         assert_eq!(PIX_FMT_H264, 0x3436_3248);
         assert_eq!(PIX_FMT_YUV420, 0x3231_5559);
+        // V4L2_PIX_FMT_RGB24 = v4l2_fourcc('R','G','B','3').
+        assert_eq!(PIX_FMT_RGB24, 0x3342_4752);
+    }
+
+    #[test]
+    fn a_dma_buf_fd_lands_in_the_low_word_of_the_plane_union() {
+        let mut p = Plane::default();
+        p.set_fd(7);
+        assert_eq!(p.m & 0xffff_ffff, 7);
+        p.set_fd(-1);
+        assert_eq!(p.m, 0xffff_ffff);
     }
 
     #[test]
