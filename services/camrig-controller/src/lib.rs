@@ -8,7 +8,8 @@
 //! - [`fleet`]: live status and clock of every node; what blocks START.
 //! - [`take_store`]: the SQLite take history.
 //! - [`take_control`]: START, MARK, STOP and the mid-take monitor.
-//! - [`rsync`] and [`download`]: pulling, verifying and sorting recorded files.
+//! - [`rsync`], [`download`] and [`download_verifier`]: pulling, verifying (while the
+//!   transfer goes on) and sorting recorded files.
 //! - [`node_deletion`]: DELETE FROM NODES, for verified takes only, re-checked first.
 //! - [`api`], [`http_error`], [`views`]: the HTTP surface and its JSON.
 //! - [`status_line`]: the systemd STATUS= line.
@@ -17,6 +18,7 @@ pub mod api;
 pub mod clock_probe;
 pub mod config;
 pub mod download;
+pub mod download_verifier;
 pub mod fleet;
 pub mod http_error;
 pub mod node_client;
