@@ -464,6 +464,7 @@ impl Rig {
             .fleet
             .by_address(address)
             .ok_or_else(|| format!("node {address} is no longer configured"))?;
+        let control = crate::ssh_master::control_path(&self.config, &slot.config);
         let args = rsync::argv(
             &slot.config.rsync_source,
             take,
@@ -472,6 +473,7 @@ impl Rig {
             &SshSetup {
                 key: &self.config.ssh_key,
                 known_hosts: &self.config.known_hosts,
+                control_path: control.as_deref(),
             },
         );
         tracing::info!(take = %take, node = address, ?args, "rsync");

@@ -9,7 +9,8 @@
 //! - [`take_store`]: the SQLite take history.
 //! - [`take_control`]: START, MARK, STOP and the mid-take monitor.
 //! - [`rsync`], [`download`] and [`download_verifier`]: pulling, verifying (while the
-//!   transfer goes on) and sorting recorded files.
+//!   transfer goes on) and sorting recorded files; [`ssh_master`] keeps one SSH
+//!   connection per node open so a download starts without a handshake.
 //! - [`node_deletion`]: DELETE FROM NODES, for verified takes only, re-checked first.
 //! - [`api`], [`http_error`], [`views`]: the HTTP surface and its JSON.
 //! - [`status_line`]: the systemd STATUS= line.
@@ -25,6 +26,7 @@ pub mod node_client;
 pub mod node_deletion;
 pub mod rig;
 pub mod rsync;
+pub mod ssh_master;
 pub mod status_line;
 pub mod take_control;
 pub mod take_store;
@@ -92,6 +94,11 @@ pub async fn run(
         tasks.spawn(async move {
             r.fleet.probe_clock(i).await;
             "clock probe"
+        });
+        let (config, node) = (rig.config.clone(), rig.fleet.nodes()[i].config.clone());
+        tasks.spawn(async move {
+            ssh_master::keep(config, node).await;
+            "ssh master"
         });
     }
     let progress = watchdog::Progress::new();
