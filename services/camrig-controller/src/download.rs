@@ -296,6 +296,8 @@ impl Rig {
         let (results_tx, mut results) = tokio::sync::mpsc::unbounded_channel();
         let verifier = Verifier::start(staging.clone(), sorted.clone(), pending, results_tx)
             .map_err(|e| format!("cannot watch {}: {e}", staging.display()))?;
+        timings.via_master =
+            crate::ssh_master::control_path(&self.config, &slot.config).is_some_and(|p| p.exists());
         timings.transfer_started = Some(Instant::now());
         let transfer = self
             .run_rsync(
@@ -559,6 +561,8 @@ struct Timings {
     transfer_ended: Option<Instant>,
     /// Hashing, fsync and linking, mostly overlapped with the transfer.
     checking: Duration,
+    /// Whether rsync found the node's ssh master connection up.
+    via_master: bool,
 }
 
 impl Timings {
@@ -571,6 +575,7 @@ impl Timings {
             first_data: None,
             transfer_ended: None,
             checking: Duration::ZERO,
+            via_master: false,
         }
     }
 
@@ -585,6 +590,7 @@ impl Timings {
             take = %take,
             node = address,
             bytes,
+            via_master = self.via_master,
             queued_ms = ms(Some(self.requested), self.permitted),
             manifest_ms = ms(self.permitted, self.manifest),
             connect_ms = ms(self.transfer_started, self.first_data),
