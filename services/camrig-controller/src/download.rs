@@ -35,6 +35,8 @@ const MANIFEST_WAIT: Duration = Duration::from_secs(30);
 /// again soon, then back off.
 const MANIFEST_POLL_FIRST: Duration = Duration::from_millis(20);
 const MANIFEST_POLL_MAX: Duration = Duration::from_millis(300);
+/// The longest a download waits for its node's ssh master to finish connecting.
+const MASTER_WAIT: Duration = Duration::from_secs(3);
 /// How often transfer progress is measured and published.
 const PROGRESS_PERIOD: Duration = Duration::from_millis(500);
 
@@ -296,6 +298,9 @@ impl Rig {
         let (results_tx, mut results) = tokio::sync::mpsc::unbounded_channel();
         let verifier = Verifier::start(staging.clone(), sorted.clone(), pending, results_tx)
             .map_err(|e| format!("cannot watch {}: {e}", staging.display()))?;
+        // A master that is connecting right now is faster to wait for than a second
+        // handshake racing it for the CPU.
+        self.ssh_masters.settled(address, MASTER_WAIT).await;
         timings.via_master =
             crate::ssh_master::control_path(&self.config, &slot.config).is_some_and(|p| p.exists());
         timings.transfer_started = Some(Instant::now());

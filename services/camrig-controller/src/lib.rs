@@ -95,9 +95,10 @@ pub async fn run(
             r.fleet.probe_clock(i).await;
             "clock probe"
         });
-        let (config, node) = (rig.config.clone(), rig.fleet.nodes()[i].config.clone());
+        let r = rig.clone();
         tasks.spawn(async move {
-            ssh_master::keep(config, node).await;
+            let (config, node) = (r.config.clone(), r.fleet.nodes()[i].config.clone());
+            ssh_master::keep(config, node, &r.ssh_masters).await;
             "ssh master"
         });
     }

@@ -17,6 +17,7 @@
 //! connect by themselves under the new rules, and the master is replaced within
 //! [`CREDENTIALS_CHECK`].
 
+use std::collections::HashMap;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -24,6 +25,7 @@ use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncReadExt;
+use tokio::sync::watch;
 
 use crate::config::{Config, NodeConfig, RsyncSource};
 use crate::rsync::{ssh_options, SshSetup};
@@ -35,6 +37,8 @@ const MAX_BACKOFF: Duration = Duration::from_secs(30);
 const HEALTHY: Duration = Duration::from_secs(60);
 /// How often a running master checks that known_hosts and the key are still what it used.
 pub const CREDENTIALS_CHECK: Duration = Duration::from_secs(2);
+/// How often a connecting master's socket is looked for.
+const SOCKET_POLL: Duration = Duration::from_millis(10);
 /// Unix socket paths hold 107 bytes; ssh binds `<path>.<16 random chars>` first.
 const MAX_SOCKET_PATH: usize = 107 - 17;
 
@@ -85,8 +89,53 @@ fn socket_path(data_dir: &Path, node: &NodeConfig, digest: &str) -> Option<PathB
     usable.then_some(path)
 }
 
+/// Where one node's master stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MasterState {
+    Down,
+    /// Started, not yet accepting sessions.
+    Connecting,
+    Up,
+}
+
+/// Every node's master state, for downloads to wait for a master that is connecting (one
+/// handshake instead of two racing for the CPU, e.g. right after the controller started).
+pub struct SshMasters {
+    states: HashMap<String, watch::Sender<MasterState>>,
+}
+
+impl SshMasters {
+    pub fn new(nodes: &[NodeConfig]) -> SshMasters {
+        SshMasters {
+            states: nodes
+                .iter()
+                .map(|n| (n.address.clone(), watch::channel(MasterState::Down).0))
+                .collect(),
+        }
+    }
+
+    fn set(&self, address: &str, state: MasterState) {
+        if let Some(s) = self.states.get(address) {
+            s.send_replace(state);
+        }
+    }
+
+    /// Waits up to `limit` while `address`'s master is connecting; returns its state then.
+    pub async fn settled(&self, address: &str, limit: Duration) -> MasterState {
+        let Some(s) = self.states.get(address) else {
+            return MasterState::Down;
+        };
+        let mut rx = s.subscribe();
+        let settled = tokio::time::timeout(limit, rx.wait_for(|st| *st != MasterState::Connecting))
+            .await
+            .ok()
+            .and_then(|r| r.ok().map(|st| *st));
+        settled.unwrap_or_else(|| *s.borrow())
+    }
+}
+
 /// Keeps node `node`'s master connection up until the task is dropped (which kills it).
-pub async fn keep(config: Config, node: NodeConfig) {
+pub async fn keep(config: Config, node: NodeConfig, masters: &SshMasters) {
     let RsyncSource::Remote {
         user, host, port, ..
     } = &node.rsync_source
@@ -128,23 +177,38 @@ pub async fn keep(config: Config, node: NodeConfig) {
         );
         args.extend(["-N".into(), "-T".into(), target.clone()]);
         let started = Instant::now();
-        let credentials_changed = async {
+        masters.set(&node.address, MasterState::Connecting);
+        // Up once ssh has bound the socket (after host key check and login); ends when
+        // known_hosts or the key changes.
+        let supervise = async {
+            let mut up = false;
+            let mut checked = Instant::now();
             loop {
-                tokio::time::sleep(CREDENTIALS_CHECK).await;
-                if control_path(&config, &node).as_ref() != Some(&socket) {
-                    break;
+                let pause = if up { CREDENTIALS_CHECK } else { SOCKET_POLL };
+                tokio::time::sleep(pause).await;
+                if !up && socket.exists() {
+                    up = true;
+                    masters.set(&node.address, MasterState::Up);
+                }
+                if checked.elapsed() >= CREDENTIALS_CHECK {
+                    checked = Instant::now();
+                    if control_path(&config, &node).as_ref() != Some(&socket) {
+                        break;
+                    }
                 }
             }
         };
         let ended = tokio::select! {
             ended = run_master(&args) => ended,
-            () = credentials_changed => {
+            () = supervise => {
                 tracing::info!(node = node.address, "known_hosts or the ssh key changed: reconnecting the ssh master");
+                masters.set(&node.address, MasterState::Down);
                 backoff = FIRST_BACKOFF;
                 let _ = std::fs::remove_file(&socket);
                 continue;
             }
         };
+        masters.set(&node.address, MasterState::Down);
         let _ = std::fs::remove_file(&socket);
         let lived = started.elapsed();
         let up_now = lived >= HEALTHY;
@@ -263,6 +327,28 @@ mod tests {
         );
         let long = PathBuf::from("/").join("x".repeat(100));
         assert_eq!(socket_path(&long, &node(remote), "0"), None);
+    }
+
+    #[tokio::test]
+    async fn downloads_wait_for_a_connecting_master_only() {
+        let masters =
+            std::sync::Arc::new(SshMasters::new(&[node(RsyncSource::Local("/r".into()))]));
+        let a = "192.168.1.101";
+        let limit = Duration::from_secs(5);
+        assert_eq!(masters.settled(a, limit).await, MasterState::Down);
+        assert_eq!(masters.settled("10.9.9.9", limit).await, MasterState::Down);
+        masters.set(a, MasterState::Connecting);
+        let m = masters.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            m.set(a, MasterState::Up);
+        });
+        assert_eq!(masters.settled(a, limit).await, MasterState::Up);
+        masters.set(a, MasterState::Connecting);
+        let t = Instant::now();
+        let st = masters.settled(a, Duration::from_millis(100)).await;
+        assert_eq!(st, MasterState::Connecting);
+        assert!(t.elapsed() >= Duration::from_millis(100));
     }
 
     #[test]
