@@ -136,9 +136,10 @@ impl FrameClock {
     }
 }
 
-/// Frames handed from the shutter to the renderer that may wait: a few, so a renderer
-/// descheduled for a moment loses nothing, and a stalled one costs no memory.
-const SHUTTER_QUEUE: usize = 4;
+/// Exposures handed from the shutter to the renderer that may wait: a second's worth at
+/// 30 fps, so a renderer starved of CPU for a while catches up instead of losing frames
+/// (an exposure is 16 bytes; pictures are only made once it is taken off the queue).
+const SHUTTER_QUEUE: usize = 32;
 
 /// One frame's exposure: its sensor sequence number and the clock read for it.
 struct Exposure {
