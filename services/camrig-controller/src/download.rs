@@ -19,8 +19,10 @@ use camrig_protocol::naming::TakeFiles;
 use camrig_protocol::take_name::TakeName;
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncReadExt;
+use tokio::sync::mpsc::UnboundedReceiver;
 use tokio::sync::Semaphore;
 
+use crate::download_verifier::{Verified, Verifier};
 use crate::rig::Rig;
 use crate::rsync::{self, SshSetup};
 use crate::take_control::TakeError;
@@ -29,6 +31,12 @@ use crate::views::{DownloadProgress, DownloadsView};
 
 /// How long a download waits for a node to finalise a just-stopped take's manifest.
 const MANIFEST_WAIT: Duration = Duration::from_secs(30);
+/// A just-stopped take is final on the node within a frame or two of its STOP instant: ask
+/// again soon, then back off.
+const MANIFEST_POLL_FIRST: Duration = Duration::from_millis(20);
+const MANIFEST_POLL_MAX: Duration = Duration::from_millis(300);
+/// The longest a download waits for its node's ssh master to finish connecting.
+const MASTER_WAIT: Duration = Duration::from_secs(3);
 /// How often transfer progress is measured and published.
 const PROGRESS_PERIOD: Duration = Duration::from_millis(500);
 
@@ -204,6 +212,7 @@ impl Rig {
         take: &TakeName,
         address: &str,
     ) -> Result<(), String> {
+        let mut timings = Timings::new();
         let _permit = self
             .downloads
             .limit
@@ -223,7 +232,9 @@ impl Rig {
             .by_address(address)
             .ok_or_else(|| format!("node {address} is no longer configured"))?;
 
+        timings.permitted = Some(Instant::now());
         let manifest = self.wait_for_manifest(slot, take).await?;
+        timings.manifest = Some(Instant::now());
         self.store
             .set_files(take_id, address, &manifest.files)
             .map_err(store_err)?;
@@ -273,51 +284,63 @@ impl Rig {
             .map_err(store_err)?;
         self.changed();
 
-        if let Err(reason) = self
-            .run_rsync(take_id, take, address, &staging, &sorted, bytes_already)
+        let mut failed = 0usize;
+        for name in &already {
+            self.record_check(take_id, address, name, &Ok(()), &mut failed)
+                .map_err(store_err)?;
+        }
+        let pending: Vec<FileEntry> = manifest
+            .files
+            .iter()
+            .filter(|f| !already.contains(&f.name.as_str()))
+            .cloned()
+            .collect();
+        let (results_tx, mut results) = tokio::sync::mpsc::unbounded_channel();
+        let verifier = Verifier::start(staging.clone(), sorted.clone(), pending, results_tx)
+            .map_err(|e| format!("cannot watch {}: {e}", staging.display()))?;
+        // A master that is connecting right now is faster to wait for than a second
+        // handshake racing it for the CPU.
+        self.ssh_masters.settled(address, MASTER_WAIT).await;
+        timings.via_master =
+            crate::ssh_master::control_path(&self.config, &slot.config).is_some_and(|p| p.exists());
+        timings.transfer_started = Some(Instant::now());
+        let transfer = self
+            .run_rsync(
+                RsyncJob {
+                    take_id,
+                    take,
+                    address,
+                    staging: &staging,
+                    sorted: &sorted,
+                    bytes_already,
+                },
+                &mut results,
+                &mut failed,
+            )
+            .await;
+        timings.transfer_ended = Some(Instant::now());
+        if transfer.is_ok() {
+            self.downloads
+                .update(take_id, address, |p| p.phase = "verifying".into());
+            self.changed();
+        }
+        let verifier = verifier.finish(transfer.is_ok());
+        while let Some(v) = results.recv().await {
+            self.record_check(take_id, address, &v.name, &v.outcome, &mut failed)
+                .map_err(store_err)?;
+        }
+        let stats = tokio::task::spawn_blocking(move || verifier.join())
             .await
-        {
+            .ok()
+            .and_then(Result::ok)
+            .unwrap_or_default();
+        timings.first_data = stats.first_data;
+        timings.checking = stats.checking;
+        if let Err(reason) = transfer {
             let _ = self
                 .store
                 .set_unverified_files(take_id, address, "failed", Some(&reason));
             return Err(reason);
-        }
-
-        self.downloads
-            .update(take_id, address, |p| p.phase = "verifying".into());
-        self.changed();
-        let mut failed = 0usize;
-        for entry in &manifest.files {
-            let outcome = if already.contains(&entry.name.as_str()) {
-                Ok(())
-            } else {
-                let (staged, dest, entry) = (
-                    staging.join(&entry.name),
-                    sorted.join(&entry.name),
-                    entry.clone(),
-                );
-                tokio::task::spawn_blocking(move || verify_and_sort(&staged, &dest, &entry))
-                    .await
-                    .unwrap_or_else(|e| Err(format!("verification task failed: {e}")))
-            };
-            let (state, reason) = match &outcome {
-                Ok(()) => ("verified", None),
-                Err(r) => ("failed", Some(r.as_str())),
-            };
-            if outcome.is_err() {
-                failed += 1;
-            }
-            self.store
-                .set_file_state(take_id, address, &entry.name, state, reason)
-                .map_err(store_err)?;
-            self.downloads.update(take_id, address, |p| {
-                if outcome.is_ok() {
-                    p.files_verified += 1;
-                } else {
-                    p.files_failed += 1;
-                }
-            });
-            self.changed();
         }
 
         // The manifest itself: the copy must say exactly what the node's API said.
@@ -364,6 +387,36 @@ impl Rig {
         }
         self.downloads
             .update(take_id, address, |p| p.bytes_done = p.bytes_total);
+        timings.log(take, address, bytes_total - bytes_already);
+        Ok(())
+    }
+
+    /// Records one file's verification in the take store and the job's progress.
+    fn record_check(
+        &self,
+        take_id: i64,
+        address: &str,
+        name: &str,
+        outcome: &Result<(), String>,
+        failed: &mut usize,
+    ) -> Result<(), crate::take_store::StoreError> {
+        let (state, reason) = match outcome {
+            Ok(()) => ("verified", None),
+            Err(r) => ("failed", Some(r.as_str())),
+        };
+        if outcome.is_err() {
+            *failed += 1;
+        }
+        self.store
+            .set_file_state(take_id, address, name, state, reason)?;
+        self.downloads.update(take_id, address, |p| {
+            if outcome.is_ok() {
+                p.files_verified += 1;
+            } else {
+                p.files_failed += 1;
+            }
+        });
+        self.changed();
         Ok(())
     }
 
@@ -375,6 +428,7 @@ impl Rig {
         take: &TakeName,
     ) -> Result<TakeManifest, String> {
         let deadline = Instant::now() + MANIFEST_WAIT;
+        let mut pause = MANIFEST_POLL_FIRST;
         loop {
             match slot.client.manifest(take).await {
                 Ok(m) if m.state != ManifestState::Recording => return Ok(m),
@@ -393,23 +447,31 @@ impl Rig {
                     ))
                 }
             }
-            tokio::time::sleep(Duration::from_millis(300)).await;
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(MANIFEST_POLL_MAX);
         }
     }
 
+    /// Runs rsync for one node, recording the verifier's results as they come.
     async fn run_rsync(
         &self,
-        take_id: i64,
-        take: &TakeName,
-        address: &str,
-        staging: &Path,
-        sorted: &Path,
-        bytes_already: u64,
+        job: RsyncJob<'_>,
+        results: &mut UnboundedReceiver<Verified>,
+        failed: &mut usize,
     ) -> Result<(), String> {
+        let RsyncJob {
+            take_id,
+            take,
+            address,
+            staging,
+            sorted,
+            bytes_already,
+        } = job;
         let slot = self
             .fleet
             .by_address(address)
             .ok_or_else(|| format!("node {address} is no longer configured"))?;
+        let control = crate::ssh_master::control_path(&self.config, &slot.config);
         let args = rsync::argv(
             &slot.config.rsync_source,
             take,
@@ -418,6 +480,7 @@ impl Rig {
             &SshSetup {
                 key: &self.config.ssh_key,
                 known_hosts: &self.config.known_hosts,
+                control_path: control.as_deref(),
             },
         );
         tracing::info!(take = %take, node = address, ?args, "rsync");
@@ -436,13 +499,28 @@ impl Rig {
             String::from_utf8_lossy(&buf).into_owned()
         });
         let mut ticker = tokio::time::interval(PROGRESS_PERIOD);
+        // Bytes verified and moved out of staging into their sorted place during this run.
+        let mut sorted_bytes = 0u64;
+        let mut results_open = true;
         let status = loop {
             tokio::select! {
                 status = child.wait() => break status,
+                v = results.recv(), if results_open => match v {
+                    Some(v) => {
+                        if v.outcome.is_ok() {
+                            sorted_bytes += v.bytes;
+                        }
+                        if let Err(e) = self.record_check(take_id, address, &v.name, &v.outcome, failed) {
+                            // rsync is killed on drop; the verifier stops with it.
+                            return Err(e.to_string());
+                        }
+                    }
+                    None => results_open = false,
+                },
                 _ = ticker.tick() => {
-                    let staged = staged_bytes(staging);
+                    let done = bytes_already + sorted_bytes + staged_bytes(staging);
                     self.downloads.update(take_id, address, |p| {
-                        p.bytes_done = (bytes_already + staged).min(p.bytes_total.max(bytes_already + staged));
+                        p.bytes_done = done.min(p.bytes_total.max(done));
                     });
                     self.changed();
                 }
@@ -452,7 +530,7 @@ impl Rig {
         let stderr = stderr_task.await.unwrap_or_default();
         if status.success() {
             self.downloads.update(take_id, address, |p| {
-                p.bytes_done = bytes_already + staged_bytes(staging)
+                p.bytes_done = bytes_already + sorted_bytes + staged_bytes(staging)
             });
             Ok(())
         } else {
@@ -463,6 +541,71 @@ impl Rig {
                 &stderr,
             ))
         }
+    }
+}
+
+/// One node's rsync run.
+struct RsyncJob<'a> {
+    take_id: i64,
+    take: &'a TakeName,
+    address: &'a str,
+    staging: &'a Path,
+    sorted: &'a Path,
+    bytes_already: u64,
+}
+
+/// When each phase of one node's download ended, for the timing line in the log: where a
+/// download's time goes (queue, manifest, connecting, the link itself, checking) is what
+/// decides whether it runs at the link's rate.
+struct Timings {
+    requested: Instant,
+    permitted: Option<Instant>,
+    manifest: Option<Instant>,
+    transfer_started: Option<Instant>,
+    first_data: Option<Instant>,
+    transfer_ended: Option<Instant>,
+    /// Hashing, fsync and linking, mostly overlapped with the transfer.
+    checking: Duration,
+    /// Whether rsync found the node's ssh master connection up.
+    via_master: bool,
+}
+
+impl Timings {
+    fn new() -> Timings {
+        Timings {
+            requested: Instant::now(),
+            permitted: None,
+            manifest: None,
+            transfer_started: None,
+            first_data: None,
+            transfer_ended: None,
+            checking: Duration::ZERO,
+            via_master: false,
+        }
+    }
+
+    fn log(&self, take: &TakeName, address: &str, bytes: u64) {
+        let ms = |from: Option<Instant>, to: Option<Instant>| match (from, to) {
+            (Some(a), Some(b)) => b.saturating_duration_since(a).as_secs_f64() * 1e3,
+            _ => f64::NAN,
+        };
+        let now = Some(Instant::now());
+        let transfer_s = ms(self.transfer_started, self.transfer_ended) / 1e3;
+        tracing::info!(
+            take = %take,
+            node = address,
+            bytes,
+            via_master = self.via_master,
+            queued_ms = ms(Some(self.requested), self.permitted),
+            manifest_ms = ms(self.permitted, self.manifest),
+            connect_ms = ms(self.transfer_started, self.first_data),
+            transfer_ms = ms(self.transfer_started, self.transfer_ended),
+            transfer_mbit_s = bytes as f64 * 8.0 / transfer_s / 1e6,
+            checking_ms = self.checking.as_secs_f64() * 1e3,
+            after_transfer_ms = ms(self.transfer_ended, now),
+            total_ms = ms(Some(self.requested), now),
+            "download timings"
+        );
     }
 }
 
@@ -502,7 +645,7 @@ pub fn sha256_file(path: &Path) -> std::io::Result<String> {
 
 /// Checks a staged file against its manifest entry and links it into its sorted place.
 /// A wrong copy is removed from staging; an existing different sorted file is kept.
-fn verify_and_sort(staged: &Path, dest: &Path, entry: &FileEntry) -> Result<(), String> {
+pub(crate) fn verify_and_sort(staged: &Path, dest: &Path, entry: &FileEntry) -> Result<(), String> {
     if !staged.exists() {
         if dest.exists() {
             // rsync skipped it via --compare-dest: a sorted copy is already there.

@@ -8,7 +8,9 @@
 //! - [`fleet`]: live status and clock of every node; what blocks START.
 //! - [`take_store`]: the SQLite take history.
 //! - [`take_control`]: START, MARK, STOP and the mid-take monitor.
-//! - [`rsync`] and [`download`]: pulling, verifying and sorting recorded files.
+//! - [`rsync`], [`download`] and [`download_verifier`]: pulling, verifying (while the
+//!   transfer goes on) and sorting recorded files; [`ssh_master`] keeps one SSH
+//!   connection per node open so a download starts without a handshake.
 //! - [`node_deletion`]: DELETE FROM NODES, for verified takes only, re-checked first.
 //! - [`api`], [`http_error`], [`views`]: the HTTP surface and its JSON.
 //! - [`status_line`]: the systemd STATUS= line.
@@ -17,12 +19,14 @@ pub mod api;
 pub mod clock_probe;
 pub mod config;
 pub mod download;
+pub mod download_verifier;
 pub mod fleet;
 pub mod http_error;
 pub mod node_client;
 pub mod node_deletion;
 pub mod rig;
 pub mod rsync;
+pub mod ssh_master;
 pub mod status_line;
 pub mod take_control;
 pub mod take_store;
@@ -90,6 +94,12 @@ pub async fn run(
         tasks.spawn(async move {
             r.fleet.probe_clock(i).await;
             "clock probe"
+        });
+        let r = rig.clone();
+        tasks.spawn(async move {
+            let (config, node) = (r.config.clone(), r.fleet.nodes()[i].config.clone());
+            ssh_master::keep(config, node, &r.ssh_masters).await;
+            "ssh master"
         });
     }
     let progress = watchdog::Progress::new();

@@ -9,6 +9,7 @@ use tokio::sync::{broadcast, watch, Mutex};
 use crate::config::Config;
 use crate::download::Downloads;
 use crate::fleet::{Blocker, Fleet};
+use crate::ssh_master::SshMasters;
 use crate::take_store::{node_state, Store, StoreError};
 use crate::views::{NodeDeletionEvent, RigView, TakeView};
 
@@ -17,6 +18,7 @@ pub struct Rig {
     pub store: Store,
     pub fleet: Fleet,
     pub downloads: Downloads,
+    pub ssh_masters: SshMasters,
     /// Serialises START/MARK/STOP and the take monitor: one command at a time.
     pub(crate) command_lock: Mutex<()>,
     /// Serialises DELETE FROM NODES (kept apart from START/STOP: re-hashing is slow).
@@ -30,11 +32,13 @@ impl Rig {
     pub fn new(config: Config, store: Store) -> Arc<Rig> {
         let fleet = Fleet::new(&config);
         let downloads = Downloads::new(config.download_parallelism);
+        let ssh_masters = SshMasters::new(&config.nodes);
         Arc::new(Rig {
             config,
             store,
             fleet,
             downloads,
+            ssh_masters,
             command_lock: Mutex::new(()),
             deletion_lock: Mutex::new(()),
             changes: watch::channel(0).0,

@@ -155,7 +155,9 @@ impl Rig {
             start_at_ns: start_at,
             command_id: command_id.clone(),
         };
+        let fanout = std::time::Instant::now();
         let replies = join_all(nodes.iter().map(|n| n.client.start(&request))).await;
+        let fanout_ms = fanout.elapsed().as_secs_f64() * 1e3;
         let mut failures = Vec::new();
         let mut conflict = false;
         let mut armed = Vec::new();
@@ -178,7 +180,7 @@ impl Rig {
                 }
             }
         }
-        tracing::info!(take = %name, command_id, start_at, armed = armed.len(), failed = failures.len(), "start fanned out");
+        tracing::info!(take = %name, command_id, start_at, armed = armed.len(), failed = failures.len(), fanout_ms, "start fanned out");
 
         if !failures.is_empty() && (!req.allow_partial || armed.is_empty()) {
             let abort = AbortRequest {

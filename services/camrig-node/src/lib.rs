@@ -5,7 +5,8 @@
 //! what a crash interrupted.
 //!
 //! - [`config`]: the TOML config and command-line overrides, validated with key names.
-//! - [`capture`]: the camera backend seam (trait, frame type); [`synthetic_camera`] and
+//! - [`capture`]: the camera backend seam (trait, frame type); [`capture_timing`] wakes
+//!   capture threads on time (real-time priority, absolute sleeps); [`synthetic_camera`] and
 //!   [`test_pattern`] implement it for any PC; `libcamera_camera` (cargo feature
 //!   `libcamera`) for real cameras, with [`libcamera_support`] (selection, clocks, pixel
 //!   conversion) and [`dma_buf`] (CPU access to camera buffers).
@@ -27,6 +28,7 @@
 
 pub mod access_units;
 pub mod capture;
+pub mod capture_timing;
 pub mod clock_health;
 pub mod config;
 pub mod disk_space;

@@ -6,15 +6,25 @@
 //! scheduling latency. Faults for tests: drift (ppm), jitter (extra random delay) and a
 //! dropped frame every N (its sequence number is skipped, as a sensor's would be). Grain
 //! (`synthetic.noise`) gives the footage a real sensor's entropy, hence a real file size.
+//!
+//! Each camera has two threads, as a sensor has a shutter and a readout: the *shutter*
+//! thread sleeps until the frame is due (absolute, real-time priority, see
+//! [`crate::capture_timing`]), reads the clock and hands `(sequence, timestamp)` over; the
+//! *render* thread (normal priority) draws the picture and feeds the sink. The shutter thread
+//! holds a CPU for microseconds, so on a busy machine every node's clock read for a frame
+//! happens before anyone renders or encodes it: the start spread across a rig is wake-up
+//! latency alone, not queueing behind other nodes' picture work. When the renderer falls
+//! behind, the frame is lost (a sequence gap), as when a sensor's buffers run out.
 
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Duration;
 
 use camrig_protocol::now_unix_ns;
 
 use crate::capture::{CameraInfo, CaptureBackend, CaptureError, Frame, FrameSink};
+use crate::capture_timing;
 use crate::config::{CameraConfig, SyntheticConfig};
 use crate::test_pattern::{TestPattern, XorShift};
 
@@ -50,22 +60,36 @@ impl CaptureBackend for SyntheticBackend {
     fn start(&mut self, sink: FrameSink) -> Result<(), CaptureError> {
         self.running.store(true, Ordering::SeqCst);
         for (index, info) in self.cameras.iter().enumerate() {
-            let clock = FrameClock::new(info.fps, self.faults.drift_ppm);
-            let camera = CameraThread {
+            let (tx, rx) = mpsc::sync_channel(SHUTTER_QUEUE);
+            let shutter = Shutter {
+                clock: FrameClock::new(info.fps, self.faults.drift_ppm),
+                jitter_us: self.faults.jitter_us,
+                drop_every: self.faults.drop_every,
+                seed: index as u64 + 1,
+                running: self.running.clone(),
+                tx,
+            };
+            let render = Renderer {
                 index,
                 info: info.clone(),
-                clock,
-                jitter_us: self.faults.jitter_us,
                 noise: self.faults.noise,
-                drop_every: self.faults.drop_every,
-                running: self.running.clone(),
+                rx,
                 sink: sink.clone(),
             };
-            let handle = std::thread::Builder::new()
-                .name(format!("synthetic-cam{}", index + 1))
-                .spawn(move || camera.run())
-                .map_err(CaptureError::Thread)?;
-            self.threads.push(handle);
+            let spawn = |name: String, f: Box<dyn FnOnce() + Send>| {
+                std::thread::Builder::new()
+                    .name(name)
+                    .spawn(f)
+                    .map_err(CaptureError::Thread)
+            };
+            self.threads.push(spawn(
+                format!("synthetic-cam{}", index + 1),
+                Box::new(move || shutter.run()),
+            )?);
+            self.threads.push(spawn(
+                format!("synthetic-draw{}", index + 1),
+                Box::new(move || render.run()),
+            )?);
         }
         Ok(())
     }
@@ -112,55 +136,86 @@ impl FrameClock {
     }
 }
 
-struct CameraThread {
-    index: usize,
-    info: CameraInfo,
-    clock: FrameClock,
-    jitter_us: u64,
-    noise: u8,
-    drop_every: u64,
-    running: Arc<AtomicBool>,
-    sink: FrameSink,
+/// Exposures handed from the shutter to the renderer that may wait: a second's worth at
+/// 30 fps, so a renderer starved of CPU for a while catches up instead of losing frames
+/// (an exposure is 16 bytes; pictures are only made once it is taken off the queue).
+const SHUTTER_QUEUE: usize = 32;
+
+/// One frame's exposure: its sensor sequence number and the clock read for it.
+struct Exposure {
+    sequence: u64,
+    timestamp_ns: i64,
 }
 
-impl CameraThread {
+/// The real-time half: wakes on the grid, reads the clock, hands the reading over.
+struct Shutter {
+    clock: FrameClock,
+    jitter_us: u64,
+    drop_every: u64,
+    seed: u64,
+    running: Arc<AtomicBool>,
+    tx: SyncSender<Exposure>,
+}
+
+impl Shutter {
     fn run(self) {
-        let name = format!("cam{} synthetic", self.index + 1);
-        let mut pattern = TestPattern::new(self.info.width, self.info.height, self.index, &name)
-            .with_noise(self.noise, self.index as u64 + 1);
-        let mut rng = XorShift(0x9E37_79B9_7F4A_7C15 ^ (self.index as u64 + 1));
+        capture_timing::make_capture_thread();
+        let mut rng = XorShift(0x9E37_79B9_7F4A_7C15 ^ self.seed);
         let mut k = self.clock.next_index(now_unix_ns());
         let first = k;
         while self.running.load(Ordering::Relaxed) {
-            let due = self.clock.due(k);
             let jitter = if self.jitter_us > 0 {
                 (rng.next() % (self.jitter_us * 1000)) as i64
             } else {
                 0
             };
-            let now = now_unix_ns();
-            let wait = due + jitter - now;
-            if wait > 0 {
-                std::thread::sleep(Duration::from_nanos(wait as u64));
-            }
-            let ts = now_unix_ns();
+            capture_timing::sleep_until(self.clock.due(k) + jitter, &self.running);
+            let timestamp_ns = now_unix_ns();
             let sequence = k - first;
             let dropped =
                 self.drop_every > 0 && sequence > 0 && sequence.is_multiple_of(self.drop_every);
-            if !dropped {
-                let i420 = pattern.render(sequence, ts);
-                (self.sink)(Frame {
-                    camera: self.index,
+            if !dropped && self.running.load(Ordering::Relaxed) {
+                match self.tx.try_send(Exposure {
                     sequence,
-                    timestamp_ns: ts,
-                    width: self.info.width,
-                    height: self.info.height,
-                    i420,
-                });
+                    timestamp_ns,
+                }) {
+                    // Full: the renderer is behind and this frame is lost (a sequence gap).
+                    Ok(()) | Err(TrySendError::Full(_)) => {}
+                    Err(TrySendError::Disconnected(_)) => return,
+                }
             }
             // A frame we were too late for is lost, as on a sensor: skip to the next slot
             // still ahead so the sequence gap shows it.
             k = (k + 1).max(self.clock.next_index(now_unix_ns()));
+        }
+    }
+}
+
+/// The normal-priority half: draws each exposed frame and delivers it.
+struct Renderer {
+    index: usize,
+    info: CameraInfo,
+    noise: u8,
+    rx: Receiver<Exposure>,
+    sink: FrameSink,
+}
+
+impl Renderer {
+    fn run(self) {
+        let name = format!("cam{} synthetic", self.index + 1);
+        let mut pattern = TestPattern::new(self.info.width, self.info.height, self.index, &name)
+            .with_noise(self.noise, self.index as u64 + 1);
+        // Ends when the shutter thread ends (stop) and drops its sender.
+        for e in self.rx.iter() {
+            let i420 = pattern.render(e.sequence, e.timestamp_ns);
+            (self.sink)(Frame {
+                camera: self.index,
+                sequence: e.sequence,
+                timestamp_ns: e.timestamp_ns,
+                width: self.info.width,
+                height: self.info.height,
+                i420,
+            });
         }
     }
 }

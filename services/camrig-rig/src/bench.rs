@@ -175,6 +175,43 @@ fn spreads(rig: &Rig, names: &[String]) -> Result<Vec<f64>> {
     Ok(out)
 }
 
+/// What the download ratio times, said in the output.
+const DOWNLOAD_MEASURE: &str = "wall time from the DOWNLOAD request to every node's files verified against its manifest (sha256) and sorted; bytes are the manifests' file sizes";
+
+/// The controller's per-node phase timings (`download timings` log lines) logged since
+/// `seen` of them, as `key=value` text.
+fn phase_lines(rig: &Rig, seen: usize) -> Vec<String> {
+    rig.controller_log_lines("download timings")
+        .into_iter()
+        .skip(seen)
+        .map(|l| {
+            let l = strip_ansi(&l);
+            match l.find("download timings") {
+                Some(i) => l[i + "download timings".len()..].trim().to_owned(),
+                None => l,
+            }
+        })
+        .collect()
+}
+
+/// A log line without its terminal colour codes (`ESC [ ... m`).
+fn strip_ansi(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 /// Downloads `take` and returns the wall time from the request to every node verified.
 fn timed_download(rig: &Rig, take: &str) -> Result<Duration> {
     let t = Instant::now();
@@ -260,9 +297,14 @@ fn download_ratio(o: &BenchOptions, log: &mut dyn FnMut(&str)) -> Result<Value> 
     rig.start_controller()?;
     rig.wait_start_ready(Duration::from_secs(60))?;
 
+    let seen = rig.controller_log_lines("download timings").len();
     let parallel = timed_download(&rig, take)?;
     rig.verify_sorted_download(take, &(0..o.download_nodes).collect::<Vec<_>>())?;
     log(&format!("parallel download: {parallel:?}"));
+    let parallel_phases = phase_lines(&rig, seen);
+    for l in &parallel_phases {
+        log(&format!("  {l}"));
+    }
 
     let downloads_seq = rig
         .downloads_dir
@@ -273,8 +315,13 @@ fn download_ratio(o: &BenchOptions, log: &mut dyn FnMut(&str)) -> Result<Value> 
         s.download_parallelism = 1;
     })?;
     rig.wait_start_ready(Duration::from_secs(60))?;
+    let seen = rig.controller_log_lines("download timings").len();
     let sequential = timed_download(&rig, take)?;
     log(&format!("sequential download: {sequential:?}"));
+    let sequential_phases = phase_lines(&rig, seen);
+    for l in &sequential_phases {
+        log(&format!("  {l}"));
+    }
 
     let mbit = |d: Duration| bytes as f64 * 8.0 / d.as_secs_f64() / 1e6;
     Ok(json!({
@@ -288,6 +335,10 @@ fn download_ratio(o: &BenchOptions, log: &mut dyn FnMut(&str)) -> Result<Value> 
         "controller_link_mbit": o.controller_link_mbit,
         "frame": format!("{w}x{h}@{} mjpeg, grain ±{}", o.download_fps, o.download_noise),
         "take_seconds": o.download_take_secs,
+        "parallel_s": round3(parallel.as_secs_f64()),
+        "sequential_s": round3(sequential.as_secs_f64()),
+        "measured": DOWNLOAD_MEASURE,
+        "phases": { "parallel": parallel_phases, "sequential": sequential_phases },
     }))
 }
 
@@ -351,6 +402,14 @@ mod tests {
         assert_eq!(percentile(&[3.0], 99.0), 3.0);
         assert_eq!(percentile(&[1.0, 2.0], 50.0), 1.0);
         assert!(percentile(&[], 50.0).is_nan());
+    }
+
+    #[test]
+    fn colour_codes_are_stripped() {
+        assert_eq!(
+            strip_ansi("\u{1b}[3mtake\u{1b}[0m\u{1b}[2m=\u{1b}[0mx bytes=1"),
+            "take=x bytes=1"
+        );
     }
 
     #[test]

@@ -491,6 +491,17 @@ impl Rig {
             .exec("rsync", &["-a", "--partial", "-e", &e, &src, &dst])
     }
 
+    /// The controller's log lines containing `needle`, oldest first (the log survives
+    /// controller restarts).
+    pub fn controller_log_lines(&self, needle: &str) -> Vec<String> {
+        std::fs::read_to_string(self.controller_dir.join("camrig-controller.log"))
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.contains(needle))
+            .map(str::to_owned)
+            .collect()
+    }
+
     /// The last lines of every service log, for failure reports.
     pub fn log_tails(&self, lines: usize) -> String {
         let mut logs: Vec<PathBuf> = self
