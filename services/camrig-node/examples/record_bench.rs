@@ -87,7 +87,6 @@ fn run(binary: &Path, codec: &str, seconds: u64) -> Value {
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let line = strip_ansi(&line);
             if let Some(rest) = line.split("listen=").nth(1) {
                 let _ = tx.send(rest.split_whitespace().next().unwrap_or("").to_owned());
             }
@@ -187,22 +186,4 @@ fn run(binary: &Path, codec: &str, seconds: u64) -> Value {
         "video_bytes_per_second": (video_bytes as f64 / seconds as f64).round(),
         "stop_reason": m.stop_reason,
     })
-}
-
-/// Removes terminal colour escapes from a log line.
-pub fn strip_ansi(line: &str) -> String {
-    let mut out = String::with_capacity(line.len());
-    let mut chars = line.chars();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' {
-            for c in chars.by_ref() {
-                if c.is_ascii_alphabetic() {
-                    break;
-                }
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
 }

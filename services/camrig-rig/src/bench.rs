@@ -184,32 +184,11 @@ fn phase_lines(rig: &Rig, seen: usize) -> Vec<String> {
     rig.controller_log_lines("download timings")
         .into_iter()
         .skip(seen)
-        .map(|l| {
-            let l = strip_ansi(&l);
-            match l.find("download timings") {
-                Some(i) => l[i + "download timings".len()..].trim().to_owned(),
-                None => l,
-            }
+        .map(|l| match l.find("download timings") {
+            Some(i) => l[i + "download timings".len()..].trim().to_owned(),
+            None => l,
         })
         .collect()
-}
-
-/// A log line without its terminal colour codes (`ESC [ ... m`).
-fn strip_ansi(line: &str) -> String {
-    let mut out = String::with_capacity(line.len());
-    let mut chars = line.chars();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' {
-            for c in chars.by_ref() {
-                if c.is_ascii_alphabetic() {
-                    break;
-                }
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
 }
 
 /// Downloads `take` and returns the wall time from the request to every node verified.
@@ -402,14 +381,6 @@ mod tests {
         assert_eq!(percentile(&[3.0], 99.0), 3.0);
         assert_eq!(percentile(&[1.0, 2.0], 50.0), 1.0);
         assert!(percentile(&[], 50.0).is_nan());
-    }
-
-    #[test]
-    fn colour_codes_are_stripped() {
-        assert_eq!(
-            strip_ansi("\u{1b}[3mtake\u{1b}[0m\u{1b}[2m=\u{1b}[0mx bytes=1"),
-            "take=x bytes=1"
-        );
     }
 
     #[test]

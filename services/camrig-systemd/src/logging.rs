@@ -2,6 +2,8 @@
 //! the journal (`$JOURNAL_STREAM` set), plain stderr otherwise. `RUST_LOG` overrides the
 //! default filter.
 
+use std::io::IsTerminal;
+
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::EnvFilter;
@@ -24,6 +26,12 @@ pub fn init(default_filter: &str) {
     }
     tracing_subscriber::registry()
         .with(filter)
-        .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(std::io::stderr)
+                // Colour codes only on a terminal: log files and the harnesses that read
+                // them (tests, benchmarks) get plain text.
+                .with_ansi(std::io::stderr().is_terminal()),
+        )
         .init();
 }

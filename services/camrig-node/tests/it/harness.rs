@@ -200,7 +200,6 @@ impl Node {
         let logs = self.logs.clone();
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                let line = strip_ansi(&line);
                 if let Some(rest) = line.split("listen=").nth(1) {
                     let addr = rest.split_whitespace().next().unwrap_or("").to_owned();
                     let _ = tx.send(addr);
@@ -420,23 +419,5 @@ pub fn tree(dir: &Path) -> Vec<String> {
     }
     walk(dir, dir, &mut out);
     out.sort();
-    out
-}
-
-/// Removes terminal colour escapes from a log line.
-pub fn strip_ansi(line: &str) -> String {
-    let mut out = String::with_capacity(line.len());
-    let mut chars = line.chars();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' {
-            for c in chars.by_ref() {
-                if c.is_ascii_alphabetic() {
-                    break;
-                }
-            }
-        } else {
-            out.push(c);
-        }
-    }
     out
 }
