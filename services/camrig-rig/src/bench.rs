@@ -288,13 +288,12 @@ fn field_f64(line: &str, key: &str) -> Option<f64> {
     v.split_whitespace().next()?.parse().ok()
 }
 
-/// `fanout_ms` of the controller's `start fanned out` log lines since `seen` of them: the
-/// part of an arm latency spent waiting for the nodes.
-fn fanout_ms(rig: &Rig, seen: usize) -> Vec<f64> {
+/// `key` (`prepare_ms`: checks and the take record; `fanout_ms`: waiting for the nodes) of
+/// the controller's `start fanned out` log lines: its parts of each arm latency.
+fn start_log_ms(rig: &Rig, key: &str) -> Vec<f64> {
     rig.controller_log_lines("start fanned out")
         .iter()
-        .skip(seen)
-        .filter_map(|l| field_f64(l, "fanout_ms"))
+        .filter_map(|l| field_f64(l, key))
         .collect()
 }
 
@@ -470,11 +469,13 @@ pub fn run(o: &BenchOptions, log: &mut dyn FnMut(&str)) -> Result<Value> {
         let steal_before = steal_ticks();
         let (names, arm_spread, marks) = run_takes(&rig, "bench_spread", o.takes, true, log)?;
         let stolen = steal_ticks().zip(steal_before).map(|(a, b)| a - b);
-        let fanout = fanout_ms(&rig, 0);
+        let fanout = start_log_ms(&rig, "fanout_ms");
+        let prepare = start_log_ms(&rig, "prepare_ms");
         let node_arm = node_arm_ms(&rig);
         let s = spreads(&rig, &names, fps)?;
         drop(rig);
         let mut arm_summary = summary(&arm_spread);
+        arm_summary["controller_prepare"] = summary(&prepare);
         arm_summary["controller_fanout"] = summary(&fanout);
         arm_summary["node_arm"] = summary(&node_arm);
         arm.insert(format!("nodes_{}", o.spread_nodes), arm_summary);
@@ -498,7 +499,8 @@ pub fn run(o: &BenchOptions, log: &mut dyn FnMut(&str)) -> Result<Value> {
             let rig = bench_rig(n).build()?;
             let (_, lat, _) = run_takes(&rig, "bench_arm", o.takes, false, log)?;
             let mut arm_summary = summary(&lat);
-            arm_summary["controller_fanout"] = summary(&fanout_ms(&rig, 0));
+            arm_summary["controller_prepare"] = summary(&start_log_ms(&rig, "prepare_ms"));
+            arm_summary["controller_fanout"] = summary(&start_log_ms(&rig, "fanout_ms"));
             arm_summary["node_arm"] = summary(&node_arm_ms(&rig));
             arm.insert(format!("nodes_{n}"), arm_summary);
         }
