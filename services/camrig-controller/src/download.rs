@@ -284,9 +284,9 @@ impl Rig {
             crate::ssh_master::control_path(&self.config, &slot.config).is_some_and(|p| p.exists());
         timings.transfer_started = Some(Instant::now());
         // rsync starts its session on the node while the store records the files (one
-        // synchronous commit): the verifier's results wait in their channel until the rows
-        // they update exist. Done the other way round the commits of four nodes queued up
-        // in front of every transfer (60-180 ms of `ci/rig-bench`'s download).
+        // synchronous commit, where there were two; parallel downloads queue for the
+        // store): the verifier's results wait in their channel until the rows they update
+        // exist, so the bookkeeping overlaps rsync's start instead of delaying it.
         let job = RsyncJob {
             take_id,
             take,
