@@ -302,6 +302,22 @@ mod tests {
     }
 
     #[test]
+    fn a_frame_a_full_queue_refuses_gives_its_buffer_back_at_once() {
+        let (tx, rx) = mpsc::channel();
+        let lender = Lender::new(2, move |n| tx.send(n).map_err(|e| e.0));
+        // The writer's bounded queue, full: `TakeHandle::offer` uses try_send like this.
+        let (queue, _writer) = mpsc::sync_channel(1);
+        queue
+            .try_send(camera_frame(&lender, Layout::Yuv420, 2, 2, vec![0; 6]))
+            .unwrap();
+        let refused = queue.try_send(camera_frame(&lender, Layout::Yuv420, 2, 2, vec![0; 6]));
+        assert!(matches!(refused, Err(mpsc::TrySendError::Full(_))));
+        drop(refused);
+        assert_eq!(rx.try_recv(), Ok(7), "the dropped frame's buffer is back");
+        assert_eq!(lender.out(), 1, "the queued one is still lent");
+    }
+
+    #[test]
     fn pixel_paths_are_counted_per_frame() {
         let (tx, _rx) = mpsc::channel();
         let lender = Lender::new(1, move |n| tx.send(n).map_err(|e| e.0));
