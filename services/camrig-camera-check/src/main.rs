@@ -6,12 +6,14 @@
 //! compares the frame count; on a Pi 4 it checks the H.264 block.
 //!
 //! Sources: `--source pattern` (default) renders the node's test pattern and copies it in as
-//! I420; `--source libcamera` (built with the `libcamera` feature) captures from the first
-//! camera through the node's libcamera backend code, and with `--import dmabuf` hands each
-//! camera buffer's dma-buf to the encoder as it is (`imported`, `copies: 0`), recycling the
-//! camera's request only after the encoder released the buffer; if the device refuses the
-//! import the pictures are copied instead and `input` says why. `--import copy` converts the
-//! camera's pictures to I420 and copies them, today's node path, for comparison.
+//! I420; `--source libcamera` (built with the `libcamera` feature) runs the node's recording
+//! pipeline with the encoder device forced to the one found for `--codec`: the node's libcamera
+//! backend lends each camera buffer into a bounded queue (no copy), and the node's
+//! `V4l2FrameEncoder` imports its dma-buf (`imported`, `copies: 0`; `pixel_paths` are the
+//! counts a take's manifest carries), the buffer going back to the camera only after the
+//! device released it. If the device refuses the import the pictures are copied instead and
+//! `input` says why. (vicodec encodes only FWHT, which the node does not record as a codec of
+//! its own: this tool is how its import path is proven with the kernel's codec.)
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -38,14 +40,6 @@ enum Source {
     Libcamera,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-enum Import {
-    /// Pictures are I420 copied into the encoder's own buffers.
-    Copy,
-    /// Camera buffers are imported by dma-buf (falls back to copy if refused, and says so).
-    Dmabuf,
-}
-
 #[derive(Subcommand)]
 enum Command {
     /// Encode frames on the first encoder for the codec.
@@ -55,8 +49,6 @@ enum Command {
         codec: String,
         #[arg(long, value_enum, default_value = "pattern")]
         source: Source,
-        #[arg(long, value_enum, default_value = "copy")]
-        import: Import,
         /// libcamera: the camera (index, libcamera id or model; default the first).
         #[arg(long)]
         camera: Option<String>,
@@ -91,13 +83,16 @@ struct Tally {
     encoding: Duration,
     timestamps: Vec<i64>,
     sequences: Vec<u64>,
+    /// libcamera: how every picture reached the encoder (the node's take manifest counts).
+    paths: Option<camrig_protocol::manifest::PixelPathCounts>,
+    /// libcamera: frames lost because the queue to the encoder was full.
+    queue_drops: u64,
 }
 
 fn main() -> anyhow::Result<()> {
     let Command::Encode {
         codec,
         source,
-        import,
         camera,
         pixel_format,
         frames,
@@ -112,9 +107,6 @@ fn main() -> anyhow::Result<()> {
         "mjpeg" => &[v4l2_sys::PIX_FMT_MJPEG, v4l2_sys::PIX_FMT_JPEG],
         other => bail!("--codec {other}: use fwht, h264 or mjpeg"),
     };
-    if source == Source::Pattern && import == Import::Dmabuf {
-        bail!("--import dmabuf needs --source libcamera (the test pattern is not in a dma-buf)");
-    }
     let device = v4l2_encoder::find_encoder(coded)
         .with_context(|| format!("no V4L2 memory-to-memory encoder for {codec} under /dev"))?;
     let mut file =
@@ -154,7 +146,6 @@ fn main() -> anyhow::Result<()> {
             pixel_format,
             (width, height),
             frames,
-            import,
             &key_at,
             &mut file,
             &mut tally,
@@ -176,6 +167,8 @@ fn main() -> anyhow::Result<()> {
             "imported": tally.pictures > 0 && tally.imported == tally.pictures,
             "imported_pictures": tally.imported,
             "copies": tally.copies,
+            "pixel_paths": tally.paths,
+            "queue_drops": tally.queue_drops,
             "pictures": tally.pictures,
             "key_pictures": tally.keys,
             "bytes": tally.bytes,
@@ -226,7 +219,6 @@ mod camera {
         _pixel_format: String,
         _size: (u32, u32),
         _frames: u32,
-        _import: Import,
         _key_at: &dyn Fn(u32) -> bool,
         _file: &mut std::fs::File,
         _tally: &mut Tally,
@@ -240,15 +232,27 @@ mod camera {
 #[cfg(feature = "libcamera")]
 mod camera {
     use super::*;
+    use std::sync::mpsc;
+    use std::sync::{Arc, Mutex};
+
+    use camrig_node::capture::{CaptureBackend, Frame, FramePixels};
     use camrig_node::config::{CameraConfig, CameraSource};
+    use camrig_node::encoder::{EncoderSettings, FrameEncoder, HardwareEncoder};
     use camrig_node::libcamera_camera;
-    use camrig_node::v4l2_encoder::{InputPath, V4l2Error};
+    use camrig_node::take_recorder::QUEUE_FRAMES;
+    use camrig_node::v4l2_encoder::V4l2FrameEncoder;
+    use camrig_protocol::manifest::PixelPathCounts;
+    use camrig_protocol::naming::Codec;
 
     /// How long one camera picture may take (vimc under emulation manages about one a second).
     const PICTURE_TIMEOUT: Duration = Duration::from_secs(60);
 
-    /// Captures `frames` pictures from the camera and encodes each as it arrives, importing
-    /// its dma-buf or copying it; returns the camera's description and the input path.
+    /// The node's recording pipeline with the encoder device forced: the node's libcamera
+    /// backend lends its buffers into a bounded queue offered to without waiting (as
+    /// `TakeHandle::offer` does), and the node's `V4l2FrameEncoder` (what a take's writer
+    /// calls on a Pi 4) encodes `frames` of them, importing each camera buffer's dma-buf when
+    /// the device takes it. Returns the camera's description, the input path and the key
+    /// frame mode; `tally` gets the pixel paths.
     #[allow(clippy::too_many_arguments)]
     pub fn encode(
         device: &EncoderDevice,
@@ -256,7 +260,6 @@ mod camera {
         pixel_format: String,
         (width, height): (u32, u32),
         frames: u32,
-        import: Import,
         key_at: &dyn Fn(u32) -> bool,
         file: &mut std::fs::File,
         tally: &mut Tally,
@@ -270,76 +273,94 @@ mod camera {
             pixel_format,
             ..CameraConfig::default()
         };
-        let mut enc: Option<V4l2Encoder> = None;
-        let (mut buf, mut i420) = (Vec::new(), Vec::new());
+        let mut backend = libcamera_camera::open(&config)?;
+        let info = backend.cameras()[0].clone();
+        let (tx, rx) = mpsc::sync_channel::<Frame>(QUEUE_FRAMES);
+        let dropped = Arc::new(Mutex::new(0u64));
+        let sink_dropped = dropped.clone();
+        let tx = Mutex::new(Some(tx));
+        backend.start(Arc::new(move |frame: Frame| {
+            let guard = tx.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(tx) = guard.as_ref() {
+                if let Err(mpsc::TrySendError::Full(_)) = tx.try_send(frame) {
+                    *sink_dropped.lock().unwrap_or_else(|e| e.into_inner()) += 1;
+                }
+            }
+        }))?;
+        // The settings carry rate and quality; the coded format is the device's (FWHT on
+        // vicodec, H.264 or JPEG on a Pi 4).
+        let mut enc = V4l2FrameEncoder::new(
+            device.clone(),
+            EncoderSettings {
+                codec: Codec::H264,
+                mjpeg_quality: 85,
+                h264_bitrate_kbps: 2000,
+                fps: config.fps,
+                hardware: HardwareEncoder::V4l2,
+            },
+        );
+        let mut paths = PixelPathCounts::default();
         let mut layout = None;
-        let info =
-            libcamera_camera::borrow_frames(&config, frames as usize, PICTURE_TIMEOUT, |f| {
-                let began = Instant::now();
-                if enc.is_none() {
-                    let s = settings(f.width, f.height);
-                    let opened = match import {
-                        Import::Dmabuf => {
-                            V4l2Encoder::open_import(device.clone(), s, f.raw_layout())
-                        }
-                        Import::Copy => V4l2Encoder::open(device.clone(), s),
-                    };
-                    enc = Some(opened.map_err(|e| e.to_string())?);
-                    layout = Some((f.layout, f.raw_layout()));
+        let mut buf = Vec::new();
+        let mut result = Ok(());
+        while tally.pictures < frames {
+            let frame = match rx.recv_timeout(PICTURE_TIMEOUT) {
+                Ok(f) => f,
+                Err(_) => {
+                    result = Err(anyhow::anyhow!(
+                        "no picture from the camera within {} s ({} of {frames} so far)",
+                        PICTURE_TIMEOUT.as_secs(),
+                        tally.pictures
+                    ));
+                    break;
                 }
-                let enc = enc.as_mut().expect("opened above");
-                let key = key_at(tally.pictures);
-                buf.clear();
-                let mut imported = None;
-                if *enc.input() == InputPath::DmaBufImport {
-                    match enc.encode_dmabuf(&f.planes, key, &mut buf) {
-                        Ok(k) => imported = Some(k),
-                        Err(V4l2Error::ImportRefused { reason, .. }) => {
-                            buf.clear();
-                            enc.fall_back_to_copy(reason).map_err(|e| e.to_string())?;
-                        }
-                        Err(e) => return Err(e.to_string()),
-                    }
+            };
+            if let FramePixels::Camera(b) = &frame.pixels {
+                layout.get_or_insert((b.layout, b.stride));
+            }
+            let began = Instant::now();
+            buf.clear();
+            let key = key_at(tally.pictures);
+            match enc.encode(&frame, key, &mut buf) {
+                Ok(path) => path.count(&frame, &mut paths),
+                Err(e) => {
+                    result = Err(anyhow::anyhow!("encoding failed: {e}"));
+                    break;
                 }
-                let is_key = match imported {
-                    Some(k) => {
-                        tally.imported += 1;
-                        k
-                    }
-                    None => {
-                        f.to_i420(&mut i420);
-                        tally.copies += 1;
-                        enc.encode_i420(
-                            i420_planes(&i420, f.width, f.height),
-                            f.width,
-                            f.height,
-                            key,
-                            &mut buf,
-                        )
-                        .map_err(|e| e.to_string())?
-                    }
-                };
-                tally.encoding += began.elapsed();
-                tally.add(&buf, is_key);
-                tally.timestamps.push(f.timestamp_ns);
-                tally.sequences.push(f.sequence);
-                file.write_all(&buf)
-                    .map_err(|e| format!("write the stream: {e}"))
-            })?;
+            }
+            tally.encoding += began.elapsed();
+            // vicodec marks every FWHT picture a key frame; what matters is that asked-for
+            // ones are (the node's encoder errs otherwise).
+            tally.add(&buf, key);
+            tally.timestamps.push(frame.timestamp_ns);
+            tally.sequences.push(frame.sequence);
+            // The camera buffer goes back here, after the device released it.
+            drop(frame);
+            file.write_all(&buf).context("write the stream")?;
+        }
+        // Frames still queued give their buffers back as the queue goes; then the camera stops
+        // (waiting for any still lent).
+        drop(rx);
+        backend.stop();
+        result?;
+        tally.imported = paths.imported as u32;
+        tally.copies = paths.copied as u32;
+        tally.paths = Some(paths);
+        tally.queue_drops = *dropped.lock().unwrap_or_else(|e| e.into_inner());
         let input = enc
-            .as_ref()
+            .encoder()
             .map(|e| e.input().describe())
             .unwrap_or_default();
         let key_frames = enc
-            .as_ref()
+            .encoder()
             .map(|e| format!("{:?}", e.key_frames()))
             .unwrap_or_default();
         let (camera_format, v4l2_format, stride) = layout
-            .map(|(l, r)| {
+            .map(|(l, stride)| {
                 (
                     format!("{l:?}"),
-                    v4l2_encoder::fourcc_name(r.fourcc),
-                    r.stride,
+                    v4l2_encoder::fourcc_name(l.v4l2_fourcc()),
+                    stride,
                 )
             })
             .unwrap_or_default();

@@ -11,7 +11,7 @@ use openh264::encoder::{
 use openh264::formats::YUVSlices;
 use openh264::OpenH264API;
 
-use crate::capture::Frame;
+use crate::capture::{Frame, PixelPath};
 
 #[derive(Debug, thiserror::Error)]
 pub enum EncodeError {
@@ -30,8 +30,14 @@ pub enum EncodeError {
 /// Encodes frames one by one into a byte stream that can be concatenated into a file.
 pub trait FrameEncoder: Send {
     /// Appends the encoded frame to `out`. `key` asks for a frame that decodes alone (the
-    /// first of a segment); for H.264 it carries SPS/PPS too.
-    fn encode(&mut self, frame: &Frame, key: bool, out: &mut Vec<u8>) -> Result<(), EncodeError>;
+    /// first of a segment); for H.264 it carries SPS/PPS too. Returns how the frame's pixels
+    /// reached the encoder (imported, read in place, converted, copied).
+    fn encode(
+        &mut self,
+        frame: &Frame,
+        key: bool,
+        out: &mut Vec<u8>,
+    ) -> Result<PixelPath, EncodeError>;
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -71,6 +77,7 @@ pub fn new_encoder(settings: EncoderSettings) -> Result<Box<dyn FrameEncoder>, E
     Ok(match settings.codec {
         Codec::Mjpeg => Box::new(MjpegEncoder {
             quality: settings.mjpeg_quality,
+            scratch: Vec::new(),
         }),
         Codec::H264 => Box::new(SoftH264Encoder::new(settings)?),
     })
@@ -78,11 +85,20 @@ pub fn new_encoder(settings: EncoderSettings) -> Result<Box<dyn FrameEncoder>, E
 
 pub struct MjpegEncoder {
     pub quality: u8,
+    /// Where a camera picture in another format is converted to I420.
+    pub scratch: Vec<u8>,
 }
 
 impl FrameEncoder for MjpegEncoder {
-    fn encode(&mut self, frame: &Frame, _key: bool, out: &mut Vec<u8>) -> Result<(), EncodeError> {
-        encode_jpeg(&I420Image::of(frame), self.quality, out)
+    fn encode(
+        &mut self,
+        frame: &Frame,
+        _key: bool,
+        out: &mut Vec<u8>,
+    ) -> Result<PixelPath, EncodeError> {
+        let pixels = frame.i420(&mut self.scratch);
+        encode_jpeg(&I420Image::of(frame, &pixels), self.quality, out)?;
+        Ok(pixels.path)
     }
 }
 
@@ -110,14 +126,13 @@ pub struct I420Image<'a> {
 }
 
 impl<'a> I420Image<'a> {
-    pub fn of(frame: &'a Frame) -> I420Image<'a> {
-        let (y, u, v) = frame.planes();
+    pub fn of(frame: &Frame, pixels: &'a crate::capture::I420Planes<'_>) -> I420Image<'a> {
         I420Image {
             width: frame.width as usize,
             height: frame.height as usize,
-            y,
-            u,
-            v,
+            y: pixels.y,
+            u: pixels.u,
+            v: pixels.v,
         }
     }
 }
@@ -150,6 +165,7 @@ impl jpeg_encoder::ImageBuffer for I420Image<'_> {
 
 pub struct SoftH264Encoder {
     inner: H264Encoder,
+    scratch: Vec<u8>,
 }
 
 impl SoftH264Encoder {
@@ -169,16 +185,24 @@ impl SoftH264Encoder {
             ))
             .num_threads(1);
         let inner = H264Encoder::with_api_config(OpenH264API::from_source(), config)?;
-        Ok(SoftH264Encoder { inner })
+        Ok(SoftH264Encoder {
+            inner,
+            scratch: Vec::new(),
+        })
     }
 }
 
 impl FrameEncoder for SoftH264Encoder {
-    fn encode(&mut self, frame: &Frame, key: bool, out: &mut Vec<u8>) -> Result<(), EncodeError> {
+    fn encode(
+        &mut self,
+        frame: &Frame,
+        key: bool,
+        out: &mut Vec<u8>,
+    ) -> Result<PixelPath, EncodeError> {
         let w = frame.width as usize;
         let h = frame.height as usize;
-        let (y, u, v) = frame.planes();
-        let src = YUVSlices::new((y, u, v), (w, h), (w, w / 2, w / 2));
+        let pixels = frame.i420(&mut self.scratch);
+        let src = YUVSlices::new((pixels.y, pixels.u, pixels.v), (w, h), (w, w / 2, w / 2));
         if key {
             self.inner.force_intra_frame();
         }
@@ -187,7 +211,7 @@ impl FrameEncoder for SoftH264Encoder {
             return Err(EncodeError::H264Skipped);
         }
         stream.write_vec(out);
-        Ok(())
+        Ok(pixels.path)
     }
 }
 
@@ -203,15 +227,19 @@ mod tests {
             timestamp_ns: 0,
             width: w,
             height: h,
-            i420: p.render(0, 0),
+            pixels: crate::capture::FramePixels::I420(p.render(0, 0)),
         }
     }
 
     #[test]
     fn mjpeg_frames_are_whole_jpegs() {
-        let mut e = MjpegEncoder { quality: 80 };
+        let mut e = MjpegEncoder {
+            quality: 80,
+            scratch: Vec::new(),
+        };
         let mut out = Vec::new();
-        e.encode(&frame(64, 48), true, &mut out).unwrap();
+        let path = e.encode(&frame(64, 48), true, &mut out).unwrap();
+        assert_eq!(path, PixelPath::Memory);
         assert_eq!(&out[..2], &[0xFF, 0xD8]);
         assert_eq!(&out[out.len() - 2..], &[0xFF, 0xD9]);
     }

@@ -9,7 +9,8 @@
 //!   capture threads on time (real-time priority, absolute sleeps); [`synthetic_camera`] and
 //!   [`test_pattern`] implement it for any PC; `libcamera_camera` (cargo feature
 //!   `libcamera`) for real cameras, with [`libcamera_support`] (selection, clocks, pixel
-//!   conversion) and [`dma_buf`] (CPU access to camera buffers).
+//!   conversion), [`dma_buf`] (CPU access to camera buffers) and [`buffer_lease`] (camera
+//!   buffers lent to the frame path, bounded, given back on drop).
 //! - [`encoder`]: MJPEG and software H.264 behind one trait; [`v4l2_encoder`] (on
 //!   [`v4l2_sys`]) is the hardware path (V4L2 memory-to-memory).
 //! - [`frame_selection`]: start/stop windows, segment grid, drop counting, marker mapping.
@@ -27,6 +28,7 @@
 //! - [`disk_space`], [`clock_health`]: free space and the kernel's NTP state.
 
 pub mod access_units;
+pub mod buffer_lease;
 pub mod capture;
 pub mod capture_timing;
 pub mod clock_health;

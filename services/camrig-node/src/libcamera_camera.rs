@@ -9,14 +9,15 @@
 //! [`Frame`]: libcamera's frame sequence (widened to 64 bits; a gap is a drop), the sensor
 //! timestamp mapped to wall clock (FrameWallClock where libcamera reports it, minding its unit
 //! change in 0.5.2; otherwise a paired CLOCK_MONOTONIC/CLOCK_REALTIME reading taken as the
-//! request completes), and the pixels read under DMA-BUF sync straight from the mapped buffer
-//! into the frame's I420 (the one copy the node needs, since the buffer goes straight back to
-//! the camera), then requeues the request.
+//! request completes), and the camera's own buffer *lent* to the frame, no copy
+//! ([`FramePixels::Camera`]): the request goes back to this thread, which requeues it, when
+//! the last clone of the frame is dropped ([`crate::buffer_lease`]). An encoder imports the
+//! buffer's dma-buf or reads it under DMA-BUF sync ([`Frame::i420`]).
 //!
-//! [`borrow_frames`] is the no-copy way in: it lends each completed buffer (its dma-buf planes,
-//! [`BorrowedFrame`]) to a callback on the calling thread and requeues the request only when the
-//! callback has returned, so a V4L2 encoder importing the dma-buf
-//! ([`crate::v4l2_encoder::V4l2Encoder::encode_dmabuf`]) has released it by then.
+//! At most [`lendable`] buffers are out at once, so the camera always has buffers to fill;
+//! a frame that completes while that many are out is dropped at once (requeued, and counted
+//! by the writer as a sequence gap), exactly as a full frame queue would drop it. Stopping
+//! waits for the lent buffers to come back before anything of libcamera is freed.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
@@ -38,13 +39,68 @@ use libcamera::{controls, properties};
 
 use camrig_protocol::UnixNanos;
 
-use crate::capture::{CameraInfo, CaptureBackend, CaptureError, Frame, FrameSink};
+use crate::buffer_lease::{lendable, Lease, Lender};
+use crate::capture::{
+    CameraBuffer, CameraInfo, CameraMemory, CaptureBackend, CaptureError, Frame, FramePixels,
+    FrameSink,
+};
 use crate::config::CameraConfig;
-use crate::dma_buf;
 use crate::libcamera_support::{self as support, ClockPair, Layout, ListedCamera, SequenceWidener};
-use crate::v4l2_encoder::{DmaBufPlane, RawLayout};
+use crate::v4l2_encoder::DmaBufPlane;
 
 type Mapped = MemoryMappedFrameBuffer<FrameBuffer>;
+
+/// Buffers per camera. Six, so that with [`lendable`] four can wait in the frame path (the
+/// writer's queue, the encoder, the preview's latest frame) while two stay with the camera.
+const BUFFERS: u32 = 6;
+/// How long stopping waits for lent buffers to come back before it leaks the camera instead
+/// of freeing it under them (a writer finishing its last frame takes well under this).
+const RETURN_WAIT: Duration = Duration::from_secs(5);
+
+/// What reaches the camera thread: a request libcamera completed, or one the frame path gave
+/// back.
+enum Event {
+    Completed(usize, Request),
+    Returned(usize, Request),
+}
+
+impl Event {
+    fn into_request(self) -> Request {
+        match self {
+            Event::Completed(_, r) | Event::Returned(_, r) => r,
+        }
+    }
+}
+
+/// A lent request and where its mapped planes are.
+struct LentRequest {
+    planes: Vec<(*const u8, usize)>,
+    _lease: Lease<Request>,
+}
+
+// SAFETY: the pointers point into the buffer's mmap, which the request owns (unmapped only
+// when the request is destroyed) and the lease keeps alive while this exists; they are only
+// read, from any thread, and mmap'ed memory is not tied to a thread. A request still lent
+// when its camera stops is leaked, never destroyed, so the mapping outlives every reader.
+#[allow(unsafe_code)]
+unsafe impl Send for LentRequest {}
+#[allow(unsafe_code)]
+unsafe impl Sync for LentRequest {}
+
+impl CameraMemory for LentRequest {
+    fn planes(&self) -> Vec<&[u8]> {
+        self.planes
+            .iter()
+            // SAFETY: see the Send/Sync note: live, read-only mapping of `len` bytes.
+            .map(|&(ptr, len)| {
+                #[allow(unsafe_code)]
+                unsafe {
+                    std::slice::from_raw_parts(ptr, len)
+                }
+            })
+            .collect()
+    }
+}
 
 enum Command {
     Start(FrameSink),
@@ -128,6 +184,9 @@ struct Opened<'d> {
     sequence: SequenceWidener,
     wall_clock_id: Option<u32>,
     model: String,
+    buffers: usize,
+    /// Said once in the log when a frame is dropped for want of a lendable buffer.
+    told_behind: bool,
 }
 
 fn camera_thread(
@@ -159,7 +218,7 @@ fn camera_thread(
         }
     };
 
-    let (done_tx, done_rx) = mpsc::channel::<(usize, Request)>();
+    let (done_tx, done_rx) = mpsc::channel::<Event>();
     let mut opened: Vec<Opened<'_>> = Vec::new();
     let mut allocators = Vec::new();
     for (n, &i) in picked.iter().enumerate() {
@@ -188,11 +247,73 @@ fn camera_thread(
         })
         .collect();
     let _ = opened_tx.send(Ok(infos));
+    let lenders: Vec<Lender<Request>> = opened
+        .iter()
+        .enumerate()
+        .map(|(n, o)| {
+            let back = done_tx.clone();
+            Lender::new(lendable(o.buffers), move |req| {
+                back.send(Event::Returned(n, req))
+                    .map_err(|e| e.0.into_request())
+            })
+        })
+        .collect();
+    drop(done_tx);
 
     let sink = match commands.recv() {
-        Ok(Command::Start(sink)) => sink,
-        Ok(Command::Stop) | Err(_) => return,
+        Ok(Command::Start(sink)) => Some(sink),
+        Ok(Command::Stop) | Err(_) => None,
     };
+    if let Some(sink) = sink {
+        stream(
+            &mut opened,
+            &lenders,
+            &done_rx,
+            &sink,
+            &commands,
+            &stop,
+            version,
+        );
+    }
+    for o in opened.iter_mut() {
+        let _ = o.cam.stop();
+    }
+    // Every lent buffer must be back before a request, camera or allocator is freed.
+    let still_out: usize = lenders.iter().map(|l| l.close(RETURN_WAIT)).sum();
+    // Drop order: requests (the stop's cancelled ones and the returned ones wait in the
+    // channel) and cameras before the allocators and the manager; a request outliving its
+    // camera crashes the process.
+    drop(done_rx);
+    if still_out > 0 {
+        // Something still reads a lent buffer: freeing libcamera under it would be a
+        // use-after-free. Leak it all instead (the process is stopping the camera for good).
+        tracing::error!(
+            buffers = still_out,
+            "lent camera buffers not given back in time: libcamera's objects are leaked, not freed"
+        );
+        std::mem::forget(opened);
+        std::mem::forget(allocators);
+        std::mem::forget(list);
+        std::mem::forget(mgr);
+        return;
+    }
+    drop(opened);
+    drop(allocators);
+    drop(list);
+    drop(mgr);
+}
+
+/// Delivers frames until told to stop: completed requests are lent to the sink, given-back
+/// ones requeued.
+fn stream(
+    opened: &mut [Opened<'_>],
+    lenders: &[Lender<Request>],
+    events: &mpsc::Receiver<Event>,
+    sink: &FrameSink,
+    commands: &mpsc::Receiver<Command>,
+    stop: &AtomicBool,
+    version: (u32, u32, u32),
+) {
     for o in opened.iter_mut() {
         if let Err(e) = o.cam.start(Some(&o.controls)) {
             tracing::error!(camera = %o.model, error = %e, "cannot start the camera");
@@ -204,44 +325,43 @@ fn camera_thread(
             }
         }
     }
-    tracing::info!(cameras = opened.len(), "libcamera streaming");
-
-    let mut i420 = Vec::new();
+    tracing::info!(
+        cameras = opened.len(),
+        buffers = BUFFERS,
+        lendable = lenders.first().map(Lender::limit),
+        "libcamera streaming (camera buffers lent to the encoder, no copy)"
+    );
     while !stop.load(Ordering::SeqCst) {
         if let Ok(Command::Stop) = commands.try_recv() {
             break;
         }
-        let (n, mut req) = match done_rx.recv_timeout(Duration::from_millis(200)) {
-            Ok(r) => r,
+        let (n, req) = match events.recv_timeout(Duration::from_millis(200)) {
+            Ok(Event::Completed(n, req)) => {
+                // Read the clocks as close to completion as possible, for the fallback mapping.
+                let clocks = ClockPair::now();
+                if req.status() != RequestStatus::Complete {
+                    (n, req)
+                } else {
+                    match opened[n].lend(n, req, clocks, version, &lenders[n]) {
+                        Ok(frame) => {
+                            // The request comes back as `Event::Returned` when the frame (and
+                            // every clone of it) is gone.
+                            sink(frame);
+                            continue;
+                        }
+                        Err(req) => (n, req),
+                    }
+                }
+            }
+            Ok(Event::Returned(n, req)) => (n, req),
             Err(mpsc::RecvTimeoutError::Timeout) => continue,
             Err(mpsc::RecvTimeoutError::Disconnected) => break,
         };
-        // Read the clocks as close to completion as possible, for the fallback mapping.
-        let clocks = ClockPair::now();
-        let o = &mut opened[n];
-        if req.status() == RequestStatus::Complete {
-            if let Some(frame) = o.frame(n, &req, clocks, version, &mut i420) {
-                sink(frame);
-            }
-        }
-        req.reuse(ReuseFlag::REUSE_BUFFERS);
         if stop.load(Ordering::SeqCst) {
             break;
         }
-        if let Err((_, e)) = o.cam.queue_request(req) {
-            tracing::warn!(camera = %o.model, error = %e, "cannot requeue a request");
-        }
+        opened[n].requeue(req);
     }
-    for o in opened.iter_mut() {
-        let _ = o.cam.stop();
-    }
-    // Drop order: requests (the stop's cancelled ones wait in the channel) and cameras before
-    // the allocators and the manager; a request outliving its camera crashes the process.
-    drop(done_rx);
-    drop(opened);
-    drop(allocators);
-    drop(list);
-    drop(mgr);
 }
 
 /// Every camera libcamera lists, with its model.
@@ -259,136 +379,12 @@ fn list_cameras(list: &libcamera::camera_manager::CameraList<'_>) -> Vec<ListedC
         .collect()
 }
 
-/// One completed camera buffer lent to [`borrow_frames`]'s callback, still owned by its
-/// libcamera request: its dma-buf planes as libcamera allocated them (to import into an
-/// encoder) and, for the copy path, a CPU reading of the picture.
-pub struct BorrowedFrame<'a> {
-    pub sequence: u64,
-    pub timestamp_ns: UnixNanos,
-    pub width: u32,
-    pub height: u32,
-    /// Bytes per line of the first plane.
-    pub stride: u32,
-    pub layout: Layout,
-    pub planes: Vec<DmaBufPlane>,
-    buffer: &'a Mapped,
-}
-
-impl BorrowedFrame<'_> {
-    /// The buffer's layout in V4L2 terms, what an importing encoder is set up with.
-    pub fn raw_layout(&self) -> RawLayout {
-        RawLayout {
-            fourcc: self.layout.v4l2_fourcc(),
-            width: self.width,
-            height: self.height,
-            stride: self.stride,
-        }
-    }
-
-    /// The picture as tightly packed I420 in `out`, read under DMA-BUF sync (the copy path).
-    pub fn to_i420(&self, out: &mut Vec<u8>) {
-        let _access = dma_buf::ReadAccess::begin(self.planes.iter().map(|p| p.fd));
-        let data = self.buffer.data();
-        support::to_i420(
-            self.layout,
-            &data,
-            self.stride as usize,
-            self.width as usize,
-            self.height as usize,
-            out,
-        );
-    }
-}
-
-/// Streams the first configured camera (`config.select`, else camera 0) until `frames`
-/// pictures have been handed to `each`, one at a time on the calling thread; each buffer goes
-/// back to the camera only when `each` has returned, so a consumer that reads it in place (a
-/// V4L2 encoder importing the dma-buf) is done with it by then. For checks and benchmarks
-/// (`camrig-camera-check`); the node's recording path is [`open`]. A picture that takes more
-/// than `timeout` is an error, as is any error `each` returns.
-pub fn borrow_frames(
-    config: &CameraConfig,
-    frames: usize,
-    timeout: Duration,
-    mut each: impl FnMut(&BorrowedFrame<'_>) -> Result<(), String>,
-) -> Result<CameraInfo, CaptureError> {
-    let fail = CaptureError::Camera;
-    let mgr = CameraManager::new()
-        .map_err(|e| fail(format!("cannot start libcamera's camera manager: {e}")))?;
-    let version = support::parse_version(mgr.version()).unwrap_or((0, 0, 0));
-    let list = mgr.cameras();
-    let listed = list_cameras(&list);
-    let picked = support::select(&listed, &config.select, 1).map_err(|e| fail(e.to_string()))?;
-    let i = picked[0];
-    let cam = list
-        .get(i)
-        .ok_or_else(|| fail(format!("camera {i} disappeared")))?;
-    let (done_tx, done_rx) = mpsc::channel::<(usize, Request)>();
-    let opened = open_one(&cam, config, &listed[i], 0, done_tx);
-    // The acquired camera holds its own reference: this one must not outlive the manager.
-    drop(cam);
-    let (mut o, alloc) =
-        opened.map_err(|e| fail(format!("camera {i} ({}): {e}", listed[i].model)))?;
-    let info = CameraInfo {
-        model: o.model.clone(),
-        width: o.width,
-        height: o.height,
-        fps: config.fps,
-    };
-    let mut result = o
-        .cam
-        .start(Some(&o.controls))
-        .map_err(|e| fail(format!("cannot start the camera: {e}")));
-    if result.is_ok() {
-        for req in o.requests.drain(..) {
-            if let Err((_, e)) = o.cam.queue_request(req) {
-                result = Err(fail(format!("cannot queue a request: {e}")));
-            }
-        }
-    }
-    let mut got = 0;
-    while result.is_ok() && got < frames {
-        let mut req = match done_rx.recv_timeout(timeout) {
-            Ok((_, r)) => r,
-            Err(_) => {
-                result = Err(fail(format!(
-                    "no picture from the camera within {} s ({got} of {frames} so far)",
-                    timeout.as_secs()
-                )));
-                break;
-            }
-        };
-        let clocks = ClockPair::now();
-        if req.status() == RequestStatus::Complete {
-            if let Some(frame) = o.borrowed(&req, clocks, version) {
-                if let Err(e) = each(&frame) {
-                    result = Err(fail(e));
-                    break;
-                }
-                got += 1;
-            }
-        }
-        req.reuse(ReuseFlag::REUSE_BUFFERS);
-        if let Err((_, e)) = o.cam.queue_request(req) {
-            result = Err(fail(format!("cannot requeue a request: {e}")));
-        }
-    }
-    let _ = o.cam.stop();
-    // Requests cancelled by the stop wait in the channel: gone before the camera.
-    drop(done_rx);
-    drop(o);
-    drop(alloc);
-    drop(list);
-    drop(mgr);
-    result.map(|()| info)
-}
-
 fn open_one<'d>(
     cam: &libcamera::camera::Camera<'d>,
     config: &CameraConfig,
     listed: &ListedCamera,
     n: usize,
-    done: mpsc::Sender<(usize, Request)>,
+    done: mpsc::Sender<Event>,
 ) -> Result<(Opened<'d>, FrameBufferAllocator), String> {
     let mut cam = cam
         .acquire()
@@ -425,7 +421,7 @@ fn open_one<'d>(
         let mut cfg = cfgs.get_mut(0).ok_or("no stream configuration")?;
         cfg.set_pixel_format(format);
         cfg.set_size(Size::new(config.width, config.height));
-        cfg.set_buffer_count(4);
+        cfg.set_buffer_count(BUFFERS);
     }
     match cfgs.validate() {
         CameraConfigurationStatus::Valid => {}
@@ -461,11 +457,12 @@ fn open_one<'d>(
         .ok_or("configured stream missing")?;
 
     let mut alloc = FrameBufferAllocator::new(&cam);
-    let buffers = alloc
+    let buffers_list = alloc
         .alloc(&stream)
         .map_err(|e| format!("cannot allocate buffers: {e}"))?;
     let mut requests = Vec::new();
-    for (i, buf) in buffers.into_iter().enumerate() {
+    let buffers = buffers_list.len();
+    for (i, buf) in buffers_list.into_iter().enumerate() {
         let mapped =
             MemoryMappedFrameBuffer::new(buf).map_err(|e| format!("cannot map a buffer: {e:?}"))?;
         let mut req = cam
@@ -476,7 +473,7 @@ fn open_one<'d>(
         requests.push(req);
     }
     cam.on_request_completed(move |req| {
-        let _ = done.send((n, req));
+        let _ = done.send(Event::Completed(n, req));
     });
 
     // Start controls: frame rate, and exposure/gain when set. Only what the camera lists is
@@ -528,6 +525,8 @@ fn open_one<'d>(
             sequence: SequenceWidener::default(),
             wall_clock_id: None,
             model: listed.model.clone(),
+            buffers,
+            told_behind: false,
         },
         alloc,
     ))
@@ -569,72 +568,75 @@ impl Opened<'_> {
         Some((sequence, timestamp_ns))
     }
 
-    /// The completed request's buffer lent as it is (no copy), or None if it has no picture.
-    fn borrowed<'r>(
-        &mut self,
-        req: &'r Request,
-        clocks: ClockPair,
-        version: (u32, u32, u32),
-    ) -> Option<BorrowedFrame<'r>> {
-        let buf: &Mapped = req.buffer(&self.stream)?;
-        let (sequence, timestamp_ns) = self.stamp(req, buf, clocks, version)?;
-        let list = buf.planes();
-        let planes = (0..list.len())
-            .filter_map(|i| list.get(i))
-            .map(|p| DmaBufPlane {
-                fd: p.fd(),
-                offset: p.offset().unwrap_or(0) as u32,
-                length: p.len() as u32,
-            })
-            .collect();
-        Some(BorrowedFrame {
-            sequence,
-            timestamp_ns,
-            width: self.width,
-            height: self.height,
-            stride: self.stride as u32,
-            layout: self.layout,
-            planes,
-            buffer: buf,
-        })
-    }
-
-    /// The completed request as a node frame, or None (logged) if it carries no picture.
-    fn frame(
+    /// The completed request's buffer lent to a frame as it is (no copy), or the request
+    /// back when it has no picture or [`lendable`] buffers are already out (the frame is
+    /// dropped; the writer counts the sequence gap).
+    fn lend(
         &mut self,
         camera: usize,
-        req: &Request,
+        req: Request,
         clocks: ClockPair,
         version: (u32, u32, u32),
-        i420: &mut Vec<u8>,
-    ) -> Option<Frame> {
-        let buf: &Mapped = req.buffer(&self.stream)?;
-        let (sequence, timestamp_ns) = self.stamp(req, buf, clocks, version)?;
-
-        let planes = buf.planes();
-        let fds: Vec<i32> = (0..planes.len())
-            .filter_map(|i| planes.get(i).map(|p| p.fd()))
-            .collect();
-        {
-            let _access = dma_buf::ReadAccess::begin(fds);
-            let data = buf.data();
-            support::to_i420(
-                self.layout,
-                &data,
-                self.stride,
-                self.width as usize,
-                self.height as usize,
-                i420,
-            );
-        }
-        Some(Frame {
+        lender: &Lender<Request>,
+    ) -> Result<Frame, Request> {
+        let (sequence, timestamp_ns, planes, data) = {
+            let Some(buf) = req.buffer::<Mapped>(&self.stream) else {
+                return Err(req);
+            };
+            let Some((sequence, timestamp_ns)) = self.stamp(&req, buf, clocks, version) else {
+                return Err(req);
+            };
+            let list = buf.planes();
+            let planes: Vec<DmaBufPlane> = (0..list.len())
+                .filter_map(|i| list.get(i))
+                .map(|p| DmaBufPlane {
+                    fd: p.fd(),
+                    offset: p.offset().unwrap_or(0) as u32,
+                    length: p.len() as u32,
+                })
+                .collect();
+            let data: Vec<(*const u8, usize)> =
+                buf.data().iter().map(|d| (d.as_ptr(), d.len())).collect();
+            (sequence, timestamp_ns, planes, data)
+        };
+        let lease = match lender.lend(req) {
+            Ok(lease) => lease,
+            Err(req) => {
+                if !self.told_behind {
+                    self.told_behind = true;
+                    tracing::warn!(
+                        camera = %self.model,
+                        lent = lender.out(),
+                        "encoder behind: every lendable camera buffer is waiting in the frame path, frames are dropped (and counted)"
+                    );
+                }
+                return Err(req);
+            }
+        };
+        Ok(Frame {
             camera,
             sequence,
             timestamp_ns,
             width: self.width,
             height: self.height,
-            i420: Arc::new(std::mem::take(i420)),
+            pixels: FramePixels::Camera(Arc::new(CameraBuffer {
+                layout: self.layout,
+                stride: self.stride as u32,
+                planes,
+                memory: Box::new(LentRequest {
+                    planes: data,
+                    _lease: lease,
+                }),
+            })),
         })
+    }
+
+    /// Hands a request back to the camera for its next picture.
+    fn requeue(&mut self, mut req: Request) {
+        req.reuse(ReuseFlag::REUSE_BUFFERS);
+        if let Err((_, e)) = self.cam.queue_request(req) {
+            tracing::warn!(camera = %self.model, error = %e, "cannot requeue a request");
+        }
     }
 }
 

@@ -317,6 +317,36 @@ pub fn to_i420(
     }
 }
 
+/// The I420 planes of a camera buffer that already is tightly packed I420 (`YUV420` with
+/// lines exactly `width` bytes, as one buffer or three planes), borrowed in place; None when
+/// the buffer needs converting (another format, padded lines, or too short).
+pub fn i420_in_place<'a>(
+    layout: Layout,
+    planes: &[&'a [u8]],
+    stride: usize,
+    width: usize,
+    height: usize,
+) -> Option<(&'a [u8], &'a [u8], &'a [u8])> {
+    if layout != Layout::Yuv420 || stride != width {
+        return None;
+    }
+    let (y_len, c_len) = (width * height, (width / 2) * (height / 2));
+    if planes.len() >= 3 {
+        let (y, u, v) = (planes[0], planes[1], planes[2]);
+        return (y.len() >= y_len && u.len() >= c_len && v.len() >= c_len)
+            .then(|| (&y[..y_len], &u[..c_len], &v[..c_len]));
+    }
+    let p = *planes.first()?;
+    if p.len() < y_len + 2 * c_len {
+        return None;
+    }
+    Some((
+        &p[..y_len],
+        &p[y_len..y_len + c_len],
+        &p[y_len + c_len..y_len + 2 * c_len],
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -475,5 +505,27 @@ mod tests {
         let yuyv = [1, 5, 2, 6, 3, 7, 4, 8];
         to_i420(Layout::Yuyv, &[&yuyv], 4, 2, 2, &mut out);
         assert_eq!(out, [1, 2, 3, 4, 5, 6]);
+    }
+
+    #[test]
+    fn tight_yuv420_is_read_in_place_and_anything_else_is_converted() {
+        // 4x2: Y 8 bytes, U 2, V 2.
+        let buf: Vec<u8> = (0..12).collect();
+        let (y, u, v) = i420_in_place(Layout::Yuv420, &[&buf], 4, 4, 2).unwrap();
+        assert_eq!((y, u, v), (&buf[..8], &buf[8..10], &buf[10..12]));
+        let (y, u, v) = i420_in_place(
+            Layout::Yuv420,
+            &[&buf[..8], &buf[8..10], &buf[10..]],
+            4,
+            4,
+            2,
+        )
+        .unwrap();
+        assert_eq!((y.len(), u, v), (8, &buf[8..10], &buf[10..12]));
+        // Padded lines, other formats and short buffers are not I420 as they are.
+        assert_eq!(i420_in_place(Layout::Yuv420, &[&buf], 6, 4, 2), None);
+        assert_eq!(i420_in_place(Layout::Nv12, &[&buf], 4, 4, 2), None);
+        assert_eq!(i420_in_place(Layout::Yuv420, &[&buf[..11]], 4, 4, 2), None);
+        assert_eq!(i420_in_place(Layout::Yuv420, &[], 4, 4, 2), None);
     }
 }

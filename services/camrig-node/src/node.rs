@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::net::IpAddr;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::{Duration, Instant};
 
@@ -80,6 +80,9 @@ pub struct Node {
     /// Commands run one at a time: two STARTs racing must not both find the node idle.
     command_lock: Mutex<()>,
     progress: Progress,
+    /// Set before the cameras stop: frames are no longer kept, so every lent camera buffer
+    /// goes back (the backend waits for them before it frees anything).
+    releasing_frames: AtomicBool,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -100,6 +103,9 @@ impl Node {
 
     /// Called on the capture threads for every frame: must not block.
     fn on_frame(&self, frame: Frame) {
+        if self.releasing_frames.load(Ordering::SeqCst) {
+            return;
+        }
         self.progress.tick();
         if let Some(s) = self.stats.get(frame.camera) {
             s.frames.fetch_add(1, Ordering::Relaxed);
@@ -109,6 +115,15 @@ impl Node {
         }
         if let Some(s) = self.stats.get(frame.camera) {
             *lock(&s.latest) = Some(frame);
+        }
+    }
+
+    /// Stops keeping frames (the preview's latest ones included) so that the camera gets
+    /// every lent buffer back before it stops.
+    fn release_frames(&self) {
+        self.releasing_frames.store(true, Ordering::SeqCst);
+        for s in &self.stats {
+            lock(&s.latest).take();
         }
     }
 
@@ -527,6 +542,7 @@ pub async fn run(
         }),
         command_lock: Mutex::new(()),
         progress: Progress::new(),
+        releasing_frames: AtomicBool::new(false),
         config,
     });
     if let Some(b) = backend.as_mut() {
@@ -567,6 +583,7 @@ pub async fn run(
         .await;
     status_task.abort();
     watchdog_task.abort();
+    node.release_frames();
     if let Some(mut b) = backend {
         tokio::task::spawn_blocking(move || b.stop()).await.ok();
     }

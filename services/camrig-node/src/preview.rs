@@ -13,7 +13,9 @@ pub fn jpeg(frame: &Frame) -> Result<Vec<u8>, EncodeError> {
     // Even output sizes keep the 4:2:0 chroma planes exact.
     let ow = ((w / factor) & !1).max(2);
     let oh = ((h / factor) & !1).max(2);
-    let (y, u, v) = frame.planes();
+    let mut scratch = Vec::new();
+    let pixels = frame.i420(&mut scratch);
+    let (y, u, v) = (pixels.y, pixels.u, pixels.v);
     let mut oy = Vec::with_capacity(ow * oh);
     for r in 0..oh {
         for c in 0..ow {
@@ -58,7 +60,7 @@ mod tests {
             timestamp_ns: 0,
             width: 1280,
             height: 720,
-            i420: p.render(0, 0),
+            pixels: crate::capture::FramePixels::I420(p.render(0, 0)),
         };
         let j = jpeg(&f).unwrap();
         assert_eq!(&j[..2], &[0xFF, 0xD8]);

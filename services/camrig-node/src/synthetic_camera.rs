@@ -23,7 +23,7 @@ use std::thread::JoinHandle;
 
 use camrig_protocol::now_unix_ns;
 
-use crate::capture::{CameraInfo, CaptureBackend, CaptureError, Frame, FrameSink};
+use crate::capture::{CameraInfo, CaptureBackend, CaptureError, Frame, FramePixels, FrameSink};
 use crate::capture_timing;
 use crate::config::{CameraConfig, SyntheticConfig};
 use crate::test_pattern::{TestPattern, XorShift};
@@ -214,7 +214,7 @@ impl Renderer {
                 timestamp_ns: e.timestamp_ns,
                 width: self.info.width,
                 height: self.info.height,
-                i420,
+                pixels: FramePixels::I420(i420),
             });
         }
     }

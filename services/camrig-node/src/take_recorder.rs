@@ -30,7 +30,7 @@ use crate::segment_writer::{write_atomic, ClosedSegment, SegmentNames, SegmentWr
 use crate::{clock_health, disk_space, markers};
 
 /// Frames a camera may have waiting for its encoder before new ones are dropped.
-const QUEUE_FRAMES: usize = 8;
+pub const QUEUE_FRAMES: usize = 8;
 /// A recording camera silent this long ends the take (`camera_failed`)...
 const CAMERA_SILENCE: Duration = Duration::from_secs(3);
 /// ...or this many frame periods, if longer: a camera set to a low rate (or one with no
@@ -186,6 +186,7 @@ impl TakeBook {
                     first_frame_ns: None,
                     last_frame_ns: None,
                     segments: Vec::new(),
+                    pixel_paths: Default::default(),
                 })
                 .collect(),
             markers: Vec::new(),
@@ -658,28 +659,35 @@ impl CameraWriter {
         }
         st.out.clear();
         let encoder = st.encoder.as_mut().expect("created above");
-        if let Err(e) = encoder.encode(frame, key, &mut st.out) {
-            // The frame is lost, not hidden: count it and carry on with the next one.
-            tracing::warn!(camera = self.index + 1, error = %e, "frame not encoded");
-            lock(&self.book).manifest.cameras[self.index].drops += 1;
-            if key {
-                // The segment must start on a key frame: ask again with the next frame.
-                let open = st.open.take().expect("opened above");
-                if open.writer.frames() == 0 {
-                    self.close(open);
-                } else {
-                    st.open = Some(open);
+        let path = match encoder.encode(frame, key, &mut st.out) {
+            Ok(path) => path,
+            Err(e) => {
+                // The frame is lost, not hidden: count it and carry on with the next one.
+                tracing::warn!(camera = self.index + 1, error = %e, "frame not encoded");
+                lock(&self.book).manifest.cameras[self.index].drops += 1;
+                if key {
+                    // The segment must start on a key frame: ask again with the next frame.
+                    let open = st.open.take().expect("opened above");
+                    if open.writer.frames() == 0 {
+                        self.close(open);
+                    } else {
+                        st.open = Some(open);
+                    }
                 }
+                return Ok(());
             }
-            return Ok(());
-        }
+        };
         let open = st.open.as_mut().expect("opened above");
         if let Err(e) = open.writer.write_frame(&st.out, frame.timestamp_ns) {
             self.problem(write_failed_problem(open.index, &e));
             return Err(io_reason(&e));
         }
         st.kept += 1;
-        lock(&self.book).frame_kept(self.index, frame.timestamp_ns, segment, lost);
+        {
+            let mut book = lock(&self.book);
+            path.count(frame, &mut book.manifest.cameras[self.index].pixel_paths);
+            book.frame_kept(self.index, frame.timestamp_ns, segment, lost);
+        }
         if let Err(e) = open.writer.sync_if_due() {
             self.problem(format!("fsync failed: {e}"));
             return Err(io_reason(&e));

@@ -27,7 +27,7 @@ use std::path::{Path, PathBuf};
 
 use camrig_protocol::naming::Codec;
 
-use crate::capture::Frame;
+use crate::capture::{Frame, FramePixels, PixelPath};
 use crate::encoder::{EncodeError, EncoderSettings, FrameEncoder};
 use crate::v4l2_sys as sys;
 
@@ -851,12 +851,15 @@ fn queue_capture(fd: BorrowedFd<'_>, path: &Path, index: u32) -> Result<(), V4l2
 }
 
 /// The node's [`FrameEncoder`] on a V4L2 device: opened at the first frame (which gives the
-/// size), so a take on a machine without the device fails at its first frame with a clear
-/// reason rather than at start.
+/// size, and whether pictures come as camera buffers), so a take on a machine without the
+/// device fails at its first frame with a clear reason rather than at start. A camera's lent
+/// buffer is imported by dma-buf when the device takes it (no copy); a refusal falls back to
+/// copying, said once in the log, and every frame's [`PixelPath`] tells the take which way.
 pub struct V4l2FrameEncoder {
     device: EncoderDevice,
     settings: EncoderSettings,
     open: Option<V4l2Encoder>,
+    scratch: Vec<u8>,
 }
 
 impl V4l2FrameEncoder {
@@ -865,34 +868,93 @@ impl V4l2FrameEncoder {
             device,
             settings,
             open: None,
+            scratch: Vec::new(),
         }
+    }
+
+    /// The device and how pictures reach it (once the first frame opened it).
+    pub fn encoder(&self) -> Option<&V4l2Encoder> {
+        self.open.as_ref()
     }
 }
 
 impl FrameEncoder for V4l2FrameEncoder {
-    fn encode(&mut self, frame: &Frame, key: bool, out: &mut Vec<u8>) -> Result<(), EncodeError> {
+    fn encode(
+        &mut self,
+        frame: &Frame,
+        key: bool,
+        out: &mut Vec<u8>,
+    ) -> Result<PixelPath, EncodeError> {
         if self.open.is_none() {
-            // The node's frames reach the encoder as I420 through its bounded frame queue
-            // (one conversion out of the camera buffer, which goes straight back to the
-            // camera), so the node copies; the import path is `open_import`/`encode_dmabuf`.
-            self.open = Some(V4l2Encoder::open_copy(
-                self.device.clone(),
-                V4l2Settings {
-                    width: frame.width,
-                    height: frame.height,
-                    fps: self.settings.fps,
-                    bitrate_kbps: self.settings.h264_bitrate_kbps,
-                    jpeg_quality: self.settings.mjpeg_quality,
-                },
-                "the node's frame queue carries I420 frames, not camera buffers".into(),
-            )?);
+            let s = V4l2Settings {
+                width: frame.width,
+                height: frame.height,
+                fps: self.settings.fps,
+                bitrate_kbps: self.settings.h264_bitrate_kbps,
+                jpeg_quality: self.settings.mjpeg_quality,
+            };
+            let device = self.device.clone();
+            self.open = Some(match &frame.pixels {
+                FramePixels::Camera(buf) => V4l2Encoder::open_import(
+                    device,
+                    s,
+                    RawLayout {
+                        fourcc: buf.layout.v4l2_fourcc(),
+                        width: frame.width,
+                        height: frame.height,
+                        stride: buf.stride,
+                    },
+                )?,
+                FramePixels::I420(_) => V4l2Encoder::open_copy(
+                    device,
+                    s,
+                    "frames are pictures in memory (synthetic camera)".into(),
+                )?,
+            });
         }
         let enc = self.open.as_mut().expect("opened above");
-        let got_key = enc.encode_i420(frame.planes(), frame.width, frame.height, key, out)?;
+        let (got_key, path) = match &frame.pixels {
+            FramePixels::Camera(buf) if *enc.input() == InputPath::DmaBufImport => {
+                match enc.encode_dmabuf(&buf.planes, key, out) {
+                    Ok(k) => (k, PixelPath::Imported),
+                    Err(V4l2Error::ImportRefused { reason, .. }) => {
+                        out.clear();
+                        enc.fall_back_to_copy(reason)?;
+                        let pixels = frame.i420(&mut self.scratch);
+                        let k = enc.encode_i420(
+                            (pixels.y, pixels.u, pixels.v),
+                            frame.width,
+                            frame.height,
+                            key,
+                            out,
+                        )?;
+                        (k, PixelPath::Copied)
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            _ => {
+                let pixels = frame.i420(&mut self.scratch);
+                let k = enc.encode_i420(
+                    (pixels.y, pixels.u, pixels.v),
+                    frame.width,
+                    frame.height,
+                    key,
+                    out,
+                )?;
+                // Into the device's own buffers: a copy, whether the picture came from memory
+                // or from a camera buffer the device would not import.
+                let path = match pixels.path {
+                    PixelPath::Memory => PixelPath::Memory,
+                    _ => PixelPath::Copied,
+                };
+                (k, path)
+            }
+        };
         if key && !got_key {
             return Err(EncodeError::NotKey);
         }
-        Ok(())
+        Ok(path)
     }
 }
 

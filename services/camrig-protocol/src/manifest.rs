@@ -79,6 +79,27 @@ pub struct CameraRecord {
     pub first_frame_ns: Option<UnixNanos>,
     pub last_frame_ns: Option<UnixNanos>,
     pub segments: Vec<SegmentRecord>,
+    /// How the kept frames' pixels reached the encoder (absent in manifests before it).
+    #[serde(default)]
+    pub pixel_paths: PixelPathCounts,
+}
+
+/// Per camera and take: how many kept frames reached the encoder each way. A camera's own
+/// buffer is *borrowed* (lent to the encoder, no copy) and then either *imported* (a hardware
+/// encoder read its dma-buf), read *in place* (a software encoder read the mapped buffer) or
+/// *converted* (a software encoder needed another pixel format, e.g. BGR888 to I420: a needed
+/// pass, not a copy); *copied* counts frames copied whole into other memory (a hardware
+/// encoder refusing the camera's buffer), *memory* frames that never were in a camera buffer
+/// (the synthetic camera).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct PixelPathCounts {
+    pub borrowed: u64,
+    pub imported: u64,
+    pub in_place: u64,
+    pub converted: u64,
+    pub copied: u64,
+    pub memory: u64,
 }
 
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]

@@ -83,6 +83,13 @@ fn scheduled_take(codec: &str, cameras: usize) {
         // upper bound.
         let span = ((cam.last_frame_ns.unwrap() - first + PERIOD / 2) / PERIOD + 1) as u64;
         assert!(cam.frames + cam.drops >= span, "{cam:?}");
+        // Synthetic pictures are rendered in memory: no camera buffer lent, none copied.
+        let paths = cam.pixel_paths;
+        assert_eq!(
+            (paths.memory, paths.borrowed, paths.copied),
+            (cam.frames, 0, 0),
+            "{paths:?}"
+        );
         if cameras == 2 {
             assert!(cam.segments[0]
                 .video
