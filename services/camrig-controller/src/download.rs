@@ -235,9 +235,6 @@ impl Rig {
         timings.permitted = Some(Instant::now());
         let manifest = self.wait_for_manifest(slot, take).await?;
         timings.manifest = Some(Instant::now());
-        self.store
-            .set_files(take_id, address, &manifest.files)
-            .map_err(store_err)?;
         let manifest_name = TakeFiles::new(take, &manifest.node, manifest.start_at_ns).manifest();
 
         let sorted = self.config.downloads_dir.join(take.as_str()).join(address);
@@ -271,24 +268,6 @@ impl Rig {
             .filter(|f| already.contains(&f.name.as_str()))
             .map(|f| f.bytes)
             .sum();
-        self.downloads.update(take_id, address, |p| {
-            p.phase = "transferring".into();
-            p.bytes_total = bytes_total;
-            p.bytes_done = bytes_already;
-            p.files_total = manifest.files.len() + 1;
-            p.files_verified = 0;
-            p.files_failed = 0;
-        });
-        self.store
-            .set_unverified_files(take_id, address, "transferring", None)
-            .map_err(store_err)?;
-        self.changed();
-
-        let mut failed = 0usize;
-        for name in &already {
-            self.record_check(take_id, address, name, &Ok(()), &mut failed)
-                .map_err(store_err)?;
-        }
         let pending: Vec<FileEntry> = manifest
             .files
             .iter()
@@ -304,20 +283,37 @@ impl Rig {
         timings.via_master =
             crate::ssh_master::control_path(&self.config, &slot.config).is_some_and(|p| p.exists());
         timings.transfer_started = Some(Instant::now());
-        let transfer = self
-            .run_rsync(
-                RsyncJob {
-                    take_id,
-                    take,
-                    address,
-                    staging: &staging,
-                    sorted: &sorted,
-                    bytes_already,
-                },
-                &mut results,
-                &mut failed,
-            )
-            .await;
+        // rsync starts its session on the node while the store records the files (one
+        // synchronous commit, where there were two; parallel downloads queue for the
+        // store): the verifier's results wait in their channel until the rows they update
+        // exist, so the bookkeeping overlaps rsync's start instead of delaying it.
+        let job = RsyncJob {
+            take_id,
+            take,
+            address,
+            staging: &staging,
+            sorted: &sorted,
+            bytes_already,
+        };
+        let child = self.spawn_rsync(&job)?;
+        self.store
+            .set_files_marking_unverified(take_id, address, &manifest.files, "transferring")
+            .map_err(store_err)?;
+        self.downloads.update(take_id, address, |p| {
+            p.phase = "transferring".into();
+            p.bytes_total = bytes_total;
+            p.bytes_done = bytes_already;
+            p.files_total = manifest.files.len() + 1;
+            p.files_verified = 0;
+            p.files_failed = 0;
+        });
+        self.changed();
+        let mut failed = 0usize;
+        for name in &already {
+            self.record_check(take_id, address, name, &Ok(()), &mut failed)
+                .map_err(store_err)?;
+        }
+        let transfer = self.run_rsync(job, child, &mut results, &mut failed).await;
         timings.transfer_ended = Some(Instant::now());
         if transfer.is_ok() {
             self.downloads
@@ -357,11 +353,7 @@ impl Rig {
         match manifest_result {
             Ok(entry) => {
                 self.store
-                    .set_files(take_id, address, std::slice::from_ref(&entry))
-                    .and_then(|()| {
-                        self.store
-                            .set_file_state(take_id, address, &entry.name, "verified", None)
-                    })
+                    .set_file_verified(take_id, address, &entry)
                     .map_err(store_err)?;
                 self.downloads
                     .update(take_id, address, |p| p.files_verified += 1);
@@ -452,21 +444,15 @@ impl Rig {
         }
     }
 
-    /// Runs rsync for one node, recording the verifier's results as they come.
-    async fn run_rsync(
-        &self,
-        job: RsyncJob<'_>,
-        results: &mut UnboundedReceiver<Verified>,
-        failed: &mut usize,
-    ) -> Result<(), String> {
+    /// Starts rsync for one node (killed when the returned child is dropped).
+    fn spawn_rsync(&self, job: &RsyncJob<'_>) -> Result<tokio::process::Child, String> {
         let RsyncJob {
-            take_id,
             take,
             address,
             staging,
             sorted,
-            bytes_already,
-        } = job;
+            ..
+        } = *job;
         let slot = self
             .fleet
             .by_address(address)
@@ -484,14 +470,31 @@ impl Rig {
             },
         );
         tracing::info!(take = %take, node = address, ?args, "rsync");
-        let mut child = tokio::process::Command::new("rsync")
+        tokio::process::Command::new("rsync")
             .args(&args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .kill_on_drop(true)
             .spawn()
-            .map_err(|e| format!("cannot run rsync (is it installed?): {e}"))?;
+            .map_err(|e| format!("cannot run rsync (is it installed?): {e}"))
+    }
+
+    /// Waits for one node's rsync, recording the verifier's results as they come.
+    async fn run_rsync(
+        &self,
+        job: RsyncJob<'_>,
+        mut child: tokio::process::Child,
+        results: &mut UnboundedReceiver<Verified>,
+        failed: &mut usize,
+    ) -> Result<(), String> {
+        let RsyncJob {
+            take_id,
+            address,
+            staging,
+            bytes_already,
+            ..
+        } = job;
         let mut stderr = child.stderr.take().expect("stderr piped");
         let stderr_task = tokio::spawn(async move {
             let mut buf = Vec::new();
@@ -534,8 +537,12 @@ impl Rig {
             });
             Ok(())
         } else {
+            let node = self
+                .fleet
+                .by_address(address)
+                .map_or_else(|| address.to_owned(), |slot| slot.config.display());
             Err(rsync::explain_failure(
-                &slot.config.display(),
+                &node,
                 &self.config.known_hosts,
                 status.code(),
                 &stderr,
@@ -545,6 +552,7 @@ impl Rig {
 }
 
 /// One node's rsync run.
+#[derive(Clone, Copy)]
 struct RsyncJob<'a> {
     take_id: i64,
     take: &'a TakeName,

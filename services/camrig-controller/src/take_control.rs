@@ -83,6 +83,7 @@ pub fn new_command_id() -> String {
 
 impl Rig {
     pub async fn start_take(self: &Arc<Self>, req: StartTake) -> Result<TakeView, TakeError> {
+        let began = std::time::Instant::now();
         let name = TakeName::parse(req.name.trim())?;
         let _guard = self.command_lock.lock().await;
         if let Some(current) = self.store.current_take()? {
@@ -156,6 +157,9 @@ impl Rig {
             command_id: command_id.clone(),
         };
         let fanout = std::time::Instant::now();
+        // Checks and the durable take record before the fan-out: the controller's own share
+        // of the arm latency (`ci/rig-bench` reports both).
+        let prepare_ms = fanout.duration_since(began).as_secs_f64() * 1e3;
         let replies = join_all(nodes.iter().map(|n| n.client.start(&request))).await;
         let fanout_ms = fanout.elapsed().as_secs_f64() * 1e3;
         let mut failures = Vec::new();
@@ -180,7 +184,7 @@ impl Rig {
                 }
             }
         }
-        tracing::info!(take = %name, command_id, start_at, armed = armed.len(), failed = failures.len(), fanout_ms, "start fanned out");
+        tracing::info!(take = %name, command_id, start_at, armed = armed.len(), failed = failures.len(), prepare_ms, fanout_ms, "start fanned out");
 
         if !failures.is_empty() && (!req.allow_partial || armed.is_empty()) {
             let abort = AbortRequest {

@@ -318,25 +318,46 @@ impl Store {
     pub fn set_files(&self, id: i64, address: &str, files: &[FileEntry]) -> Result<(), StoreError> {
         self.with(|c| {
             let tx = c.transaction()?;
-            for f in files {
-                let known: Option<(i64, String)> = tx
-                    .query_row(
-                        "SELECT bytes, sha256 FROM files WHERE take_id = ?1 AND address = ?2 AND name = ?3",
-                        params![id, address, f.name],
-                        |r| Ok((r.get(0)?, r.get(1)?)),
-                    )
-                    .optional()?;
-                match known {
-                    Some((bytes, sha)) if bytes as u64 == f.bytes && sha == f.sha256 => {}
-                    _ => {
-                        tx.execute(
-                            "INSERT OR REPLACE INTO files (take_id, address, name, bytes, sha256, state, reason)
-                             VALUES (?1, ?2, ?3, ?4, ?5, 'pending', NULL)",
-                            params![id, address, f.name, f.bytes as i64, f.sha256],
-                        )?;
-                    }
-                }
-            }
+            upsert_files(&tx, id, address, files)?;
+            tx.commit()
+        })
+    }
+
+    /// [`Self::set_files`], then every file of the node not yet verified marked `state`, in
+    /// one transaction: each commit is an fsync, and this is a download's bookkeeping
+    /// before its transfer.
+    pub fn set_files_marking_unverified(
+        &self,
+        id: i64,
+        address: &str,
+        files: &[FileEntry],
+        state: &str,
+    ) -> Result<(), StoreError> {
+        self.with(|c| {
+            let tx = c.transaction()?;
+            upsert_files(&tx, id, address, files)?;
+            tx.execute(
+                "UPDATE files SET state = ?3, reason = NULL WHERE take_id = ?1 AND address = ?2 AND state != 'verified'",
+                params![id, address, state],
+            )?;
+            tx.commit()
+        })
+    }
+
+    /// Records one file (as [`Self::set_files`]) as verified, in one transaction.
+    pub fn set_file_verified(
+        &self,
+        id: i64,
+        address: &str,
+        file: &FileEntry,
+    ) -> Result<(), StoreError> {
+        self.with(|c| {
+            let tx = c.transaction()?;
+            upsert_files(&tx, id, address, std::slice::from_ref(file))?;
+            tx.execute(
+                "UPDATE files SET state = 'verified', reason = NULL WHERE take_id = ?1 AND address = ?2 AND name = ?3",
+                params![id, address, file.name],
+            )?;
             tx.commit()
         })
     }
@@ -598,6 +619,35 @@ fn take_download_state(take: &TakeView) -> String {
     }
 }
 
+/// Inserts or updates a node's files inside a transaction; see [`Store::set_files`].
+fn upsert_files(
+    tx: &rusqlite::Transaction<'_>,
+    id: i64,
+    address: &str,
+    files: &[FileEntry],
+) -> rusqlite::Result<()> {
+    for f in files {
+        let known: Option<(i64, String)> = tx
+            .query_row(
+                "SELECT bytes, sha256 FROM files WHERE take_id = ?1 AND address = ?2 AND name = ?3",
+                params![id, address, f.name],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?;
+        match known {
+            Some((bytes, sha)) if bytes as u64 == f.bytes && sha == f.sha256 => {}
+            _ => {
+                tx.execute(
+                    "INSERT OR REPLACE INTO files (take_id, address, name, bytes, sha256, state, reason)
+                     VALUES (?1, ?2, ?3, ?4, ?5, 'pending', NULL)",
+                    params![id, address, f.name, f.bytes as i64, f.sha256],
+                )?;
+            }
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -682,6 +732,48 @@ mod tests {
         assert!(!s.name_in_use("t1").unwrap());
         assert!(s.current_take().unwrap().is_none());
         assert_eq!(s.list_takes().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn a_download_records_its_files_and_marks_the_unverified_in_one_step() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(&dir.path().join("takes.sqlite3")).unwrap();
+        let id = s.insert_take(&new_take("t1")).unwrap();
+        let file = |name: &str, sha: &str| FileEntry {
+            name: name.into(),
+            bytes: 3,
+            sha256: sha.into(),
+        };
+        s.set_file_verified(id, "10.0.0.1", &file("a.mjpeg", "aa"))
+            .unwrap();
+        // The verified file with the same hash stays verified; a new one and a changed one
+        // are transferring.
+        s.set_files_marking_unverified(
+            id,
+            "10.0.0.1",
+            &[file("a.mjpeg", "aa"), file("b.mjpeg", "bb")],
+            "transferring",
+        )
+        .unwrap();
+        let states = |s: &Store| -> Vec<(String, String)> {
+            let mut v: Vec<_> = s.take(id).unwrap().unwrap().nodes[0]
+                .files
+                .iter()
+                .map(|f| (f.name.clone(), f.state.clone()))
+                .collect();
+            v.sort();
+            v
+        };
+        assert_eq!(
+            states(&s),
+            [
+                ("a.mjpeg".into(), "verified".into()),
+                ("b.mjpeg".into(), "transferring".into())
+            ]
+        );
+        s.set_files_marking_unverified(id, "10.0.0.1", &[file("a.mjpeg", "a2")], "transferring")
+            .unwrap();
+        assert_eq!(states(&s)[0], ("a.mjpeg".into(), "transferring".into()));
     }
 
     #[test]

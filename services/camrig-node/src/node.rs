@@ -240,6 +240,7 @@ impl Node {
         self: &Arc<Self>,
         req: &StartRequest,
     ) -> Result<CommandReply, ApiError> {
+        let arming = std::time::Instant::now();
         if let Some(p) = &self.camera_problem {
             return Err(ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -311,7 +312,10 @@ impl Node {
         })?;
         // The last take's problem was about that take; this one starts with a clean slate.
         lock(&self.inner).problem = None;
-        tracing::info!(take = %req.take, start_at_ns = req.start_at_ns, "take armed");
+        // arm_ms: this node's share of the controller's arm latency (checks, take directory,
+        // manifest and markers made durable, writer threads started).
+        let arm_ms = arming.elapsed().as_secs_f64() * 1e3;
+        tracing::info!(take = %req.take, start_at_ns = req.start_at_ns, arm_ms, "take armed");
         let active = Some(handle);
         Ok(self.reply(&req.command_id, &active))
     }

@@ -106,10 +106,17 @@ fn recover_take(
         camera.last_frame_ns = camera.segments.iter().rev().find_map(|s| s.last_frame_ns);
     }
     let markers = files.markers();
-    if dir.join(&markers).exists() {
+    let markers_path = dir.join(&markers);
+    // START writes the markers file without syncing it (it holds no marker yet): a crash can
+    // leave it empty. Its content is in the manifest, so it is rendered again; a file with
+    // content is the last atomically written one and is kept as it is.
+    if std::fs::metadata(&markers_path).is_ok_and(|md| md.len() == 0) {
+        let text = crate::markers::render(m.take.as_str(), &m.node, m.start_at_ns, &m.markers);
+        write_atomic(&markers_path, text.as_bytes()).map_err(io(&markers_path))?;
+    }
+    if markers_path.exists() {
         m.files.retain(|f| f.name != markers);
-        m.files
-            .push(sha256_file(&dir.join(&markers)).map_err(io(dir))?);
+        m.files.push(sha256_file(&markers_path).map_err(io(dir))?);
     }
     // The space the dead node held back for its final manifest is not recorded data.
     let _ = std::fs::remove_file(dir.join(crate::take_recorder::RESERVE_FILE));

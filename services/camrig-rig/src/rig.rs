@@ -312,6 +312,49 @@ impl Rig {
         &self.controller_settings
     }
 
+    /// Gives the nodes' synthetic picture rendering (threads `synthetic-draw*`) the lowest
+    /// CPU priority (nice 19), so it only uses CPU nothing else wants. On a real rig each
+    /// camera renders on its own Pi; here every node shares the machine's cores with the
+    /// controller, and grainy 720p pictures rendered for idle cameras would compete with
+    /// what a download's speed really depends on (ssh, rsync, hashing). Returns how many
+    /// threads it found. Shutter threads (real-time) and everything else keep their priority.
+    pub fn lower_camera_rendering_priority(&self) -> Result<usize> {
+        let mut lowered = 0;
+        for pid in self.nodes.iter().filter_map(|n| n.service.as_ref()?.pid()) {
+            let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+                continue;
+            };
+            for task in tasks.flatten() {
+                let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+                if comm.starts_with("synthetic-draw") {
+                    let tid = task.file_name().to_string_lossy().into_owned();
+                    netns::run("renice", &["-n", "19", "-p", &tid])?;
+                    lowered += 1;
+                }
+            }
+        }
+        Ok(lowered)
+    }
+
+    /// Waits until the controller's ssh master connection to every node is up (one control
+    /// socket per node, `<ip>-<digest>`, bound once the host key was checked and the login
+    /// done). Right after a controller start the masters are still connecting, and a
+    /// download waits for its node's handshake first.
+    pub fn wait_ssh_masters_up(&self, timeout: Duration) -> Result<()> {
+        let dir = self.controller_settings.data_dir.join("ssh-control");
+        wait::until("the controller's ssh masters to be up", timeout, || {
+            let names: Vec<String> = std::fs::read_dir(&dir)
+                .ok()?
+                .flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect();
+            self.nodes
+                .iter()
+                .all(|n| names.iter().any(|f| f.starts_with(&format!("{}-", n.ip))))
+                .then_some(())
+        })
+    }
+
     /// Stops the controller (SIGTERM), lets `edit` change its settings, and starts it again.
     pub fn restart_controller(&mut self, edit: impl FnOnce(&mut ControllerSettings)) -> Result<()> {
         self.stop_controller();

@@ -136,6 +136,34 @@ fn kill_and_recover(codec: &str) {
     assert!(node.status().recovered_takes.is_empty());
 }
 
+/// START writes the markers file without syncing it (nothing is marked yet), so a power cut
+/// can leave it empty: recovery renders it again from the manifest.
+#[test]
+fn a_markers_file_a_power_cut_emptied_is_rendered_again() {
+    let mut node = Node::builder().recording("segment_seconds = 1").start();
+    node.start_take("cut1", Duration::from_millis(300));
+    node.wait_status("a segment closed", Duration::from_secs(20), |s| {
+        s.segment >= Some(1)
+    });
+    node.signal(Signal::SIGKILL);
+    node.wait_exit(Duration::from_secs(10));
+    let dir = node.recordings().join("cut1");
+    let markers = std::fs::read_dir(&dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.to_string_lossy().ends_with("_markers.txt"))
+        .expect("a markers file from START");
+    std::fs::File::create(&markers).unwrap();
+
+    node.restart();
+    assert_eq!(node.status().recovered_takes.len(), 1);
+    let text = std::fs::read_to_string(&markers).unwrap();
+    assert!(text.contains("take cut1, node"), "{text}");
+    let r = node.manifest("cut1");
+    verify::take_on_disk(&dir, &r);
+}
+
 #[test]
 fn kill_9_mid_take_then_recovery_mjpeg() {
     kill_and_recover("mjpeg");

@@ -2,6 +2,7 @@
 //! measurements (start spread, arm and mark latency, download ratio) on stdout; progress goes
 //! to stderr. Needs root and the workspace's binaries next to it (`ci/rig-bench` does both).
 
+use camrig_rig::bench::Part;
 use clap::Parser;
 
 #[derive(Parser)]
@@ -19,7 +20,10 @@ struct Args {
     /// Seconds recorded for the download measurement.
     #[arg(long, default_value_t = 30.0)]
     download_seconds: f64,
-    /// Only the download measurement.
+    /// Only these measurements (spread, arm, download; comma-separated).
+    #[arg(long, value_delimiter = ',', value_parser = Part::parse)]
+    only: Vec<Part>,
+    /// Only the download measurement (same as `--only download`).
     #[arg(long)]
     download_only: bool,
 }
@@ -31,7 +35,13 @@ fn main() -> anyhow::Result<()> {
         spread_nodes: args.spread_nodes,
         arm_nodes: args.arm_nodes,
         download_take_secs: args.download_seconds,
-        download_only: args.download_only,
+        parts: if args.download_only {
+            vec![Part::Download]
+        } else if args.only.is_empty() {
+            Part::ALL.to_vec()
+        } else {
+            args.only
+        },
         ..Default::default()
     };
     let result = camrig_rig::bench::run(&options, &mut |line| eprintln!("rig-bench: {line}"))?;
