@@ -36,7 +36,10 @@ pub fn interval() -> Option<Duration> {
 /// Pets the watchdog while `progress` moves. Returns at once when systemd set no watchdog.
 pub async fn run(progress: Progress) {
     let Some(period) = interval() else { return };
-    let mut ticker = tokio::time::interval(period / 2);
+    // The first check comes half a period after the start: `interval`'s immediate first
+    // tick found no progress yet and logged "no progress" at every service start.
+    let half = period / 2;
+    let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + half, half);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last = progress.get();
     loop {
@@ -45,10 +48,7 @@ pub async fn run(progress: Progress) {
         if should_pet(last, now) {
             crate::notify::watchdog();
         } else {
-            tracing::warn!(
-                "no progress for {:?}: withholding the watchdog ping",
-                period / 2
-            );
+            tracing::warn!("no progress for {:?}: withholding the watchdog ping", half);
         }
         last = now;
     }
