@@ -128,7 +128,10 @@ fn kill_and_recover(codec: &str) {
         // The segment being written when the node died is listed as not closed cleanly; there
         // is none when the kill fell between one segment's close and the next frame.
         let recovered = &after.segments[before.segments.len()..];
-        assert!(recovered.len() <= 1, "one open segment at most: {recovered:?}");
+        assert!(
+            recovered.len() <= 1,
+            "one open segment at most: {recovered:?}"
+        );
         assert!(recovered.iter().all(|s| !s.closed_cleanly), "{recovered:?}");
     }
     verify::take_on_disk(&dir, &r);
