@@ -116,6 +116,7 @@ pub struct LibcameraBackend {
 
 /// Opens the configured cameras, or says why not (no camera, too few, no usable format...).
 pub fn open(config: &CameraConfig) -> Result<LibcameraBackend, CaptureError> {
+    wait_for_udev_coldplug();
     let (opened_tx, opened_rx) = mpsc::channel();
     let (commands, command_rx) = mpsc::channel();
     let stop = Arc::new(AtomicBool::new(false));
@@ -168,6 +169,42 @@ impl CaptureBackend for LibcameraBackend {
 impl Drop for LibcameraBackend {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+/// How long a node at boot waits for udev before looking for cameras anyway.
+const UDEV_SETTLE_TIMEOUT_SECS: u32 = 60;
+
+/// Waits until udev has handled every queued device event, when udev runs here.
+///
+/// At boot the node starts once udev's coldplug has been *triggered*, not finished; a camera
+/// exists for libcamera only after that coldplug loaded the sensor and receiver drivers and
+/// gave `/dev/media*` and `/dev/video*` the video group (libcamera lists only the devices udev
+/// has initialised). Without this wait a Pi can boot into "no camera" with a camera attached.
+/// Later starts (udev idle) return at once. Waiting works without privileges (`udevadm settle`
+/// watches udev's queue); a timeout or a missing udevadm is logged and the cameras are looked
+/// for anyway, so the node still says plainly what it found.
+fn wait_for_udev_coldplug() {
+    if !std::path::Path::new("/run/udev/control").exists() {
+        return;
+    }
+    let began = std::time::Instant::now();
+    let settled = std::process::Command::new("udevadm")
+        .arg("settle")
+        .arg(format!("--timeout={UDEV_SETTLE_TIMEOUT_SECS}"))
+        .status();
+    let waited_ms = began.elapsed().as_millis() as u64;
+    match settled {
+        Ok(s) if s.success() => tracing::info!(waited_ms, "udev has set up every device"),
+        Ok(s) => tracing::warn!(
+            waited_ms,
+            status = %s,
+            "udev did not settle; looking for cameras anyway"
+        ),
+        Err(e) => tracing::warn!(
+            error = %e,
+            "cannot run udevadm settle; looking for cameras anyway"
+        ),
     }
 }
 
