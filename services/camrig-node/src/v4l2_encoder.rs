@@ -913,49 +913,44 @@ impl FrameEncoder for V4l2FrameEncoder {
             });
         }
         let enc = self.open.as_mut().expect("opened above");
-        let (got_key, path) = match &frame.pixels {
-            FramePixels::Camera(buf) if *enc.input() == InputPath::DmaBufImport => {
+        if let FramePixels::Camera(buf) = &frame.pixels {
+            if *enc.input() == InputPath::DmaBufImport {
                 match enc.encode_dmabuf(&buf.planes, key, out) {
-                    Ok(k) => (k, PixelPath::Imported),
+                    Ok(got_key) => return keyed(key, got_key, PixelPath::Imported),
+                    // Refused now (said once in the log): this and every later frame take
+                    // the copy path below.
                     Err(V4l2Error::ImportRefused { reason, .. }) => {
                         out.clear();
                         enc.fall_back_to_copy(reason)?;
-                        let pixels = frame.i420(&mut self.scratch);
-                        let k = enc.encode_i420(
-                            (pixels.y, pixels.u, pixels.v),
-                            frame.width,
-                            frame.height,
-                            key,
-                            out,
-                        )?;
-                        (k, PixelPath::Copied)
                     }
                     Err(e) => return Err(e.into()),
                 }
             }
-            _ => {
-                let pixels = frame.i420(&mut self.scratch);
-                let k = enc.encode_i420(
-                    (pixels.y, pixels.u, pixels.v),
-                    frame.width,
-                    frame.height,
-                    key,
-                    out,
-                )?;
-                // Into the device's own buffers: a copy, whether the picture came from memory
-                // or from a camera buffer the device would not import.
-                let path = match pixels.path {
-                    PixelPath::Memory => PixelPath::Memory,
-                    _ => PixelPath::Copied,
-                };
-                (k, path)
-            }
-        };
-        if key && !got_key {
-            return Err(EncodeError::NotKey);
         }
-        Ok(path)
+        let pixels = frame.i420(&mut self.scratch);
+        let got_key = enc.encode_i420(
+            (pixels.y, pixels.u, pixels.v),
+            frame.width,
+            frame.height,
+            key,
+            out,
+        )?;
+        // Into the device's own buffers: a copy, whether the picture came from memory or from
+        // a camera buffer the device would not import.
+        let path = match pixels.path {
+            PixelPath::Memory => PixelPath::Memory,
+            _ => PixelPath::Copied,
+        };
+        keyed(key, got_key, path)
     }
+}
+
+/// A picture that had to start a segment but came out as no key frame is an error.
+fn keyed(key: bool, got_key: bool, path: PixelPath) -> Result<PixelPath, EncodeError> {
+    if key && !got_key {
+        return Err(EncodeError::NotKey);
+    }
+    Ok(path)
 }
 
 #[cfg(test)]
