@@ -91,18 +91,25 @@ pub fn manifest_on_disk(dir: &std::path::Path) -> TakeManifest {
     TakeManifest::parse(&std::fs::read_to_string(dir.join(name)).unwrap()).unwrap()
 }
 
+/// Starts `take`, lets `segments` of its segments close, and kills the node (-9) mid-take.
+fn kill_mid_take(node: &mut Node, take: &str, segments: u32) {
+    node.start_take(take, Duration::from_millis(300));
+    node.wait_status(
+        &format!("{segments} segments closed"),
+        Duration::from_secs(20),
+        |s| s.segment >= Some(segments),
+    );
+    node.signal(Signal::SIGKILL);
+    node.wait_exit(Duration::from_secs(10));
+}
+
 fn kill_and_recover(codec: &str) {
     let mut node = Node::builder()
         .cameras(2)
         .codec(codec)
         .recording("segment_seconds = 1")
         .start();
-    node.start_take("crash1", Duration::from_millis(300));
-    node.wait_status("2 segments closed", Duration::from_secs(20), |s| {
-        s.segment >= Some(2)
-    });
-    node.signal(Signal::SIGKILL);
-    node.wait_exit(Duration::from_secs(10));
+    kill_mid_take(&mut node, "crash1", 2);
 
     // What the dead node left: closed segments listed, intact, hashes right.
     let dir = node.recordings().join("crash1");
@@ -147,12 +154,7 @@ fn kill_and_recover(codec: &str) {
 #[test]
 fn a_markers_file_a_power_cut_emptied_is_rendered_again() {
     let mut node = Node::builder().recording("segment_seconds = 1").start();
-    node.start_take("cut1", Duration::from_millis(300));
-    node.wait_status("a segment closed", Duration::from_secs(20), |s| {
-        s.segment >= Some(1)
-    });
-    node.signal(Signal::SIGKILL);
-    node.wait_exit(Duration::from_secs(10));
+    kill_mid_take(&mut node, "cut1", 1);
     let dir = node.recordings().join("cut1");
     let markers = std::fs::read_dir(&dir)
         .unwrap()
