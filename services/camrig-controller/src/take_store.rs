@@ -336,10 +336,7 @@ impl Store {
         self.with(|c| {
             let tx = c.transaction()?;
             upsert_files(&tx, id, address, files)?;
-            tx.execute(
-                "UPDATE files SET state = ?3, reason = NULL WHERE take_id = ?1 AND address = ?2 AND state != 'verified'",
-                params![id, address, state],
-            )?;
+            mark_unverified_files(&tx, id, address, state, None)?;
             tx.commit()
         })
     }
@@ -354,10 +351,7 @@ impl Store {
         self.with(|c| {
             let tx = c.transaction()?;
             upsert_files(&tx, id, address, std::slice::from_ref(file))?;
-            tx.execute(
-                "UPDATE files SET state = 'verified', reason = NULL WHERE take_id = ?1 AND address = ?2 AND name = ?3",
-                params![id, address, file.name],
-            )?;
+            mark_file(&tx, id, address, &file.name, "verified", None)?;
             tx.commit()
         })
     }
@@ -370,13 +364,7 @@ impl Store {
         state: &str,
         reason: Option<&str>,
     ) -> Result<(), StoreError> {
-        self.with(|c| {
-            c.execute(
-                "UPDATE files SET state = ?4, reason = ?5 WHERE take_id = ?1 AND address = ?2 AND name = ?3",
-                params![id, address, name, state, reason],
-            )
-            .map(drop)
-        })
+        self.with(|c| mark_file(c, id, address, name, state, reason))
     }
 
     /// Marks every not-yet-verified file of a node's take with `state`.
@@ -387,13 +375,7 @@ impl Store {
         state: &str,
         reason: Option<&str>,
     ) -> Result<(), StoreError> {
-        self.with(|c| {
-            c.execute(
-                "UPDATE files SET state = ?3, reason = ?4 WHERE take_id = ?1 AND address = ?2 AND state != 'verified'",
-                params![id, address, state, reason],
-            )
-            .map(drop)
-        })
+        self.with(|c| mark_unverified_files(c, id, address, state, reason))
     }
 
     /// Downloads a previous controller process left running are over: say so, so they
@@ -617,6 +599,37 @@ fn take_download_state(take: &TakeView) -> String {
     } else {
         "none".into()
     }
+}
+
+/// Sets one file's state (and why, for a failure).
+fn mark_file(
+    c: &Connection,
+    id: i64,
+    address: &str,
+    name: &str,
+    state: &str,
+    reason: Option<&str>,
+) -> rusqlite::Result<()> {
+    c.execute(
+        "UPDATE files SET state = ?4, reason = ?5 WHERE take_id = ?1 AND address = ?2 AND name = ?3",
+        params![id, address, name, state, reason],
+    )
+    .map(drop)
+}
+
+/// Sets the state of every file of a node's take not verified yet.
+fn mark_unverified_files(
+    c: &Connection,
+    id: i64,
+    address: &str,
+    state: &str,
+    reason: Option<&str>,
+) -> rusqlite::Result<()> {
+    c.execute(
+        "UPDATE files SET state = ?3, reason = ?4 WHERE take_id = ?1 AND address = ?2 AND state != 'verified'",
+        params![id, address, state, reason],
+    )
+    .map(drop)
 }
 
 /// Inserts or updates a node's files inside a transaction; see [`Store::set_files`].
