@@ -20,6 +20,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
+use camrig_node::capture;
 use camrig_node::test_pattern::TestPattern;
 use camrig_node::v4l2_encoder::{self, EncoderDevice, V4l2Encoder, V4l2Settings};
 use camrig_node::v4l2_sys;
@@ -123,7 +124,7 @@ fn main() -> anyhow::Result<()> {
                 buf.clear();
                 let began = Instant::now();
                 let key = enc.encode_i420(
-                    i420_planes(&picture, width, height),
+                    capture::split_i420(&picture, width as usize, height as usize),
                     width,
                     height,
                     key_at(i),
@@ -198,14 +199,6 @@ fn settings(width: u32, height: u32) -> V4l2Settings {
         bitrate_kbps: 2000,
         jpeg_quality: 85,
     }
-}
-
-/// The Y, U and V planes of a tightly packed I420 picture.
-fn i420_planes(picture: &[u8], width: u32, height: u32) -> (&[u8], &[u8], &[u8]) {
-    let y_len = (width * height) as usize;
-    let (y, rest) = picture.split_at(y_len.min(picture.len()));
-    let (u, v) = rest.split_at((y_len / 4).min(rest.len()));
-    (y, u, v)
 }
 
 #[cfg(not(feature = "libcamera"))]

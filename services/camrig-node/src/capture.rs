@@ -160,7 +160,7 @@ impl Frame {
 }
 
 /// The Y, U and V planes of tightly packed I420.
-fn split_i420(data: &[u8], w: usize, h: usize) -> (&[u8], &[u8], &[u8]) {
+pub fn split_i420(data: &[u8], w: usize, h: usize) -> (&[u8], &[u8], &[u8]) {
     let y_len = w * h;
     let c_len = y_len / 4;
     let (y, rest) = data.split_at(y_len.min(data.len()));
