@@ -14,6 +14,12 @@
 
 VM_SSH_OPTS=(-o BatchMode=yes -o ConnectTimeout=5 -o LogLevel=ERROR)
 
+# Each started VM's vm_start arguments and network restriction, by its VAR, so that a guest
+# whose kernel oopses under QEMU's emulation can be booted again (vm_recover).
+declare -gA VM_ARGS=() VM_RESTRICT=() VM_RETRIES=()
+# How many times one VM is booted again after such an oops before the wait gives up.
+VM_OOPS_RETRIES=2
+
 # free_port: an unused TCP port on 127.0.0.1.
 free_port() {
 	python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
@@ -25,6 +31,9 @@ free_port() {
 # raw disk to boot (a copy of IMAGE_PREFIX.img). HOSTFWD: "tcp:PORT:GUESTPORT" or "udp:...".
 vm_start() {
 	local var=$1 prefix=$2 arch=$3 disk=$4 log=$5 extra=$6
+	VM_ARGS[$var]=$(printf '%q ' "$@")
+	VM_RESTRICT[$var]=${VM_NET_RESTRICT:-on}
+	[ -n "${VM_RECOVERING:-}" ] || VM_RETRIES[$var]=0
 	shift 6
 	local fwd="" f proto hport gport
 	for f in "$@"; do
@@ -57,6 +66,32 @@ vm_start() {
 	printf -v "${var}_T0" '%s' "$(date +%s.%N)"
 }
 
+# vm_recover: boots again every running VM whose kernel died of an oops ("Kernel panic -
+# not syncing: Fatal exception"), at most VM_OOPS_RETRIES times each. Multi-threaded TCG
+# now and then runs stale code across a kernel text patch (an "Oops: int3" in early boot,
+# seen on the trixie amd64 kernel under Debian 12's QEMU 7.2); that is the emulator's fault,
+# not the image's. A panic of any other kind (init died, no root) is not retried, and an
+# oops that comes back every time still fails the wait with the console shown. The oopsed
+# boot's console is kept next to the log as LOG.oopsN. The wait_* loops call this.
+vm_recover() {
+	local var pidvar pid log tries
+	for var in "${!VM_ARGS[@]}"; do
+		pidvar=${var}_PID
+		pid=${!pidvar:-}
+		[ -n "$pid" ] || continue
+		eval "set -- ${VM_ARGS[$var]}"
+		log=$5
+		grep -q 'Kernel panic - not syncing: Fatal exception' "$log" 2>/dev/null || continue
+		tries=${VM_RETRIES[$var]:-0}
+		[ "$tries" -lt "$VM_OOPS_RETRIES" ] || continue
+		VM_RETRIES[$var]=$((tries + 1))
+		vm_stop "$var"
+		cp "$log" "$log.oops$((tries + 1))"
+		echo "vm: $var's guest kernel oopsed under QEMU's emulation ($(grep -m1 -oE 'Oops: [^[]*' "$log" || echo 'Fatal exception')); booting it again ($((tries + 1)) of $VM_OOPS_RETRIES), console kept in $log.oops$((tries + 1))" >&2
+		VM_RECOVERING=1 VM_NET_RESTRICT=${VM_RESTRICT[$var]} vm_start "$@"
+	done
+}
+
 # vm_stop VAR: powers the VM off (kills QEMU) and waits for it.
 vm_stop() {
 	local pidvar=${1}_PID
@@ -84,6 +119,7 @@ wait_log() {
 	local file=$1 pattern=$2 deadline=$((SECONDS + $3))
 	until grep -qE "$pattern" "$file" 2>/dev/null; do
 		[ $SECONDS -lt $deadline ] || return 1
+		vm_recover
 		sleep 0.5
 	done
 }
@@ -108,6 +144,7 @@ wait_ssh() {
 	local policy=accept-new
 	until vm_ssh "$key" "$port" -o StrictHostKeyChecking=$policy -o UserKnownHostsFile="$known" -- true 2>/dev/null; do
 		[ $SECONDS -lt $deadline ] || return 1
+		vm_recover
 		sleep 1
 	done
 }
@@ -118,6 +155,7 @@ wait_http() {
 	shift 2
 	until curl -fsS -o /dev/null --max-time 3 "$@" "$url" 2>/dev/null; do
 		[ $SECONDS -lt $deadline ] || return 1
+		vm_recover
 		sleep 0.2
 	done
 }
