@@ -120,7 +120,7 @@ wait_log() {
 	until grep -qE "$pattern" "$file" 2>/dev/null; do
 		[ $SECONDS -lt $deadline ] || return 1
 		vm_recover
-		sleep 0.5
+		sleep 0.2
 	done
 }
 
