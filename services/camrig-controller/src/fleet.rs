@@ -98,13 +98,27 @@ impl Fleet {
         self.nodes.iter().find(|n| n.config.address == address)
     }
 
-    /// Polls one node's status forever.
+    /// Where node `index`'s polls fall within `period`: the nodes spread evenly over it.
+    /// Polls all due in the same millisecond make a burst of work on every node and on the
+    /// controller, and a START sent into that burst waits behind it (on a rig of 50 nodes,
+    /// tens of ms of its arm latency); spread, each node answers one poll at a time.
+    fn phase(&self, index: usize, period: Duration) -> Duration {
+        period.mul_f64(index as f64 / self.nodes.len().max(1) as f64)
+    }
+
+    /// Polls one node's status forever: at once, then twice a second in the node's own
+    /// [`Self::phase`] of the period.
     pub async fn poll_status(&self, index: usize) {
         let slot = &self.nodes[index];
-        let mut ticker = tokio::time::interval(STATUS_PERIOD);
+        let first = tokio::time::Instant::now() + self.phase(index, STATUS_PERIOD);
+        let mut ticker = tokio::time::interval_at(first, STATUS_PERIOD);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut started = false;
         loop {
-            ticker.tick().await;
+            if started {
+                ticker.tick().await;
+            }
+            started = true;
             let result = slot.client.status().await;
             let mut live = slot.live.write().expect("fleet lock poisoned");
             match result {
@@ -119,9 +133,11 @@ impl Fleet {
         }
     }
 
-    /// Probes one node's clock forever.
+    /// Probes one node's clock forever: at once, every half second until it has a
+    /// measurement, then every [`CLOCK_PERIOD`] in the node's own [`Self::phase`] of it.
     pub async fn probe_clock(&self, index: usize) {
         let slot = &self.nodes[index];
+        let origin = tokio::time::Instant::now() + self.phase(index, CLOCK_PERIOD);
         loop {
             let result = clock_probe::probe(&slot.client).await;
             {
@@ -141,12 +157,11 @@ impl Fleet {
                 .expect("fleet lock poisoned")
                 .clock
                 .is_some();
-            tokio::time::sleep(if measured {
-                CLOCK_PERIOD
+            if measured {
+                tokio::time::sleep_until(next_slot(origin, CLOCK_PERIOD, Instant::now())).await;
             } else {
-                Duration::from_millis(500)
-            })
-            .await;
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
         }
     }
 
@@ -244,6 +259,39 @@ impl Fleet {
     }
 }
 
+/// The first instant `origin + k × period` (k ≥ 0) after `now`.
+fn next_slot(origin: tokio::time::Instant, period: Duration, now: Instant) -> tokio::time::Instant {
+    let now = tokio::time::Instant::from_std(now);
+    if now < origin {
+        return origin;
+    }
+    let k = (now - origin).as_nanos() / period.as_nanos() + 1;
+    origin + period * k as u32
+}
+
 fn is_fresh(last_ok: Option<Instant>) -> bool {
     last_ok.is_some_and(|t| t.elapsed() < UNREACHABLE_AFTER)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn next_slot_is_the_first_one_after_now() {
+        let t0 = Instant::now();
+        let origin = tokio::time::Instant::from_std(t0 + Duration::from_millis(700));
+        let p = Duration::from_secs(3);
+        // Before the origin: the origin itself.
+        assert_eq!(next_slot(origin, p, t0), origin);
+        // On and after a slot: the next one.
+        assert_eq!(
+            next_slot(origin, p, t0 + Duration::from_millis(700)),
+            origin + p
+        );
+        assert_eq!(
+            next_slot(origin, p, t0 + Duration::from_millis(7_000)),
+            origin + p * 3
+        );
+    }
 }

@@ -19,8 +19,9 @@ pub struct Rig {
     pub fleet: Fleet,
     pub downloads: Downloads,
     pub ssh_masters: SshMasters,
-    /// Serialises START/MARK/STOP and the take monitor: one command at a time.
-    pub(crate) command_lock: Mutex<()>,
+    /// Serialises START/MARK/STOP and the take monitor: one command at a time. Shared so
+    /// START can hand its guard to the bookkeeping it finishes after answering.
+    pub(crate) command_lock: Arc<Mutex<()>>,
     /// Serialises DELETE FROM NODES (kept apart from START/STOP: re-hashing is slow).
     pub(crate) deletion_lock: Mutex<()>,
     changes: watch::Sender<u64>,
@@ -39,7 +40,7 @@ impl Rig {
             fleet,
             downloads,
             ssh_masters,
-            command_lock: Mutex::new(()),
+            command_lock: Arc::new(Mutex::new(())),
             deletion_lock: Mutex::new(()),
             changes: watch::channel(0).0,
             deletions: broadcast::channel(64).0,

@@ -85,7 +85,7 @@ impl Rig {
     pub async fn start_take(self: &Arc<Self>, req: StartTake) -> Result<TakeView, TakeError> {
         let began = std::time::Instant::now();
         let name = TakeName::parse(req.name.trim())?;
-        let _guard = self.command_lock.lock().await;
+        let guard = self.command_lock.clone().lock_owned().await;
         if let Some(current) = self.store.current_take()? {
             return Err(TakeError::TakeRunning(current.name));
         }
@@ -160,12 +160,23 @@ impl Rig {
         // Checks and the durable take record before the fan-out: the controller's own share
         // of the arm latency (`ci/rig-bench` reports both).
         let prepare_ms = fanout.duration_since(began).as_secs_f64() * 1e3;
-        let replies = join_all(nodes.iter().map(|n| n.client.start(&request))).await;
+        // Each node's own answer time, so the log names the node a slow fan-out waited for.
+        let replies = join_all(nodes.iter().map(|n| async {
+            let reply = n.client.start(&request).await;
+            (reply, fanout.elapsed())
+        }))
+        .await;
         let fanout_ms = fanout.elapsed().as_secs_f64() * 1e3;
+        let slowest = nodes
+            .iter()
+            .zip(&replies)
+            .max_by_key(|(_, (_, took))| *took)
+            .map(|(n, (_, took))| (n.config.address.as_str(), took.as_secs_f64() * 1e3));
+        let (slowest_node, slowest_ms) = slowest.unwrap_or(("", 0.0));
         let mut failures = Vec::new();
         let mut conflict = false;
         let mut armed = Vec::new();
-        for (n, reply) in nodes.iter().zip(replies) {
+        for (n, (reply, _)) in nodes.iter().zip(replies) {
             match reply {
                 Ok(_) => armed.push(n),
                 Err(e) => {
@@ -184,7 +195,7 @@ impl Rig {
                 }
             }
         }
-        tracing::info!(take = %name, command_id, start_at, armed = armed.len(), failed = failures.len(), prepare_ms, fanout_ms, "start fanned out");
+        tracing::info!(take = %name, command_id, start_at, armed = armed.len(), failed = failures.len(), prepare_ms, fanout_ms, %slowest_node, slowest_ms, "start fanned out");
 
         if !failures.is_empty() && (!req.allow_partial || armed.is_empty()) {
             let abort = AbortRequest {
@@ -206,9 +217,32 @@ impl Rig {
             self.changed();
             return Err(TakeError::ArmFailed { conflict, failures });
         }
-        self.store.set_take_state(id, take_state::RECORDING)?;
-        self.changed();
-        let take = self.store.take(id)?.expect("take just written");
+        // Every node is armed: answer now and mark the take `recording` in the store right
+        // after, still holding the command lock so no MARK or STOP runs before it. Nothing
+        // can be lost in between: the take, its instant and every node as armed were made
+        // durable before the first node was told (`insert_take` above), and a controller
+        // that dies before this commit finds the take `starting` when it comes back, which
+        // the take monitor turns into `recording` (checking every node) exactly as it does
+        // after a crash during the fan-out. The commit waits for the disk, which the nodes
+        // are busy with right after arming; it never delays the answer.
+        let recorded = std::time::Instant::now();
+        let mut take = self.store.take(id)?.expect("take just written");
+        take.state = take_state::RECORDING.to_owned();
+        let rig = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let _guard = guard;
+            match rig.store.set_take_state(id, take_state::RECORDING) {
+                Ok(()) => rig.changed(),
+                // Left `starting`: the take monitor's next turn records it.
+                Err(e) => {
+                    tracing::error!(take = id, error = %e, "cannot mark the take recording; the take monitor retries")
+                }
+            }
+        });
+        // After the fan-out: the controller's bookkeeping before it answers.
+        let record_ms = recorded.elapsed().as_secs_f64() * 1e3;
+        let total_ms = began.elapsed().as_secs_f64() * 1e3;
+        tracing::info!(take = %name, record_ms, total_ms, "start answered");
         Ok(self.take_view(take))
     }
 

@@ -292,13 +292,48 @@ fn field_f64(line: &str, key: &str) -> Option<f64> {
     v.split_whitespace().next()?.parse().ok()
 }
 
-/// `key` (`prepare_ms`: checks and the take record; `fanout_ms`: waiting for the nodes) of
-/// the controller's `start fanned out` log lines: its parts of each arm latency.
+/// `key` of the controller's START log lines: its parts of each arm latency. `prepare_ms`
+/// (checks and the take record), `fanout_ms` (waiting for the nodes) and `slowest_ms` are in
+/// `start fanned out`; `record_ms` (bookkeeping after the fan-out) and `total_ms` (the whole
+/// START inside the controller) in `start answered`.
 fn start_log_ms(rig: &Rig, key: &str) -> Vec<f64> {
-    rig.controller_log_lines("start fanned out")
+    let line = match key {
+        "record_ms" | "total_ms" => "start answered",
+        _ => "start fanned out",
+    };
+    rig.controller_log_lines(line)
         .iter()
         .filter_map(|l| field_f64(l, key))
         .collect()
+}
+
+/// The controller's parts of the arm latency next to the nodes' own arm time.
+fn arm_parts(rig: &Rig, latencies: &[f64]) -> Value {
+    let mut v = summary(latencies);
+    for (name, key) in [
+        ("controller_prepare", "prepare_ms"),
+        ("controller_fanout", "fanout_ms"),
+        ("controller_record", "record_ms"),
+        ("controller_total", "total_ms"),
+    ] {
+        v[name] = summary(&start_log_ms(rig, key));
+    }
+    v["node_arm"] = summary(&node_arm_ms(rig));
+    // Each take's latency with the node the fan-out waited for, in take order: an outlier
+    // shows whether it was one slow node or the controller.
+    v["per_take"] = json!(latencies
+        .iter()
+        .zip(rig.controller_log_lines("start fanned out").iter().zip(
+            rig.controller_log_lines("start answered")
+        ))
+        .map(|(ms, (fanned, answered))| json!({
+            "ms": round3(*ms),
+            "fanout_ms": field_f64(fanned, "fanout_ms").map(round3),
+            "slowest": fanned.split("slowest_node=").nth(1).and_then(|v| v.split_whitespace().next()),
+            "record_ms": field_f64(&answered, "record_ms").map(round3),
+        }))
+        .collect::<Vec<_>>());
+    v
 }
 
 /// What the arm latency times, said in the output.
@@ -476,15 +511,9 @@ pub fn run(o: &BenchOptions, log: &mut dyn FnMut(&str)) -> Result<Value> {
         let steal_before = steal_ticks();
         let (names, arm_spread, marks) = run_takes(&rig, "bench_spread", o.takes, true, log)?;
         let stolen = steal_ticks().zip(steal_before).map(|(a, b)| a - b);
-        let fanout = start_log_ms(&rig, "fanout_ms");
-        let prepare = start_log_ms(&rig, "prepare_ms");
-        let node_arm = node_arm_ms(&rig);
+        let arm_summary = arm_parts(&rig, &arm_spread);
         let s = spreads(&rig, &names, fps)?;
         drop(rig);
-        let mut arm_summary = summary(&arm_spread);
-        arm_summary["controller_prepare"] = summary(&prepare);
-        arm_summary["controller_fanout"] = summary(&fanout);
-        arm_summary["node_arm"] = summary(&node_arm);
         arm.insert(format!("nodes_{}", o.spread_nodes), arm_summary);
         let mut spread_summary = summary(&s.spread_ms);
         spread_summary["nodes"] = json!(o.spread_nodes);
@@ -505,11 +534,7 @@ pub fn run(o: &BenchOptions, log: &mut dyn FnMut(&str)) -> Result<Value> {
             log(&format!("arm latency: {} takes on {n} nodes", o.takes));
             let rig = bench_rig(n).build()?;
             let (_, lat, _) = run_takes(&rig, "bench_arm", o.takes, false, log)?;
-            let mut arm_summary = summary(&lat);
-            arm_summary["controller_prepare"] = summary(&start_log_ms(&rig, "prepare_ms"));
-            arm_summary["controller_fanout"] = summary(&start_log_ms(&rig, "fanout_ms"));
-            arm_summary["node_arm"] = summary(&node_arm_ms(&rig));
-            arm.insert(format!("nodes_{n}"), arm_summary);
+            arm.insert(format!("nodes_{n}"), arm_parts(&rig, &lat));
         }
     }
     if !arm.is_empty() {
