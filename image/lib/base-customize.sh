@@ -63,6 +63,9 @@ for kdir in "$root"/usr/lib/modules/*; do
 	keep_only "$k/drivers/staging" vc04_services
 	keep_only "$k/fs" ext4 jbd2 fat exfat nls fuse overlayfs autofs efivarfs quota pstore squashfs
 	keep_only "$k/net" core ipv4 ipv6 packet unix sched 802 8021q llc bridge netlink vmw_vsock
+	# Their netfilter modules need net/netfilter's (x_tables), gone above: systemd loads
+	# ip_tables at every boot, and it failed with a page of unknown symbols.
+	rm -rf "$k/net/ipv4/netfilter" "$k/net/ipv6/netfilter"
 	chroot "$root" depmod -a "$(basename "$kdir")"
 done
 

@@ -2,7 +2,8 @@
 # The cached base root filesystem: mmdebstrap of Debian trixie (or Raspberry Pi OS) with the
 # role's and architecture's package lists, as a tarball under $CAMRIG_CACHE/rootfs/base/ named by
 # a hash of every input (suite, architecture, sources, package lists, hook scripts,
-# initramfs scripts, mmdebstrap options). Same inputs: the tarball is reused (seconds);
+# mmdebstrap options). Its initramfs is built from image/initramfs as it was then and
+# rebuilt by image/build when that changes (initramfs_refresh). Same inputs: the tarball is reused (seconds);
 # any change, or a fresh machine: mmdebstrap runs again (amd64 about 1 minute, arm64 under
 # qemu-user about 10).
 
@@ -64,7 +65,6 @@ base_rootfs() {
 			printf '%s\n' "${opts[@]}"
 			[ -n "$rpios_keyring" ] && sha256sum <"$rpios_keyring"
 			sha256sum "$IMAGE_DIR/lib/base-customize.sh" | cut -d' ' -f1
-			(cd "$IMAGE_DIR/initramfs" && find . -type f | LC_ALL=C sort | xargs sha256sum)
 		} | sha256sum | cut -c1-16
 	)
 	# In a directory of its own: older checkouts prune rootfs/base-*.tar of other keys.
@@ -88,12 +88,15 @@ base_rootfs() {
 	local tmp=$out.tmp.$$
 	trap 'rm -f "$tmp"' EXIT
 	# Installing initramfs-tools' configuration before the kernel (essential hook) makes
-	# the kernel's postinst build the one initramfs the image needs, with camrig's script.
+	# the kernel's postinst build the one initramfs the image needs, with camrig's scripts.
+	# The base records their hash: image/build rebuilds the initramfs when they change
+	# (initramfs_refresh), so they are not part of the base's key.
 	# shellcheck disable=SC2046 # one package name per word
 	mmdebstrap "${opts[@]}" \
 		--include="$(paste -sd, <<<"$pkgs")" \
 		--essential-hook="mkdir -p \"\$1/etc/initramfs-tools\"" \
 		--essential-hook="sync-in $IMAGE_DIR/initramfs /etc/initramfs-tools" \
+		--essential-hook="echo $(initramfs_hash) >\"\$1/$INITRAMFS_STAMP\"" \
 		--customize-hook="$IMAGE_DIR/lib/base-customize.sh \"\$1\"" \
 		--format=tar "$SUITE" "$tmp" - <<<"$srcs" >&2 ||
 		{ rm -f "$tmp"; die "mmdebstrap failed for $role/$arch/$sources"; }
@@ -122,4 +125,34 @@ clean_stale_temps() {
 			rm -f "$f"
 		fi
 	done
+}
+
+# Where the base records the hash of the image/initramfs it built its initramfs from.
+INITRAMFS_STAMP=etc/initramfs-tools/camrig-source.sha256
+
+# initramfs_hash: the hash of image/initramfs (every file's path and contents).
+initramfs_hash() {
+	(cd "$IMAGE_DIR/initramfs" && find . -type f | LC_ALL=C sort | xargs sha256sum) |
+		sha256sum | cut -c1-16
+}
+
+# initramfs_refresh ROOT ARCH: when image/initramfs changed since ROOT's base was built,
+# puts the current scripts in ROOT/etc/initramfs-tools and rebuilds the initramfs in a
+# chroot (update-initramfs; on arm64 raspi-firmware's hook copies it to /boot/firmware).
+# Seconds on amd64, a minute or two under qemu-user; a new base would be half an hour.
+initramfs_refresh() {
+	local root=$1 arch=$2 hash
+	hash=$(initramfs_hash)
+	[ "$(cat "$root/$INITRAMFS_STAMP" 2>/dev/null)" != "$hash" ] || return 0
+	log "image/initramfs changed since the base was built: rebuilding the initramfs"
+	ensure_binfmt "$arch"
+	# camrig's files are all named camrig*; the rest of /etc/initramfs-tools is Debian's.
+	find "$root/etc/initramfs-tools" -name 'camrig*' -type f -delete
+	cp -a "$IMAGE_DIR/initramfs/." "$root/etc/initramfs-tools/"
+	mount -t proc proc "$root/proc"
+	local rc=0
+	chroot "$root" update-initramfs -u -k all >&2 || rc=$?
+	umount "$root/proc"
+	[ "$rc" = 0 ] || die "update-initramfs failed in the image's root file system"
+	echo "$hash" >"$root/$INITRAMFS_STAMP"
 }

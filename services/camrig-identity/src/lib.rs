@@ -9,14 +9,16 @@
 //! - [`cidr`]: IPv4 addresses with prefixes (`192.168.1.101/24`, `192.168.1.0/24`);
 //! - [`render`]: the files an identity turns into (networkd, chrony, service configs, SSH);
 //! - [`apply`]: writing those files under a root directory, atomically;
-//! - [`boot`]: the boot step (image role check, apply, or the error state).
+//! - [`boot`]: the boot step (image role check, apply, or the error state);
+//! - [`generator`]: the systemd generator (camrig-node's ordering for a camera node).
 //!
-//! The `camrig-identity` binary runs `apply` from a oneshot unit early at boot, and `check`
-//! validates a file before it goes onto a card.
+//! The `camrig-identity` binary runs `apply` from a oneshot unit early at boot, `generate`
+//! as a systemd generator, and `check` validates a file before it goes onto a card.
 
 pub mod apply;
 pub mod boot;
 pub mod cidr;
+pub mod generator;
 pub mod identity;
 pub mod render;
 pub mod validate;

@@ -10,6 +10,7 @@ use clap::{Parser, Subcommand};
 
 use camrig_identity::apply::ApplyOptions;
 use camrig_identity::boot::{self, BootOptions};
+use camrig_identity::generator;
 use camrig_identity::render::{self, IDENTITY_PATH, IMAGE_ROLE_PATH};
 use camrig_identity::{parse, Role};
 
@@ -33,6 +34,20 @@ enum Command {
         /// The image's role (default: read from /usr/lib/camrig/role under the root).
         #[arg(long)]
         image_role: Option<Role>,
+    },
+    /// systemd generator: unit drop-ins that depend on camrig.toml (camrig-node after
+    /// udev's coldplug trigger on a node with libcamera cameras). Never fails the boot.
+    Generate {
+        /// The generator's normal output directory (systemd passes three; the others are
+        /// not used).
+        normal_dir: PathBuf,
+        #[arg(hide = true)]
+        _early_dir: Option<PathBuf>,
+        #[arg(hide = true)]
+        _late_dir: Option<PathBuf>,
+        /// The identity file.
+        #[arg(long, default_value = IDENTITY_PATH)]
+        identity: PathBuf,
     },
     /// Check a camrig.toml and list every problem.
     Check {
@@ -84,6 +99,21 @@ fn main() -> ExitCode {
                     ExitCode::from(e.exit_code())
                 }
             }
+        }
+        Command::Generate {
+            normal_dir,
+            identity,
+            ..
+        } => {
+            // A generator's stderr goes to the kernel log; a failure here only loses the
+            // ordering, so it is reported and the boot goes on.
+            if let Err(e) = generator::run(&identity, &normal_dir) {
+                eprintln!(
+                    "camrig-identity generator: writing to {}: {e}",
+                    normal_dir.display()
+                );
+            }
+            ExitCode::SUCCESS
         }
         Command::Check { file, role } => {
             let text = match std::fs::read_to_string(&file) {

@@ -1,8 +1,10 @@
 //! The `camrig-identity` binary as the boot unit and a user run it: applying identities under
-//! a temporary root (real files, real ssh-keygen), the error state, and `check`.
+//! a temporary root (real files, real ssh-keygen), the error state, `check` and the systemd
+//! generator.
 
 mod apply;
 mod check;
+mod generate;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
