@@ -221,9 +221,11 @@ impl Rig {
             .await
             .map_err(|_| "controller is shutting down".to_owned())?;
         let store_err = |e: crate::take_store::StoreError| e.to_string();
-        self.store
-            .set_download(take_id, address, "downloading", None)
-            .map_err(store_err)?;
+        // The store learns of the download together with its files, in the commit that
+        // overlaps rsync's start below: a commit here (serialised with every other node's
+        // through the store, on the runtime's few threads) delayed each node's manifest
+        // request and rsync by tens of ms on a busy controller. A crash before that commit
+        // has touched nothing: the node keeps its previous download state and reason.
         self.downloads
             .update(take_id, address, |p| p.phase = "waiting_for_node".into());
         self.changed();
@@ -297,7 +299,7 @@ impl Rig {
         };
         let child = self.spawn_rsync(&job)?;
         self.store
-            .set_files_marking_unverified(take_id, address, &manifest.files, "transferring")
+            .begin_transfer(take_id, address, &manifest.files, "transferring")
             .map_err(store_err)?;
         self.downloads.update(take_id, address, |p| {
             p.phase = "transferring".into();

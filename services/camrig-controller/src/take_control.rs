@@ -1,6 +1,8 @@
 //! START, MARK and STOP: validation, the scheduled instants, the parallel fan-out with one
 //! command id, per-node results, abort on a failed arm, and the take monitor that notices
-//! a node lost mid-take. Every decision is written to the take store before it is answered.
+//! a node lost mid-take. Every decision is written to the take store before it is answered;
+//! START's last step (the take `starting` → `recording`, derivable from the durable record of
+//! the take and its armed nodes) is committed right after its answer, under the command lock.
 
 use std::sync::Arc;
 use std::time::Duration;

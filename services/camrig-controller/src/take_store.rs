@@ -341,6 +341,27 @@ impl Store {
         })
     }
 
+    /// A node's download under way, in one transaction (one synchronous commit): the node's
+    /// download state `downloading` and its files as [`Self::set_files_marking_unverified`].
+    pub fn begin_transfer(
+        &self,
+        id: i64,
+        address: &str,
+        files: &[FileEntry],
+        state: &str,
+    ) -> Result<(), StoreError> {
+        self.with(|c| {
+            let tx = c.transaction()?;
+            tx.execute(
+                "UPDATE take_nodes SET download = 'downloading', download_reason = NULL WHERE take_id = ?1 AND address = ?2",
+                params![id, address],
+            )?;
+            upsert_files(&tx, id, address, files)?;
+            mark_unverified_files(&tx, id, address, state, None)?;
+            tx.commit()
+        })
+    }
+
     /// Records one file (as [`Self::set_files`]) as verified, in one transaction.
     pub fn set_file_verified(
         &self,
@@ -759,15 +780,22 @@ mod tests {
         };
         s.set_file_verified(id, "10.0.0.1", &file("a.mjpeg", "aa"))
             .unwrap();
+        s.set_download(id, "10.0.0.1", "failed", Some("link cut"))
+            .unwrap();
         // The verified file with the same hash stays verified; a new one and a changed one
-        // are transferring.
-        s.set_files_marking_unverified(
+        // are transferring; the node's download is under way again, the old reason gone.
+        s.begin_transfer(
             id,
             "10.0.0.1",
             &[file("a.mjpeg", "aa"), file("b.mjpeg", "bb")],
             "transferring",
         )
         .unwrap();
+        let node = s.take(id).unwrap().unwrap().nodes.remove(0);
+        assert_eq!(
+            (node.download.as_str(), node.download_reason),
+            ("downloading", None)
+        );
         let states = |s: &Store| -> Vec<(String, String)> {
             let mut v: Vec<_> = s.take(id).unwrap().unwrap().nodes[0]
                 .files
