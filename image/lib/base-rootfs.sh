@@ -2,10 +2,10 @@
 # The cached base root filesystem: mmdebstrap of Debian trixie (or Raspberry Pi OS) with the
 # role's and architecture's package lists, as a tarball under $CAMRIG_CACHE/rootfs/base/ named by
 # a hash of every input (suite, architecture, sources, package lists, hook scripts,
-# mmdebstrap options). Its initramfs is built from image/initramfs as it was then and
-# rebuilt by image/build when that changes (initramfs_refresh). Same inputs: the tarball is reused (seconds);
-# any change, or a fresh machine: mmdebstrap runs again (amd64 about 1 minute, arm64 under
-# qemu-user about 10).
+# mmdebstrap options). Same inputs: the tarball is reused (seconds); any change, or a fresh
+# machine: mmdebstrap runs again (amd64 about 1 minute, arm64 under qemu-user 10-45). Its
+# initramfs is built from image/initramfs as it was then, and rebuilt by image/build when
+# that changes (initramfs_refresh).
 
 SUITE=trixie
 DEBIAN_MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
