@@ -323,26 +323,9 @@ impl Store {
         })
     }
 
-    /// [`Self::set_files`], then every file of the node not yet verified marked `state`, in
-    /// one transaction: each commit is an fsync, and this is a download's bookkeeping
-    /// before its transfer.
-    pub fn set_files_marking_unverified(
-        &self,
-        id: i64,
-        address: &str,
-        files: &[FileEntry],
-        state: &str,
-    ) -> Result<(), StoreError> {
-        self.with(|c| {
-            let tx = c.transaction()?;
-            upsert_files(&tx, id, address, files)?;
-            mark_unverified_files(&tx, id, address, state, None)?;
-            tx.commit()
-        })
-    }
-
-    /// A node's download under way, in one transaction (one synchronous commit): the node's
-    /// download state `downloading` and its files as [`Self::set_files_marking_unverified`].
+    /// A node's download under way, in one transaction (one synchronous commit: this is a
+    /// download's bookkeeping before its transfer): the node's download state `downloading`,
+    /// its files as [`Self::set_files`], and every one of them not yet verified marked `state`.
     pub fn begin_transfer(
         &self,
         id: i64,
@@ -812,7 +795,7 @@ mod tests {
                 ("b.mjpeg".into(), "transferring".into())
             ]
         );
-        s.set_files_marking_unverified(id, "10.0.0.1", &[file("a.mjpeg", "a2")], "transferring")
+        s.begin_transfer(id, "10.0.0.1", &[file("a.mjpeg", "a2")], "transferring")
             .unwrap();
         assert_eq!(states(&s)[0], ("a.mjpeg".into(), "transferring".into()));
     }
