@@ -77,8 +77,9 @@ mod tests {
     use super::*;
     use crate::identity::parse;
 
-    fn node(camera: &str) -> Identity {
-        parse(&format!(
+    /// A node's camrig.toml with `camera` (its `[node.camera]` table, or nothing) at the end.
+    fn node_text(camera: &str) -> String {
+        format!(
             r#"
 format = 1
 role = "node"
@@ -94,8 +95,11 @@ authorized_keys = ["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIAbc admin@laptop"]
 controller_key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIdef camrig@controller"
 {camera}
 "#
-        ))
-        .expect("valid identity")
+        )
+    }
+
+    fn node(camera: &str) -> Identity {
+        parse(&node_text(camera)).expect("valid identity")
     }
 
     #[test]
@@ -131,24 +135,7 @@ controller_key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIdef camrig@controller"
         assert_eq!(run(&bad, &out).unwrap(), 0);
         assert!(!out.exists());
         let good = dir.path().join("camrig.toml");
-        std::fs::write(
-            &good,
-            r#"
-format = 1
-role = "node"
-hostname = "n1"
-[network]
-address = "10.0.2.15/24"
-[rig]
-subnet = "10.0.2.0/24"
-controller = "10.0.2.2"
-token = "0123456789abcdef0123"
-[ssh]
-authorized_keys = ["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIAbc admin@laptop"]
-controller_key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIdef camrig@controller"
-"#,
-        )
-        .unwrap();
+        std::fs::write(&good, node_text("")).unwrap();
         assert_eq!(run(&good, &out).unwrap(), 1);
         let written =
             std::fs::read_to_string(out.join("camrig-node.service.d/camrig-cameras.conf")).unwrap();
