@@ -287,13 +287,7 @@ impl Store {
         state: &str,
         reason: Option<&str>,
     ) -> Result<(), StoreError> {
-        self.with(|c| {
-            c.execute(
-                "UPDATE take_nodes SET download = ?3, download_reason = ?4 WHERE take_id = ?1 AND address = ?2",
-                params![id, address, state, reason],
-            )
-            .map(drop)
-        })
+        self.with(|c| mark_download(c, id, address, state, reason))
     }
 
     pub fn add_marker(
@@ -313,19 +307,10 @@ impl Store {
         })
     }
 
-    /// Records the files a node's manifest lists. A file already known keeps its state if
-    /// its size and hash are unchanged; otherwise it starts again as `pending`.
-    pub fn set_files(&self, id: i64, address: &str, files: &[FileEntry]) -> Result<(), StoreError> {
-        self.with(|c| {
-            let tx = c.transaction()?;
-            upsert_files(&tx, id, address, files)?;
-            tx.commit()
-        })
-    }
-
     /// A node's download under way, in one transaction (one synchronous commit: this is a
     /// download's bookkeeping before its transfer): the node's download state `downloading`,
-    /// its files as [`Self::set_files`], and every one of them not yet verified marked `state`.
+    /// its manifest's files recorded ([`upsert_files`]), and every one of them not yet
+    /// verified marked `state`.
     pub fn begin_transfer(
         &self,
         id: i64,
@@ -335,17 +320,14 @@ impl Store {
     ) -> Result<(), StoreError> {
         self.with(|c| {
             let tx = c.transaction()?;
-            tx.execute(
-                "UPDATE take_nodes SET download = 'downloading', download_reason = NULL WHERE take_id = ?1 AND address = ?2",
-                params![id, address],
-            )?;
+            mark_download(&tx, id, address, "downloading", None)?;
             upsert_files(&tx, id, address, files)?;
             mark_unverified_files(&tx, id, address, state, None)?;
             tx.commit()
         })
     }
 
-    /// Records one file (as [`Self::set_files`]) as verified, in one transaction.
+    /// Records one file ([`upsert_files`]) as verified, in one transaction.
     pub fn set_file_verified(
         &self,
         id: i64,
@@ -605,6 +587,21 @@ fn take_download_state(take: &TakeView) -> String {
     }
 }
 
+/// Sets a node's download state (and why, for a failure).
+fn mark_download(
+    c: &Connection,
+    id: i64,
+    address: &str,
+    state: &str,
+    reason: Option<&str>,
+) -> rusqlite::Result<()> {
+    c.execute(
+        "UPDATE take_nodes SET download = ?3, download_reason = ?4 WHERE take_id = ?1 AND address = ?2",
+        params![id, address, state, reason],
+    )
+    .map(drop)
+}
+
 /// Sets one file's state (and why, for a failure).
 fn mark_file(
     c: &Connection,
@@ -636,7 +633,9 @@ fn mark_unverified_files(
     .map(drop)
 }
 
-/// Inserts or updates a node's files inside a transaction; see [`Store::set_files`].
+/// Records the files a node's manifest lists, inside a transaction. A file already known
+/// keeps its state if its size and hash are unchanged; otherwise it starts again as
+/// `pending`.
 fn upsert_files(
     tx: &rusqlite::Transaction<'_>,
     id: i64,
@@ -706,18 +705,16 @@ mod tests {
             s.add_marker(id, 5, "clap", &[]).unwrap();
             s.set_node_state(id, "10.0.0.2", node_state::FAILED, Some("gone"))
                 .unwrap();
-            s.set_files(
+            s.set_file_verified(
                 id,
                 "10.0.0.1",
-                &[FileEntry {
+                &FileEntry {
                     name: "a.h264".into(),
                     bytes: 3,
                     sha256: "ab".into(),
-                }],
+                },
             )
             .unwrap();
-            s.set_file_state(id, "10.0.0.1", "a.h264", "verified", None)
-                .unwrap();
         }
         let s = Store::open(&path).unwrap();
         let t = s.current_take().unwrap().expect("current take");
@@ -730,7 +727,7 @@ mod tests {
         assert!(s.name_in_use("t1").unwrap());
 
         // Same size and hash again: the verified state is kept.
-        s.set_files(
+        s.begin_transfer(
             t.id,
             "10.0.0.1",
             &[FileEntry {
@@ -738,6 +735,7 @@ mod tests {
                 bytes: 3,
                 sha256: "ab".into(),
             }],
+            "transferring",
         )
         .unwrap();
         assert_eq!(
