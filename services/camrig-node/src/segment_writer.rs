@@ -210,6 +210,45 @@ pub fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
+/// Makes `file`, newly created in `dir` (itself possibly just created in its parent), durable
+/// together with its name and the take directory's: the file's fsync, and fsyncs of `dir` and
+/// its parent only where the file system needs them (see [`file_sync_keeps_new_names`]).
+///
+/// On ext4 those directory fsyncs are not free even when they find nothing of their own to
+/// write: ext4 journals directories like data, so an fsync of one forces a commit of whatever
+/// the journal is collecting at that moment (other processes' writes included). On a busy
+/// disk each waits for another journal commit: two more per START on top of the file's own.
+pub fn sync_new_file(file: &File, dir: &Path) -> io::Result<()> {
+    file.sync_all()?;
+    let file_system = nix::sys::statfs::statfs(dir).map(|s| s.filesystem_type());
+    if file_system.is_ok_and(file_sync_keeps_new_names) {
+        return Ok(());
+    }
+    sync_dir(dir)?;
+    if let Some(parent) = dir.parent() {
+        sync_dir(parent)?;
+    }
+    Ok(())
+}
+
+/// Whether an fsync of a newly created file also makes its directory entry, and those of
+/// newly created directories above it, durable on this file system type:
+///
+/// - ext4 (the node image's data partition): with a journal, creating a file or directory and
+///   its entry happen in one journal transaction, the fsync waits for the commit of the file's
+///   latest transaction, and transactions commit in order, so every earlier create and mkdir
+///   is committed with it; without a journal ext4 fsyncs the parents of new entries itself
+///   (`ext4_sync_parent`).
+/// - XFS: the fsync forces the log up to the file's last change, past the create (which logs
+///   the parent directory in the same transaction) and any earlier mkdir.
+/// - Btrfs: the fsync logs the new file's parent directories with it.
+///
+/// Anything else (and a failed `statfs`) gets the POSIX recipe, an fsync of each directory.
+pub fn file_sync_keeps_new_names(file_system: nix::sys::statfs::FsType) -> bool {
+    use nix::sys::statfs::{BTRFS_SUPER_MAGIC, EXT4_SUPER_MAGIC, XFS_SUPER_MAGIC};
+    [EXT4_SUPER_MAGIC, XFS_SUPER_MAGIC, BTRFS_SUPER_MAGIC].contains(&file_system)
+}
+
 /// Hashes a whole file (recovery, where the running hash was lost with the process).
 pub fn sha256_file(path: &Path) -> io::Result<FileEntry> {
     let bytes = std::fs::read(path)?;
@@ -278,6 +317,31 @@ mod tests {
             SegmentWriter::create(dir.path(), names()).is_err(),
             "never overwrites"
         );
+    }
+
+    #[test]
+    fn only_journalling_file_systems_skip_the_directory_fsyncs() {
+        use nix::sys::statfs::{
+            BTRFS_SUPER_MAGIC, EXT4_SUPER_MAGIC, MSDOS_SUPER_MAGIC, NFS_SUPER_MAGIC, TMPFS_MAGIC,
+            XFS_SUPER_MAGIC,
+        };
+        assert!(file_sync_keeps_new_names(EXT4_SUPER_MAGIC));
+        assert!(file_sync_keeps_new_names(XFS_SUPER_MAGIC));
+        assert!(file_sync_keeps_new_names(BTRFS_SUPER_MAGIC));
+        assert!(!file_sync_keeps_new_names(MSDOS_SUPER_MAGIC));
+        assert!(!file_sync_keeps_new_names(NFS_SUPER_MAGIC));
+        assert!(!file_sync_keeps_new_names(TMPFS_MAGIC));
+    }
+
+    #[test]
+    fn a_new_file_in_a_new_directory_is_synced() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("take");
+        std::fs::create_dir(&dir).unwrap();
+        let f = File::create_new(dir.join("manifest.json")).unwrap();
+        f.write_all_at(b"{}", 0).unwrap();
+        sync_new_file(&f, &dir).unwrap();
+        assert_eq!(std::fs::read(dir.join("manifest.json")).unwrap(), b"{}");
     }
 
     #[test]
