@@ -175,6 +175,16 @@ impl Rig {
             .max_by_key(|(_, (_, took))| *took)
             .map(|(n, (_, took))| (n.config.address.as_str(), took.as_secs_f64() * 1e3));
         let (slowest_node, slowest_ms) = slowest.unwrap_or(("", 0.0));
+        // When the first and the median node answered: a fan-out whose first answer comes
+        // late was held up before any node could reply (sending, or CPU), one whose median
+        // is early but slowest late waited for a few slow nodes.
+        let mut answer_ms: Vec<f64> = replies
+            .iter()
+            .map(|(_, took)| took.as_secs_f64() * 1e3)
+            .collect();
+        answer_ms.sort_by(f64::total_cmp);
+        let first_ms = answer_ms.first().copied().unwrap_or(0.0);
+        let median_ms = answer_ms.get(answer_ms.len() / 2).copied().unwrap_or(0.0);
         let mut failures = Vec::new();
         let mut conflict = false;
         let mut armed = Vec::new();
@@ -197,7 +207,7 @@ impl Rig {
                 }
             }
         }
-        tracing::info!(take = %name, command_id, start_at, armed = armed.len(), failed = failures.len(), prepare_ms, fanout_ms, %slowest_node, slowest_ms, "start fanned out");
+        tracing::info!(take = %name, command_id, start_at, armed = armed.len(), failed = failures.len(), prepare_ms, fanout_ms, first_ms, median_ms, %slowest_node, slowest_ms, "start fanned out");
 
         if !failures.is_empty() && (!req.allow_partial || armed.is_empty()) {
             let abort = AbortRequest {

@@ -293,7 +293,8 @@ fn field_f64(line: &str, key: &str) -> Option<f64> {
 }
 
 /// `key` of the controller's START log lines: its parts of each arm latency. `prepare_ms`
-/// (checks and the take record), `fanout_ms` (waiting for the nodes) and `slowest_ms` are in
+/// (checks and the take record), `fanout_ms` (waiting for the nodes), `first_ms` and
+/// `median_ms` (when the first and the median node answered) and `slowest_ms` are in
 /// `start fanned out`; `record_ms` (bookkeeping after the fan-out) and `total_ms` (the whole
 /// START inside the controller) in `start answered`.
 fn start_log_ms(rig: &Rig, key: &str) -> Vec<f64> {
@@ -313,6 +314,8 @@ fn arm_parts(rig: &Rig, latencies: &[f64]) -> Value {
     for (name, key) in [
         ("controller_prepare", "prepare_ms"),
         ("controller_fanout", "fanout_ms"),
+        ("controller_first_answer", "first_ms"),
+        ("controller_median_answer", "median_ms"),
         ("controller_record", "record_ms"),
         ("controller_total", "total_ms"),
     ] {
