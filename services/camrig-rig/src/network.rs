@@ -6,7 +6,7 @@
 use std::net::Ipv4Addr;
 
 use crate::error::{Result, RigError};
-use crate::link_shaping::{nft_loss_ruleset, tc_commands, Shaping, LOSS_TABLE};
+use crate::link_shaping::{nft_loss_ruleset, tc_commands, Peer, Shaping, LOSS_TABLE};
 use crate::netns::Netns;
 
 /// The rig's subnet; addresses exist only inside the rig's namespaces.
@@ -113,8 +113,8 @@ impl Network {
     /// port's egress (download). `Shaping::default()` removes all shaping.
     pub fn shape(&self, id: HostId, shaping: &Shaping) -> Result<()> {
         let host = &self.hosts[id];
-        apply(&host.netns, HOST_IF, shaping)?;
-        apply(&self.switch, &host.port, shaping)?;
+        apply(&host.netns, HOST_IF, shaping, Peer::Destination)?;
+        apply(&self.switch, &host.port, shaping, Peer::Source)?;
         // Loss: one rule set on the host covers both directions.
         let _ = host
             .netns
@@ -149,22 +149,28 @@ impl Network {
     }
 }
 
-fn apply(ns: &Netns, dev: &str, shaping: &Shaping) -> Result<()> {
+fn apply(ns: &Netns, dev: &str, shaping: &Shaping, peer: Peer) -> Result<()> {
     // Deleting a root that does not exist fails; that is the unshaped starting point.
     let _ = ns.exec("tc", &["qdisc", "del", "dev", dev, "root"]);
-    for cmd in tc_commands(dev, shaping) {
-        let argv: Vec<&str> = cmd.iter().map(String::as_str).collect();
-        ns.exec("tc", &argv).map_err(|e| match e {
-            RigError::Command { ref stderr, .. }
-                if stderr.contains("unknown") && argv.contains(&"netem") =>
-            {
-                RigError::KernelLacks {
-                    qdisc: "netem",
-                    feature: "delay",
-                }
-            }
-            other => other,
-        })?;
+    let cmds = tc_commands(dev, shaping, peer);
+    if cmds.is_empty() {
+        return Ok(());
     }
-    Ok(())
+    // One `tc -batch` for the dozens of commands of a fair queue: one process, not one each.
+    let batch: String = cmds.iter().map(|c| c.join(" ") + "\n").collect();
+    let file = std::env::temp_dir().join(format!("{}-{dev}-tc.batch", ns.name()));
+    std::fs::write(&file, &batch).map_err(RigError::io("writing a tc batch"))?;
+    let applied = ns.exec("tc", &["-batch", &file.display().to_string()]);
+    let _ = std::fs::remove_file(&file);
+    applied.map(drop).map_err(|e| match e {
+        RigError::Command { ref stderr, .. }
+            if stderr.contains("unknown") && batch.contains(" netem") =>
+        {
+            RigError::KernelLacks {
+                qdisc: "netem",
+                feature: "delay",
+            }
+        }
+        other => other,
+    })
 }

@@ -146,6 +146,68 @@ fn a_shaped_link_carries_its_rate_in_both_directions() {
 }
 
 #[test]
+fn a_shaped_link_serves_its_peers_in_turn_not_behind_one_full_queue() {
+    let rig = network_rig(2);
+    let ctl_ns = rig.network().host(rig.controller_host).netns();
+    let flooder = rig.network().host(rig.node(0).host).netns();
+    let other = rig.network().host(rig.node(1).host).netns();
+    // 10 Mbit/s: a full queue (100 ms of the link) holds 125 kB.
+    rig.shape_controller(&Shaping::rate(10.0)).unwrap();
+    let sink = SocketAddr::from((CONTROLLER_IP, 5004));
+    let _sink = ctl_ns
+        .run_inside(|| UdpSocket::bind(sink).unwrap())
+        .unwrap();
+    let listener = ctl_ns
+        .run_inside(|| TcpListener::bind((CONTROLLER_IP, 5005)).unwrap())
+        .unwrap();
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let connects = std::thread::scope(|s| {
+        s.spawn(|| {
+            flooder
+                .run_inside(|| {
+                    let tx = UdpSocket::bind((rig.node(0).ip, 0)).unwrap();
+                    let datagram = [0x5au8; 1400];
+                    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        let _ = tx.send_to(&datagram, sink);
+                    }
+                })
+                .unwrap();
+        });
+        s.spawn(|| {
+            while listener.accept().is_ok() && !stop.load(std::sync::atomic::Ordering::Relaxed) {}
+        });
+        // Node 0 has filled the controller's queue by now (far faster than 10 Mbit/s).
+        std::thread::sleep(Duration::from_millis(300));
+        let took: Vec<Duration> = (0..5)
+            .map(|_| {
+                other
+                    .run_inside(|| {
+                        let t = Instant::now();
+                        let addr = SocketAddr::from((CONTROLLER_IP, 5005));
+                        TcpStream::connect_timeout(&addr, Duration::from_secs(3)).unwrap();
+                        t.elapsed()
+                    })
+                    .unwrap()
+            })
+            .collect();
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        // Wakes the accept loop, which sees the stop.
+        ctl_ns
+            .run_inside(|| TcpStream::connect((CONTROLLER_IP, 5005)))
+            .unwrap()
+            .unwrap();
+        took
+    });
+    // Behind node 0's 125 kB a SYN would wait 100 ms; in its own bucket it waits for one
+    // packet of node 0's.
+    let fastest = connects.iter().min().unwrap();
+    assert!(
+        *fastest < Duration::from_millis(50),
+        "node 1 waited behind node 0's queue: connects took {connects:?}"
+    );
+}
+
+#[test]
 fn a_lossy_link_drops_its_share_of_packets() {
     let rig = network_rig(1);
     let op = rig.network().host(rig.operator_host).netns();
