@@ -8,7 +8,7 @@
 //! The fair queue: with one FIFO behind the token bucket every peer's packets wait behind
 //! whatever the busiest sender has queued (up to 100 ms of the link: a STATUS answer or a SYN
 //! behind another node's download), and flows sharing the link get whatever share their
-//! senders grab. A switch port's or a Linux NIC's queue (`fq_codel`, the default) serves its
+//! senders grab. Linux's own queue in front of a NIC (`fq_codel`, the default) serves its
 //! flows in turn; the CI kernel builds neither `fq_codel`, `fq` nor `sfq`, so the token
 //! bucket's child is that round robin built from what it has: an `htb` whose classes are never
 //! the limit (the token bucket is), one per bucket of the peer's address (a `u32` hash of its
