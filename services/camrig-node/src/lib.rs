@@ -16,6 +16,7 @@
 //! - [`frame_selection`]: start/stop windows, segment grid, drop counting, marker mapping.
 //! - [`segment_writer`]: one segment's files, hashed while written, all-or-nothing frames.
 //! - [`take_recorder`]: per-camera writer threads and the take's manifest and markers.
+//! - [`spare_take_dir`]: the next take's directory, made before START asks for it.
 //! - [`markers`]: the markers file format.
 //! - [`access_units`]: counting whole frames in recorded streams (recovery).
 //! - [`recovery`]: finalising takes a crash left in `recording` state.
@@ -46,6 +47,7 @@ pub mod node;
 pub mod preview;
 pub mod recovery;
 pub mod segment_writer;
+pub mod spare_take_dir;
 pub mod status_line;
 pub mod synthetic_camera;
 pub mod take_deletion;

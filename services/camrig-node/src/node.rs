@@ -27,7 +27,7 @@ use crate::config::NodeConfig;
 use crate::encoder::EncoderSettings;
 use crate::http_api::{self, ApiError};
 use crate::take_recorder::{self, Finished, Layout, LiveCamera, TakeHandle, TakeSpec};
-use crate::{clock_health, disk_space, recovery, status_line, take_deletion};
+use crate::{clock_health, disk_space, recovery, spare_take_dir, status_line, take_deletion};
 
 #[derive(Debug, thiserror::Error)]
 pub enum NodeError {
@@ -283,7 +283,13 @@ impl Node {
                 ),
             ));
         }
-        match std::fs::create_dir(&dir) {
+        // The directory made ahead for this moment, else a new one.
+        let made = match spare_take_dir::claim(&self.recordings_dir(), &dir) {
+            Ok(true) => Ok(()),
+            Ok(false) => std::fs::create_dir(&dir),
+            Err(e) => Err(e),
+        };
+        match made {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
                 return Err(ApiError::conflict(format!(
@@ -347,12 +353,28 @@ impl Node {
     }
 
     fn take_finished(&self, finished: Finished) {
+        // The next take's directory, made before this node shows idle so no START waits
+        // for it or finds it half made.
+        self.prepare_spare_take_dir();
         self.set_active(None);
         let mut inner = lock(&self.inner);
         inner.problem = finished.problem.clone();
         inner.last_live = finished.live;
         if !finished.removed {
             inner.last_take = Some(finished.outcome);
+        }
+    }
+
+    /// Makes the next take's directory ahead ([`spare_take_dir`]); a failure only costs the
+    /// next START the time to make it.
+    fn prepare_spare_take_dir(&self) {
+        if self.config.standalone || self.camera_problem.is_some() {
+            return;
+        }
+        if let Err(e) =
+            spare_take_dir::prepare(&self.recordings_dir(), take_recorder::reserve_space)
+        {
+            tracing::warn!(error = %e, "cannot make the next take's directory ahead; START will make it");
         }
     }
 
@@ -560,6 +582,7 @@ pub async fn run(
     if node.config.standalone && !node.cameras.is_empty() {
         start_standalone(&node).map_err(NodeError::Standalone)?;
     }
+    node.prepare_spare_take_dir();
 
     let status_task = tokio::spawn(node.clone().status_loop());
     let watchdog_task = tokio::spawn(camrig_systemd::watchdog::run(node.progress.clone()));

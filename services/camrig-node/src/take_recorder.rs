@@ -456,8 +456,11 @@ pub fn start(
         stop_now: Mutex::new(None),
         recording: AtomicBool::new(false),
     });
+    // A directory made ahead (`spare_take_dir`) holds its reserve already.
     if let Some(p) = spec.reserve_path() {
-        reserve_space(&p, RESERVE_BYTES)?;
+        if !std::fs::metadata(&p).is_ok_and(|m| m.len() >= RESERVE_BYTES) {
+            reserve_space(&p)?;
+        }
     }
     let book = TakeBook::new(spec.clone());
     // The manifest exists from START on: a crash even before the first frame leaves a take
@@ -749,9 +752,10 @@ pub const RESERVE_FILE: &str = ".final-manifest-reserve";
 const RESERVE_BYTES: u64 = 1024 * 1024;
 
 /// Allocates real blocks (not a sparse file) so the space is truly held.
-fn reserve_space(path: &std::path::Path, bytes: u64) -> std::io::Result<()> {
+/// Makes the reserve file at `path` (a take's [`RESERVE_FILE`]).
+pub fn reserve_space(path: &std::path::Path) -> std::io::Result<()> {
     let f = std::fs::File::create(path)?;
-    nix::fcntl::posix_fallocate(std::os::fd::AsRawFd::as_raw_fd(&f), 0, bytes as i64)
+    nix::fcntl::posix_fallocate(std::os::fd::AsRawFd::as_raw_fd(&f), 0, RESERVE_BYTES as i64)
         .map_err(std::io::Error::from)?;
     Ok(())
 }

@@ -403,12 +403,17 @@ pub fn read_timestamps(path: &Path) -> Vec<i64> {
     camrig_protocol::timestamps::parse_bin(&std::fs::read(path).unwrap()).unwrap()
 }
 
-/// Every name under a directory, recursively, relative to it.
+/// Every name under a directory, recursively, relative to it (the node's spare take directory
+/// left out).
 pub fn tree(dir: &Path) -> Vec<String> {
     let mut out = Vec::new();
     fn walk(base: &Path, dir: &Path, out: &mut Vec<String>) {
         if let Ok(rd) = std::fs::read_dir(dir) {
             for e in rd.flatten() {
+                // The next take's directory, which the node makes ahead of START, is no take.
+                if e.file_name() == camrig_node::spare_take_dir::SPARE {
+                    continue;
+                }
                 let p = e.path();
                 out.push(p.strip_prefix(base).unwrap().display().to_string());
                 if p.is_dir() {
