@@ -136,23 +136,41 @@ initramfs_hash() {
 		sha256sum | cut -c1-16
 }
 
-# initramfs_refresh ROOT ARCH: when image/initramfs changed since ROOT's base was built,
-# puts the current scripts in ROOT/etc/initramfs-tools and rebuilds the initramfs in a
-# chroot (update-initramfs; on arm64 raspi-firmware's hook copies it to /boot/firmware).
-# Seconds on amd64, a minute or two under qemu-user; a new base would be half an hour.
+# initramfs_refresh ROOT ARCH BASE: when image/initramfs changed since ROOT's base (the
+# tarball BASE) was built, puts the current scripts in ROOT/etc/initramfs-tools and rebuilds
+# the initramfs in a chroot (update-initramfs; on arm64 raspi-firmware's hook copies it to
+# /boot/firmware). Seconds on amd64, minutes under qemu-user (a new base would be most of an
+# hour), so the result is cached, keyed by its inputs: the base, image/initramfs and the
+# overlays (the initramfs carries /etc/modprobe.d).
 initramfs_refresh() {
-	local root=$1 arch=$2 hash
+	local root=$1 arch=$2 base=$3 hash key cache
 	hash=$(initramfs_hash)
 	[ "$(cat "$root/$INITRAMFS_STAMP" 2>/dev/null)" != "$hash" ] || return 0
-	log "image/initramfs changed since the base was built: rebuilding the initramfs"
-	ensure_binfmt "$arch"
-	# camrig's files are all named camrig*; the rest of /etc/initramfs-tools is Debian's.
+	key=$(basename "$base" .tar)-$hash-$(
+		cd "$REPO_DIR/overlays" && find . -type f | LC_ALL=C sort | xargs sha256sum | sha256sum | cut -c1-16
+	)
+	cache=$CAMRIG_CACHE/initramfs/$key.tar
 	find "$root/etc/initramfs-tools" -name 'camrig*' -type f -delete
 	cp -a "$IMAGE_DIR/initramfs/." "$root/etc/initramfs-tools/"
-	mount -t proc proc "$root/proc"
-	local rc=0
-	chroot "$root" update-initramfs -u -k all >&2 || rc=$?
-	umount "$root/proc"
-	[ "$rc" = 0 ] || die "update-initramfs failed in the image's root file system"
+	if [ -f "$cache" ]; then
+		log "image/initramfs changed since the base was built: its initramfs from the cache"
+		tar -C "$root" -xpf "$cache"
+	else
+		log "image/initramfs changed since the base was built: rebuilding the initramfs"
+		ensure_binfmt "$arch"
+		mount -t proc proc "$root/proc"
+		local rc=0
+		chroot "$root" update-initramfs -u -k all >&2 || rc=$?
+		umount "$root/proc"
+		[ "$rc" = 0 ] || die "update-initramfs failed in the image's root file system"
+		# What update-initramfs wrote: the initramfs, raspi-firmware's copies of it, and
+		# its own record of what it built.
+		mkdir -p "$(dirname "$cache")"
+		(cd "$root" && find boot/initrd.img-* boot/firmware/initramfs* var/lib/initramfs-tools \
+			-maxdepth 0 2>/dev/null || true) | tar -C "$root" -cf "$cache.tmp.$$" -T - &&
+			mv "$cache.tmp.$$" "$cache"
+		# Entries of older image/initramfs versions go with their bases' successors.
+		ls -t "$CAMRIG_CACHE/initramfs/"*.tar | tail -n +13 | xargs -r rm -f
+	fi
 	echo "$hash" >"$root/$INITRAMFS_STAMP"
 }
