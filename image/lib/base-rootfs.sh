@@ -140,14 +140,17 @@ initramfs_hash() {
 # tarball BASE) was built, puts the current scripts in ROOT/etc/initramfs-tools and rebuilds
 # the initramfs in a chroot (update-initramfs; on arm64 raspi-firmware's hook copies it to
 # /boot/firmware). Seconds on amd64, minutes under qemu-user (a new base would be most of an
-# hour), so the result is cached, keyed by its inputs: the base, image/initramfs and the
-# overlays (the initramfs carries /etc/modprobe.d).
+# hour), so the result is cached, keyed by its inputs: the base, image/initramfs and what
+# mkinitramfs reads from the overlays (/etc/modprobe.d, which the initramfs carries;
+# /etc/fstab; udev's /etc/udev).
 initramfs_refresh() {
 	local root=$1 arch=$2 base=$3 hash key cache
 	hash=$(initramfs_hash)
 	[ "$(cat "$root/$INITRAMFS_STAMP" 2>/dev/null)" != "$hash" ] || return 0
 	key=$(basename "$base" .tar)-$hash-$(
-		cd "$REPO_DIR/overlays" && find . -type f | LC_ALL=C sort | xargs sha256sum | sha256sum | cut -c1-16
+		cd "$REPO_DIR/overlays" &&
+			{ find ./*/etc/modprobe.d ./*/etc/fstab ./*/etc/udev -type f 2>/dev/null || true; } |
+			LC_ALL=C sort | xargs -r sha256sum | sha256sum | cut -c1-16
 	)
 	cache=$CAMRIG_CACHE/initramfs/$key.tar
 	find "$root/etc/initramfs-tools" -name 'camrig*' -type f -delete
