@@ -112,6 +112,15 @@ pub fn tc_commands(dev: &str, shaping: &Shaping, peer: Peer) -> Vec<Vec<String>>
     cmds
 }
 
+/// Minor number of the first bucket's class (`10:10`); bucket `b` is `10:(BASE + b)`, and the
+/// first bucket is also the default class for packets the hash does not place (ARP).
+const BUCKET_CLASS_BASE: u32 = 0x10;
+
+/// The fair queue's class for one address bucket.
+fn bucket_class(bucket: u32) -> String {
+    format!("10:{:x}", BUCKET_CLASS_BASE + bucket)
+}
+
 /// The token bucket's child when it has no delay: one class per address bucket, served in
 /// turn. The classes' own rate is far above any link's, so only the token bucket limits.
 fn fair_queue(dev: &str, queue_bytes: u64, peer: Peer) -> Vec<Vec<String>> {
@@ -121,7 +130,7 @@ fn fair_queue(dev: &str, queue_bytes: u64, peer: Peer) -> Vec<Vec<String>> {
             "qdisc", "add", "dev", dev, "parent", "1:1", "handle", "10:", "htb",
         ])
         .into_iter()
-        .chain(args(&["default", &format!("{:x}", 0x10)]))
+        .chain(args(&["default", &format!("{:x}", BUCKET_CLASS_BASE)]))
         .collect(),
         args(&[
             "class", "add", "dev", dev, "parent", "10:", "classid", "10:1", "htb",
@@ -131,7 +140,7 @@ fn fair_queue(dev: &str, queue_bytes: u64, peer: Peer) -> Vec<Vec<String>> {
         .collect(),
     ];
     for bucket in 0..FAIR_BUCKETS {
-        let class = format!("10:{:x}", 0x10 + bucket);
+        let class = bucket_class(bucket);
         let mut c = args(&[
             "class", "add", "dev", dev, "parent", "10:1", "classid", &class,
         ]);
@@ -177,7 +186,7 @@ fn fair_queue(dev: &str, queue_bytes: u64, peer: Peer) -> Vec<Vec<String>> {
             "0",
             "0",
             "flowid",
-            &format!("10:{:x}", 0x10 + bucket),
+            &bucket_class(bucket),
         ]));
         cmds.push(c);
     }
