@@ -168,6 +168,7 @@ impl Node {
                     fps: *lock(&s.fps),
                     drops: l.drops,
                     last_frame_ns: lock(&s.latest).as_ref().map(|f| f.timestamp_ns),
+                    phase: None,
                 }
             })
             .collect();

@@ -75,6 +75,7 @@ mod tests {
                 fps: 30.0,
                 drops: 0,
                 last_frame_ns: None,
+                phase: None,
             }],
             disk_free_bytes: 13_207_024_435,
             disk_floor_bytes: 0,

@@ -187,6 +187,7 @@ impl TakeBook {
                     last_frame_ns: None,
                     segments: Vec::new(),
                     pixel_paths: Default::default(),
+                    phase: None,
                 })
                 .collect(),
             markers: Vec::new(),

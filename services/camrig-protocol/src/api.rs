@@ -141,6 +141,9 @@ pub struct CameraStatus {
     /// Drops detected in the current (or last) take.
     pub drops: u64,
     pub last_frame_ns: Option<UnixNanos>,
+    /// Phase lock on the rig's frame grid; absent from nodes older than phase lock.
+    #[serde(default)]
+    pub phase: Option<crate::phase::PhaseStatus>,
 }
 
 /// One entry of `GET /v1/takes`.

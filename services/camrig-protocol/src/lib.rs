@@ -5,13 +5,17 @@
 //! - [`timestamps`]: the per-frame timestamp file formats (`.bin` int64 LE ns, timecode v2).
 //! - [`manifest`]: the JSON take manifest the node writes and the controller verifies against.
 //! - [`api`]: the JSON bodies of the node's HTTP API (`/v1/...`).
+//! - [`grid`]: the rig's frame grid (slot n at n × T since the epoch, T an exact rational).
+//! - [`phase`]: a camera's phase-lock state, live and per take.
 //!
 //! This crate does no I/O beyond writing into caller-supplied buffers, so it is unit-tested
 //! with literals and shared verbatim by every binary.
 
 pub mod api;
+pub mod grid;
 pub mod manifest;
 pub mod naming;
+pub mod phase;
 pub mod take_name;
 pub mod timestamps;
 

@@ -82,6 +82,9 @@ pub struct CameraRecord {
     /// How the kept frames' pixels reached the encoder (absent in manifests before it).
     #[serde(default)]
     pub pixel_paths: PixelPathCounts,
+    /// Phase lock over the take (absent in manifests before phase lock).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<crate::phase::PhaseRecord>,
 }
 
 /// Per camera and take: how many kept frames reached the encoder each way. A camera's own
