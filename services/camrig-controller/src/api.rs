@@ -11,19 +11,27 @@ use axum::http::{header, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use axum::Extension;
 use axum::{Json, Router};
 use futures_util::stream::{self, Stream, StreamExt};
 
+use crate::access::{self, AccessError, Credential};
 use crate::http_error::ApiError;
 use crate::rig::Rig;
-use crate::views::{DeleteFromNodes, MarkTake, StartTake};
+use crate::views::{AccessView, ChangePassword, DeleteFromNodes, Login, MarkTake, StartTake};
 
 /// Largest request body accepted (413 beyond), as on the node.
 pub const MAX_BODY_BYTES: usize = camrig_protocol::api::MAX_BODY_BYTES;
 
 pub fn router(rig: Arc<Rig>) -> Router {
+    let access = rig.access.clone();
     Router::new()
         .route("/", get(ui_index))
+        .route("/login", get(ui_login))
+        .route("/login.js", get(ui_login_js))
+        .route("/api/login", post(login))
+        .route("/api/logout", post(logout))
+        .route("/api/password", post(change_password))
         .route("/app.js", get(ui_js))
         .route("/style.css", get(ui_css))
         .route("/api/rig", get(get_rig))
@@ -45,6 +53,8 @@ pub fn router(rig: Arc<Rig>) -> Router {
         .route("/api", get(api_not_found))
         .route("/api/{*rest}", get(api_not_found).post(api_not_found))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        // Over every route, the fallback included (see `access`).
+        .layer(axum::middleware::from_fn_with_state(access, access::guard))
         .with_state(rig)
 }
 
@@ -68,6 +78,80 @@ fn body<T>(parsed: Result<Json<T>, JsonRejection>) -> ApiResult<T> {
         };
         ApiError::new(status, message)
     })
+}
+
+async fn login(
+    State(rig): State<Arc<Rig>>,
+    parsed: Result<Json<Login>, JsonRejection>,
+) -> ApiResult<Response> {
+    let req = body(parsed)?;
+    if req.password.is_none() && req.token.is_none() {
+        return Err(ApiError::bad_request("give \"password\" (or \"token\")"));
+    }
+    let Some(session) = rig
+        .access
+        .login(req.password.as_deref(), req.token.as_deref())
+        .await
+    else {
+        let what = if req.token.is_some() {
+            "wrong API token"
+        } else if rig.access.has_password() {
+            "wrong password"
+        } else {
+            "this rig has no operator password; log in with its API token"
+        };
+        return Err(ApiError::new(StatusCode::UNAUTHORIZED, what));
+    };
+    tracing::info!("operator logged in");
+    Ok((
+        [(header::SET_COOKIE, access::session_cookie(Some(&session)))],
+        Json(AccessView {
+            ok: true,
+            message: "logged in".into(),
+        }),
+    )
+        .into_response())
+}
+
+async fn logout(State(rig): State<Arc<Rig>>, headers: axum::http::HeaderMap) -> Response {
+    if let Some(id) = access::session_of(&headers) {
+        rig.access.logout(&id);
+    }
+    (
+        [(header::SET_COOKIE, access::session_cookie(None))],
+        Json(AccessView {
+            ok: true,
+            message: "logged out".into(),
+        }),
+    )
+        .into_response()
+}
+
+async fn change_password(
+    State(rig): State<Arc<Rig>>,
+    Extension(credential): Extension<Credential>,
+    headers: axum::http::HeaderMap,
+    parsed: Result<Json<ChangePassword>, JsonRejection>,
+) -> ApiResult<Response> {
+    let req = body(parsed)?;
+    let session = access::session_of(&headers);
+    rig.access
+        .change_password(credential, req.current.as_deref(), &req.new, session.as_deref())
+        .await
+        .map_err(|e| match e {
+            AccessError::WrongPassword => ApiError::new(StatusCode::FORBIDDEN, e.to_string()),
+            AccessError::BadPassword(_) => ApiError::bad_request(e.to_string()),
+            AccessError::Save { .. } => {
+                tracing::error!(error = %e, "cannot change the operator password");
+                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
+            }
+        })?;
+    tracing::info!("operator password changed");
+    Ok(Json(AccessView {
+        ok: true,
+        message: "password changed; other sessions are logged out".into(),
+    })
+    .into_response())
 }
 
 async fn get_rig(State(rig): State<Arc<Rig>>) -> ApiResult<Response> {
@@ -265,6 +349,22 @@ async fn ui_js() -> Response {
         .into_response()
 }
 
+async fn ui_login() -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+        include_str!("ui/login.html"),
+    )
+        .into_response()
+}
+
+async fn ui_login_js() -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
+        include_str!("ui/login.js"),
+    )
+        .into_response()
+}
+
 async fn ui_css() -> Response {
     (
         [(header::CONTENT_TYPE, "text/css; charset=utf-8")],
@@ -291,8 +391,9 @@ mod tests {
     fn rig(dir: &Path) -> Arc<Rig> {
         let config = Config::parse(
             &format!(
-                "token = \"t\"\ndata_dir = \"{}\"\n[[node]]\naddress = \"127.0.0.1\"\nport = 9\nrsync_source = \"/nonexistent\"\n",
-                dir.display()
+                "token = \"t\"\ndata_dir = \"{}\"\n[access]\napi_token = \"{TOKEN}\"\npassword_hash = \"{}\"\ntrusted_subnets = [\"10.9.0.0/16\"]\n[[node]]\naddress = \"127.0.0.1\"\nport = 9\nrsync_source = \"/nonexistent\"\n",
+                dir.display(),
+                camrig_protocol::operator_password::hash(PASSWORD, &[1; 16]).unwrap()
             ),
             Path::new("test.toml"),
         )
@@ -301,19 +402,31 @@ mod tests {
         Rig::new(config, store)
     }
 
+    const TOKEN: &str = "test-api-token-0123456789";
+    const PASSWORD: &str = "operator password 1";
+
+    /// A request as the CLI sends it: the API token, JSON for anything but GET.
     async fn call(
         rig: &Arc<Rig>,
         method: &str,
         uri: &str,
         body: Option<&str>,
     ) -> (StatusCode, String, String) {
-        let mut req = Request::builder().method(method).uri(uri);
-        if body.is_some() {
+        let mut req = Request::builder()
+            .method(method)
+            .uri(uri)
+            .header("host", "127.0.0.1:8080")
+            .header("authorization", format!("Bearer {TOKEN}"));
+        if method != "GET" {
             req = req.header("content-type", "application/json");
         }
         let req = req
             .body(Body::from(body.unwrap_or_default().to_owned()))
             .unwrap();
+        send(rig, req).await
+    }
+
+    async fn send(rig: &Arc<Rig>, req: Request<Body>) -> (StatusCode, String, String) {
         let resp = router(rig.clone()).oneshot(req).await.unwrap();
         let status = resp.status();
         let ctype = resp
@@ -423,6 +536,8 @@ mod tests {
         let rig = rig(dir.path());
         let req = Request::builder()
             .uri("/api/events")
+            .header("host", "localhost")
+            .header("authorization", format!("Bearer {TOKEN}"))
             .body(Body::empty())
             .unwrap();
         let resp = router(rig.clone()).oneshot(req).await.unwrap();
@@ -435,5 +550,211 @@ mod tests {
             text.push_str(&String::from_utf8_lossy(&chunk));
         }
         assert!(text.contains("\"state\":\"idle\""), "{text}");
+    }
+
+    /// A request built by hand: `headers` are (name, value) pairs.
+    async fn raw(
+        rig: &Arc<Rig>,
+        method: &str,
+        uri: &str,
+        headers: &[(&str, &str)],
+        body: &str,
+    ) -> (StatusCode, String, String) {
+        let mut req = Request::builder().method(method).uri(uri);
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        send(rig, req.body(Body::from(body.to_owned())).unwrap()).await
+    }
+
+    #[tokio::test]
+    async fn nothing_is_served_without_credentials() {
+        let dir = tempfile::tempdir().unwrap();
+        let rig = rig(dir.path());
+        let host = [("host", "127.0.0.1:8080")];
+        for (method, path) in [
+            ("GET", "/api/rig"),
+            ("GET", "/api/takes"),
+            ("GET", "/api/events"),
+            ("GET", "/api/downloads"),
+            ("GET", "/api/nodes/0/cameras/1/preview.jpg"),
+            ("GET", "/api/takes/t1"),
+            ("GET", "/app.js"),
+            ("GET", "/api/bogus"),
+        ] {
+            let (s, _, body) = raw(&rig, method, path, &host, "").await;
+            assert_eq!(s, StatusCode::UNAUTHORIZED, "{method} {path}");
+            assert!(error_of(&body).contains("log in"), "{body}");
+        }
+        let json = [("host", "127.0.0.1:8080"), ("content-type", "application/json")];
+        for path in [
+            "/api/takes",
+            "/api/takes/current/stop",
+            "/api/takes/current/mark",
+            "/api/takes/t1/download",
+            "/api/takes/t1/delete-from-nodes",
+            "/api/downloads",
+            "/api/password",
+        ] {
+            let (s, _, _) = raw(&rig, "POST", path, &json, "{}").await;
+            assert_eq!(s, StatusCode::UNAUTHORIZED, "POST {path}");
+        }
+        // A wrong token is refused even with nothing else wrong.
+        let bad = [("host", "127.0.0.1"), ("authorization", "Bearer nope")];
+        assert_eq!(raw(&rig, "GET", "/api/rig", &bad, "").await.0, StatusCode::UNAUTHORIZED);
+        // The page itself sends a browser to the login page, which anyone may load.
+        let (s, _, _) = raw(&rig, "GET", "/", &host, "").await;
+        assert_eq!(s, StatusCode::SEE_OTHER);
+        let (s, _, html) = raw(&rig, "GET", "/login", &host, "").await;
+        assert_eq!(s, StatusCode::OK);
+        assert!(html.contains("id=\"login-password\""));
+        assert_eq!(raw(&rig, "GET", "/login.js", &host, "").await.0, StatusCode::OK);
+        assert!(rig.store.list_takes().unwrap().is_empty());
+    }
+
+    fn cookie_of(resp: &axum::response::Response) -> String {
+        let set = resp.headers()["set-cookie"].to_str().unwrap();
+        assert!(set.contains("HttpOnly") && set.contains("SameSite=Strict"), "{set}");
+        set.split(';').next().unwrap().to_owned()
+    }
+
+    async fn login(rig: &Arc<Rig>, body: &str) -> axum::response::Response {
+        let req = Request::builder()
+            .method("POST")
+            .uri("/api/login")
+            .header("host", "camrig.test:8080")
+            .header("content-type", "application/json")
+            .header("origin", "http://camrig.test:8080")
+            .header("sec-fetch-site", "same-origin")
+            .body(Body::from(body.to_owned()))
+            .unwrap();
+        router(rig.clone()).oneshot(req).await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn password_login_gives_a_session_cookie_and_the_password_can_change() {
+        let dir = tempfile::tempdir().unwrap();
+        // "camrig.test" is configured, as a card's hostname is.
+        let rig = rig_with_hosts(dir.path(), &["camrig.test"]);
+        let resp = login(&rig, r#"{"password":"wrong password"}"#).await;
+        assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+        assert!(resp.headers().get("set-cookie").is_none());
+        let resp = login(&rig, &format!(r#"{{"password":"{PASSWORD}"}}"#)).await;
+        assert_eq!(resp.status(), StatusCode::OK);
+        let cookie = cookie_of(&resp);
+        let browser = |extra: &'static [(&'static str, &'static str)]| {
+            let mut h = vec![
+                ("host", "camrig.test:8080"),
+                ("origin", "http://camrig.test:8080"),
+                ("sec-fetch-site", "same-origin"),
+            ];
+            h.extend_from_slice(extra);
+            h
+        };
+        let mut get = browser(&[]);
+        get.push(("cookie", cookie.as_str()));
+        let (s, _, _) = raw(&rig, "GET", "/api/rig", &get, "").await;
+        assert_eq!(s, StatusCode::OK);
+        assert_eq!(raw(&rig, "GET", "/", &get, "").await.0, StatusCode::OK);
+
+        // Changing needs the current password from a session.
+        let mut post = browser(&[("content-type", "application/json")]);
+        post.push(("cookie", cookie.as_str()));
+        let (s, _, body) = raw(&rig, "POST", "/api/password", &post, r#"{"current":"nope nope nope","new":"another password"}"#).await;
+        assert_eq!(s, StatusCode::FORBIDDEN, "{body}");
+        let (s, _, body) = raw(&rig, "POST", "/api/password", &post, &format!(r#"{{"current":"{PASSWORD}","new":"short"}}"#)).await;
+        assert_eq!(s, StatusCode::BAD_REQUEST);
+        assert!(error_of(&body).contains("10-256 characters"), "{body}");
+        let (s, _, body) = raw(&rig, "POST", "/api/password", &post, &format!(r#"{{"current":"{PASSWORD}","new":"another password"}}"#)).await;
+        assert_eq!(s, StatusCode::OK, "{body}");
+        assert_eq!(login(&rig, &format!(r#"{{"password":"{PASSWORD}"}}"#)).await.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(login(&rig, r#"{"password":"another password"}"#).await.status(), StatusCode::OK);
+        // The change survives a restart (a new Rig on the same data directory).
+        let again = rig_with_hosts(dir.path(), &["camrig.test"]);
+        assert_eq!(login(&again, r#"{"password":"another password"}"#).await.status(), StatusCode::OK);
+
+        // Log out: the cookie is worthless afterwards.
+        let (s, _, _) = raw(&rig, "POST", "/api/logout", &post, "{}").await;
+        assert_eq!(s, StatusCode::OK);
+        assert_eq!(raw(&rig, "GET", "/api/rig", &get, "").await.0, StatusCode::UNAUTHORIZED);
+        // The one-click link logs in with the token.
+        let resp = login(&again, &format!(r#"{{"token":"{TOKEN}"}}"#)).await;
+        assert_eq!(resp.status(), StatusCode::OK);
+    }
+
+    fn rig_with_hosts(dir: &Path, hosts: &[&str]) -> Arc<Rig> {
+        let base = rig(dir);
+        let mut config = base.config.clone();
+        config.access.hosts = hosts.iter().map(|h| h.to_string()).collect();
+        drop(base);
+        let store = Store::open(&dir.join("takes.sqlite3")).unwrap();
+        Rig::new(config, store)
+    }
+
+    #[tokio::test]
+    async fn cross_site_requests_and_foreign_hosts_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let rig = rig(dir.path());
+        let auth = format!("Bearer {TOKEN}");
+        let auth = auth.as_str();
+        // DNS rebinding: evil.example resolves to the controller, the browser says so in Host.
+        let (s, _, body) = raw(&rig, "GET", "/api/rig", &[("host", "evil.example"), ("authorization", auth)], "").await;
+        assert_eq!(s, StatusCode::MISDIRECTED_REQUEST);
+        assert!(error_of(&body).contains("evil.example"), "{body}");
+        assert_eq!(raw(&rig, "GET", "/login", &[("host", "evil.example:8080")], "").await.0, StatusCode::MISDIRECTED_REQUEST);
+        let (s, _, _) = raw(&rig, "GET", "/api/rig", &[("authorization", auth)], "").await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "no Host at all");
+
+        // A form post or text/plain body from any page: refused before anything happens.
+        for ctype in ["application/x-www-form-urlencoded", "text/plain", "multipart/form-data; boundary=x"] {
+            let (s, _, body) = raw(&rig, "POST", "/api/takes/current/stop", &[("host", "127.0.0.1:8080"), ("authorization", auth), ("content-type", ctype)], "{}").await;
+            assert_eq!(s, StatusCode::UNSUPPORTED_MEDIA_TYPE, "{ctype}");
+            assert!(error_of(&body).contains("must be JSON"), "{body}");
+        }
+        let (s, _, _) = raw(&rig, "POST", "/api/downloads", &[("host", "127.0.0.1:8080"), ("authorization", auth)], "").await;
+        assert_eq!(s, StatusCode::UNSUPPORTED_MEDIA_TYPE, "no content type");
+        // JSON, but from another origin (fetch with a credential it somehow holds).
+        let json = ("content-type", "application/json");
+        for headers in [
+            vec![("host", "127.0.0.1:8080"), json, ("origin", "http://evil.example")],
+            vec![("host", "127.0.0.1:8080"), json, ("sec-fetch-site", "cross-site")],
+            vec![("host", "127.0.0.1:8080"), json, ("sec-fetch-site", "same-site")],
+            vec![("host", "127.0.0.1:8080"), json, ("origin", "null")],
+        ] {
+            let mut h = headers.clone();
+            h.push(("authorization", auth));
+            let (s, _, body) = raw(&rig, "POST", "/api/takes/t1/delete-from-nodes", &h, "{}").await;
+            assert_eq!(s, StatusCode::FORBIDDEN, "{headers:?}");
+            assert!(error_of(&body).contains("cross-site request refused"), "{body}");
+            // Not even the login answers a foreign page.
+            let (s, _, _) = raw(&rig, "POST", "/api/login", &headers, &format!(r#"{{"token":"{TOKEN}"}}"#)).await;
+            assert_eq!(s, StatusCode::FORBIDDEN);
+        }
+        // The UI's own origin goes through (to the handler, which has no such take).
+        let (s, _, _) = raw(&rig, "POST", "/api/takes/t1/delete-from-nodes", &[("host", "127.0.0.1:8080"), json, ("origin", "http://127.0.0.1:8080"), ("sec-fetch-site", "same-origin"), ("authorization", auth)], "{}").await;
+        assert_eq!(s, StatusCode::NOT_FOUND);
+    }
+
+    #[tokio::test]
+    async fn a_trusted_subnet_skips_the_login_only_when_configured() {
+        use axum::extract::ConnectInfo;
+        let dir = tempfile::tempdir().unwrap();
+        let rig = rig(dir.path());
+        let from = |peer: &str| {
+            let mut req = Request::builder()
+                .uri("/api/rig")
+                .header("host", "127.0.0.1")
+                .body(Body::empty())
+                .unwrap();
+            req.extensions_mut()
+                .insert(ConnectInfo(peer.parse::<std::net::SocketAddr>().unwrap()));
+            req
+        };
+        assert_eq!(send(&rig, from("10.9.3.4:5000")).await.0, StatusCode::OK);
+        assert_eq!(send(&rig, from("10.8.3.4:5000")).await.0, StatusCode::UNAUTHORIZED);
+        let mut config = rig.config.clone();
+        config.access.trusted_subnets.clear();
+        let closed = Rig::new(config, Store::open(&dir.path().join("b.sqlite3")).unwrap());
+        assert_eq!(send(&closed, from("10.9.3.4:5000")).await.0, StatusCode::UNAUTHORIZED);
     }
 }

@@ -1,12 +1,16 @@
 //! The controller's configuration file (`/etc/camrig/controller.toml`): parsing, defaults
 //! and validation. [`Config::parse`] is pure; [`Config::load`] adds the file reads (the
-//! config itself and the optional `token_file`). Every refusal names the key.
+//! config itself and the optional `token_file`, `[access] api_token_file` and
+//! `password_hash_file`). Every refusal names the key.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use camrig_protocol::api::NODE_API_PORT;
+use camrig_protocol::operator_password;
+
+use crate::access::{AccessConfig, Subnet};
 
 /// A validated controller configuration.
 #[derive(Clone, Debug, PartialEq)]
@@ -27,6 +31,8 @@ pub struct Config {
     /// When false, a node whose kernel says its clock is unsynchronised may still start
     /// (the measured offset limit still applies). For rigs on one host clock (demo, CI).
     pub require_node_sync: bool,
+    /// Who may use the UI and API (`[access]`).
+    pub access: AccessConfig,
     pub nodes: Vec<NodeConfig>,
 }
 
@@ -121,8 +127,27 @@ struct RawConfig {
     download_parallelism: usize,
     #[serde(default = "default_true")]
     require_node_sync: bool,
+    access: Option<RawAccess>,
     #[serde(default)]
     node: Vec<RawNode>,
+}
+
+/// `[access]` as written: the operator's credentials, inline or as files.
+#[derive(serde::Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawAccess {
+    #[serde(default)]
+    api_token: String,
+    #[serde(default)]
+    api_token_file: String,
+    #[serde(default)]
+    password_hash: String,
+    #[serde(default)]
+    password_hash_file: String,
+    #[serde(default)]
+    hosts: Vec<String>,
+    #[serde(default)]
+    trusted_subnets: Vec<String>,
 }
 
 #[derive(serde::Deserialize)]
@@ -190,7 +215,19 @@ impl Config {
             path: path.to_owned(),
             source,
         })?;
-        let (mut config, token) = Config::parse_with_token_source(&text, path)?;
+        let (mut config, token, files) = Config::parse_with_token_source(&text, path)?;
+        if let Some(file) = files.api_token_file {
+            config.access.api_token = read_secret(path, "access.api_token_file", &file)?;
+        }
+        if let Some(file) = files.password_hash_file {
+            let hash = read_secret(path, "access.password_hash_file", &file)?;
+            operator_password::check_hash(&hash).map_err(|e| ConfigError::Invalid {
+                path: path.to_owned(),
+                key: "access.password_hash_file".into(),
+                problem: format!("{}: {e}", file.display()),
+            })?;
+            config.access.password_hash = Some(hash);
+        }
         if let TokenSource::File(file) = token {
             let raw = std::fs::read_to_string(&file).map_err(|e| ConfigError::Invalid {
                 path: path.to_owned(),
@@ -212,7 +249,14 @@ impl Config {
     /// Parses a config whose token is given inline (`token_file` is refused here because
     /// reading it is I/O; use [`Config::load`]). `origin` only labels error messages.
     pub fn parse(text: &str, origin: &Path) -> Result<Config, ConfigError> {
-        let (config, token) = Config::parse_with_token_source(text, origin)?;
+        let (config, token, files) = Config::parse_with_token_source(text, origin)?;
+        if files.api_token_file.is_some() || files.password_hash_file.is_some() {
+            return Err(invalid(
+                origin,
+                "access",
+                "api_token_file and password_hash_file need Config::load (it reads the files)",
+            ));
+        }
         match token {
             TokenSource::Inline(_) => Ok(config),
             TokenSource::File(_) => Err(invalid(
@@ -226,7 +270,7 @@ impl Config {
     fn parse_with_token_source(
         text: &str,
         origin: &Path,
-    ) -> Result<(Config, TokenSource), ConfigError> {
+    ) -> Result<(Config, TokenSource, AccessFiles), ConfigError> {
         let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Toml {
             path: origin.to_owned(),
             message: e.to_string().trim().replace('\n', " "),
@@ -347,6 +391,7 @@ impl Config {
                 rsync_source,
             });
         }
+        let (access, access_files) = parse_access(origin, raw.access)?;
         let downloads_dir = raw
             .downloads_dir
             .unwrap_or_else(|| raw.data_dir.join("video_downloads"));
@@ -368,11 +413,137 @@ impl Config {
                 max_clock_offset_ns: (raw.max_clock_offset_ms * 1e6).round() as i64,
                 download_parallelism: raw.download_parallelism,
                 require_node_sync: raw.require_node_sync,
+                access,
                 nodes,
             },
             token,
+            access_files,
         ))
     }
+}
+
+/// The `[access]` files [`Config::load`] still has to read.
+#[derive(Debug, Default)]
+struct AccessFiles {
+    api_token_file: Option<PathBuf>,
+    password_hash_file: Option<PathBuf>,
+}
+
+/// Shortest API token accepted (provisioning and the demo make 48 hex characters).
+const MIN_API_TOKEN_CHARS: usize = 16;
+
+fn parse_access(
+    origin: &Path,
+    raw: Option<RawAccess>,
+) -> Result<(AccessConfig, AccessFiles), ConfigError> {
+    let Some(raw) = raw else {
+        return Err(invalid(
+            origin,
+            "access",
+            "no [access] section: the controller has no default password; give [access] api_token_file (and password_hash_file) as `camrig provision build` writes them, or see controller.example.toml",
+        ));
+    };
+    let mut files = AccessFiles::default();
+    let api_token = match (raw.api_token.trim(), raw.api_token_file.trim()) {
+        ("", "") => {
+            return Err(invalid(
+                origin,
+                "access.api_token",
+                "no API token: set api_token = \"...\" or api_token_file = \"/path\"",
+            ))
+        }
+        (t, "") => {
+            if t.len() < MIN_API_TOKEN_CHARS || !t.bytes().all(|b| b.is_ascii_graphic()) {
+                return Err(invalid(
+                    origin,
+                    "access.api_token",
+                    &format!("must be at least {MIN_API_TOKEN_CHARS} printable characters without spaces"),
+                ));
+            }
+            t.to_owned()
+        }
+        ("", f) => {
+            files.api_token_file = Some(PathBuf::from(f));
+            String::new()
+        }
+        _ => {
+            return Err(invalid(
+                origin,
+                "access.api_token",
+                "give either api_token or api_token_file, not both",
+            ))
+        }
+    };
+    let password_hash = match (raw.password_hash.trim(), raw.password_hash_file.trim()) {
+        ("", "") => None,
+        (h, "") => {
+            operator_password::check_hash(h)
+                .map_err(|e| invalid(origin, "access.password_hash", &e.to_string()))?;
+            Some(h.to_owned())
+        }
+        ("", f) => {
+            files.password_hash_file = Some(PathBuf::from(f));
+            None
+        }
+        _ => {
+            return Err(invalid(
+                origin,
+                "access.password_hash",
+                "give either password_hash or password_hash_file, not both",
+            ))
+        }
+    };
+    let mut hosts = Vec::with_capacity(raw.hosts.len());
+    for (i, h) in raw.hosts.iter().enumerate() {
+        let h = h.trim();
+        if h.is_empty()
+            || !h
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':'))
+        {
+            return Err(invalid(
+                origin,
+                &format!("access.hosts[{i}]"),
+                &format!("{h:?} is not a host name or IP address (no port, no scheme)"),
+            ));
+        }
+        hosts.push(h.to_owned());
+    }
+    let trusted_subnets = raw
+        .trusted_subnets
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            Subnet::parse(s).map_err(|p| invalid(origin, &format!("access.trusted_subnets[{i}]"), &p))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok((
+        AccessConfig {
+            api_token,
+            password_hash,
+            hosts,
+            trusted_subnets,
+        },
+        files,
+    ))
+}
+
+/// A one-line secret from a file named in the config.
+fn read_secret(origin: &Path, key: &str, file: &Path) -> Result<String, ConfigError> {
+    let text = std::fs::read_to_string(file).map_err(|e| ConfigError::Invalid {
+        path: origin.to_owned(),
+        key: key.into(),
+        problem: format!("cannot read {}: {e}", file.display()),
+    })?;
+    let value = text.trim().to_owned();
+    if value.is_empty() {
+        return Err(ConfigError::Invalid {
+            path: origin.to_owned(),
+            key: key.into(),
+            problem: format!("{} is empty", file.display()),
+        });
+    }
+    Ok(value)
 }
 
 fn invalid(origin: &Path, key: &str, problem: &str) -> ConfigError {
@@ -470,6 +641,8 @@ mod tests {
 
     const MINIMAL: &str = r#"
 token = "secret"
+[access]
+api_token = "0123456789abcdef0123"
 [[node]]
 address = "192.168.1.101"
 rsync_source = "camrig@192.168.1.101:/var/lib/camrig/recordings"
@@ -477,9 +650,14 @@ rsync_source = "camrig@192.168.1.101:/var/lib/camrig/recordings"
 
     #[test]
     fn the_shipped_example_parses_once_it_has_a_token() {
-        let text =
-            include_str!("../controller.example.toml").replace("token = \"\"", "token = \"t\"");
+        let text = include_str!("../controller.example.toml")
+            .replace("token = \"\"", "token = \"t\"")
+            .replace("api_token_file = ", "api_token = \"0123456789abcdef0123\"\n#")
+            .replace("password_hash_file = ", "#");
         let c = parse(&text).unwrap();
+        assert_eq!(c.access.hosts, ["camrig-controller", "192.168.1.10"]);
+        assert!(c.access.trusted_subnets.is_empty());
+        assert_eq!(c.access.password_hash, None);
         assert_eq!(c.listen, "0.0.0.0:8080".parse().unwrap());
         assert_eq!(c.nodes.len(), 2);
         assert_eq!(c.nodes[1].port, 8081);
@@ -532,6 +710,25 @@ rsync_source = "camrig@192.168.1.101:/var/lib/camrig/recordings"
         assert!(e.contains("node[1].address"), "{e}");
         let e = problem(&format!("{MINIMAL}color = \"red\"\n"));
         assert!(e.contains("color"), "{e}");
+    }
+
+    #[test]
+    fn access_has_no_default() {
+        let no_access = MINIMAL.replace("[access]\napi_token = \"0123456789abcdef0123\"\n", "");
+        let e = problem(&no_access);
+        assert!(e.contains("access") && e.contains("no default password"), "{e}");
+        let e = problem(&MINIMAL.replace("0123456789abcdef0123", "short"));
+        assert!(e.contains("access.api_token"), "{e}");
+        let with = |extra: &str| MINIMAL.replace("[access]\n", &format!("[access]\n{extra}\n"));
+        let e = problem(&with("password_hash = \"hunter2\""));
+        assert!(e.contains("access.password_hash") && e.contains("Argon2"), "{e}");
+        let e = problem(&with("trusted_subnets = [\"10.0.0.0/33\"]"));
+        assert!(e.contains("access.trusted_subnets[0]"), "{e}");
+        let e = problem(&with("hosts = [\"http://x\"]"));
+        assert!(e.contains("access.hosts[0]"), "{e}");
+        let c = parse(&with("trusted_subnets = [\"192.168.1.0/24\"]\nhosts = [\"rig.local\"]")).unwrap();
+        assert_eq!(c.access.trusted_subnets[0].prefix, 24);
+        assert_eq!(c.access.hosts, ["rig.local"]);
     }
 
     #[test]

@@ -3,6 +3,8 @@
 //! SQLite), verified download & sort, and the REST API, SSE and web UI on one port.
 //!
 //! - [`config`]: the TOML configuration, validated with key names in every refusal.
+//! - [`access`]: login, sessions, the API token, trusted subnets, and the cross-site and
+//!   Host checks in front of every route.
 //! - [`node_client`]: HTTP client for one node's `/v1` API.
 //! - [`clock_probe`]: four-timestamp offset measurement over `GET /v1/time`.
 //! - [`fleet`]: live status and clock of every node; what blocks START.
@@ -15,6 +17,7 @@
 //! - [`api`], [`http_error`], [`views`]: the HTTP surface and its JSON.
 //! - [`status_line`]: the systemd STATUS= line.
 
+pub mod access;
 pub mod api;
 pub mod clock_probe;
 pub mod config;
@@ -120,7 +123,12 @@ pub async fn run(
     let app = api::router(rig.clone());
     tracing::info!(addr = %listener.local_addr().map_err(RunError::Serve)?, "serving web UI and API");
     notify::ready();
-    let server = axum::serve(listener, app).with_graceful_shutdown(shutdown);
+    // The peer address lets the access guard honour `trusted_subnets`.
+    let server = axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown);
     let result = tokio::select! {
         r = server => r.map_err(RunError::Serve),
         ended = tasks.join_next() => {

@@ -15,6 +15,8 @@ use crate::views::{NodeDeletionEvent, RigView, TakeView};
 
 pub struct Rig {
     pub config: Config,
+    /// Who may drive the rig: credentials and sessions.
+    pub access: Arc<crate::access::Access>,
     pub store: Store,
     pub fleet: Fleet,
     pub downloads: Downloads,
@@ -34,7 +36,13 @@ impl Rig {
         let fleet = Fleet::new(&config);
         let downloads = Downloads::new(config.download_parallelism);
         let ssh_masters = SshMasters::new(&config.nodes);
+        let access = Arc::new(crate::access::Access::new(
+            config.access.clone(),
+            config.listen,
+            &config.data_dir,
+        ));
         Arc::new(Rig {
+            access,
             config,
             store,
             fleet,

@@ -147,6 +147,33 @@ pub struct StartTake {
     pub override_clock: bool,
 }
 
+/// Body of `POST /api/login`: the operator password, or the API token (the demo's
+/// one-click link logs in with the token).
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Login {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
+}
+
+/// Body of `POST /api/password`. `current` may be left out by a client holding the API token.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChangePassword {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub current: Option<String>,
+    pub new: String,
+}
+
+/// Answer of `POST /api/login`, `/api/logout` and `/api/password`.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct AccessView {
+    pub ok: bool,
+    pub message: String,
+}
+
 /// SSE `node_deletion`: one node's deletion of a take changed state.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct NodeDeletionEvent {

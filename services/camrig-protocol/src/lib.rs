@@ -7,6 +7,8 @@
 //! - [`api`]: the JSON bodies of the node's HTTP API (`/v1/...`).
 //! - [`grid`]: the rig's frame grid (slot n at n × T since the epoch, T an exact rational).
 //! - [`phase`]: a camera's phase-lock state, live and per take.
+//! - [`operator_password`]: the operator password's Argon2id hash, as provisioning writes it
+//!   and the controller checks it.
 //!
 //! This crate does no I/O beyond writing into caller-supplied buffers, so it is unit-tested
 //! with literals and shared verbatim by every binary.
@@ -15,6 +17,7 @@ pub mod api;
 pub mod grid;
 pub mod manifest;
 pub mod naming;
+pub mod operator_password;
 pub mod phase;
 pub mod take_name;
 pub mod timestamps;

@@ -50,15 +50,20 @@ function clearErrors() { $("errors").innerHTML = ""; }
 
 async function api(method, url, body) {
   const opts = { method, headers: {} };
-  if (body !== undefined) {
+  // The controller takes only JSON for anything that changes state (no cross-site forms).
+  if (method !== "GET") {
     opts.headers["Content-Type"] = "application/json";
-    opts.body = JSON.stringify(body);
+    opts.body = JSON.stringify(body === undefined ? {} : body);
   }
   let resp;
   try {
     resp = await fetch(url, opts);
   } catch (e) {
     throw new Error("the controller did not answer: " + e.message);
+  }
+  if (resp.status === 401) {
+    location.replace("/login");
+    throw new Error("logged out; log in again");
   }
   const text = await resp.text();
   let json = null;
@@ -336,6 +341,19 @@ function connect() {
   });
   es.onerror = () => $("conn").classList.remove("hidden");
 }
+
+$("btn-logout").onclick = () => command(async () => {
+  await api("POST", "/api/logout");
+  location.replace("/login");
+});
+$("password-form").addEventListener("submit", (ev) => {
+  ev.preventDefault();
+  command(async () => {
+    const r = await api("POST", "/api/password", { current: $("password-current").value, new: $("password-new").value });
+    $("password-form").reset();
+    showNotice(r.message);
+  });
+});
 
 renderControls();
 refresh();
