@@ -3,7 +3,9 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use camrig_controller::views::{DeleteFromNodes, RigView, StartTake, TakeNodeView, TakeView};
+use camrig_controller::views::{
+    ChangePassword, DeleteFromNodes, RigView, StartTake, TakeNodeView, TakeView,
+};
 use camrig_protocol::UnixNanos;
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 
@@ -379,6 +381,58 @@ pub async fn delete_from_nodes(
 }
 
 /// Asks a yes/no question on the terminal; anything but y/yes (or no input) is no.
+/// `camrig password`: the new operator password, typed twice (not echoed on a terminal;
+/// piped in, e.g. by a script, two lines). The API token authorises the change.
+pub async fn password(client: &ControllerClient) -> Result<(), ClientError> {
+    let (first, second) = tokio::task::spawn_blocking(|| {
+        let a = read_secret_line("new operator password: ");
+        let b = read_secret_line("the same again: ");
+        (a, b)
+    })
+    .await
+    .unwrap_or_default();
+    let refused = |message: &str| ClientError::Refused {
+        status: 0,
+        message: message.into(),
+    };
+    if first.is_empty() {
+        return Err(refused("no password given; nothing changed"));
+    }
+    if first != second {
+        return Err(refused("the two passwords differ; nothing changed"));
+    }
+    let done = client
+        .change_password(&ChangePassword {
+            current: None,
+            new: first,
+        })
+        .await?;
+    println!("{}", done.message);
+    Ok(())
+}
+
+/// One line from stdin without its newline; echo is off while a terminal types it.
+fn read_secret_line(prompt: &str) -> String {
+    use nix::sys::termios::{tcgetattr, tcsetattr, LocalFlags, SetArg};
+    use std::io::Write;
+    eprint!("{prompt}");
+    let _ = std::io::stderr().flush();
+    let stdin = std::io::stdin();
+    let saved = tcgetattr(&stdin).ok();
+    if let Some(t) = &saved {
+        let mut quiet = t.clone();
+        quiet.local_flags.remove(LocalFlags::ECHO);
+        let _ = tcsetattr(&stdin, SetArg::TCSANOW, &quiet);
+    }
+    let mut line = String::new();
+    let _ = stdin.read_line(&mut line);
+    if let Some(t) = &saved {
+        let _ = tcsetattr(&stdin, SetArg::TCSANOW, t);
+        eprintln!();
+    }
+    line.trim_end_matches(['\n', '\r']).to_owned()
+}
+
 async fn confirm(question: &str) -> bool {
     use std::io::Write;
     eprint!("{question}");

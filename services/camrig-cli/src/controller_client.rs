@@ -1,10 +1,14 @@
-//! A small client for the controller's REST API, with errors that say what to do.
+//! A small client for the controller's REST API, with errors that say what to do. It sends
+//! the rig's API token as `Authorization: Bearer` (from `CAMRIG_TOKEN` or a token file, never
+//! a command-line value, which every user could read in `ps`) and a JSON body with every
+//! request that changes something, as the controller requires.
 
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use camrig_controller::node_client::describe;
 use camrig_controller::views::{
-    ApiErrorBody, DeleteFromNodes, DownloadsView, MarkTake, MarkerView, RigView, StartTake,
+    AccessView, ApiErrorBody, ChangePassword, DeleteFromNodes, DownloadsView, MarkTake, MarkerView, RigView, StartTake,
     TakeView,
 };
 
@@ -16,6 +20,40 @@ pub enum ClientError {
     Refused { status: u16, message: String },
     #[error("the controller answered something this camrig does not understand: {0}")]
     BadReply(String),
+    #[error("cannot read the API token from {path}: {cause}; point CAMRIG_TOKEN_FILE (or --token-file) at the rig's token file (`camrig demo` writes <demo dir>/controller-token; provisioning keeps it in <state dir>/api-token)")]
+    TokenFile { path: PathBuf, cause: String },
+}
+
+/// Where the API token comes from, in this order: `CAMRIG_TOKEN` (the value), then
+/// `--token-file`/`CAMRIG_TOKEN_FILE` (a file holding it). `None`: no token (the controller
+/// then answers 401 unless the client is in a trusted subnet).
+pub fn resolve_token(
+    env_token: Option<String>,
+    token_file: Option<&Path>,
+) -> Result<Option<String>, ClientError> {
+    if let Some(t) = env_token.map(|t| t.trim().to_owned()).filter(|t| !t.is_empty()) {
+        return Ok(Some(t));
+    }
+    let Some(path) = token_file else {
+        return Ok(None);
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| ClientError::TokenFile {
+        path: path.to_owned(),
+        cause: e.to_string(),
+    })?;
+    let token = text.trim().to_owned();
+    if token.is_empty() {
+        return Err(ClientError::TokenFile {
+            path: path.to_owned(),
+            cause: "the file is empty".into(),
+        });
+    }
+    Ok(Some(token))
+}
+
+/// The body of a request that has nothing to say (the controller takes only JSON).
+fn empty() -> serde_json::Value {
+    serde_json::Value::Object(serde_json::Map::new())
 }
 
 pub struct ControllerClient {
@@ -24,11 +62,19 @@ pub struct ControllerClient {
 }
 
 impl ControllerClient {
-    pub fn new(base: &str) -> ControllerClient {
+    pub fn new(base: &str, token: Option<&str>) -> ControllerClient {
+        let mut headers = reqwest::header::HeaderMap::new();
+        if let Some(t) = token {
+            let mut value = reqwest::header::HeaderValue::from_str(&format!("Bearer {t}"))
+                .unwrap_or_else(|_| reqwest::header::HeaderValue::from_static("Bearer -"));
+            value.set_sensitive(true);
+            headers.insert(reqwest::header::AUTHORIZATION, value);
+        }
         ControllerClient {
             http: reqwest::Client::builder()
                 .connect_timeout(Duration::from_secs(3))
                 .timeout(Duration::from_secs(30))
+                .default_headers(headers)
                 .build()
                 .expect("HTTP client without TLS"),
             base: base.trim_end_matches('/').to_owned(),
@@ -105,7 +151,7 @@ impl ControllerClient {
     }
 
     pub async fn stop(&self) -> Result<TakeView, ClientError> {
-        self.call(self.http.post(self.url("/api/takes/current/stop")))
+        self.call(self.http.post(self.url("/api/takes/current/stop")).json(&empty()))
             .await
     }
 
@@ -114,7 +160,13 @@ impl ControllerClient {
             Some(t) => self.url(&format!("/api/takes/{t}/download")),
             None => self.url("/api/downloads"),
         };
-        self.call(self.http.post(url)).await
+        self.call(self.http.post(url).json(&empty())).await
+    }
+
+    /// Changes the operator password. With the API token the current one is not needed.
+    pub async fn change_password(&self, req: &ChangePassword) -> Result<AccessView, ClientError> {
+        self.call(self.http.post(self.url("/api/password")).json(req))
+            .await
     }
 
     /// DELETE FROM NODES. The controller re-hashes every sorted file first, which takes a

@@ -3,6 +3,13 @@
 //! 127.0.0.3, … (so downloads sort into per-IP folders as on a real rig), configs, data,
 //! logs and `video_downloads` under one directory. Downloads go through rsync with a
 //! local-path source. Ctrl-C or SIGTERM stops every process with SIGTERM and waits.
+//!
+//! Credentials are made fresh for every demo, as provisioning makes them for a rig: the rig
+//! token the controller sends to the nodes (`rig-token`), the controller's API token
+//! (`controller-token`, what the CLI reads through `CAMRIG_TOKEN_FILE`) and an operator
+//! password (its Argon2 hash in `operator-password`), every file 0600; the password and a
+//! one-click login link (the API token in the URL's fragment, which never reaches a server
+//! log) are printed once.
 
 use std::fmt::Write as _;
 use std::fs;
@@ -86,7 +93,35 @@ pub fn find_binary(name: &'static str) -> Result<PathBuf, DemoError> {
         .ok_or_else(|| DemoError::MissingBinary(name, exe.display().to_string()))
 }
 
-/// A 128-bit random rig token, hex.
+/// Writes a file only its owner can read (the demo's secrets and the configs naming them).
+fn write_private(path: &Path, contents: &str) -> Result<(), DemoError> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let _ = fs::remove_file(path);
+    fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .and_then(|mut f| f.write_all(contents.as_bytes()))
+        .map_err(io_err(path))
+}
+
+/// The demo's operator password: 12 random lowercase letters and digits.
+fn random_password() -> String {
+    const ALPHABET: &[u8] = b"abcdefghijkmnpqrstuvwxyz23456789";
+    random_token()
+        .as_bytes()
+        .chunks(2)
+        .take(12)
+        .map(|pair| {
+            let byte = u8::from_str_radix(std::str::from_utf8(pair).unwrap_or("0"), 16).unwrap_or(0);
+            ALPHABET[usize::from(byte) % ALPHABET.len()] as char
+        })
+        .collect()
+}
+
+/// A 128-bit random token, hex.
 fn random_token() -> String {
     use std::io::Read;
     let mut buf = [0u8; 16];
@@ -103,6 +138,16 @@ fn random_token() -> String {
         std::process::id(),
         camrig_protocol::now_unix_ns()
     )
+}
+
+/// Fills `out` from the start of a hex string.
+fn hex_into(hex: &str, out: &mut [u8]) {
+    for (o, pair) in out.iter_mut().zip(hex.as_bytes().chunks(2)) {
+        *o = std::str::from_utf8(pair)
+            .ok()
+            .and_then(|p| u8::from_str_radix(p, 16).ok())
+            .unwrap_or(0);
+    }
 }
 
 /// TOML string literal (basic string with escapes).
@@ -123,12 +168,12 @@ fn toml_str(s: &str) -> String {
 }
 
 /// The node config the demo writes: one small synthetic camera so a laptop runs several.
-pub fn node_config(ip: Ipv4Addr, data_dir: &Path, token: &str) -> String {
+pub fn node_config(ip: Ipv4Addr, data_dir: &Path, token_file: &Path) -> String {
     format!(
         "# camrig demo node {ip} (written by camrig demo)\n\
          listen = \"{ip}:{NODE_PORT}\"\n\
          data_dir = {}\n\
-         token = {}\n\n\
+         token_file = {}\n\n\
          [recording]\n\
          codec = \"h264\"\n\
          segment_seconds = 10\n\
@@ -141,23 +186,35 @@ pub fn node_config(ip: Ipv4Addr, data_dir: &Path, token: &str) -> String {
          height = 360\n\
          fps = 30\n",
         toml_str(&data_dir.to_string_lossy()),
-        toml_str(token)
+        toml_str(&token_file.to_string_lossy())
     )
 }
 
-/// The controller config the demo writes.
-pub fn controller_config(dir: &Path, port: u16, token: &str, nodes: usize) -> String {
+/// The rig token the controller sends to the nodes.
+pub const RIG_TOKEN_FILE: &str = "rig-token";
+/// The controller's API token (the CLI: `CAMRIG_TOKEN_FILE=<demo dir>/controller-token`).
+pub const CONTROLLER_TOKEN_FILE: &str = "controller-token";
+/// The operator password's Argon2 hash.
+pub const PASSWORD_HASH_FILE: &str = "operator-password";
+
+/// The controller config the demo writes; the secrets are files in `dir`.
+pub fn controller_config(dir: &Path, port: u16, nodes: usize) -> String {
     let mut out = format!(
         "# camrig demo controller (written by camrig demo)\n\
          listen = \"127.0.0.1:{port}\"\n\
          data_dir = {}\n\
          downloads_dir = {}\n\
-         token = {}\n\
+         token_file = {}\n\
          # Every demo process shares this machine's clock, which may run without NTP.\n\
-         require_node_sync = false\n",
+         require_node_sync = false\n\n\
+         [access]\n\
+         api_token_file = {}\n\
+         password_hash_file = {}\n",
         toml_str(&dir.join("controller").to_string_lossy()),
         toml_str(&dir.join("video_downloads").to_string_lossy()),
-        toml_str(token)
+        toml_str(&dir.join(RIG_TOKEN_FILE).to_string_lossy()),
+        toml_str(&dir.join(CONTROLLER_TOKEN_FILE).to_string_lossy()),
+        toml_str(&dir.join(PASSWORD_HASH_FILE).to_string_lossy()),
     );
     for i in 0..nodes {
         let ip = node_ip(i);
@@ -175,6 +232,10 @@ pub fn controller_config(dir: &Path, port: u16, token: &str, nodes: usize) -> St
 pub struct DemoRig {
     pub dir: PathBuf,
     pub url: String,
+    /// The controller's API token (also in `<dir>/controller-token`).
+    pub token: String,
+    /// The operator password (only its hash is on disk).
+    pub password: String,
     children: Vec<(String, Child, PathBuf)>,
 }
 
@@ -202,10 +263,27 @@ impl DemoRig {
         };
         fs::create_dir_all(dir.join("logs")).map_err(io_err(&dir))?;
         let dir = dir.canonicalize().map_err(io_err(&dir))?;
-        let token = random_token();
+        let rig_token = dir.join(RIG_TOKEN_FILE);
+        write_private(&rig_token, &format!("{}\n", random_token()))?;
+        let api_token = format!("{}{}", random_token(), random_token());
+        write_private(
+            &dir.join(CONTROLLER_TOKEN_FILE),
+            &format!("{api_token}\n"),
+        )?;
+        let password = random_password();
+        let salt: [u8; 16] = {
+            let mut s = [0u8; 16];
+            hex_into(&random_token(), &mut s);
+            s
+        };
+        let hash = camrig_protocol::operator_password::hash(&password, &salt)
+            .expect("a 12-character password is accepted");
+        write_private(&dir.join(PASSWORD_HASH_FILE), &format!("{hash}\n"))?;
         let mut rig = DemoRig {
             url: format!("http://127.0.0.1:{}/", opts.port),
             dir: dir.clone(),
+            token: api_token,
+            password,
             children: Vec::new(),
         };
         for i in 0..opts.nodes {
@@ -213,7 +291,7 @@ impl DemoRig {
             let node_dir = dir.join("nodes").join(ip.to_string());
             fs::create_dir_all(node_dir.join("recordings")).map_err(io_err(&node_dir))?;
             let config = node_dir.join("node.toml");
-            fs::write(&config, node_config(ip, &node_dir, &token)).map_err(io_err(&config))?;
+            write_private(&config, &node_config(ip, &node_dir, &rig_token))?;
             let mut cmd = Command::new(&node_bin);
             cmd.arg("--config").arg(&config).args(["--synthetic", "1"]);
             rig.spawn(
@@ -223,11 +301,7 @@ impl DemoRig {
             )?;
         }
         let config = dir.join("controller.toml");
-        fs::write(
-            &config,
-            controller_config(&dir, opts.port, &token, opts.nodes),
-        )
-        .map_err(io_err(&config))?;
+        write_private(&config, &controller_config(&dir, opts.port, opts.nodes))?;
         let mut cmd = Command::new(&controller_bin);
         cmd.arg("--config").arg(&config);
         rig.spawn("controller", cmd, &dir.join("logs").join("controller.log"))?;
@@ -252,6 +326,12 @@ impl DemoRig {
         Ok(())
     }
 
+    /// The one-click login link: the API token rides in the fragment, which the browser
+    /// keeps to itself; the login page posts it and gets a session cookie.
+    pub fn login_link(&self) -> String {
+        format!("{}login#token={}", self.url, self.token)
+    }
+
     /// The first process that has exited, as an error with its log's tail.
     pub fn check_alive(&mut self) -> Result<(), DemoError> {
         for (what, child, log) in &mut self.children {
@@ -271,7 +351,7 @@ impl DemoRig {
 
     /// Waits until the controller answers and sees every node.
     pub async fn wait_ready(&mut self) -> Result<(), DemoError> {
-        let client = ControllerClient::new(self.url.trim_end_matches('/'));
+        let client = ControllerClient::new(self.url.trim_end_matches('/'), Some(&self.token));
         let deadline = Instant::now() + STARTUP_TIMEOUT;
         let mut last;
         loop {
@@ -354,6 +434,8 @@ pub async fn run(opts: DemoOptions) -> Result<(), DemoError> {
     }
     println!("camrig demo is running.");
     println!("  web UI:     {}", rig.url);
+    println!("  log in:     {}", rig.login_link());
+    println!("  password:   {} (shown once; change it in the web UI or with camrig password)", rig.password);
     for i in 0..opts.nodes {
         println!("  node {}:  {}:{NODE_PORT}", i + 1, node_ip(i));
     }
@@ -363,8 +445,9 @@ pub async fn run(opts: DemoOptions) -> Result<(), DemoError> {
     );
     println!("  logs:       {}", rig.dir.join("logs").display());
     println!(
-        "  CLI:        CAMRIG_CONTROLLER={} camrig status",
-        rig.url.trim_end_matches('/')
+        "  CLI:        CAMRIG_CONTROLLER={} CAMRIG_TOKEN_FILE={} camrig status",
+        rig.url.trim_end_matches('/'),
+        rig.dir.join(CONTROLLER_TOKEN_FILE).display()
     );
     println!("Press Ctrl-C to stop.");
     let mut ticker = tokio::time::interval(Duration::from_millis(500));
@@ -399,17 +482,28 @@ mod tests {
 
     #[test]
     fn generated_controller_config_is_valid() {
-        let text = controller_config(Path::new("/tmp/d \"x\""), 8080, "tok", 2);
-        let c = camrig_controller::config::Config::parse(&text, Path::new("demo")).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let dir = dir.path().join("d \"x\"");
+        fs::create_dir_all(&dir).unwrap();
+        fs::write(dir.join(RIG_TOKEN_FILE), "rig-token-0123456789\n").unwrap();
+        fs::write(dir.join(CONTROLLER_TOKEN_FILE), "api-token-0123456789\n").unwrap();
+        let hash = camrig_protocol::operator_password::hash("demo password", &[3; 16]).unwrap();
+        fs::write(dir.join(PASSWORD_HASH_FILE), hash).unwrap();
+        let path = dir.join("controller.toml");
+        fs::write(&path, controller_config(&dir, 8080, 2)).unwrap();
+        let c = camrig_controller::config::Config::load(&path).unwrap();
+        assert_eq!(c.token, "rig-token-0123456789");
+        assert_eq!(c.access.api_token, "api-token-0123456789");
+        assert!(c.access.password_hash.is_some());
         assert_eq!(c.nodes.len(), 2);
         assert_eq!(c.nodes[1].address, "127.0.0.3");
         assert!(!c.require_node_sync);
         assert_eq!(
             c.nodes[0].rsync_source,
             camrig_controller::config::RsyncSource::Local(
-                "/tmp/d \"x\"/nodes/127.0.0.2/recordings".into()
+                dir.join("nodes/127.0.0.2/recordings")
             )
         );
-        assert_eq!(c.downloads_dir, Path::new("/tmp/d \"x\"/video_downloads"));
+        assert_eq!(c.downloads_dir, dir.join("video_downloads"));
     }
 }

@@ -7,7 +7,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use camrig_cli::controller_client::ControllerClient;
+use camrig_cli::controller_client::{self, ControllerClient};
 use camrig_cli::{commands, demo};
 use clap::{Parser, Subcommand};
 
@@ -22,6 +22,10 @@ struct Args {
         global = true
     )]
     controller: String,
+    /// File holding the controller's API token (the token itself may come in CAMRIG_TOKEN;
+    /// never on the command line, where `ps` shows it to every user).
+    #[arg(long, env = "CAMRIG_TOKEN_FILE", global = true)]
+    token_file: Option<PathBuf>,
     #[command(subcommand)]
     command: Cmd,
 }
@@ -64,6 +68,9 @@ enum Cmd {
         #[arg(long)]
         yes: bool,
     },
+    /// Change the operator password of the web UI. Reads the new password twice from
+    /// standard input (not echoed on a terminal); needs the API token.
+    Password,
     /// Run a controller and N synthetic-camera nodes on this machine.
     Demo {
         /// Number of nodes (127.0.0.2, 127.0.0.3, …).
@@ -96,7 +103,18 @@ fn main() -> ExitCode {
     }
     let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
     runtime.block_on(async move {
-        let client = ControllerClient::new(&args.controller);
+        let token = match controller_client::resolve_token(
+            std::env::var("CAMRIG_TOKEN").ok(),
+            args.token_file.as_deref(),
+        ) {
+            Ok(t) => t,
+            Err(e) if !matches!(args.command, Cmd::Demo { .. }) => {
+                eprintln!("camrig: {e}");
+                return ExitCode::FAILURE;
+            }
+            Err(_) => None,
+        };
+        let client = ControllerClient::new(&args.controller, token.as_deref());
         let result = match args.command {
             Cmd::Status => commands::status(&client).await,
             Cmd::Start {
@@ -107,6 +125,7 @@ fn main() -> ExitCode {
             Cmd::Mark { note } => commands::mark(&client, &note).await,
             Cmd::Stop => commands::stop(&client).await,
             Cmd::Takes => commands::takes(&client).await,
+            Cmd::Password => commands::password(&client).await,
             Cmd::Download { take } => match commands::download(&client, take.as_deref()).await {
                 Ok(0) => Ok(()),
                 Ok(n) => {

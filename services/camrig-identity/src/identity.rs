@@ -176,6 +176,12 @@ pub struct Synthetic {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ControllerSettings {
+    /// The controller's API token (web UI one-click login, CLI, scripts); required.
+    #[serde(default)]
+    pub api_token: Option<String>,
+    /// The operator password's Argon2 hash (PHC string); without it only the token logs in.
+    #[serde(default)]
+    pub password_hash: Option<String>,
     #[serde(default = "default_true")]
     pub require_node_sync: bool,
     pub max_clock_offset_ms: Option<f64>,

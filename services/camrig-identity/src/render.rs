@@ -112,6 +112,24 @@ pub fn plan(id: &Identity) -> Plan {
                 Some(SERVICE_USER),
                 controller_toml(id),
             ));
+            let settings = id.controller.as_ref();
+            files.push(file(
+                API_TOKEN_FILE,
+                0o640,
+                Some(SERVICE_USER),
+                format!(
+                    "{}\n",
+                    settings.and_then(|s| s.api_token.as_deref()).unwrap_or_default()
+                ),
+            ));
+            if let Some(hash) = settings.and_then(|s| s.password_hash.as_deref()) {
+                files.push(file(
+                    PASSWORD_HASH_FILE,
+                    0o640,
+                    Some(SERVICE_USER),
+                    format!("{hash}\n"),
+                ));
+            }
             let key = id.ssh.private_key.as_deref().unwrap_or_default();
             files.push(file(
                 "/run/camrig/ssh/id_ed25519",
@@ -318,8 +336,22 @@ struct ControllerToml<'a> {
     require_node_sync: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     max_clock_offset_ms: Option<f64>,
+    access: ControllerAccess<'a>,
     node: Vec<ControllerNode>,
 }
+
+#[derive(Serialize)]
+struct ControllerAccess<'a> {
+    api_token_file: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    password_hash_file: Option<&'a str>,
+    /// The card's host name and address: what a browser on the LAN sends as Host.
+    hosts: Vec<String>,
+}
+
+/// The controller's API token and the operator password's hash, for the controller only.
+pub const API_TOKEN_FILE: &str = "/run/camrig/api-token";
+pub const PASSWORD_HASH_FILE: &str = "/run/camrig/operator-password";
 
 #[derive(Serialize)]
 struct ControllerNode {
@@ -346,6 +378,14 @@ pub fn controller_toml(id: &Identity) -> String {
         ssh_user: SERVICE_USER,
         require_node_sync: settings.as_ref().is_none_or(|s| s.require_node_sync),
         max_clock_offset_ms: settings.as_ref().and_then(|s| s.max_clock_offset_ms),
+        access: ControllerAccess {
+            api_token_file: API_TOKEN_FILE,
+            password_hash_file: settings
+                .as_ref()
+                .and_then(|s| s.password_hash.as_ref())
+                .map(|_| PASSWORD_HASH_FILE),
+            hosts: vec![id.hostname.clone(), id.network.address.addr().to_string()],
+        },
         node: nodes
             .iter()
             .map(|n| ControllerNode {
@@ -462,8 +502,12 @@ segment_seconds = 5
             );
         let text = text[..text.find("[node]").unwrap()].to_owned()
             + "[time]\nupstream = [\"pool.example\"]\n[controller]\nrequire_node_sync = false\n\
+               api_token = \"api-token-0123456789abcdef\"\n\
+               password_hash = \"$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaA\"\n\
                [[controller.nodes]]\naddress = \"10.0.2.15\"\nname = \"left\"\n";
         let plan = plan(&parse(&text).unwrap());
+        assert_eq!(contents(&plan, API_TOKEN_FILE), "api-token-0123456789abcdef\n");
+        assert!(contents(&plan, PASSWORD_HASH_FILE).starts_with("$argon2id$"));
         let chrony = contents(&plan, "/run/camrig/chrony.conf");
         assert!(chrony.contains("local stratum 10\n"), "{chrony}");
         assert!(chrony.contains("allow 10.0.2.0/24\n"), "{chrony}");
@@ -471,6 +515,11 @@ segment_seconds = 5
         let config: toml::Value =
             toml::from_str(&contents(&plan, "/run/camrig/controller.toml")).unwrap();
         assert_eq!(config["require_node_sync"].as_bool(), Some(false));
+        let access = &config["access"];
+        assert_eq!(access["api_token_file"].as_str(), Some(API_TOKEN_FILE));
+        assert_eq!(access["password_hash_file"].as_str(), Some(PASSWORD_HASH_FILE));
+        let hosts: Vec<&str> = access["hosts"].as_array().unwrap().iter().map(|h| h.as_str().unwrap()).collect();
+        assert_eq!(hosts[1], "10.0.2.2");
         assert_eq!(
             config["ssh_key"].as_str(),
             Some("/run/camrig/ssh/id_ed25519")

@@ -391,6 +391,29 @@ fn controller(c: &mut Checker, id: &Identity) {
             );
         }
     }
+    let api_token = id.controller.as_ref().and_then(|s| s.api_token.as_deref());
+    match api_token {
+        None => c.fail(
+            "controller.api_token",
+            "is missing",
+            "the controller has no default password: add the API token `camrig provision build` made (16+ characters)",
+        ),
+        Some(t) if t.len() < 16 || !t.bytes().all(|b| b.is_ascii_graphic()) => c.fail(
+            "controller.api_token",
+            "is shorter than 16 characters or has spaces",
+            "use the token `camrig provision build` made",
+        ),
+        Some(_) => {}
+    }
+    if let Some(h) = id.controller.as_ref().and_then(|s| s.password_hash.as_deref()) {
+        if !h.starts_with("$argon2") {
+            c.fail(
+                "controller.password_hash",
+                "is not an Argon2 password hash",
+                "use the hash `camrig provision build` wrote (a string starting with $argon2id$); never a plain password",
+            );
+        }
+    }
     let Some(settings) = &id.controller else {
         return;
     };
@@ -469,6 +492,7 @@ b3BlbnNzaC1rZXktdjEAAAAA
 """
 known_hosts = ["192.168.1.101 ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIxyz"]
 [controller]
+api_token = "api-token-0123456789abcdef"
 [[controller.nodes]]
 address = "192.168.1.101"
 "#;
@@ -524,6 +548,17 @@ address = "192.168.1.101"
     fn duplicate_node_is_refused() {
         let text = format!("{CONTROLLER}[[controller.nodes]]\naddress = \"192.168.1.101\"\n");
         assert_eq!(keys(&text), vec!["controller.nodes[1].address"]);
+    }
+
+    #[test]
+    fn controller_needs_its_api_token_and_only_a_hashed_password() {
+        let text = CONTROLLER.replace("api_token = \"api-token-0123456789abcdef\"\n", "");
+        assert_eq!(keys(&text), vec!["controller.api_token"]);
+        let text = CONTROLLER.replace(
+            "api_token = \"api-token-0123456789abcdef\"",
+            "api_token = \"api-token-0123456789abcdef\"\npassword_hash = \"hunter2hunter2\"",
+        );
+        assert_eq!(keys(&text), vec!["controller.password_hash"]);
     }
 
     #[test]

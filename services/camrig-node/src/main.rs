@@ -26,10 +26,15 @@ struct Args {
     /// Use N synthetic cameras (1 or 2) instead of the configured source.
     #[arg(long, value_name = "N")]
     synthetic: Option<usize>,
-    /// Rig token, overrides `token`/`token_file`.
-    #[arg(long)]
-    token: Option<String>,
+    /// File holding the rig token, overrides `token`/`token_file`. (There is no flag for the
+    /// token itself: a command line is readable by every user in /proc/PID/cmdline.)
+    #[arg(long, value_name = "FILE")]
+    token_file: Option<PathBuf>,
 }
+
+/// The rig token from the environment, overriding the config (for a shell or a container;
+/// unlike a flag, /proc/PID/environ is readable only by the process's own user).
+const TOKEN_ENV: &str = "CAMRIG_NODE_TOKEN";
 
 fn load(args: &Args) -> anyhow::Result<NodeConfig> {
     let mut config = match &args.config {
@@ -49,8 +54,12 @@ fn load(args: &Args) -> anyhow::Result<NodeConfig> {
         config.camera.source = CameraSource::Synthetic;
         config.camera.count = n;
     }
-    if let Some(t) = &args.token {
-        config.token = t.clone();
+    if let Some(f) = &args.token_file {
+        config.token.clear();
+        config.token_file = f.to_string_lossy().into_owned();
+    }
+    if let Some(t) = std::env::var(TOKEN_ENV).ok().filter(|t| !t.trim().is_empty()) {
+        config.token = t.trim().to_owned();
         config.token_file.clear();
     }
     config.validate()?;

@@ -27,6 +27,8 @@ pub const OPERATOR_IP: Ipv4Addr = Ipv4Addr::new(10, 77, 0, 2);
 pub const FIRST_NODE_HOST: u8 = 10;
 pub const MAX_NODES: usize = 240;
 pub const RIG_TOKEN: &str = "virtual-rig-token";
+/// The controller's API token; every request of the operator's host carries it.
+pub const API_TOKEN: &str = "virtual-rig-api-token-0123";
 
 /// How to build a rig.
 #[derive(Clone, Debug)]
@@ -453,11 +455,13 @@ impl Rig {
     }
 
     pub fn api_get(&self, path: &str) -> Result<Reply> {
-        self.operator.get(&self.controller_url(path), None)
+        self.operator
+            .get(&self.controller_url(path), Some(API_TOKEN))
     }
 
     pub fn api_post(&self, path: &str, body: &serde_json::Value) -> Result<Reply> {
-        self.operator.post(&self.controller_url(path), None, body)
+        self.operator
+            .post(&self.controller_url(path), Some(API_TOKEN), body)
     }
 
     pub fn node_get(&self, i: usize, path: &str) -> Result<Reply> {

@@ -151,6 +151,10 @@ max_clock_offset_ms = 100.0
         out.push_str(line);
         out.push('\n');
     }
+    out.push_str(&format!(
+        "\n[access]\napi_token = \"{}\"\n",
+        crate::rig::API_TOKEN
+    ));
     for n in &c.nodes {
         out.push_str(&format!(
             "\n[[node]]\naddress = \"{}\"\nport = {NODE_PORT}\nrsync_source = \"{}\"\n",

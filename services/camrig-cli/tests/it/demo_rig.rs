@@ -1,5 +1,5 @@
-//! The demo rig end to end: the browser records, marks, stops and downloads a take; the CLI
-//! does the same; Ctrl-C's SIGTERM stops every process.
+//! The demo rig end to end: the browser logs in, records, marks, stops and downloads a take;
+//! the CLI does the same with the demo's API token; Ctrl-C's SIGTERM stops every process.
 
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
@@ -59,12 +59,18 @@ impl Drop for Guard {
     }
 }
 
-fn cli(url: &str, args: &[&str]) -> (bool, String) {
-    let out = Command::new(camrig())
-        .args(args)
+/// `camrig ARGS` with the demo's token file (`token_file` `None`: no credentials at all).
+fn cli_as(url: &str, token_file: Option<&Path>, args: &[&str]) -> (bool, String) {
+    let mut cmd = Command::new(camrig());
+    cmd.args(args)
         .env("CAMRIG_CONTROLLER", url)
-        .output()
-        .unwrap();
+        .env_remove("CAMRIG_TOKEN")
+        .env_remove("CAMRIG_TOKEN_FILE")
+        .stdin(Stdio::null());
+    if let Some(f) = token_file {
+        cmd.env("CAMRIG_TOKEN_FILE", f);
+    }
+    let out = cmd.output().unwrap();
     let text = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
@@ -189,6 +195,28 @@ async fn demo_rig_driven_from_the_browser_and_the_cli() {
         output.iter().any(|l| l.contains(&format!("{url}/"))),
         "{output:?}"
     );
+    // The demo's credentials: fresh, private files, printed once.
+    let token_file = dir.path().join("controller-token");
+    let token = std::fs::read_to_string(&token_file).unwrap().trim().to_owned();
+    for secret in ["controller-token", "rig-token", "operator-password", "controller.toml", "nodes/127.0.0.2/node.toml"] {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(dir.path().join(secret)).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "{secret}");
+    }
+    let login_link = format!("{url}/login#token={token}");
+    assert!(output.iter().any(|l| l.contains(&login_link)), "{output:?}");
+    let password = output
+        .iter()
+        .find_map(|l| l.trim().strip_prefix("password:"))
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no password line: {output:?}"))
+        .to_owned();
+    let node_config = std::fs::read_to_string(dir.path().join("nodes/127.0.0.2/node.toml")).unwrap();
+    assert!(!node_config.contains("token = ") || node_config.contains("token_file = "), "{node_config}");
+    let cli = |url: &str, args: &[&str]| cli_as(url, Some(&token_file), args);
+    // Without the token the controller answers nothing.
+    let (ok, text) = cli_as(&url, None, &["status"]);
+    assert!(!ok && text.contains("log in first"), "{text}");
 
     // Ready to START once the clocks are measured.
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -211,7 +239,19 @@ async fn demo_rig_driven_from_the_browser_and_the_cli() {
     let _driver = start_chromedriver(driver_port);
     let profile = tempfile::tempdir().unwrap();
     let client = browser(driver_port, profile.path()).await;
+    // Not logged in: the page sends the browser to the login form; a wrong password is said so.
     client.goto(&format!("{url}/")).await.unwrap();
+    wait_js(&client, "the login page", "return location.pathname === '/login' && !!document.getElementById('login-password')", Duration::from_secs(10)).await;
+    client.find(Locator::Css("#login-password")).await.unwrap().send_keys("not the password").await.unwrap();
+    client.find(Locator::Css("#btn-login")).await.unwrap().click().await.unwrap();
+    wait_js(&client, "wrong password shown", "const e = document.querySelector('#errors .error'); return e && e.textContent.includes('wrong password') ? e.textContent : null", Duration::from_secs(10)).await;
+    let field = client.find(Locator::Css("#login-password")).await.unwrap();
+    field.clear().await.unwrap();
+    field.send_keys(&password).await.unwrap();
+    client.find(Locator::Css("#btn-login")).await.unwrap().click().await.unwrap();
+    wait_js(&client, "the rig's page after logging in", "return location.pathname === '/' && !!document.getElementById('btn-start')", Duration::from_secs(10)).await;
+    // The session cookie is not readable by scripts (HttpOnly).
+    assert_eq!(js(&client, "return document.cookie").await, json!(""));
     wait_js(&client, "two node rows with live frame counts",
         "const r = [...document.querySelectorAll('#nodes tr')]; return r.length === 2 && r.every(t => /^\\d+$/.test(t.querySelector('.frames').textContent)) ? r.map(t => t.dataset.address) : null",
         Duration::from_secs(30)).await;
@@ -367,6 +407,21 @@ async fn demo_rig_driven_from_the_browser_and_the_cli() {
         client.screenshot().await.unwrap(),
     )
     .unwrap();
+
+    // Change the password from the page, log out, and come back with the one-click link.
+    client.find(Locator::Css("details.account summary")).await.unwrap().click().await.unwrap();
+    client.find(Locator::Css("#password-current")).await.unwrap().send_keys(&password).await.unwrap();
+    client.find(Locator::Css("#password-new")).await.unwrap().send_keys("a new demo password").await.unwrap();
+    client.find(Locator::Css("#btn-password")).await.unwrap().click().await.unwrap();
+    wait_js(&client, "password changed", "const n = document.querySelector('.notice'); return n && n.textContent.includes('password changed') ? true : null", Duration::from_secs(10)).await;
+    client.find(Locator::Css("#btn-logout")).await.unwrap().click().await.unwrap();
+    wait_js(&client, "logged out", "return location.pathname === '/login'", Duration::from_secs(10)).await;
+    client.goto(&format!("{url}/")).await.unwrap();
+    wait_js(&client, "still logged out", "return location.pathname === '/login'", Duration::from_secs(10)).await;
+    // (From another page: a fragment change alone would not load the login page again.)
+    client.goto("about:blank").await.unwrap();
+    client.goto(&login_link).await.unwrap();
+    wait_js(&client, "in again by the one-click link", "return location.pathname === '/' && document.querySelectorAll('#nodes tr').length === 2", Duration::from_secs(15)).await;
     client.close().await.unwrap();
 
     for ip in ["127.0.0.2", "127.0.0.3"] {

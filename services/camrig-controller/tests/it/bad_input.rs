@@ -3,7 +3,7 @@
 
 use serde_json::{json, Value};
 
-use crate::harness::{Rig, RigBuilder};
+use crate::harness::{Rig, RigBuilder, API_TOKEN};
 
 /// What must not change: the controller's take list, each node's takes and state, and the
 /// downloads directory.
@@ -181,6 +181,7 @@ fn bad_requests_are_refused_and_change_nothing() {
     let r = rig
         .http
         .get(rig.url("/api/nodes/0/cameras/1/preview.jpg"))
+        .bearer_auth(API_TOKEN)
         .send()
         .unwrap();
     assert_eq!(r.status(), 200);

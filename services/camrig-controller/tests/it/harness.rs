@@ -14,6 +14,8 @@ use nix::unistd::Pid;
 use serde_json::{json, Value};
 
 pub const TOKEN: &str = "it-token";
+/// The controller's API token every test request carries (as the CLI does).
+pub const API_TOKEN: &str = "it-api-token-0123456789";
 const NODE_PORT: u16 = 8081;
 const CONTROLLER_PORT: u16 = 8080;
 
@@ -151,6 +153,7 @@ impl RigBuilder {
         } else {
             None
         };
+        config.push_str(&format!("[access]\napi_token = \"{API_TOKEN}\"\n"));
         for n in &rig.nodes {
             let recordings = n.data_dir.join("recordings");
             let source = match ssh_port {
@@ -354,7 +357,12 @@ impl Rig {
         cmd.arg("--config").arg(self.dir.join("controller.toml"));
         self.controller = Some(spawn_logged(cmd, &self.dir.join("controller.log")));
         self.wait_for("the controller answering", Duration::from_secs(30), |rig| {
-            rig.http.get(rig.url("/api/rig")).send().ok().map(drop)
+            rig.http
+                .get(rig.url("/api/rig"))
+                .bearer_auth(API_TOKEN)
+                .send()
+                .ok()
+                .map(drop)
         });
     }
 
@@ -375,6 +383,7 @@ impl Rig {
         let r = self
             .http
             .get(self.url(path))
+            .bearer_auth(API_TOKEN)
             .send()
             .expect("controller answers");
         let status = r.status().as_u16();
@@ -385,6 +394,7 @@ impl Rig {
         let r = self
             .http
             .post(self.url(path))
+            .bearer_auth(API_TOKEN)
             .json(&body)
             .send()
             .expect("controller answers");
@@ -396,6 +406,7 @@ impl Rig {
         let r = self
             .http
             .post(self.url(path))
+            .bearer_auth(API_TOKEN)
             .header("content-type", content_type)
             .body(body)
             .send()

@@ -2,6 +2,7 @@
 //! `camrig-node` processes on distinct loopback addresses, driven over real HTTP, with real
 //! rsync doing the downloads. Build the binaries first: `cargo build --workspace --bins`.
 
+mod access;
 mod bad_input;
 mod clock_and_reachability;
 mod delete_from_nodes;
