@@ -54,6 +54,8 @@ pub fn placeholder_secrets(file: &SiteFile) -> Secrets {
     };
     Secrets {
         token: "placeholder-token-0123456789".into(),
+        api_token: "placeholder-api-token-0123456789".into(),
+        password_hash: "$argon2id$v=19$m=19456,t=2,p=1$cGxhY2Vob2xkZXI$cGxhY2Vob2xkZXI".into(),
         controller_key: pair.clone(),
         host_keys: device_names(file)
             .into_iter()
@@ -240,6 +242,8 @@ fn controller_identity(file: &SiteFile, secrets: &Secrets) -> Identity {
         .map(|s| s.get_ref().clone())
         .collect();
     id.controller = Some(ControllerSettings {
+        api_token: Some(secrets.api_token.clone()),
+        password_hash: Some(secrets.password_hash.clone()),
         require_node_sync: site.time.require_node_sync.unwrap_or(true),
         max_clock_offset_ms: site.time.max_clock_offset_ms.as_ref().map(|m| *m.get_ref()),
         nodes: site

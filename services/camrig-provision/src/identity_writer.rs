@@ -188,6 +188,12 @@ fn synthetic_table(s: &Synthetic) -> Table {
 
 fn controller_table(c: &ControllerSettings) -> Table {
     let mut t = Table::new();
+    if let Some(token) = &c.api_token {
+        t["api_token"] = toml_edit::value(token);
+    }
+    if let Some(hash) = &c.password_hash {
+        t["password_hash"] = toml_edit::value(hash);
+    }
     t["require_node_sync"] = toml_edit::value(c.require_node_sync);
     if let Some(ms) = c.max_clock_offset_ms {
         t["max_clock_offset_ms"] = toml_edit::value(ms);

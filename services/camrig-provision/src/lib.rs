@@ -119,13 +119,19 @@ pub struct RotateArgs {
     /// A new rig token.
     #[arg(long)]
     pub token: bool,
+    /// A new API token for the controller (CLI, scripts).
+    #[arg(long)]
+    pub api_token: bool,
+    /// A new operator password for the web UI (printed once).
+    #[arg(long)]
+    pub password: bool,
     /// A new controller SSH key pair.
     #[arg(long)]
     pub controller_key: bool,
     /// A new SSH host key for this device (repeat for several).
     #[arg(long, value_name = "NAME")]
     pub host_key: Vec<String>,
-    /// Everything: token, controller key, every host key.
+    /// Everything: tokens, password, controller key, every host key.
     #[arg(long)]
     pub all: bool,
 }
@@ -152,7 +158,7 @@ pub enum ProvisionError {
         name: String,
         known: String,
     },
-    #[error("say what to rotate: --token, --controller-key, --host-key NAME, or --all")]
+    #[error("say what to rotate: --token, --api-token, --password, --controller-key, --host-key NAME, or --all")]
     NothingToRotate,
     #[error("cannot {action} {}: {source}", path.display())]
     Io {
@@ -456,6 +462,12 @@ fn rotate(args: &RotateArgs, out: &mut impl Write) -> Result<(), ProvisionError>
     if args.all || args.token {
         what.push(Rotation::Token);
     }
+    if args.all || args.api_token {
+        what.push(Rotation::ApiToken);
+    }
+    if args.all || args.password {
+        what.push(Rotation::Password);
+    }
     if args.all || args.controller_key {
         what.push(Rotation::ControllerKey);
     }
@@ -486,6 +498,8 @@ fn rotate(args: &RotateArgs, out: &mut impl Write) -> Result<(), ProvisionError>
             .any(|w| matches!(w, Rotation::Token | Rotation::ControllerKey))
         {
             "every card".to_owned()
+        } else if args.host_key.is_empty() {
+            "the controller's card".to_owned()
         } else {
             format!("the controller's card and {}", args.host_key.join(", "))
         }

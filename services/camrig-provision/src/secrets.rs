@@ -7,7 +7,10 @@
 //!
 //! ```text
 //! state.toml                           format version and the rig this directory belongs to
-//! token                                the rig token
+//! token                                the rig token (controller → nodes)
+//! api-token                            the controller's API token (CLI, scripts, one-click login)
+//! operator-password.hash               the operator password's Argon2 hash (the password
+//!                                      itself is printed once when made, never stored)
 //! controller-key/id_ed25519{,.pub}     the controller's login key
 //! host-keys/<hostname>/ssh_host_ed25519_key{,.pub}
 //! known_hosts                          the controller's: every node's address and host key
@@ -36,6 +39,8 @@ pub const STATE_FORMAT: u32 = 1;
 
 const STATE_FILE: &str = "state.toml";
 const TOKEN_FILE: &str = "token";
+pub const API_TOKEN_FILE: &str = "api-token";
+const PASSWORD_HASH_FILE: &str = "operator-password.hash";
 const CONTROLLER_KEY_DIR: &str = "controller-key";
 const CONTROLLER_KEY: &str = "id_ed25519";
 const HOST_KEYS_DIR: &str = "host-keys";
@@ -66,6 +71,10 @@ impl KeyPair {
 #[derive(Debug, Clone)]
 pub struct Secrets {
     pub token: String,
+    /// The controller's API token.
+    pub api_token: String,
+    /// The operator password's Argon2 hash.
+    pub password_hash: String,
     pub controller_key: KeyPair,
     /// Host key per device hostname (the controller's and every node's).
     pub host_keys: BTreeMap<String, KeyPair>,
@@ -75,6 +84,8 @@ pub struct Secrets {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Rotation {
     Token,
+    ApiToken,
+    Password,
     ControllerKey,
     HostKey(String),
 }
@@ -123,6 +134,8 @@ pub enum SecretsError {
     PrivateKeyMissing { path: PathBuf, fix: String },
     #[error("{}: the rig token is too short or has spaces; {fix}", path.display())]
     BadToken { path: PathBuf, fix: String },
+    #[error("{}: not an Argon2 password hash; run `rotate --password` to make a new password", path.display())]
+    BadPasswordHash { path: PathBuf },
     #[error("no device named '{name}' in the site; devices: {known}")]
     UnknownDevice { name: String, known: String },
 }
@@ -243,22 +256,29 @@ impl StateDir {
         devices: &[String],
     ) -> Result<(Secrets, Vec<String>), SecretsError> {
         let mut created = Vec::new();
-        let token_path = self.root.join(TOKEN_FILE);
-        let token = match read_private(&token_path)? {
+        let token = self.ensure_token(TOKEN_FILE, "rig token", "rotate --token", &mut created)?;
+        let api_token = self.ensure_token(
+            API_TOKEN_FILE,
+            "controller API token",
+            "rotate --api-token",
+            &mut created,
+        )?;
+        let hash_path = self.root.join(PASSWORD_HASH_FILE);
+        let password_hash = match read_private(&hash_path)? {
             Some(text) => {
-                let token = text.trim().to_owned();
-                if token.len() < 16 || !token.bytes().all(|b| b.is_ascii_graphic()) {
-                    return Err(SecretsError::BadToken {
-                        path: token_path,
-                        fix: "run `rotate --token` to make a new one".into(),
-                    });
+                let hash = text.trim().to_owned();
+                if camrig_protocol::operator_password::check_hash(&hash).is_err() {
+                    return Err(SecretsError::BadPasswordHash { path: hash_path });
                 }
-                token
+                hash
             }
             None => {
-                let token = self.new_token()?;
-                created.push(format!("rig token ({})", token_path.display()));
-                token
+                let (password, hash) = self.new_password()?;
+                created.push(format!(
+                    "operator password for the web UI: {password}\n    (shown this once; write it down now: only its hash is kept, in {})",
+                    hash_path.display()
+                ));
+                hash
             }
         };
         let controller_key = self.ensure_pair(
@@ -280,6 +300,8 @@ impl StateDir {
         Ok((
             Secrets {
                 token,
+                api_token,
+                password_hash,
                 controller_key,
                 host_keys,
             },
@@ -310,6 +332,14 @@ impl StateDir {
         for r in what {
             let (path, label) = match r {
                 Rotation::Token => (self.root.join(TOKEN_FILE), "rig token".to_owned()),
+                Rotation::ApiToken => (
+                    self.root.join(API_TOKEN_FILE),
+                    "controller API token".to_owned(),
+                ),
+                Rotation::Password => (
+                    self.root.join(PASSWORD_HASH_FILE),
+                    "operator password".to_owned(),
+                ),
                 Rotation::ControllerKey => (
                     self.root.join(CONTROLLER_KEY_DIR),
                     "controller key".to_owned(),
@@ -329,7 +359,16 @@ impl StateDir {
             }
             match r {
                 Rotation::Token => {
-                    self.new_token()?;
+                    self.new_token(TOKEN_FILE)?;
+                }
+                Rotation::ApiToken => {
+                    self.new_token(API_TOKEN_FILE)?;
+                }
+                Rotation::Password => {
+                    let (password, _) = self.new_password()?;
+                    done.push(format!(
+                        "new operator password for the web UI: {password} (shown this once; write it down now)"
+                    ));
                 }
                 Rotation::ControllerKey => {
                     self.generate_pair(
@@ -376,13 +415,62 @@ impl StateDir {
         unreachable!("the loop above only ends by returning")
     }
 
-    fn new_token(&self) -> Result<String, SecretsError> {
+    /// Loads the token in `name`, making it if missing.
+    fn ensure_token(
+        &self,
+        name: &str,
+        label: &str,
+        rotate_hint: &str,
+        created: &mut Vec<String>,
+    ) -> Result<String, SecretsError> {
+        let path = self.root.join(name);
+        match read_private(&path)? {
+            Some(text) => {
+                let token = text.trim().to_owned();
+                if token.len() < 16 || !token.bytes().all(|b| b.is_ascii_graphic()) {
+                    return Err(SecretsError::BadToken {
+                        path,
+                        fix: format!("run `{rotate_hint}` to make a new one"),
+                    });
+                }
+                Ok(token)
+            }
+            None => {
+                let token = self.new_token(name)?;
+                created.push(format!("{label} ({})", path.display()));
+                Ok(token)
+            }
+        }
+    }
+
+    /// A new operator password (16 characters of an unambiguous alphabet, ~80 bits) whose
+    /// hash is written; the password itself is returned to be shown once.
+    fn new_password(&self) -> Result<(String, String), SecretsError> {
+        const ALPHABET: &[u8] = b"abcdefghijkmnpqrstuvwxyzACDEFGHJKLMNPQRTUVWXY34679";
+        let mut bytes = [0u8; 32];
+        fs::File::open("/dev/urandom")
+            .and_then(|mut f| f.read_exact(&mut bytes))
+            .map_err(io_err("read", Path::new("/dev/urandom")))?;
+        let password: String = bytes[..16]
+            .iter()
+            .map(|b| ALPHABET[usize::from(*b) % ALPHABET.len()] as char)
+            .collect();
+        let salt: [u8; 16] = bytes[16..].try_into().expect("16 bytes");
+        let hash = camrig_protocol::operator_password::hash(&password, &salt)
+            .expect("a 16-character password is accepted");
+        let path = self.root.join(PASSWORD_HASH_FILE);
+        atomic_file::write(&path, format!("{hash}\n").as_bytes(), 0o600)
+            .map_err(io_err("write", &path))?;
+        Ok((password, hash))
+    }
+
+    fn new_token(&self, name: &str) -> Result<String, SecretsError> {
         let mut bytes = [0u8; 24];
         fs::File::open("/dev/urandom")
             .and_then(|mut f| f.read_exact(&mut bytes))
             .map_err(io_err("read", Path::new("/dev/urandom")))?;
         let token = hex::encode(bytes);
-        let path = self.root.join(TOKEN_FILE);
+        let path = self.root.join(name);
         atomic_file::write(&path, format!("{token}\n").as_bytes(), 0o600)
             .map_err(io_err("write", &path))?;
         Ok(token)
