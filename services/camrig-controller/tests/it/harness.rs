@@ -16,7 +16,7 @@ use serde_json::{json, Value};
 pub const TOKEN: &str = "it-token";
 /// The controller's API token every test request carries (as the CLI does).
 pub const API_TOKEN: &str = "it-api-token-0123456789";
-const NODE_PORT: u16 = 8081;
+pub const NODE_PORT: u16 = 8081;
 const CONTROLLER_PORT: u16 = 8080;
 
 /// A directory of the cargo target dir that holds the binaries (target/<profile>).

@@ -8,6 +8,7 @@ mod clock_and_reachability;
 mod delete_from_nodes;
 mod flow;
 mod harness;
+mod http_fuzz;
 mod node_lost;
 mod restart;
 mod ssh_download;

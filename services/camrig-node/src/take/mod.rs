@@ -8,7 +8,8 @@
 //! Invariant: nothing recorded is overwritten, truncated or deleted unless the controller
 //! verified it; a manifest is replaced atomically.
 
-pub(crate) mod access_units;
+// Public for the fuzz target of the recovery stream parser (fuzz/).
+pub mod access_units;
 pub(crate) mod deletion;
 pub(crate) mod frame_selection;
 pub(crate) mod listing;
