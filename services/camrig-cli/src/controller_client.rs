@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use camrig_controller::node_client::describe;
 use camrig_controller::views::{
-    AccessView, ApiErrorBody, ChangePassword, DeleteFromNodes, DownloadsView, MarkTake, MarkerView, RigView, StartTake,
-    TakeView,
+    AccessView, ApiErrorBody, ChangePassword, DeleteFromNodes, DownloadsView, MarkTake, MarkerView,
+    RigView, StartTake, TakeView,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -31,7 +31,10 @@ pub fn resolve_token(
     env_token: Option<String>,
     token_file: Option<&Path>,
 ) -> Result<Option<String>, ClientError> {
-    if let Some(t) = env_token.map(|t| t.trim().to_owned()).filter(|t| !t.is_empty()) {
+    if let Some(t) = env_token
+        .map(|t| t.trim().to_owned())
+        .filter(|t| !t.is_empty())
+    {
         return Ok(Some(t));
     }
     let Some(path) = token_file else {
@@ -151,8 +154,12 @@ impl ControllerClient {
     }
 
     pub async fn stop(&self) -> Result<TakeView, ClientError> {
-        self.call(self.http.post(self.url("/api/takes/current/stop")).json(&empty()))
-            .await
+        self.call(
+            self.http
+                .post(self.url("/api/takes/current/stop"))
+                .json(&empty()),
+        )
+        .await
     }
 
     pub async fn download(&self, take: Option<&str>) -> Result<DownloadsView, ClientError> {

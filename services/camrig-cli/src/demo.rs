@@ -115,7 +115,8 @@ fn random_password() -> String {
         .chunks(2)
         .take(12)
         .map(|pair| {
-            let byte = u8::from_str_radix(std::str::from_utf8(pair).unwrap_or("0"), 16).unwrap_or(0);
+            let byte =
+                u8::from_str_radix(std::str::from_utf8(pair).unwrap_or("0"), 16).unwrap_or(0);
             ALPHABET[usize::from(byte) % ALPHABET.len()] as char
         })
         .collect()
@@ -266,10 +267,7 @@ impl DemoRig {
         let rig_token = dir.join(RIG_TOKEN_FILE);
         write_private(&rig_token, &format!("{}\n", random_token()))?;
         let api_token = format!("{}{}", random_token(), random_token());
-        write_private(
-            &dir.join(CONTROLLER_TOKEN_FILE),
-            &format!("{api_token}\n"),
-        )?;
+        write_private(&dir.join(CONTROLLER_TOKEN_FILE), &format!("{api_token}\n"))?;
         let password = random_password();
         let salt: [u8; 16] = {
             let mut s = [0u8; 16];
@@ -435,7 +433,10 @@ pub async fn run(opts: DemoOptions) -> Result<(), DemoError> {
     println!("camrig demo is running.");
     println!("  web UI:     {}", rig.url);
     println!("  log in:     {}", rig.login_link());
-    println!("  password:   {} (shown once; change it in the web UI or with camrig password)", rig.password);
+    println!(
+        "  password:   {} (shown once; change it in the web UI or with camrig password)",
+        rig.password
+    );
     for i in 0..opts.nodes {
         println!("  node {}:  {}:{NODE_PORT}", i + 1, node_ip(i));
     }
@@ -500,9 +501,7 @@ mod tests {
         assert!(!c.require_node_sync);
         assert_eq!(
             c.nodes[0].rsync_source,
-            camrig_controller::config::RsyncSource::Local(
-                dir.join("nodes/127.0.0.2/recordings")
-            )
+            camrig_controller::config::RsyncSource::Local(dir.join("nodes/127.0.0.2/recordings"))
         );
         assert_eq!(c.downloads_dir, dir.join("video_downloads"));
     }

@@ -97,7 +97,9 @@ impl Subnet {
         };
         match (self.network, ip) {
             (IpAddr::V4(n), IpAddr::V4(a)) => {
-                let mask = u32::MAX.checked_shl(32 - u32::from(self.prefix)).unwrap_or(0);
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(self.prefix))
+                    .unwrap_or(0);
                 u32::from(n) & mask == u32::from(a) & mask
             }
             (IpAddr::V6(n), IpAddr::V6(a)) => {
@@ -231,7 +233,10 @@ impl Access {
         let now = Instant::now();
         sessions.retain(|_, end| *end > now);
         if sessions.len() >= MAX_SESSIONS {
-            if let Some(oldest) = sessions.iter().min_by_key(|(_, e)| **e).map(|(k, _)| k.clone())
+            if let Some(oldest) = sessions
+                .iter()
+                .min_by_key(|(_, e)| **e)
+                .map(|(k, _)| k.clone())
             {
                 sessions.remove(&oldest);
             }
@@ -262,9 +267,10 @@ impl Access {
                 return Err(AccessError::WrongPassword);
             };
             let current = current.to_owned();
-            let ok = tokio::task::spawn_blocking(move || operator_password::verify(&current, &hash))
-                .await
-                .unwrap_or(false);
+            let ok =
+                tokio::task::spawn_blocking(move || operator_password::verify(&current, &hash))
+                    .await
+                    .unwrap_or(false);
             if !ok {
                 tokio::time::sleep(FAILED_LOGIN_DELAY).await;
                 return Err(AccessError::WrongPassword);
@@ -517,10 +523,7 @@ fn credential_of(access: &Access, req: &Request) -> Option<Credential> {
 /// A browser names where a request comes from; anything but this page's own origin is
 /// refused. Clients that are not browsers (the CLI, scripts) send neither header.
 fn same_origin(headers: &HeaderMap, host: &str) -> Result<(), ApiError> {
-    if let Some(site) = headers
-        .get("sec-fetch-site")
-        .and_then(|v| v.to_str().ok())
-    {
+    if let Some(site) = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok()) {
         if !matches!(site, "same-origin" | "none") {
             return Err(ApiError::new(
                 StatusCode::FORBIDDEN,
@@ -583,7 +586,10 @@ mod tests {
         );
         assert_eq!(session_of(&h).as_deref(), Some("abc"));
         let c = session_cookie(Some("x")).to_str().unwrap().to_owned();
-        assert!(c.contains("HttpOnly") && c.contains("SameSite=Strict"), "{c}");
+        assert!(
+            c.contains("HttpOnly") && c.contains("SameSite=Strict"),
+            "{c}"
+        );
     }
 
     #[test]

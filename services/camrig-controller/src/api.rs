@@ -136,7 +136,12 @@ async fn change_password(
     let req = body(parsed)?;
     let session = access::session_of(&headers);
     rig.access
-        .change_password(credential, req.current.as_deref(), &req.new, session.as_deref())
+        .change_password(
+            credential,
+            req.current.as_deref(),
+            &req.new,
+            session.as_deref(),
+        )
         .await
         .map_err(|e| match e {
             AccessError::WrongPassword => ApiError::new(StatusCode::FORBIDDEN, e.to_string()),
@@ -586,7 +591,10 @@ mod tests {
             assert_eq!(s, StatusCode::UNAUTHORIZED, "{method} {path}");
             assert!(error_of(&body).contains("log in"), "{body}");
         }
-        let json = [("host", "127.0.0.1:8080"), ("content-type", "application/json")];
+        let json = [
+            ("host", "127.0.0.1:8080"),
+            ("content-type", "application/json"),
+        ];
         for path in [
             "/api/takes",
             "/api/takes/current/stop",
@@ -601,20 +609,29 @@ mod tests {
         }
         // A wrong token is refused even with nothing else wrong.
         let bad = [("host", "127.0.0.1"), ("authorization", "Bearer nope")];
-        assert_eq!(raw(&rig, "GET", "/api/rig", &bad, "").await.0, StatusCode::UNAUTHORIZED);
+        assert_eq!(
+            raw(&rig, "GET", "/api/rig", &bad, "").await.0,
+            StatusCode::UNAUTHORIZED
+        );
         // The page itself sends a browser to the login page, which anyone may load.
         let (s, _, _) = raw(&rig, "GET", "/", &host, "").await;
         assert_eq!(s, StatusCode::SEE_OTHER);
         let (s, _, html) = raw(&rig, "GET", "/login", &host, "").await;
         assert_eq!(s, StatusCode::OK);
         assert!(html.contains("id=\"login-password\""));
-        assert_eq!(raw(&rig, "GET", "/login.js", &host, "").await.0, StatusCode::OK);
+        assert_eq!(
+            raw(&rig, "GET", "/login.js", &host, "").await.0,
+            StatusCode::OK
+        );
         assert!(rig.store.list_takes().unwrap().is_empty());
     }
 
     fn cookie_of(resp: &axum::response::Response) -> String {
         let set = resp.headers()["set-cookie"].to_str().unwrap();
-        assert!(set.contains("HttpOnly") && set.contains("SameSite=Strict"), "{set}");
+        assert!(
+            set.contains("HttpOnly") && set.contains("SameSite=Strict"),
+            "{set}"
+        );
         set.split(';').next().unwrap().to_owned()
     }
 
@@ -660,23 +677,62 @@ mod tests {
         // Changing needs the current password from a session.
         let mut post = browser(&[("content-type", "application/json")]);
         post.push(("cookie", cookie.as_str()));
-        let (s, _, body) = raw(&rig, "POST", "/api/password", &post, r#"{"current":"nope nope nope","new":"another password"}"#).await;
+        let (s, _, body) = raw(
+            &rig,
+            "POST",
+            "/api/password",
+            &post,
+            r#"{"current":"nope nope nope","new":"another password"}"#,
+        )
+        .await;
         assert_eq!(s, StatusCode::FORBIDDEN, "{body}");
-        let (s, _, body) = raw(&rig, "POST", "/api/password", &post, &format!(r#"{{"current":"{PASSWORD}","new":"short"}}"#)).await;
+        let (s, _, body) = raw(
+            &rig,
+            "POST",
+            "/api/password",
+            &post,
+            &format!(r#"{{"current":"{PASSWORD}","new":"short"}}"#),
+        )
+        .await;
         assert_eq!(s, StatusCode::BAD_REQUEST);
         assert!(error_of(&body).contains("10-256 characters"), "{body}");
-        let (s, _, body) = raw(&rig, "POST", "/api/password", &post, &format!(r#"{{"current":"{PASSWORD}","new":"another password"}}"#)).await;
+        let (s, _, body) = raw(
+            &rig,
+            "POST",
+            "/api/password",
+            &post,
+            &format!(r#"{{"current":"{PASSWORD}","new":"another password"}}"#),
+        )
+        .await;
         assert_eq!(s, StatusCode::OK, "{body}");
-        assert_eq!(login(&rig, &format!(r#"{{"password":"{PASSWORD}"}}"#)).await.status(), StatusCode::UNAUTHORIZED);
-        assert_eq!(login(&rig, r#"{"password":"another password"}"#).await.status(), StatusCode::OK);
+        assert_eq!(
+            login(&rig, &format!(r#"{{"password":"{PASSWORD}"}}"#))
+                .await
+                .status(),
+            StatusCode::UNAUTHORIZED
+        );
+        assert_eq!(
+            login(&rig, r#"{"password":"another password"}"#)
+                .await
+                .status(),
+            StatusCode::OK
+        );
         // The change survives a restart (a new Rig on the same data directory).
         let again = rig_with_hosts(dir.path(), &["camrig.test"]);
-        assert_eq!(login(&again, r#"{"password":"another password"}"#).await.status(), StatusCode::OK);
+        assert_eq!(
+            login(&again, r#"{"password":"another password"}"#)
+                .await
+                .status(),
+            StatusCode::OK
+        );
 
         // Log out: the cookie is worthless afterwards.
         let (s, _, _) = raw(&rig, "POST", "/api/logout", &post, "{}").await;
         assert_eq!(s, StatusCode::OK);
-        assert_eq!(raw(&rig, "GET", "/api/rig", &get, "").await.0, StatusCode::UNAUTHORIZED);
+        assert_eq!(
+            raw(&rig, "GET", "/api/rig", &get, "").await.0,
+            StatusCode::UNAUTHORIZED
+        );
         // The one-click link logs in with the token.
         let resp = login(&again, &format!(r#"{{"token":"{TOKEN}"}}"#)).await;
         assert_eq!(resp.status(), StatusCode::OK);
@@ -698,40 +754,109 @@ mod tests {
         let auth = format!("Bearer {TOKEN}");
         let auth = auth.as_str();
         // DNS rebinding: evil.example resolves to the controller, the browser says so in Host.
-        let (s, _, body) = raw(&rig, "GET", "/api/rig", &[("host", "evil.example"), ("authorization", auth)], "").await;
+        let (s, _, body) = raw(
+            &rig,
+            "GET",
+            "/api/rig",
+            &[("host", "evil.example"), ("authorization", auth)],
+            "",
+        )
+        .await;
         assert_eq!(s, StatusCode::MISDIRECTED_REQUEST);
         assert!(error_of(&body).contains("evil.example"), "{body}");
-        assert_eq!(raw(&rig, "GET", "/login", &[("host", "evil.example:8080")], "").await.0, StatusCode::MISDIRECTED_REQUEST);
+        assert_eq!(
+            raw(&rig, "GET", "/login", &[("host", "evil.example:8080")], "")
+                .await
+                .0,
+            StatusCode::MISDIRECTED_REQUEST
+        );
         let (s, _, _) = raw(&rig, "GET", "/api/rig", &[("authorization", auth)], "").await;
         assert_eq!(s, StatusCode::BAD_REQUEST, "no Host at all");
 
         // A form post or text/plain body from any page: refused before anything happens.
-        for ctype in ["application/x-www-form-urlencoded", "text/plain", "multipart/form-data; boundary=x"] {
-            let (s, _, body) = raw(&rig, "POST", "/api/takes/current/stop", &[("host", "127.0.0.1:8080"), ("authorization", auth), ("content-type", ctype)], "{}").await;
+        for ctype in [
+            "application/x-www-form-urlencoded",
+            "text/plain",
+            "multipart/form-data; boundary=x",
+        ] {
+            let (s, _, body) = raw(
+                &rig,
+                "POST",
+                "/api/takes/current/stop",
+                &[
+                    ("host", "127.0.0.1:8080"),
+                    ("authorization", auth),
+                    ("content-type", ctype),
+                ],
+                "{}",
+            )
+            .await;
             assert_eq!(s, StatusCode::UNSUPPORTED_MEDIA_TYPE, "{ctype}");
             assert!(error_of(&body).contains("must be JSON"), "{body}");
         }
-        let (s, _, _) = raw(&rig, "POST", "/api/downloads", &[("host", "127.0.0.1:8080"), ("authorization", auth)], "").await;
+        let (s, _, _) = raw(
+            &rig,
+            "POST",
+            "/api/downloads",
+            &[("host", "127.0.0.1:8080"), ("authorization", auth)],
+            "",
+        )
+        .await;
         assert_eq!(s, StatusCode::UNSUPPORTED_MEDIA_TYPE, "no content type");
         // JSON, but from another origin (fetch with a credential it somehow holds).
         let json = ("content-type", "application/json");
         for headers in [
-            vec![("host", "127.0.0.1:8080"), json, ("origin", "http://evil.example")],
-            vec![("host", "127.0.0.1:8080"), json, ("sec-fetch-site", "cross-site")],
-            vec![("host", "127.0.0.1:8080"), json, ("sec-fetch-site", "same-site")],
+            vec![
+                ("host", "127.0.0.1:8080"),
+                json,
+                ("origin", "http://evil.example"),
+            ],
+            vec![
+                ("host", "127.0.0.1:8080"),
+                json,
+                ("sec-fetch-site", "cross-site"),
+            ],
+            vec![
+                ("host", "127.0.0.1:8080"),
+                json,
+                ("sec-fetch-site", "same-site"),
+            ],
             vec![("host", "127.0.0.1:8080"), json, ("origin", "null")],
         ] {
             let mut h = headers.clone();
             h.push(("authorization", auth));
             let (s, _, body) = raw(&rig, "POST", "/api/takes/t1/delete-from-nodes", &h, "{}").await;
             assert_eq!(s, StatusCode::FORBIDDEN, "{headers:?}");
-            assert!(error_of(&body).contains("cross-site request refused"), "{body}");
+            assert!(
+                error_of(&body).contains("cross-site request refused"),
+                "{body}"
+            );
             // Not even the login answers a foreign page.
-            let (s, _, _) = raw(&rig, "POST", "/api/login", &headers, &format!(r#"{{"token":"{TOKEN}"}}"#)).await;
+            let (s, _, _) = raw(
+                &rig,
+                "POST",
+                "/api/login",
+                &headers,
+                &format!(r#"{{"token":"{TOKEN}"}}"#),
+            )
+            .await;
             assert_eq!(s, StatusCode::FORBIDDEN);
         }
         // The UI's own origin goes through (to the handler, which has no such take).
-        let (s, _, _) = raw(&rig, "POST", "/api/takes/t1/delete-from-nodes", &[("host", "127.0.0.1:8080"), json, ("origin", "http://127.0.0.1:8080"), ("sec-fetch-site", "same-origin"), ("authorization", auth)], "{}").await;
+        let (s, _, _) = raw(
+            &rig,
+            "POST",
+            "/api/takes/t1/delete-from-nodes",
+            &[
+                ("host", "127.0.0.1:8080"),
+                json,
+                ("origin", "http://127.0.0.1:8080"),
+                ("sec-fetch-site", "same-origin"),
+                ("authorization", auth),
+            ],
+            "{}",
+        )
+        .await;
         assert_eq!(s, StatusCode::NOT_FOUND);
     }
 
@@ -751,10 +876,16 @@ mod tests {
             req
         };
         assert_eq!(send(&rig, from("10.9.3.4:5000")).await.0, StatusCode::OK);
-        assert_eq!(send(&rig, from("10.8.3.4:5000")).await.0, StatusCode::UNAUTHORIZED);
+        assert_eq!(
+            send(&rig, from("10.8.3.4:5000")).await.0,
+            StatusCode::UNAUTHORIZED
+        );
         let mut config = rig.config.clone();
         config.access.trusted_subnets.clear();
         let closed = Rig::new(config, Store::open(&dir.path().join("b.sqlite3")).unwrap());
-        assert_eq!(send(&closed, from("10.9.3.4:5000")).await.0, StatusCode::UNAUTHORIZED);
+        assert_eq!(
+            send(&closed, from("10.9.3.4:5000")).await.0,
+            StatusCode::UNAUTHORIZED
+        );
     }
 }

@@ -514,7 +514,8 @@ fn parse_access(
         .iter()
         .enumerate()
         .map(|(i, s)| {
-            Subnet::parse(s).map_err(|p| invalid(origin, &format!("access.trusted_subnets[{i}]"), &p))
+            Subnet::parse(s)
+                .map_err(|p| invalid(origin, &format!("access.trusted_subnets[{i}]"), &p))
         })
         .collect::<Result<Vec<_>, _>>()?;
     Ok((
@@ -652,7 +653,10 @@ rsync_source = "camrig@192.168.1.101:/var/lib/camrig/recordings"
     fn the_shipped_example_parses_once_it_has_a_token() {
         let text = include_str!("../controller.example.toml")
             .replace("token = \"\"", "token = \"t\"")
-            .replace("api_token_file = ", "api_token = \"0123456789abcdef0123\"\n#")
+            .replace(
+                "api_token_file = ",
+                "api_token = \"0123456789abcdef0123\"\n#",
+            )
             .replace("password_hash_file = ", "#");
         let c = parse(&text).unwrap();
         assert_eq!(c.access.hosts, ["camrig-controller", "192.168.1.10"]);
@@ -716,17 +720,26 @@ rsync_source = "camrig@192.168.1.101:/var/lib/camrig/recordings"
     fn access_has_no_default() {
         let no_access = MINIMAL.replace("[access]\napi_token = \"0123456789abcdef0123\"\n", "");
         let e = problem(&no_access);
-        assert!(e.contains("access") && e.contains("no default password"), "{e}");
+        assert!(
+            e.contains("access") && e.contains("no default password"),
+            "{e}"
+        );
         let e = problem(&MINIMAL.replace("0123456789abcdef0123", "short"));
         assert!(e.contains("access.api_token"), "{e}");
         let with = |extra: &str| MINIMAL.replace("[access]\n", &format!("[access]\n{extra}\n"));
         let e = problem(&with("password_hash = \"hunter2\""));
-        assert!(e.contains("access.password_hash") && e.contains("Argon2"), "{e}");
+        assert!(
+            e.contains("access.password_hash") && e.contains("Argon2"),
+            "{e}"
+        );
         let e = problem(&with("trusted_subnets = [\"10.0.0.0/33\"]"));
         assert!(e.contains("access.trusted_subnets[0]"), "{e}");
         let e = problem(&with("hosts = [\"http://x\"]"));
         assert!(e.contains("access.hosts[0]"), "{e}");
-        let c = parse(&with("trusted_subnets = [\"192.168.1.0/24\"]\nhosts = [\"rig.local\"]")).unwrap();
+        let c = parse(&with(
+            "trusted_subnets = [\"192.168.1.0/24\"]\nhosts = [\"rig.local\"]",
+        ))
+        .unwrap();
         assert_eq!(c.access.trusted_subnets[0].prefix, 24);
         assert_eq!(c.access.hosts, ["rig.local"]);
     }

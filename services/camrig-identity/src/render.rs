@@ -119,7 +119,9 @@ pub fn plan(id: &Identity) -> Plan {
                 Some(SERVICE_USER),
                 format!(
                     "{}\n",
-                    settings.and_then(|s| s.api_token.as_deref()).unwrap_or_default()
+                    settings
+                        .and_then(|s| s.api_token.as_deref())
+                        .unwrap_or_default()
                 ),
             ));
             if let Some(hash) = settings.and_then(|s| s.password_hash.as_deref()) {
@@ -506,7 +508,10 @@ segment_seconds = 5
                password_hash = \"$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaA\"\n\
                [[controller.nodes]]\naddress = \"10.0.2.15\"\nname = \"left\"\n";
         let plan = plan(&parse(&text).unwrap());
-        assert_eq!(contents(&plan, API_TOKEN_FILE), "api-token-0123456789abcdef\n");
+        assert_eq!(
+            contents(&plan, API_TOKEN_FILE),
+            "api-token-0123456789abcdef\n"
+        );
         assert!(contents(&plan, PASSWORD_HASH_FILE).starts_with("$argon2id$"));
         let chrony = contents(&plan, "/run/camrig/chrony.conf");
         assert!(chrony.contains("local stratum 10\n"), "{chrony}");
@@ -517,8 +522,16 @@ segment_seconds = 5
         assert_eq!(config["require_node_sync"].as_bool(), Some(false));
         let access = &config["access"];
         assert_eq!(access["api_token_file"].as_str(), Some(API_TOKEN_FILE));
-        assert_eq!(access["password_hash_file"].as_str(), Some(PASSWORD_HASH_FILE));
-        let hosts: Vec<&str> = access["hosts"].as_array().unwrap().iter().map(|h| h.as_str().unwrap()).collect();
+        assert_eq!(
+            access["password_hash_file"].as_str(),
+            Some(PASSWORD_HASH_FILE)
+        );
+        let hosts: Vec<&str> = access["hosts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|h| h.as_str().unwrap())
+            .collect();
         assert_eq!(hosts[1], "10.0.2.2");
         assert_eq!(
             config["ssh_key"].as_str(),

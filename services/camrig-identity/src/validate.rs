@@ -405,7 +405,11 @@ fn controller(c: &mut Checker, id: &Identity) {
         ),
         Some(_) => {}
     }
-    if let Some(h) = id.controller.as_ref().and_then(|s| s.password_hash.as_deref()) {
+    if let Some(h) = id
+        .controller
+        .as_ref()
+        .and_then(|s| s.password_hash.as_deref())
+    {
         if !h.starts_with("$argon2") {
             c.fail(
                 "controller.password_hash",

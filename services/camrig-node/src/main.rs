@@ -58,7 +58,10 @@ fn load(args: &Args) -> anyhow::Result<NodeConfig> {
         config.token.clear();
         config.token_file = f.to_string_lossy().into_owned();
     }
-    if let Some(t) = std::env::var(TOKEN_ENV).ok().filter(|t| !t.trim().is_empty()) {
+    if let Some(t) = std::env::var(TOKEN_ENV)
+        .ok()
+        .filter(|t| !t.trim().is_empty())
+    {
         config.token = t.trim().to_owned();
         config.token_file.clear();
     }

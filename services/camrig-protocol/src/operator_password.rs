@@ -87,6 +87,9 @@ mod tests {
         assert!(check_hash("hunter2").is_err());
         assert!(check_hash("").is_err());
         assert!(!verify("anything", "not a hash"));
-        assert!(!verify(&"x".repeat(10_000), "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA"));
+        assert!(!verify(
+            &"x".repeat(10_000),
+            "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA"
+        ));
     }
 }

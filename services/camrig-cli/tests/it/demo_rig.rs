@@ -197,10 +197,22 @@ async fn demo_rig_driven_from_the_browser_and_the_cli() {
     );
     // The demo's credentials: fresh, private files, printed once.
     let token_file = dir.path().join("controller-token");
-    let token = std::fs::read_to_string(&token_file).unwrap().trim().to_owned();
-    for secret in ["controller-token", "rig-token", "operator-password", "controller.toml", "nodes/127.0.0.2/node.toml"] {
+    let token = std::fs::read_to_string(&token_file)
+        .unwrap()
+        .trim()
+        .to_owned();
+    for secret in [
+        "controller-token",
+        "rig-token",
+        "operator-password",
+        "controller.toml",
+        "nodes/127.0.0.2/node.toml",
+    ] {
         use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(dir.path().join(secret)).unwrap().permissions().mode();
+        let mode = std::fs::metadata(dir.path().join(secret))
+            .unwrap()
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o777, 0o600, "{secret}");
     }
     let login_link = format!("{url}/login#token={token}");
@@ -211,8 +223,12 @@ async fn demo_rig_driven_from_the_browser_and_the_cli() {
         .and_then(|rest| rest.split_whitespace().next())
         .unwrap_or_else(|| panic!("no password line: {output:?}"))
         .to_owned();
-    let node_config = std::fs::read_to_string(dir.path().join("nodes/127.0.0.2/node.toml")).unwrap();
-    assert!(!node_config.contains("token = ") || node_config.contains("token_file = "), "{node_config}");
+    let node_config =
+        std::fs::read_to_string(dir.path().join("nodes/127.0.0.2/node.toml")).unwrap();
+    assert!(
+        !node_config.contains("token = ") || node_config.contains("token_file = "),
+        "{node_config}"
+    );
     let cli = |url: &str, args: &[&str]| cli_as(url, Some(&token_file), args);
     // Without the token the controller answers nothing.
     let (ok, text) = cli_as(&url, None, &["status"]);
@@ -241,15 +257,45 @@ async fn demo_rig_driven_from_the_browser_and_the_cli() {
     let client = browser(driver_port, profile.path()).await;
     // Not logged in: the page sends the browser to the login form; a wrong password is said so.
     client.goto(&format!("{url}/")).await.unwrap();
-    wait_js(&client, "the login page", "return location.pathname === '/login' && !!document.getElementById('login-password')", Duration::from_secs(10)).await;
-    client.find(Locator::Css("#login-password")).await.unwrap().send_keys("not the password").await.unwrap();
-    client.find(Locator::Css("#btn-login")).await.unwrap().click().await.unwrap();
+    wait_js(
+        &client,
+        "the login page",
+        "return location.pathname === '/login' && !!document.getElementById('login-password')",
+        Duration::from_secs(10),
+    )
+    .await;
+    client
+        .find(Locator::Css("#login-password"))
+        .await
+        .unwrap()
+        .send_keys("not the password")
+        .await
+        .unwrap();
+    client
+        .find(Locator::Css("#btn-login"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
     wait_js(&client, "wrong password shown", "const e = document.querySelector('#errors .error'); return e && e.textContent.includes('wrong password') ? e.textContent : null", Duration::from_secs(10)).await;
     let field = client.find(Locator::Css("#login-password")).await.unwrap();
     field.clear().await.unwrap();
     field.send_keys(&password).await.unwrap();
-    client.find(Locator::Css("#btn-login")).await.unwrap().click().await.unwrap();
-    wait_js(&client, "the rig's page after logging in", "return location.pathname === '/' && !!document.getElementById('btn-start')", Duration::from_secs(10)).await;
+    client
+        .find(Locator::Css("#btn-login"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_js(
+        &client,
+        "the rig's page after logging in",
+        "return location.pathname === '/' && !!document.getElementById('btn-start')",
+        Duration::from_secs(10),
+    )
+    .await;
     // The session cookie is not readable by scripts (HttpOnly).
     assert_eq!(js(&client, "return document.cookie").await, json!(""));
     wait_js(&client, "two node rows with live frame counts",
@@ -409,19 +455,67 @@ async fn demo_rig_driven_from_the_browser_and_the_cli() {
     .unwrap();
 
     // Change the password from the page, log out, and come back with the one-click link.
-    client.find(Locator::Css("details.account summary")).await.unwrap().click().await.unwrap();
-    client.find(Locator::Css("#password-current")).await.unwrap().send_keys(&password).await.unwrap();
-    client.find(Locator::Css("#password-new")).await.unwrap().send_keys("a new demo password").await.unwrap();
-    client.find(Locator::Css("#btn-password")).await.unwrap().click().await.unwrap();
+    client
+        .find(Locator::Css("details.account summary"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    client
+        .find(Locator::Css("#password-current"))
+        .await
+        .unwrap()
+        .send_keys(&password)
+        .await
+        .unwrap();
+    client
+        .find(Locator::Css("#password-new"))
+        .await
+        .unwrap()
+        .send_keys("a new demo password")
+        .await
+        .unwrap();
+    client
+        .find(Locator::Css("#btn-password"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
     wait_js(&client, "password changed", "const n = document.querySelector('.notice'); return n && n.textContent.includes('password changed') ? true : null", Duration::from_secs(10)).await;
-    client.find(Locator::Css("#btn-logout")).await.unwrap().click().await.unwrap();
-    wait_js(&client, "logged out", "return location.pathname === '/login'", Duration::from_secs(10)).await;
+    client
+        .find(Locator::Css("#btn-logout"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_js(
+        &client,
+        "logged out",
+        "return location.pathname === '/login'",
+        Duration::from_secs(10),
+    )
+    .await;
     client.goto(&format!("{url}/")).await.unwrap();
-    wait_js(&client, "still logged out", "return location.pathname === '/login'", Duration::from_secs(10)).await;
+    wait_js(
+        &client,
+        "still logged out",
+        "return location.pathname === '/login'",
+        Duration::from_secs(10),
+    )
+    .await;
     // (From another page: a fragment change alone would not load the login page again.)
     client.goto("about:blank").await.unwrap();
     client.goto(&login_link).await.unwrap();
-    wait_js(&client, "in again by the one-click link", "return location.pathname === '/' && document.querySelectorAll('#nodes tr').length === 2", Duration::from_secs(15)).await;
+    wait_js(
+        &client,
+        "in again by the one-click link",
+        "return location.pathname === '/' && document.querySelectorAll('#nodes tr').length === 2",
+        Duration::from_secs(15),
+    )
+    .await;
     client.close().await.unwrap();
 
     for ip in ["127.0.0.2", "127.0.0.3"] {

@@ -22,9 +22,19 @@ fn strangers_and_other_sites_cannot_drive_the_rig() {
     assert_eq!(status(http.get(rig.url("/api/rig"))), 401);
     assert_eq!(status(http.get(rig.url("/api/takes"))), 401);
     assert_eq!(status(http.get(rig.url("/api/events"))), 401);
-    assert_eq!(status(http.get(rig.url("/api/nodes/0/cameras/1/preview.jpg"))), 401);
+    assert_eq!(
+        status(http.get(rig.url("/api/nodes/0/cameras/1/preview.jpg"))),
+        401
+    );
     assert_eq!(status(http.post(&stop).json(&json!({}))), 401);
-    assert_eq!(status(http.post(&stop).json(&json!({})).bearer_auth("guess-guess-guess")), 401);
+    assert_eq!(
+        status(
+            http.post(&stop)
+                .json(&json!({}))
+                .bearer_auth("guess-guess-guess")
+        ),
+        401
+    );
     // A page on another site, through a browser that holds a credential: a form, a
     // text/plain body, or JSON with a foreign Origin; and a rebound DNS name.
     let token = |r: RequestBuilder| r.bearer_auth(API_TOKEN);
@@ -33,7 +43,9 @@ fn strangers_and_other_sites_cannot_drive_the_rig() {
         .header("origin", "http://evil.example")
         .body("a=b");
     assert_eq!(status(form), 403);
-    let plain = token(http.post(&stop)).header("content-type", "text/plain").body("{}");
+    let plain = token(http.post(&stop))
+        .header("content-type", "text/plain")
+        .body("{}");
     assert_eq!(status(plain), 415);
     let foreign = token(http.post(&stop))
         .json(&json!({}))
@@ -44,7 +56,11 @@ fn strangers_and_other_sites_cannot_drive_the_rig() {
         .json(&json!({}))
         .header("host", "evil.example:8080");
     assert_eq!(status(rebound), 421);
-    assert_eq!(rig.take("guarded_01")["state"], "recording", "nothing stopped it");
+    assert_eq!(
+        rig.take("guarded_01")["state"],
+        "recording",
+        "nothing stopped it"
+    );
 
     // The UI's own origin with a session, and the API token, work.
     let login = http
@@ -54,7 +70,10 @@ fn strangers_and_other_sites_cannot_drive_the_rig() {
         .unwrap();
     assert_eq!(login.status(), 200);
     let cookie = login.headers()["set-cookie"].to_str().unwrap().to_owned();
-    assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"), "{cookie}");
+    assert!(
+        cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"),
+        "{cookie}"
+    );
     let session = cookie.split(';').next().unwrap().to_owned();
     let r = http
         .get(rig.url("/api/rig"))

@@ -31,9 +31,27 @@ impl Rng {
 }
 
 const SEGMENTS: &[&str] = &[
-    "t1", "fuzz_take", "a", "..", ".", "-rf", "%2e%2e", "%00", "a%2Fb", "current", "0", "1",
-    "2", "-1", "18446744073709551616", "99999999999", "%ff%fe", "%E2%82%AC", "x.y-z_",
-    "take%20name", "%",
+    "t1",
+    "fuzz_take",
+    "a",
+    "..",
+    ".",
+    "-rf",
+    "%2e%2e",
+    "%00",
+    "a%2Fb",
+    "current",
+    "0",
+    "1",
+    "2",
+    "-1",
+    "18446744073709551616",
+    "99999999999",
+    "%ff%fe",
+    "%E2%82%AC",
+    "x.y-z_",
+    "take%20name",
+    "%",
 ];
 
 fn segment(rng: &mut Rng) -> String {
@@ -68,9 +86,26 @@ fn value(rng: &mut Rng, depth: u32) -> Value {
 
 /// Field names of both APIs' bodies, so objects reach past "unknown field".
 const FIELDS: &[&str] = &[
-    "name", "allow_partial", "override_clock", "note", "nodes", "password", "token", "current",
-    "new", "take", "command_id", "start_at_ns", "stop_at_ns", "at_ns", "reason", "files",
-    "path", "sha256", "size", "bogus",
+    "name",
+    "allow_partial",
+    "override_clock",
+    "note",
+    "nodes",
+    "password",
+    "token",
+    "current",
+    "new",
+    "take",
+    "command_id",
+    "start_at_ns",
+    "stop_at_ns",
+    "at_ns",
+    "reason",
+    "files",
+    "path",
+    "sha256",
+    "size",
+    "bogus",
 ];
 
 fn body(rng: &mut Rng) -> Vec<u8> {
@@ -109,17 +144,29 @@ fn fuzz(target: &Target, http: &Client, rng: &mut Rng, seconds: u64) -> usize {
         } else {
             path
         };
-        let method = *rng.pick(&["GET", "GET", "POST", "POST", "POST", "PUT", "DELETE", "PATCH", "HEAD"]);
+        let method = *rng.pick(&[
+            "GET", "GET", "POST", "POST", "POST", "PUT", "DELETE", "PATCH", "HEAD",
+        ]);
         let bytes = body(rng);
-        let ctype = *rng.pick(&["application/json", "application/json", "text/plain", "application/json; charset=utf-8"]);
+        let ctype = *rng.pick(&[
+            "application/json",
+            "application/json",
+            "text/plain",
+            "application/json; charset=utf-8",
+        ]);
         let url = format!("{}{path}", target.base);
         let req = http
             .request(method.parse().unwrap(), &url)
             .bearer_auth(target.bearer)
             .header("content-type", ctype)
             .body(bytes.clone());
-        let what = format!("{method} {path} ({ctype}) body {:?}", String::from_utf8_lossy(&bytes));
-        let resp = req.send().unwrap_or_else(|e| panic!("no answer to {what}: {e}"));
+        let what = format!(
+            "{method} {path} ({ctype}) body {:?}",
+            String::from_utf8_lossy(&bytes)
+        );
+        let resp = req
+            .send()
+            .unwrap_or_else(|e| panic!("no answer to {what}: {e}"));
         let status = resp.status();
         // An event stream never ends: the status line is the answer.
         let text = if path.starts_with("/api/events") && status.is_success() {
@@ -154,19 +201,40 @@ fn random_requests_never_get_a_server_error() {
         base: format!("http://{}:{NODE_PORT}", rig.nodes[0].ip),
         bearer: TOKEN,
         routes: &[
-            "/v1/status", "/v1/time", "/v1/takes", "/v1/takes/start", "/v1/takes/stop",
-            "/v1/takes/mark", "/v1/takes/abort", "/v1/takes/*/manifest", "/v1/takes/*",
-            "/v1/cameras/*/preview.jpg", "/v1/*", "/*",
+            "/v1/status",
+            "/v1/time",
+            "/v1/takes",
+            "/v1/takes/start",
+            "/v1/takes/stop",
+            "/v1/takes/mark",
+            "/v1/takes/abort",
+            "/v1/takes/*/manifest",
+            "/v1/takes/*",
+            "/v1/cameras/*/preview.jpg",
+            "/v1/*",
+            "/*",
         ],
     };
     let controller = Target {
         base: rig.url(""),
         bearer: API_TOKEN,
         routes: &[
-            "/", "/login", "/api/rig", "/api/takes", "/api/takes/*", "/api/takes/current/mark",
-            "/api/takes/current/stop", "/api/takes/*/download", "/api/takes/*/delete-from-nodes",
-            "/api/downloads", "/api/nodes/*/cameras/*/preview.jpg", "/api/login",
-            "/api/logout", "/api/password", "/api/*", "/*",
+            "/",
+            "/login",
+            "/api/rig",
+            "/api/takes",
+            "/api/takes/*",
+            "/api/takes/current/mark",
+            "/api/takes/current/stop",
+            "/api/takes/*/download",
+            "/api/takes/*/delete-from-nodes",
+            "/api/downloads",
+            "/api/nodes/*/cameras/*/preview.jpg",
+            "/api/login",
+            "/api/logout",
+            "/api/password",
+            "/api/*",
+            "/*",
         ],
     };
     let n = fuzz(&node, &http, &mut rng, seconds);
