@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use serde_json::{json, Value};
 
-use crate::harness::{Rig, RigBuilder};
+use crate::harness::{Rig, RigBuilder, API_TOKEN};
 
 const TAKE: &str = "del_01";
 const PATH: &str = "/api/takes/del_01/delete-from-nodes";
@@ -55,6 +55,7 @@ fn sse_events(rig: &Rig, name: &str) -> std::sync::mpsc::Receiver<Value> {
         .build()
         .unwrap()
         .get(rig.url("/api/events"))
+        .bearer_auth(API_TOKEN)
         .send()
         .unwrap();
     let want = format!("event: {name}");
