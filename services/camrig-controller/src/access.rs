@@ -185,7 +185,7 @@ impl Access {
 
     fn host_allowed(&self, host: &str) -> bool {
         let host = host_without_port(host).to_ascii_lowercase();
-        self.hosts.iter().any(|h| *h == host)
+        self.hosts.contains(&host)
     }
 
     fn token_matches(&self, presented: &str) -> bool {
