@@ -367,8 +367,10 @@ impl StateDir {
                 Rotation::Password => {
                     let (password, _) = self.new_password()?;
                     done.push(format!(
-                        "new operator password for the web UI: {password} (shown this once; write it down now)"
+                        "{label} (old one kept in {}); the new operator password for the web UI: {password} (shown this once; write it down now)",
+                        retired.display()
                     ));
+                    continue;
                 }
                 Rotation::ControllerKey => {
                     self.generate_pair(

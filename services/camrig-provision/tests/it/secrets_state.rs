@@ -9,6 +9,18 @@ fn first_build_creates_private_secrets_and_rerun_keeps_them() {
     let rig = Rig::with_site(SITE);
     let out = rig.build(&[]).ok();
     assert!(out.contains("created rig token"), "{out}");
+    assert!(out.contains("created controller API token"), "{out}");
+    // The operator password is printed once; only its hash is kept, and it is on the
+    // controller's card with the API token (never the password itself).
+    let password = out
+        .split("operator password for the web UI: ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no password in {out}"))
+        .to_owned();
+    let hash = std::fs::read_to_string(rig.state().join("operator-password.hash")).unwrap();
+    assert!(camrig_protocol::operator_password::verify(&password, hash.trim()));
+    assert!(!hash.contains(&password));
     assert_eq!(out.matches("created root@").count(), 3, "{out}");
     assert_eq!(mode(&rig.state()), 0o700);
     let files = rig.state_files();
@@ -17,6 +29,7 @@ fn first_build_creates_private_secrets_and_rerun_keeps_them() {
         names,
         [
             "admin_known_hosts",
+            "api-token",
             "controller-key/id_ed25519",
             "controller-key/id_ed25519.pub",
             "host-keys/camrig-controller/ssh_host_ed25519_key",
@@ -26,6 +39,7 @@ fn first_build_creates_private_secrets_and_rerun_keeps_them() {
             "host-keys/camrig-node-102/ssh_host_ed25519_key",
             "host-keys/camrig-node-102/ssh_host_ed25519_key.pub",
             "known_hosts",
+            "operator-password.hash",
             "state.toml",
             "token",
         ]
@@ -37,6 +51,7 @@ fn first_build_creates_private_secrets_and_rerun_keeps_them() {
 
     let again = rig.build(&[]).ok();
     assert!(!again.contains("created"), "{again}");
+    assert!(!again.contains(&password), "the password is shown once");
     assert_eq!(rig.state_files(), files, "a re-run changed the secrets");
     let card = std::fs::read_to_string(rig.out().join("camrig-node-101/camrig.toml")).unwrap();
     let token = std::fs::read_to_string(rig.state().join("token")).unwrap();
@@ -200,7 +215,9 @@ fn rotate_all_replaces_every_secret_and_needs_a_target() {
             "--all",
         ])
         .ok();
-    assert_eq!(out.matches("rotated").count(), 5, "{out}");
+    // rig token, API token, password, controller key, three host keys.
+    assert_eq!(out.matches("rotated").count(), 7, "{out}");
+    assert!(out.contains("the new operator password for the web UI: "), "{out}");
     assert!(out.contains("every card"), "{out}");
     assert_ne!(std::fs::read(state.join("token")).unwrap(), token);
 }
