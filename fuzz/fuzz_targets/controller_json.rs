@@ -1,6 +1,6 @@
 //! The controller API's request bodies, as a browser or script sends them.
 #![no_main]
-use camrig_controller::views::{ChangePassword, DeleteFromNodes, Login, MarkTake, StartTake};
+use camrig_protocol::views::{ChangePassword, DeleteFromNodes, Login, MarkTake, StartTake};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
