@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use camrig_protocol::views::{
-    AccessView, ApiErrorBody, ChangePassword, DeleteFromNodes, DownloadsView, MarkTake,
-    MarkerView, RigView, StartTake, TakeView,
+    AccessView, ApiErrorBody, ChangePassword, DeleteFromNodes, DownloadsView, MarkTake, MarkerView,
+    RigView, StartTake, TakeView,
 };
 
 /// What went wrong with a request, for a person: the cause, not reqwest's outermost error.

@@ -194,7 +194,10 @@ pub fn controller_config(dir: &Path, port: u16, nodes: usize) -> String {
         // Every demo process shares this machine's clock, which may run without NTP.
         require_node_sync: false,
         access: Some(AccessEntry {
-            api_token_file: dir.join(CONTROLLER_TOKEN_FILE).to_string_lossy().into_owned(),
+            api_token_file: dir
+                .join(CONTROLLER_TOKEN_FILE)
+                .to_string_lossy()
+                .into_owned(),
             password_hash_file: dir.join(PASSWORD_HASH_FILE).to_string_lossy().into_owned(),
             ..AccessEntry::default()
         }),

@@ -97,5 +97,4 @@ mod tests {
             assert!(Subnet::parse(bad).is_err(), "{bad}");
         }
     }
-
 }

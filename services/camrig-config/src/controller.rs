@@ -704,6 +704,12 @@ rsync_source = "camrig@192.168.1.101:/var/lib/camrig/recordings"
         let file = ControllerFile {
             token: "tok".into(),
             require_node_sync: false,
+            access: Some(AccessEntry {
+                api_token: "0123456789abcdef0123".into(),
+                hosts: vec!["rig.local".into()],
+                trusted_subnets: vec!["10.0.0.0/24".into()],
+                ..AccessEntry::default()
+            }),
             node: vec![NodeEntry {
                 rsync_source: Some("/srv/node1/recordings".into()),
                 ..NodeEntry::new("10.0.0.2")
@@ -716,6 +722,8 @@ rsync_source = "camrig@192.168.1.101:/var/lib/camrig/recordings"
         let c = Config::parse(&text, Path::new("controller.toml")).unwrap();
         assert_eq!(c.nodes[0].address, "10.0.0.2");
         assert!(!c.require_node_sync);
+        assert_eq!(c.access.hosts, ["rig.local"]);
+        assert_eq!(c.access.trusted_subnets[0].prefix, 24);
     }
 
     #[test]

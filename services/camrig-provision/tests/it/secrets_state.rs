@@ -19,7 +19,10 @@ fn first_build_creates_private_secrets_and_rerun_keeps_them() {
         .unwrap_or_else(|| panic!("no password in {out}"))
         .to_owned();
     let hash = std::fs::read_to_string(rig.state().join("operator-password.hash")).unwrap();
-    assert!(camrig_protocol::operator_password::verify(&password, hash.trim()));
+    assert!(camrig_protocol::operator_password::verify(
+        &password,
+        hash.trim()
+    ));
     assert!(!hash.contains(&password));
     assert_eq!(out.matches("created root@").count(), 3, "{out}");
     assert_eq!(mode(&rig.state()), 0o700);
@@ -217,7 +220,10 @@ fn rotate_all_replaces_every_secret_and_needs_a_target() {
         .ok();
     // rig token, API token, password, controller key, three host keys.
     assert_eq!(out.matches("rotated").count(), 7, "{out}");
-    assert!(out.contains("the new operator password for the web UI: "), "{out}");
+    assert!(
+        out.contains("the new operator password for the web UI: "),
+        "{out}"
+    );
     assert!(out.contains("every card"), "{out}");
     assert_ne!(std::fs::read(state.join("token")).unwrap(), token);
 }
