@@ -13,6 +13,7 @@
 
 use std::sync::Arc;
 
+use camrig_protocol::camera_settings::{AppliedControls, CameraLimits, CameraSettings};
 use camrig_protocol::manifest::PixelPathCounts;
 use camrig_protocol::UnixNanos;
 
@@ -31,6 +32,9 @@ pub struct Frame {
     pub width: u32,
     pub height: u32,
     pub pixels: FramePixels,
+    /// Exposure, gain, colour gains and lens position the camera applied to this frame,
+    /// where it reports them (written to the segment's `_metadata.csv`).
+    pub applied: Option<AppliedControls>,
 }
 
 /// Where a frame's pixels are.
@@ -199,6 +203,17 @@ pub trait CaptureBackend: Send {
     fn start(&mut self, sink: FrameSink) -> Result<(), CaptureError>;
     /// Stops delivery and joins the backend's threads.
     fn stop(&mut self);
+    /// The cameras' controls (exposure, gain, colour, …), usable from any thread.
+    fn controls(&self) -> Arc<dyn CameraControls>;
+}
+
+/// Settings for the opened cameras, from the node's API thread while frames flow.
+pub trait CameraControls: Send + Sync {
+    /// What camera `camera` reports it supports (its controls and their ranges).
+    fn limits(&self, camera: usize) -> CameraLimits;
+    /// Applies settings the node has checked against [`CameraControls::limits`]; they take
+    /// effect within a few frames, as a sensor's controls do.
+    fn apply(&self, camera: usize, settings: &CameraSettings) -> Result<(), CaptureError>;
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -262,6 +277,7 @@ mod tests {
                     _lease: lender.lend(7).expect("lendable"),
                 }),
             })),
+            applied: None,
         }
     }
 

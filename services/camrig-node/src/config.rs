@@ -4,6 +4,7 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+use camrig_protocol::camera_settings::CameraSettings;
 use camrig_protocol::naming::Codec;
 
 /// Where the appliance images put the config.
@@ -21,6 +22,9 @@ pub struct NodeConfig {
     pub standalone: bool,
     pub recording: RecordingConfig,
     pub camera: CameraConfig,
+    /// The cameras' settings at start-up (exposure, gain, white balance, focus, noise
+    /// reduction, frame rate); the controller's `PUT /api/camera-settings` changes them live.
+    pub camera_settings: CameraSettings,
     pub synthetic: SyntheticConfig,
 }
 
@@ -58,10 +62,6 @@ pub struct CameraConfig {
     /// libcamera pixel format name ("YUV420", "NV12", "YUYV", "BGR888", "RGB888"); empty =
     /// the first of those the camera offers.
     pub pixel_format: String,
-    /// Manual exposure in microseconds (0 = automatic).
-    pub exposure_us: u32,
-    /// Manual analogue gain (0 = automatic).
-    pub analogue_gain: f64,
 }
 
 #[derive(Clone, Debug, PartialEq, serde::Deserialize)]
@@ -86,6 +86,7 @@ impl Default for NodeConfig {
             standalone: false,
             recording: RecordingConfig::default(),
             camera: CameraConfig::default(),
+            camera_settings: CameraSettings::default(),
             synthetic: SyntheticConfig::default(),
         }
     }
@@ -115,8 +116,6 @@ impl Default for CameraConfig {
             fps: 30.0,
             select: Vec::new(),
             pixel_format: String::new(),
-            exposure_us: 0,
-            analogue_gain: 0.0,
         }
     }
 }
@@ -214,12 +213,6 @@ impl NodeConfig {
                     c.select.len(),
                     c.count
                 ),
-            ));
-        }
-        if !c.analogue_gain.is_finite() || c.analogue_gain < 0.0 {
-            return Err(invalid(
-                "camera.analogue_gain",
-                "must be 0 (automatic) or above",
             ));
         }
         let r = &self.recording;

@@ -228,6 +228,7 @@ mod tests {
             width: w,
             height: h,
             pixels: crate::capture::FramePixels::I420(p.render(0, 0)),
+            applied: None,
         }
     }
 

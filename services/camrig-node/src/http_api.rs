@@ -16,6 +16,7 @@ use camrig_protocol::api::{
     AbortRequest, DeleteTakeRequest, MarkRequest, StartRequest, StopRequest, TimeReply,
     MAX_BODY_BYTES, MAX_DELETE_BODY_BYTES,
 };
+use camrig_protocol::camera_settings::ApplySettingsRequest;
 use camrig_protocol::now_unix_ns;
 use camrig_protocol::take_name::TakeName;
 use serde::de::DeserializeOwned;
@@ -86,6 +87,10 @@ pub fn router(node: Arc<Node>) -> Router {
             delete(delete_take).layer(DefaultBodyLimit::max(MAX_DELETE_BODY_BYTES)),
         )
         .route("/v1/cameras/{n}/preview.jpg", get(preview_jpg))
+        .route(
+            "/v1/camera-settings",
+            get(get_camera_settings).put(put_camera_settings),
+        )
         .fallback(|| async { ApiError::not_found("no such endpoint; see /v1/status".into()) })
         .layer(middleware::from_fn_with_state(node.clone(), require_token))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
@@ -196,6 +201,28 @@ async fn abort(
     Ok(command_response(
         node.command(&req.command_id, || node.abort_take(&req)),
     ))
+}
+
+async fn get_camera_settings(State(node): State<Arc<Node>>) -> Result<Response, ApiError> {
+    Ok(Json(node.camera_settings()?).into_response())
+}
+
+/// Applies camera settings; repeating a command_id answers the first answer again.
+async fn put_camera_settings(
+    State(node): State<Arc<Node>>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let req: ApplySettingsRequest = parse_body(body)?;
+    let n = node.clone();
+    let answer = tokio::task::spawn_blocking(move || {
+        n.command_value(&req.command_id, || {
+            n.apply_camera_settings(&req)
+                .map(|r| serde_json::to_value(r).expect("settings serialise"))
+        })
+    })
+    .await
+    .map_err(ApiError::internal)?;
+    Ok(command_response(answer))
 }
 
 async fn status(State(node): State<Arc<Node>>) -> Response {

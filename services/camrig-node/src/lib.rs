@@ -11,8 +11,11 @@
 //!   `libcamera`) for real cameras, with [`libcamera_support`] (selection, clocks, pixel
 //!   conversion), [`dma_buf`] (CPU access to camera buffers) and [`buffer_lease`] (camera
 //!   buffers lent to the frame path, bounded, given back on drop).
+//! - [`libcamera_controls`]: camera settings as libcamera controls and back (pure).
 //! - [`encoder`]: MJPEG and software H.264 behind one trait; [`v4l2_encoder`] (on
 //!   [`v4l2_sys`]) is the hardware path (V4L2 memory-to-memory).
+//! - [`synthetic_exposure`]: the synthetic camera's exposure/gain/colour state and simulated AE/AWB.
+//! - [`camera_settings`]: each camera's settings, checked against its limits, applied and shown.
 //! - [`frame_selection`]: start/stop windows, segment grid, drop counting, marker mapping.
 //! - [`segment_writer`]: one segment's files, hashed while written, all-or-nothing frames.
 //! - [`take_recorder`]: per-camera writer threads and the take's manifest and markers.
@@ -30,6 +33,7 @@
 
 pub mod access_units;
 pub mod buffer_lease;
+pub mod camera_settings;
 pub mod capture;
 pub mod capture_timing;
 pub mod clock_health;
@@ -41,6 +45,7 @@ pub mod frame_selection;
 pub mod http_api;
 #[cfg(feature = "libcamera")]
 pub mod libcamera_camera;
+pub mod libcamera_controls;
 pub mod libcamera_support;
 pub mod markers;
 pub mod node;
@@ -50,6 +55,7 @@ pub mod segment_writer;
 pub mod spare_take_dir;
 pub mod status_line;
 pub mod synthetic_camera;
+pub mod synthetic_exposure;
 pub mod take_deletion;
 pub mod take_listing;
 pub mod take_recorder;

@@ -15,6 +15,7 @@ use camrig_protocol::api::{
     AbortRequest, CameraStatus, CommandReply, MarkRequest, NodeState, NodeStatus, StartRequest,
     StopRequest, TakeOutcome,
 };
+use camrig_protocol::camera_settings::{ApplySettingsRequest, NodeCameraSettings};
 use camrig_protocol::manifest::StopReason;
 use camrig_protocol::naming::{self, TakeFiles};
 use camrig_protocol::take_name::TakeName;
@@ -22,6 +23,7 @@ use camrig_protocol::{now_unix_ns, UnixNanos};
 use camrig_systemd::watchdog::Progress;
 use tokio::net::TcpListener;
 
+use crate::camera_settings::{ApplyError, NodeSettings};
 use crate::capture::{self, CameraInfo, Frame};
 use crate::config::NodeConfig;
 use crate::encoder::EncoderSettings;
@@ -83,6 +85,8 @@ pub struct Node {
     /// Set before the cameras stop: frames are no longer kept, so every lent camera buffer
     /// goes back (the backend waits for them before it frees anything).
     releasing_frames: AtomicBool,
+    /// The cameras' settings; `None` when no camera was opened.
+    settings: Option<NodeSettings>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -216,15 +220,23 @@ impl Node {
         command_id: &str,
         run: impl FnOnce() -> Result<CommandReply, ApiError>,
     ) -> (StatusCode, serde_json::Value) {
+        self.command_value(command_id, || {
+            run().map(|reply| serde_json::to_value(reply).expect("reply serialises"))
+        })
+    }
+
+    /// [`Node::command`] for any JSON answer.
+    pub(crate) fn command_value(
+        &self,
+        command_id: &str,
+        run: impl FnOnce() -> Result<serde_json::Value, ApiError>,
+    ) -> (StatusCode, serde_json::Value) {
         let _one_at_a_time = lock(&self.command_lock);
         if let Some(answer) = lock(&self.inner).replies.get(command_id) {
             return answer.clone();
         }
         let answer = match run() {
-            Ok(reply) => (
-                StatusCode::OK,
-                serde_json::to_value(reply).expect("reply serialises"),
-            ),
+            Ok(reply) => (StatusCode::OK, reply),
             Err(e) => (e.status, serde_json::json!({ "error": e.message })),
         };
         let mut inner = lock(&self.inner);
@@ -312,6 +324,7 @@ impl Node {
             min_free_bytes: floor,
             data_dir: self.config.data_dir.clone(),
             layout: Layout::Take(TakeFiles::new(&req.take, &self.label, req.start_at_ns)),
+            settings: self.camera_settings_now(),
         };
         let handle = self.launch(spec).map_err(|e| {
             let _ = std::fs::remove_dir_all(&dir);
@@ -377,6 +390,57 @@ impl Node {
         {
             tracing::warn!(error = %e, "cannot make the next take's directory ahead; START will make it");
         }
+    }
+
+    fn camera_settings_now(&self) -> Vec<camrig_protocol::camera_settings::CameraSettings> {
+        self.settings
+            .as_ref()
+            .map(NodeSettings::current)
+            .unwrap_or_default()
+    }
+
+    /// `GET /v1/camera-settings`.
+    pub(crate) fn camera_settings(&self) -> Result<NodeCameraSettings, ApiError> {
+        let settings = self.settings.as_ref().ok_or_else(|| self.no_camera())?;
+        Ok(settings.view(|i| self.latest_frame(i).and_then(|f| f.applied)))
+    }
+
+    fn no_camera(&self) -> ApiError {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "no camera: {}",
+                self.camera_problem.as_deref().unwrap_or("none opened")
+            ),
+        )
+    }
+
+    /// `PUT /v1/camera-settings`: refused while a take is armed or recording (nothing
+    /// changes mid-take) and when any camera cannot take its value (nothing is applied).
+    pub(crate) fn apply_camera_settings(
+        &self,
+        req: &ApplySettingsRequest,
+    ) -> Result<NodeCameraSettings, ApiError> {
+        let settings = self.settings.as_ref().ok_or_else(|| self.no_camera())?;
+        if let Some(t) = self.active() {
+            let state = if t.is_recording() {
+                "recording"
+            } else {
+                "armed"
+            };
+            return Err(ApiError::conflict(format!(
+                "take {} is {state}: camera settings do not change during a take; stop it first",
+                t.take
+            )));
+        }
+        settings.apply(&req.cameras).map_err(|e| match e {
+            ApplyError::Invalid(_) | ApplyError::Unsupported(_) => {
+                ApiError::bad_request(e.to_string())
+            }
+            ApplyError::Backend(_) => ApiError::internal(e),
+        })?;
+        tracing::info!(settings = %serde_json::to_string(&req.cameras).unwrap_or_default(), "camera settings applied");
+        self.camera_settings()
     }
 
     pub(crate) fn stop_take(&self, req: &StopRequest) -> Result<CommandReply, ApiError> {
@@ -556,8 +620,24 @@ pub async fn run(
         .as_ref()
         .map(|b| b.cameras().to_vec())
         .unwrap_or_default();
+    let label = node_label(&config);
+    let settings = backend
+        .as_ref()
+        .map(|b| NodeSettings::new(b.controls(), cameras.clone(), &label));
+    let mut settings_problem = None;
+    if let Some(s) = &settings {
+        // The config's defaults, checked like any request: a value the camera cannot take
+        // is a problem STATUS shows, and the camera stays on automatic.
+        if let Err(e) = s.apply(&[config.camera_settings]) {
+            tracing::error!("camera_settings in the config: {e}");
+            settings_problem = Some(format!(
+                "camera_settings in the config not applied, cameras on automatic: {e}"
+            ));
+        }
+    }
     let node = Arc::new(Node {
-        label: node_label(&config),
+        label,
+        settings,
         token,
         stats: cameras.iter().map(|_| CameraStats::default()).collect(),
         cameras,
@@ -565,6 +645,7 @@ pub async fn run(
         active: RwLock::new(None),
         inner: Mutex::new(Inner {
             recovered: recovered.clone(),
+            problem: settings_problem,
             ..Inner::default()
         }),
         command_lock: Mutex::new(()),
@@ -652,6 +733,7 @@ fn start_standalone(node: &Arc<Node>) -> std::io::Result<()> {
         min_free_bytes: node.config.min_free_bytes(),
         data_dir: node.config.data_dir.clone(),
         layout: Layout::Standalone,
+        settings: node.camera_settings_now(),
     };
     node.launch(spec)?;
     tracing::info!(dir = %dir.display(), "standalone recording started");

@@ -173,17 +173,37 @@ fn recover_segment(
     if whole_frames > frames {
         tracing::warn!(video = %video_name, whole_frames, frames, "pictures without a timestamp at the end of a recovered segment");
     }
-    let entries = vec![
+    let mut entries = vec![
         sha256_file(&video_path).map_err(io(&video_path))?,
         sha256_file(&bin_path).map_err(io(&bin_path))?,
         sha256_file(&txt_path).map_err(io(&txt_path))?,
     ];
+    // The metadata rows, like the timestamps, are written before their picture: keep the
+    // header and one whole row per kept frame (takes recorded before it have none).
+    let csv_name = files.segment_metadata_csv(camera, k);
+    let csv_path = dir.join(&csv_name);
+    let metadata_csv = match std::fs::read_to_string(&csv_path) {
+        Ok(text) => {
+            let kept: String = text
+                .split_inclusive('\n')
+                .filter(|l| l.ends_with('\n'))
+                .take(frames + 1)
+                .collect();
+            if kept != text {
+                write_atomic(&csv_path, kept.as_bytes()).map_err(io(&csv_path))?;
+            }
+            entries.push(sha256_file(&csv_path).map_err(io(&csv_path))?);
+            Some(csv_name)
+        }
+        Err(_) => None,
+    };
     Ok((
         SegmentRecord {
             index: k,
             video: video_name,
             timestamps_bin: bin_name,
             timestamps_txt: txt_name,
+            metadata_csv,
             frames: frames as u64,
             first_frame_index,
             first_frame_ns: ts.first().copied(),

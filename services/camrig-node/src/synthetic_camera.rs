@@ -21,15 +21,21 @@ use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
+use camrig_protocol::camera_settings::{CameraLimits, CameraSettings};
 use camrig_protocol::now_unix_ns;
 
-use crate::capture::{CameraInfo, CaptureBackend, CaptureError, Frame, FramePixels, FrameSink};
+use crate::capture::{
+    CameraControls, CameraInfo, CaptureBackend, CaptureError, Frame, FramePixels, FrameSink,
+};
 use crate::capture_timing;
 use crate::config::{CameraConfig, SyntheticConfig};
+use crate::synthetic_exposure::{self, SensorControls};
 use crate::test_pattern::{TestPattern, XorShift};
 
 pub struct SyntheticBackend {
     cameras: Vec<CameraInfo>,
+    /// Each camera's exposure/gain/colour state, read by its renderer.
+    controls: Arc<SyntheticControls>,
     faults: SyntheticConfig,
     running: Arc<AtomicBool>,
     threads: Vec<JoinHandle<()>>,
@@ -43,7 +49,19 @@ impl SyntheticBackend {
             height: camera.height,
             fps: camera.fps,
         };
+        // The simulated AE/AWB start from a phase no test can predict.
+        let seed = now_unix_ns() as u64 ^ u64::from(std::process::id()).rotate_left(32);
         SyntheticBackend {
+            controls: Arc::new(SyntheticControls(
+                (0..camera.count)
+                    .map(|i| {
+                        Arc::new(SensorControls::new(
+                            camera.fps,
+                            seed.wrapping_add(i as u64 * 7919),
+                        ))
+                    })
+                    .collect(),
+            )),
             cameras: vec![info; camera.count],
             faults: faults.clone(),
             running: Arc::new(AtomicBool::new(false)),
@@ -72,6 +90,7 @@ impl CaptureBackend for SyntheticBackend {
             let render = Renderer {
                 index,
                 info: info.clone(),
+                controls: self.controls.0[index].clone(),
                 noise: self.faults.noise,
                 rx,
                 sink: sink.clone(),
@@ -99,6 +118,28 @@ impl CaptureBackend for SyntheticBackend {
         for t in self.threads.drain(..) {
             let _ = t.join();
         }
+    }
+
+    fn controls(&self) -> Arc<dyn CameraControls> {
+        self.controls.clone()
+    }
+}
+
+/// Every synthetic camera's [`SensorControls`].
+struct SyntheticControls(Vec<Arc<SensorControls>>);
+
+impl CameraControls for SyntheticControls {
+    fn limits(&self, _camera: usize) -> CameraLimits {
+        synthetic_exposure::limits()
+    }
+
+    fn apply(&self, camera: usize, settings: &CameraSettings) -> Result<(), CaptureError> {
+        let c = self
+            .0
+            .get(camera)
+            .ok_or_else(|| CaptureError::Camera(format!("no camera {camera}")))?;
+        c.set(*settings);
+        Ok(())
     }
 }
 
@@ -195,6 +236,7 @@ impl Shutter {
 struct Renderer {
     index: usize,
     info: CameraInfo,
+    controls: Arc<SensorControls>,
     noise: u8,
     rx: Receiver<Exposure>,
     sink: FrameSink,
@@ -207,7 +249,12 @@ impl Renderer {
             .with_noise(self.noise, self.index as u64 + 1);
         // Ends when the shutter thread ends (stop) and drops its sender.
         for e in self.rx.iter() {
-            let i420 = pattern.render(e.sequence, e.timestamp_ns);
+            let applied = self.controls.applied(e.timestamp_ns);
+            let i420 = pattern.render_lit(
+                e.sequence,
+                e.timestamp_ns,
+                synthetic_exposure::look(&applied),
+            );
             (self.sink)(Frame {
                 camera: self.index,
                 sequence: e.sequence,
@@ -215,6 +262,7 @@ impl Renderer {
                 width: self.info.width,
                 height: self.info.height,
                 pixels: FramePixels::I420(i420),
+                applied: Some(applied),
             });
         }
     }

@@ -15,6 +15,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use camrig_protocol::api::TakeOutcome;
+use camrig_protocol::camera_settings::CameraSettings;
 use camrig_protocol::manifest::{
     CameraRecord, ManifestState, Marker, MarkerFrame, SegmentRecord, StopReason, TakeManifest,
     MANIFEST_FORMAT,
@@ -67,6 +68,8 @@ pub struct TakeSpec {
     /// Where free space is measured.
     pub data_dir: PathBuf,
     pub layout: Layout,
+    /// Each camera's settings in force at START (recorded in the manifest).
+    pub settings: Vec<CameraSettings>,
 }
 
 impl TakeSpec {
@@ -79,12 +82,14 @@ impl TakeSpec {
                     video: files.segment_video(cam, segment, self.codec),
                     timestamps_bin: files.segment_timestamps_bin(cam, segment),
                     timestamps_txt: Some(files.segment_timestamps_txt(cam, segment)),
+                    metadata_csv: Some(files.segment_metadata_csv(cam, segment)),
                 }
             }
             Layout::Standalone => SegmentNames {
                 video: naming::standalone_video(camera, self.codec),
                 timestamps_bin: naming::standalone_timestamps(camera),
                 timestamps_txt: None,
+                metadata_csv: None,
             },
         }
     }
@@ -188,6 +193,7 @@ impl TakeBook {
                     segments: Vec::new(),
                     pixel_paths: Default::default(),
                     phase: None,
+                    settings: spec.settings.get(index).copied(),
                 })
                 .collect(),
             markers: Vec::new(),
@@ -288,6 +294,7 @@ impl TakeBook {
             video: closed.names.video.clone(),
             timestamps_bin: closed.names.timestamps_bin.clone(),
             timestamps_txt: closed.names.timestamps_txt.clone().unwrap_or_default(),
+            metadata_csv: closed.names.metadata_csv.clone(),
             frames: closed.frames,
             first_frame_index: first_index,
             first_frame_ns: closed.first_frame_ns,
@@ -719,7 +726,11 @@ impl CameraWriter {
             }
         };
         let open = st.open.as_mut().expect("opened above");
-        if let Err(e) = open.writer.write_frame(&st.out, frame.timestamp_ns) {
+        let applied = frame.applied.unwrap_or_default();
+        if let Err(e) = open
+            .writer
+            .write_frame(&st.out, frame.timestamp_ns, st.kept, &applied)
+        {
             self.problem(write_failed_problem(open.index, &e));
             return Err(io_reason(&e));
         }

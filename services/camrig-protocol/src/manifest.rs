@@ -85,6 +85,11 @@ pub struct CameraRecord {
     /// Phase lock over the take (absent in manifests before phase lock).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub phase: Option<crate::phase::PhaseRecord>,
+    /// The camera settings in force at START (absent in manifests before camera settings).
+    /// They cannot change during a take (the node refuses), so these hold for every frame;
+    /// what the camera's algorithms applied per frame is in each segment's `metadata_csv`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub settings: Option<crate::camera_settings::CameraSettings>,
 }
 
 /// Per camera and take: how many kept frames reached the encoder each way. A camera's own
@@ -111,6 +116,10 @@ pub struct SegmentRecord {
     pub video: String,
     pub timestamps_bin: String,
     pub timestamps_txt: String,
+    /// `<segment stem>_metadata.csv`: per frame, the values the camera applied (absent in
+    /// manifests before it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metadata_csv: Option<String>,
     pub frames: u64,
     /// Index in the take (0-based, per camera) of the segment's first frame.
     pub first_frame_index: u64,
