@@ -5,8 +5,9 @@ use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::rejection::{JsonRejection, PathRejection};
-use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use camrig_protocol::camera_settings::CameraSettings;
 use axum::http::{header, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
@@ -14,6 +15,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use futures_util::stream::{self, Stream, StreamExt};
 
+use crate::camera_settings::LockRequest;
 use crate::http_error::ApiError;
 use crate::rig::Rig;
 use crate::views::{DeleteFromNodes, MarkTake, StartTake};
@@ -39,11 +41,20 @@ pub fn router(rig: Arc<Rig>) -> Router {
         .route("/api/downloads", get(list_downloads).post(download_pending))
         .route("/api/events", get(events))
         .route(
+            "/api/camera-settings",
+            get(get_camera_settings).put(put_camera_settings),
+        )
+        .route("/api/camera-settings/lock", post(lock_camera_settings))
+        .route("/api/camera-settings/unlock", post(unlock_camera_settings))
+        .route(
             "/api/nodes/{index}/cameras/{camera}/preview.jpg",
             get(preview),
         )
         .route("/api", get(api_not_found))
-        .route("/api/{*rest}", get(api_not_found).post(api_not_found))
+        .route(
+            "/api/{*rest}",
+            get(api_not_found).post(api_not_found).put(api_not_found),
+        )
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(rig)
 }
@@ -201,6 +212,53 @@ async fn preview(
         jpeg,
     )
         .into_response())
+}
+
+async fn get_camera_settings(State(rig): State<Arc<Rig>>) -> Response {
+    Json(rig.camera_settings_view().await).into_response()
+}
+
+/// `?nodes=a,b`: only those nodes (by address); none = every node.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SettingsTargets {
+    #[serde(default)]
+    nodes: String,
+}
+
+async fn put_camera_settings(
+    State(rig): State<Arc<Rig>>,
+    query: Result<Query<SettingsTargets>, QueryRejection>,
+    parsed: Result<Json<CameraSettings>, JsonRejection>,
+) -> ApiResult<Response> {
+    let Query(targets) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let settings = body(parsed)?;
+    let nodes: Vec<String> = targets
+        .nodes
+        .split(',')
+        .map(str::trim)
+        .filter(|a| !a.is_empty())
+        .map(str::to_owned)
+        .collect();
+    Ok(Json(rig.put_camera_settings(settings, &nodes).await?).into_response())
+}
+
+/// The body is optional: none (or `{}`) locks each camera to its own values.
+async fn lock_camera_settings(
+    State(rig): State<Arc<Rig>>,
+    raw: axum::body::Bytes,
+) -> ApiResult<Response> {
+    let req: LockRequest = if raw.iter().all(u8::is_ascii_whitespace) {
+        LockRequest::default()
+    } else {
+        serde_json::from_slice(&raw)
+            .map_err(|e| ApiError::bad_request(format!("bad JSON body: {e}")))?
+    };
+    Ok(Json(rig.lock_camera_settings(req).await?).into_response())
+}
+
+async fn unlock_camera_settings(State(rig): State<Arc<Rig>>) -> ApiResult<Response> {
+    Ok(Json(rig.unlock_camera_settings().await?).into_response())
 }
 
 async fn api_not_found() -> ApiError {

@@ -6,6 +6,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 
+use crate::camera_settings::SettingsError;
 use crate::take_control::TakeError;
 use crate::take_store::StoreError;
 use crate::views::{ApiErrorBody, NodeFailure};
@@ -55,6 +56,37 @@ impl From<StoreError> for ApiError {
             StatusCode::INTERNAL_SERVER_ERROR,
             "the controller's take database failed; see the controller's log",
         )
+    }
+}
+
+impl From<SettingsError> for ApiError {
+    fn from(e: SettingsError) -> ApiError {
+        let status = match &e {
+            SettingsError::TakeRunning(_) | SettingsError::NoReference(_) => StatusCode::CONFLICT,
+            SettingsError::BadRequest(_) | SettingsError::Unsupported(_) => {
+                StatusCode::BAD_REQUEST
+            }
+            SettingsError::NodesUnreadable(_) => StatusCode::BAD_GATEWAY,
+            SettingsError::ApplyFailed { conflict: true, .. } => StatusCode::CONFLICT,
+            SettingsError::ApplyFailed {
+                conflict: false, ..
+            } => StatusCode::BAD_GATEWAY,
+            SettingsError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        let nodes = match &e {
+            SettingsError::NodesUnreadable(f) | SettingsError::ApplyFailed { failures: f, .. } => {
+                f.clone()
+            }
+            _ => Vec::new(),
+        };
+        if let SettingsError::Store(inner) = e {
+            return inner.into();
+        }
+        ApiError {
+            status,
+            message: e.to_string(),
+            nodes,
+        }
     }
 }
 

@@ -11,11 +11,13 @@
 //! - [`rsync`], [`download`] and [`download_verifier`]: pulling, verifying (while the
 //!   transfer goes on) and sorting recorded files; [`ssh_master`] keeps one SSH
 //!   connection per node open so a download starts without a handshake.
+//! - [`camera_settings`]: rig-wide camera settings, LOCK and UNLOCK, checked then fanned out.
 //! - [`node_deletion`]: DELETE FROM NODES, for verified takes only, re-checked first.
 //! - [`api`], [`http_error`], [`views`]: the HTTP surface and its JSON.
 //! - [`status_line`]: the systemd STATUS= line.
 
 pub mod api;
+pub mod camera_settings;
 pub mod clock_probe;
 pub mod config;
 pub mod download;

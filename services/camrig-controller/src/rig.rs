@@ -27,6 +27,8 @@ pub struct Rig {
     changes: watch::Sender<u64>,
     /// Every change of a node deletion, for the SSE `node_deletion` event.
     deletions: broadcast::Sender<NodeDeletionEvent>,
+    /// The camera settings this controller last applied to the rig.
+    pub(crate) rig_settings: std::sync::Mutex<crate::camera_settings::RigSettings>,
 }
 
 impl Rig {
@@ -44,6 +46,7 @@ impl Rig {
             deletion_lock: Mutex::new(()),
             changes: watch::channel(0).0,
             deletions: broadcast::channel(64).0,
+            rig_settings: Default::default(),
         })
     }
 

@@ -8,7 +8,7 @@
 use std::sync::{Arc, Mutex};
 
 use camrig_protocol::camera_settings::{
-    AppliedControls, AutoOr, CameraLimits, CameraSettings, CameraSettingsState,
+    AppliedControls, CameraLimits, CameraSettings, CameraSettingsState,
     NodeCameraSettings, SettingsError,
 };
 
@@ -62,17 +62,6 @@ impl NodeSettings {
                 .limits(i)
                 .check(s, info.fps, &self.camera_name(i))
                 .map_err(ApplyError::Unsupported)?;
-            if let AutoOr::Fixed(fps) = s.frame_rate {
-                if (fps - info.fps).abs() > 1e-6 {
-                    return Err(ApplyError::Unsupported(SettingsError {
-                        camera: self.camera_name(i),
-                        problem: format!(
-                            "frame_rate {fps}: this node records at {} fps (camera.fps in its config); the rate does not change while the node runs",
-                            info.fps
-                        ),
-                    }));
-                }
-            }
         }
         let mut current = self.current.lock().unwrap_or_else(|e| e.into_inner());
         for (i, s) in settings.iter().enumerate() {

@@ -261,8 +261,10 @@ pub struct SettingsError {
 }
 
 impl CameraLimits {
-    /// Checks `s` against what the camera supports; `configured_fps` is the node's rate,
-    /// used when `s.frame_rate` is auto. Exposure longer than the frame period is refused.
+    /// Checks `s` against what the camera supports; `configured_fps` is the node's rate
+    /// (`camera.fps`). Exposure longer than the frame period is refused. A fixed frame rate
+    /// must be the configured one: a node's rate (its encoders, its phase lock) is set when
+    /// it starts and does not change while it runs.
     pub fn check(
         &self,
         s: &CameraSettings,
@@ -283,6 +285,11 @@ impl CameraLimits {
                 None => return fail(unsupported("frame_rate", "FrameDurationLimits")),
                 Some(r) if !r.contains(fps) => {
                     return fail(format!("frame_rate {fps} is outside the camera's range {r} fps"))
+                }
+                Some(_) if (fps - configured_fps).abs() > 1e-6 => {
+                    return fail(format!(
+                        "frame_rate {fps}: the node records at {configured_fps} fps (camera.fps in its config), which does not change while it runs; set camera.fps there"
+                    ))
                 }
                 Some(_) => fps,
             },
@@ -536,10 +543,22 @@ mod tests {
                 frame_rate: AutoOr::Fixed(20.0),
                 ..Default::default()
             },
-            30.0,
+            20.0,
             "cam",
         )
         .unwrap();
+        let e = l
+            .check(
+                &CameraSettings {
+                    frame_rate: AutoOr::Fixed(20.0),
+                    ..Default::default()
+                },
+                30.0,
+                "cam",
+            )
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("camera.fps"), "{e}");
         let e = l
             .check(
                 &CameraSettings {
