@@ -8,11 +8,11 @@
 use std::sync::{Arc, Mutex};
 
 use camrig_protocol::camera_settings::{
-    AppliedControls, CameraLimits, CameraSettings, CameraSettingsState,
+    AppliedControls, CameraSettings, CameraSettingsState,
     NodeCameraSettings, SettingsError,
 };
 
-use crate::capture::{CameraControls, CameraInfo};
+use crate::camera::{CameraControls, CameraInfo};
 
 /// Every opened camera's settings and the backend's controls to apply them.
 pub struct NodeSettings {
@@ -98,10 +98,6 @@ impl NodeSettings {
                 })
                 .collect(),
         }
-    }
-
-    pub fn limits(&self, camera: usize) -> CameraLimits {
-        self.controls.limits(camera)
     }
 }
 

@@ -13,16 +13,17 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use camrig_protocol::api::{
-    AbortRequest, DeleteTakeRequest, MarkRequest, StartRequest, StopRequest, TimeReply,
-    MAX_BODY_BYTES, MAX_DELETE_BODY_BYTES,
+    AbortRequest, CommandReply, DeleteTakeRequest, MarkRequest, StartRequest, StopRequest,
+    TimeReply, MAX_BODY_BYTES, MAX_DELETE_BODY_BYTES,
 };
 use camrig_protocol::camera_settings::ApplySettingsRequest;
 use camrig_protocol::now_unix_ns;
 use camrig_protocol::take_name::TakeName;
 use serde::de::DeserializeOwned;
 
-use crate::node::Node;
-use crate::{preview, take_listing};
+use super::node::{CommandError, Node};
+use super::preview;
+use crate::take::listing;
 
 /// An error answer: a status and a message for the client.
 #[derive(Debug)]
@@ -43,10 +44,6 @@ impl ApiError {
         ApiError::new(StatusCode::BAD_REQUEST, message)
     }
 
-    pub fn conflict(message: String) -> ApiError {
-        ApiError::new(StatusCode::CONFLICT, message)
-    }
-
     pub fn not_found(message: String) -> ApiError {
         ApiError::new(StatusCode::NOT_FOUND, message)
     }
@@ -58,6 +55,21 @@ impl ApiError {
             StatusCode::INTERNAL_SERVER_ERROR,
             format!("the node failed to do this: {e}; see its journal"),
         )
+    }
+}
+
+/// The state machine's reasons, as HTTP statuses.
+impl From<CommandError> for ApiError {
+    fn from(e: CommandError) -> ApiError {
+        let status = match &e {
+            CommandError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            CommandError::NotFound(_) => StatusCode::NOT_FOUND,
+            CommandError::Conflict(_) => StatusCode::CONFLICT,
+            CommandError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            CommandError::DiskFull(_) => StatusCode::INSUFFICIENT_STORAGE,
+            CommandError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        ApiError::new(status, e.to_string())
     }
 }
 
@@ -153,8 +165,11 @@ struct RawStart {
     command_id: String,
 }
 
-fn command_response((status, body): (StatusCode, serde_json::Value)) -> Response {
-    (status, Json(body)).into_response()
+fn command_response(answer: Result<CommandReply, CommandError>) -> Response {
+    match answer {
+        Ok(reply) => Json(reply).into_response(),
+        Err(e) => ApiError::from(e).into_response(),
+    }
 }
 
 async fn start(
@@ -207,22 +222,16 @@ async fn get_camera_settings(State(node): State<Arc<Node>>) -> Result<Response, 
     Ok(Json(node.camera_settings()?).into_response())
 }
 
-/// Applies camera settings; repeating a command_id answers the first answer again.
+/// Applies camera settings (applying the same ones again changes nothing).
 async fn put_camera_settings(
     State(node): State<Arc<Node>>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let req: ApplySettingsRequest = parse_body(body)?;
-    let n = node.clone();
-    let answer = tokio::task::spawn_blocking(move || {
-        n.command_value(&req.command_id, || {
-            n.apply_camera_settings(&req)
-                .map(|r| serde_json::to_value(r).expect("settings serialise"))
-        })
-    })
-    .await
-    .map_err(ApiError::internal)?;
-    Ok(command_response(answer))
+    let reply = tokio::task::spawn_blocking(move || node.apply_camera_settings(&req))
+        .await
+        .map_err(ApiError::internal)??;
+    Ok(Json(reply).into_response())
 }
 
 async fn status(State(node): State<Arc<Node>>) -> Response {
@@ -243,7 +252,7 @@ async fn time() -> Json<TimeReply> {
 
 async fn list_takes(State(node): State<Arc<Node>>) -> Result<Response, ApiError> {
     let dir = node.recordings_dir();
-    let takes = tokio::task::spawn_blocking(move || take_listing::list(&dir))
+    let takes = tokio::task::spawn_blocking(move || listing::list(&dir))
         .await
         .map_err(ApiError::internal)?
         .map_err(ApiError::internal)?;
@@ -256,7 +265,7 @@ async fn manifest(
 ) -> Result<Response, ApiError> {
     let take = TakeName::parse(&take).map_err(|e| ApiError::bad_request(e.to_string()))?;
     let dir = node.recordings_dir().join(take.as_str());
-    let found = tokio::task::spawn_blocking(move || take_listing::manifest_file(&dir))
+    let found = tokio::task::spawn_blocking(move || listing::manifest_file(&dir))
         .await
         .map_err(ApiError::internal)?;
     match found {
@@ -267,7 +276,7 @@ async fn manifest(
     }
 }
 
-/// Deletes a finished take whose files the controller verified; see [`crate::take_deletion`].
+/// Deletes a finished take whose files the controller verified; see [`crate::take::deletion`].
 async fn delete_take(
     State(node): State<Arc<Node>>,
     Path(take): Path<String>,

@@ -2,7 +2,7 @@
 //! what its simulated automatic algorithms choose when a setting is `"auto"` (a slow drift
 //! from a random phase per camera, as a real AE/AWB hunts around its target, so LOCK has
 //! something to freeze) and the values it applied to each frame, which the renderer turns
-//! into picture brightness and tint ([`crate::test_pattern::Look`]) and the frame carries as
+//! into picture brightness and tint ([`crate::camera::test_pattern::Look`]) and the frame carries as
 //! its metadata.
 //!
 //! Brightness follows exposure × gain: 10 ms at gain 1.0 renders the bars as drawn, half of
@@ -16,7 +16,7 @@ use camrig_protocol::camera_settings::{
 };
 use camrig_protocol::UnixNanos;
 
-use crate::test_pattern::{Look, XorShift};
+use crate::camera::test_pattern::{Look, XorShift};
 
 /// Exposure × gain at which the bars render as drawn (µs).
 pub const REFERENCE_EXPOSURE_US: f64 = 10_000.0;

@@ -147,10 +147,6 @@ impl SegmentWriter {
         self.frames
     }
 
-    pub fn video_bytes(&self) -> u64 {
-        self.video.len
-    }
-
     /// Appends one encoded frame, its timestamp and its metadata row (`frame_index` in the
     /// take, the values the camera applied); all or nothing.
     pub fn write_frame(

@@ -9,7 +9,7 @@
 //!
 //! Each camera has two threads, as a sensor has a shutter and a readout: the *shutter*
 //! thread sleeps until the frame is due (absolute, real-time priority, see
-//! [`crate::capture_timing`]), reads the clock and hands `(sequence, timestamp)` over; the
+//! [`crate::camera::capture_timing`]), reads the clock and hands `(sequence, timestamp)` over; the
 //! *render* thread (normal priority) draws the picture and feeds the sink. The shutter thread
 //! holds a CPU for microseconds, so on a busy machine every node's clock read for a frame
 //! happens before anyone renders or encodes it: the start spread across a rig is wake-up
@@ -24,13 +24,13 @@ use std::thread::JoinHandle;
 use camrig_protocol::camera_settings::{CameraLimits, CameraSettings};
 use camrig_protocol::now_unix_ns;
 
-use crate::capture::{
+use crate::camera::capture_timing;
+use crate::camera::synthetic_exposure::{self, SensorControls};
+use crate::camera::test_pattern::{TestPattern, XorShift};
+use crate::camera::{
     CameraControls, CameraInfo, CaptureBackend, CaptureError, Frame, FramePixels, FrameSink,
 };
-use crate::capture_timing;
 use crate::config::{CameraConfig, SyntheticConfig};
-use crate::synthetic_exposure::{self, SensorControls};
-use crate::test_pattern::{TestPattern, XorShift};
 
 pub struct SyntheticBackend {
     cameras: Vec<CameraInfo>,

@@ -6,7 +6,7 @@
 //! id or sensor model), configures size, pixel format and frame rate (FrameDurationLimits),
 //! allocates and maps the buffers, and reports the opened cameras (with the controls each
 //! lists, as [`CameraLimits`]) back before anything streams. Camera settings arrive as
-//! commands ([`crate::libcamera_controls`] maps them to controls by name) and ride on the
+//! commands ([`crate::camera::libcamera_controls`] maps them to controls by name) and ride on the
 //! next request queued; each frame carries the exposure, gain, colour gains and lens
 //! position its request's metadata reports. Started, it turns each completed request into a
 //! [`Frame`]: libcamera's frame sequence (widened to 64 bits; a gap is a drop), the sensor
@@ -14,7 +14,7 @@
 //! change in 0.5.2; otherwise a paired CLOCK_MONOTONIC/CLOCK_REALTIME reading taken as the
 //! request completes), and the camera's own buffer *lent* to the frame, no copy
 //! ([`FramePixels::Camera`]): the request goes back to this thread, which requeues it, when
-//! the last clone of the frame is dropped ([`crate::buffer_lease`]). An encoder imports the
+//! the last clone of the frame is dropped ([`crate::camera::buffer_lease`]). An encoder imports the
 //! buffer's dma-buf or reads it under DMA-BUF sync ([`Frame::i420`]).
 //!
 //! At most [`lendable`] buffers are out at once, so the camera always has buffers to fill;
@@ -45,15 +45,16 @@ use camrig_protocol::UnixNanos;
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-use crate::buffer_lease::{lendable, Lease, Lender};
-use crate::capture::{
-    CameraBuffer, CameraControls, CameraInfo, CameraMemory, CaptureBackend, CaptureError, Frame,
+use crate::camera::buffer_lease::{lendable, Lease, Lender};
+use crate::camera::libcamera_support::{
+    self as support, ClockPair, Layout, ListedCamera, SequenceWidener,
+};
+use crate::camera::{
+    CameraBuffer, CameraControls, CameraInfo, CameraMemory, CaptureBackend, CaptureError, DmaBufPlane, Frame,
     FramePixels, FrameSink,
 };
-use crate::libcamera_controls::{self as mapping, ControlSetting, ListedControl, MetadataValue};
+use crate::camera::libcamera_controls::{self as mapping, ControlSetting, ListedControl, MetadataValue};
 use crate::config::CameraConfig;
-use crate::libcamera_support::{self as support, ClockPair, Layout, ListedCamera, SequenceWidener};
-use crate::v4l2_encoder::DmaBufPlane;
 
 type Mapped = MemoryMappedFrameBuffer<FrameBuffer>;
 
