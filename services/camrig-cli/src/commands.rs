@@ -418,3 +418,213 @@ mod tests {
         assert_eq!(human_bytes(32_000_000_000), "32.0 GB");
     }
 }
+
+/// What `camrig camera-settings set` asks for; `None` leaves a setting on automatic (a PUT
+/// replaces the rig's settings whole).
+#[derive(Debug, Default)]
+pub struct SettingsArgs {
+    pub exposure_us: Option<String>,
+    pub analogue_gain: Option<String>,
+    pub awb: Option<String>,
+    pub focus: Option<String>,
+    pub noise_reduction: Option<String>,
+    pub frame_rate: Option<String>,
+}
+
+/// `auto` or a number, as the API takes it.
+fn auto_or_number(flag: &str, v: &str) -> Result<serde_json::Value, ClientError> {
+    if v == "auto" {
+        return Ok(serde_json::json!("auto"));
+    }
+    v.parse::<f64>()
+        .ok()
+        .filter(|n| n.is_finite())
+        .and_then(|n| {
+            if n.fract() == 0.0 && n >= 0.0 {
+                Some(serde_json::json!(n as u64))
+            } else {
+                serde_json::Number::from_f64(n).map(serde_json::Value::Number)
+            }
+        })
+        .ok_or_else(|| ClientError::Refused {
+            status: 0,
+            message: format!("--{flag} {v:?}: give a number or auto"),
+        })
+}
+
+impl SettingsArgs {
+    /// The JSON body of `PUT /api/camera-settings`.
+    pub fn body(&self) -> Result<serde_json::Value, ClientError> {
+        let mut body = serde_json::Map::new();
+        for (key, flag, v) in [
+            ("exposure_us", "exposure-us", &self.exposure_us),
+            ("analogue_gain", "gain", &self.analogue_gain),
+            ("focus", "focus", &self.focus),
+            ("frame_rate", "frame-rate", &self.frame_rate),
+        ] {
+            if let Some(v) = v {
+                body.insert(key.into(), auto_or_number(flag, v)?);
+            }
+        }
+        if let Some(awb) = &self.awb {
+            // "R,B" is fixed colour gains; anything else a mode name (or auto).
+            let value = match awb.split_once(',') {
+                Some((r, b)) => match (r.trim().parse::<f64>(), b.trim().parse::<f64>()) {
+                    (Ok(red), Ok(blue)) => serde_json::json!({ "red": red, "blue": blue }),
+                    _ => {
+                        return Err(ClientError::Refused {
+                            status: 0,
+                            message: format!(
+                                "--awb {awb:?}: colour gains are two numbers, red,blue (e.g. 1.8,1.5)"
+                            ),
+                        })
+                    }
+                },
+                None => serde_json::json!(awb),
+            };
+            body.insert("awb".into(), value);
+        }
+        if let Some(nr) = &self.noise_reduction {
+            body.insert("noise_reduction".into(), serde_json::json!(nr));
+        }
+        Ok(serde_json::Value::Object(body))
+    }
+}
+
+pub async fn camera_settings_show(client: &ControllerClient) -> Result<(), ClientError> {
+    print!("{}", format_camera_settings(&client.camera_settings().await?));
+    Ok(())
+}
+
+pub async fn camera_settings_set(
+    client: &ControllerClient,
+    args: &SettingsArgs,
+    nodes: &[String],
+) -> Result<(), ClientError> {
+    let view = client.put_camera_settings(&args.body()?, nodes).await?;
+    print!("{}", format_camera_settings(&view));
+    Ok(())
+}
+
+/// LOCK: `reference` is `NODE:CAMERA` (e.g. 192.168.1.101:0); none locks each camera to its
+/// own values.
+pub async fn camera_settings_lock(
+    client: &ControllerClient,
+    reference: Option<&str>,
+) -> Result<(), ClientError> {
+    let body = match reference {
+        None => serde_json::json!({}),
+        Some(r) => {
+            let (node, camera) = r
+                .rsplit_once(':')
+                .and_then(|(n, c)| Some((n, c.parse::<usize>().ok()?)))
+                .ok_or_else(|| ClientError::Refused {
+                    status: 0,
+                    message: format!(
+                        "--reference {r:?}: give NODE:CAMERA, e.g. 192.168.1.101:0 (cameras count from 0)"
+                    ),
+                })?;
+            serde_json::json!({ "reference": { "node": node, "camera": camera } })
+        }
+    };
+    let view = client.camera_settings_action("lock", &body).await?;
+    print!("{}", format_camera_settings(&view));
+    Ok(())
+}
+
+pub async fn camera_settings_unlock(client: &ControllerClient) -> Result<(), ClientError> {
+    let view = client
+        .camera_settings_action("unlock", &serde_json::json!({}))
+        .await?;
+    print!("{}", format_camera_settings(&view));
+    Ok(())
+}
+
+/// The rig's camera settings and every camera's, asked and applied, as a terminal table.
+pub fn format_camera_settings(v: &serde_json::Value) -> String {
+    let show = |v: &serde_json::Value| match v {
+        serde_json::Value::Null => "-".to_owned(),
+        serde_json::Value::String(s) => s.clone(),
+        serde_json::Value::Object(o) => format!(
+            "{}/{}",
+            o.get("red").map(|x| x.to_string()).unwrap_or_default(),
+            o.get("blue").map(|x| x.to_string()).unwrap_or_default()
+        ),
+        serde_json::Value::Array(a) => a
+            .iter()
+            .map(|x| x.to_string())
+            .collect::<Vec<_>>()
+            .join("/"),
+        other => other.to_string(),
+    };
+    let mut out = format!(
+        "rig: exposure_us {}, analogue_gain {}, awb {}, focus {}, noise_reduction {}, frame_rate {}{}\n",
+        show(&v["exposure_us"]),
+        show(&v["analogue_gain"]),
+        show(&v["awb"]),
+        show(&v["focus"]),
+        show(&v["noise_reduction"]),
+        show(&v["frame_rate"]),
+        if v["locked"] == true { " (locked)" } else { "" }
+    );
+    out.push_str(&format!(
+        "{:<18} {:<14} {:>10} {:>10} {:>6} {:>7} {:>12} {:>12}\n",
+        "NODE", "CAMERA", "EXPOSURE", "APPLIED", "GAIN", "APPLIED", "AWB", "APPLIED"
+    ));
+    for n in v["nodes"].as_array().into_iter().flatten() {
+        let address = n["address"].as_str().unwrap_or("?");
+        if let Some(e) = n["error"].as_str() {
+            out.push_str(&format!("{address:<18} {e}\n"));
+            continue;
+        }
+        for c in n["cameras"].as_array().into_iter().flatten() {
+            let s = &c["settings"];
+            let a = &c["applied"];
+            out.push_str(&format!(
+                "{:<18} {:<14} {:>10} {:>10} {:>6} {:>7} {:>12} {:>12}\n",
+                address,
+                format!("{} {}", c["index"], c["model"].as_str().unwrap_or("")),
+                show(&s["exposure_us"]),
+                show(&a["exposure_us"]),
+                show(&s["analogue_gain"]),
+                show(&a["analogue_gain"]),
+                show(&s["awb"]),
+                show(&a["colour_gains"]),
+            ));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod settings_tests {
+    use super::*;
+
+    #[test]
+    fn set_flags_become_the_api_body() {
+        let args = SettingsArgs {
+            exposure_us: Some("8000".into()),
+            analogue_gain: Some("auto".into()),
+            awb: Some("1.8,1.5".into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            args.body().unwrap(),
+            serde_json::json!({ "exposure_us": 8000, "analogue_gain": "auto", "awb": { "red": 1.8, "blue": 1.5 } })
+        );
+        let mode = SettingsArgs {
+            awb: Some("daylight".into()),
+            analogue_gain: Some("2.5".into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            mode.body().unwrap(),
+            serde_json::json!({ "analogue_gain": 2.5, "awb": "daylight" })
+        );
+        let bad = SettingsArgs {
+            exposure_us: Some("long".into()),
+            ..Default::default()
+        };
+        assert!(bad.body().unwrap_err().to_string().contains("--exposure-us"));
+    }
+}

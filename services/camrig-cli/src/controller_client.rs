@@ -104,6 +104,39 @@ impl ControllerClient {
         .await
     }
 
+    /// `GET /api/camera-settings`.
+    pub async fn camera_settings(&self) -> Result<serde_json::Value, ClientError> {
+        self.call(self.http.get(self.url("/api/camera-settings")))
+            .await
+    }
+
+    /// `PUT /api/camera-settings[?nodes=a,b]`.
+    pub async fn put_camera_settings(
+        &self,
+        settings: &serde_json::Value,
+        nodes: &[String],
+    ) -> Result<serde_json::Value, ClientError> {
+        let mut req = self.http.put(self.url("/api/camera-settings"));
+        if !nodes.is_empty() {
+            req = req.query(&[("nodes", nodes.join(","))]);
+        }
+        self.call(req.json(settings)).await
+    }
+
+    /// `POST /api/camera-settings/lock` or `/unlock` with `body`.
+    pub async fn camera_settings_action(
+        &self,
+        action: &str,
+        body: &serde_json::Value,
+    ) -> Result<serde_json::Value, ClientError> {
+        self.call(
+            self.http
+                .post(self.url(&format!("/api/camera-settings/{action}")))
+                .json(body),
+        )
+        .await
+    }
+
     pub async fn stop(&self) -> Result<TakeView, ClientError> {
         self.call(self.http.post(self.url("/api/takes/current/stop")))
             .await

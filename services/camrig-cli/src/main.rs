@@ -64,6 +64,9 @@ enum Cmd {
         #[arg(long)]
         yes: bool,
     },
+    /// Show or change the rig's camera settings (exposure, gain, white balance, …).
+    #[command(subcommand)]
+    CameraSettings(SettingsCmd),
     /// Run a controller and N synthetic-camera nodes on this machine.
     Demo {
         /// Number of nodes (127.0.0.2, 127.0.0.3, …).
@@ -79,6 +82,44 @@ enum Cmd {
     /// Turn a site file into one identity and one flashable card per Pi.
     #[command(subcommand)]
     Provision(camrig_provision::Command),
+}
+
+#[derive(Subcommand)]
+enum SettingsCmd {
+    /// Every camera's settings and the values it applied to its latest frame.
+    Show,
+    /// Set the same settings on every camera (settings not given are automatic).
+    Set {
+        /// Exposure time in µs, or auto.
+        #[arg(long)]
+        exposure_us: Option<String>,
+        /// Analogue gain (1.0 = none), or auto.
+        #[arg(long)]
+        gain: Option<String>,
+        /// White balance: auto, a mode (daylight, tungsten, …) or colour gains red,blue.
+        #[arg(long)]
+        awb: Option<String>,
+        /// Lens position in dioptres, or auto.
+        #[arg(long)]
+        focus: Option<String>,
+        /// auto, off, fast, high_quality or minimal.
+        #[arg(long)]
+        noise_reduction: Option<String>,
+        /// Frames per second (the nodes' camera.fps), or auto.
+        #[arg(long)]
+        frame_rate: Option<String>,
+        /// Only these node addresses (repeatable); default every node.
+        #[arg(long = "node")]
+        nodes: Vec<String>,
+    },
+    /// Freeze exposure, gain and colour where they are: every camera takes the reference
+    /// camera's values (NODE:CAMERA), or its own without --reference.
+    Lock {
+        #[arg(long)]
+        reference: Option<String>,
+    },
+    /// Back to automatic exposure, gain, white balance and focus.
+    Unlock,
 }
 
 fn main() -> ExitCode {
@@ -120,6 +161,32 @@ fn main() -> ExitCode {
             Cmd::DeleteFromNodes { take, nodes, yes } => {
                 commands::delete_from_nodes(&client, &take, &nodes, yes).await
             }
+            Cmd::CameraSettings(c) => match c {
+                SettingsCmd::Show => commands::camera_settings_show(&client).await,
+                SettingsCmd::Set {
+                    exposure_us,
+                    gain,
+                    awb,
+                    focus,
+                    noise_reduction,
+                    frame_rate,
+                    nodes,
+                } => {
+                    let args = commands::SettingsArgs {
+                        exposure_us,
+                        analogue_gain: gain,
+                        awb,
+                        focus,
+                        noise_reduction,
+                        frame_rate,
+                    };
+                    commands::camera_settings_set(&client, &args, &nodes).await
+                }
+                SettingsCmd::Lock { reference } => {
+                    commands::camera_settings_lock(&client, reference.as_deref()).await
+                }
+                SettingsCmd::Unlock => commands::camera_settings_unlock(&client).await,
+            },
             Cmd::Provision(_) => unreachable!("handled before the runtime starts"),
             Cmd::Demo { nodes, port, dir } => {
                 return match demo::run(demo::DemoOptions { nodes, port, dir }).await {

@@ -147,6 +147,11 @@ function renderControls() {
   $("btn-mark").disabled = busy || !current;
   $("btn-stop").disabled = busy || !current;
   $("btn-download-all").disabled = busy;
+  // Camera settings never change during a take (the nodes refuse too).
+  for (const id of ["btn-settings-apply", "btn-settings-lock", "btn-settings-unlock"]) {
+    $(id).disabled = busy || !!current;
+    $(id).title = current ? "camera settings do not change during a take" : "";
+  }
 }
 
 function renderRig() {
@@ -313,6 +318,82 @@ function renderTakeNode(t, n) {
 }
 
 // ---------- live data ----------
+// ---------- camera settings ----------
+let cameraSettings = null;
+// A setting as shown: "auto", a number, a mode or red/blue gains.
+function settingText(v) {
+  if (v == null) return "–";
+  if (Array.isArray(v)) return v.join(" / ");
+  if (typeof v === "object") return v.red + " / " + v.blue;
+  return String(v);
+}
+function renderCameraSettings() {
+  const v = cameraSettings;
+  if (!v) return;
+  $("settings-locked").textContent = v.locked ? "(locked)" : "";
+  const rows = [];
+  const refs = ['<option value="">each camera\'s own values</option>'];
+  for (const n of v.nodes) {
+    if (n.error) {
+      rows.push(`<tr><td>${esc(n.name || n.address)}</td><td colspan="5" class="bad">${esc(n.error)}</td></tr>`);
+      continue;
+    }
+    for (const c of n.cameras) {
+      const s = c.settings, a = c.applied || {};
+      const cell = (want, got) => `${esc(settingText(want))}<span class="muted small"> ${got == null ? "" : "→ " + esc(settingText(got))}</span>`;
+      rows.push(`<tr data-node="${esc(n.address)}" data-camera="${c.index}"><td>${esc(n.name || n.address)}</td>` +
+        `<td>${c.index} ${esc(c.model)}</td><td class="exposure">${cell(s.exposure_us, a.exposure_us)}</td>` +
+        `<td class="gain">${cell(s.analogue_gain, a.analogue_gain)}</td><td class="awb">${cell(s.awb, a.colour_gains)}</td>` +
+        `<td>${cell(s.focus, a.lens_position)}</td></tr>`);
+      refs.push(`<option value="${esc(n.address)}:${c.index}">${esc(n.name || n.address)} camera ${c.index}</option>`);
+    }
+  }
+  $("settings-cameras").innerHTML = rows.join("");
+  const sel = $("settings-reference"), chosen = sel.value;
+  sel.innerHTML = refs.join("");
+  sel.value = chosen;
+}
+async function loadCameraSettings() {
+  try { cameraSettings = await api("GET", "/api/camera-settings"); renderCameraSettings(); } catch (_) { /* shown on the next action */ }
+}
+function settingValue(id) {
+  const t = $(id).value.trim();
+  if (t === "" || t === "auto") return "auto";
+  const n = Number(t);
+  return Number.isFinite(n) ? n : t;
+}
+$("settings-form").addEventListener("submit", (e) => {
+  e.preventDefault();
+  command(async () => {
+    const awbText = $("set-awb").value.trim() || "auto";
+    const gains = awbText.split(",").map(Number);
+    const body = {
+      exposure_us: settingValue("set-exposure"),
+      analogue_gain: settingValue("set-gain"),
+      awb: gains.length === 2 && gains.every(Number.isFinite) ? { red: gains[0], blue: gains[1] } : awbText,
+      focus: settingValue("set-focus"),
+      noise_reduction: $("set-nr").value,
+    };
+    cameraSettings = await api("PUT", "/api/camera-settings", body);
+    renderCameraSettings();
+  });
+});
+$("btn-settings-lock").addEventListener("click", () => command(async () => {
+  const ref = $("settings-reference").value;
+  let body = {};
+  if (ref) {
+    const i = ref.lastIndexOf(":");
+    body = { reference: { node: ref.slice(0, i), camera: Number(ref.slice(i + 1)) } };
+  }
+  cameraSettings = await api("POST", "/api/camera-settings/lock", body);
+  renderCameraSettings();
+}));
+$("btn-settings-unlock").addEventListener("click", () => command(async () => {
+  cameraSettings = await api("POST", "/api/camera-settings/unlock", {});
+  renderCameraSettings();
+}));
+setInterval(() => { if (!busy) loadCameraSettings(); }, 2000);
+
 async function refresh() {
   try {
     rig = await api("GET", "/api/rig");
@@ -340,3 +421,4 @@ function connect() {
 renderControls();
 refresh();
 connect();
+loadCameraSettings();
