@@ -486,14 +486,12 @@ impl SettingsArgs {
             let value = match awb.split_once(',') {
                 Some((r, b)) => match (r.trim().parse::<f64>(), b.trim().parse::<f64>()) {
                     (Ok(red), Ok(blue)) => serde_json::json!({ "red": red, "blue": blue }),
-                    _ => {
-                        return Err(ClientError::Refused {
-                            status: 0,
-                            message: format!(
-                                "--awb {awb:?}: colour gains are two numbers, red,blue (e.g. 1.8,1.5)"
-                            ),
-                        })
-                    }
+                    _ => return Err(ClientError::Refused {
+                        status: 0,
+                        message: format!(
+                            "--awb {awb:?}: colour gains are two numbers, red,blue (e.g. 1.8,1.5)"
+                        ),
+                    }),
                 },
                 None => serde_json::json!(awb),
             };
@@ -507,7 +505,10 @@ impl SettingsArgs {
 }
 
 pub async fn camera_settings_show(client: &ControllerClient) -> Result<(), ClientError> {
-    print!("{}", format_camera_settings(&client.camera_settings().await?));
+    print!(
+        "{}",
+        format_camera_settings(&client.camera_settings().await?)
+    );
     Ok(())
 }
 
@@ -640,6 +641,10 @@ mod settings_tests {
             exposure_us: Some("long".into()),
             ..Default::default()
         };
-        assert!(bad.body().unwrap_err().to_string().contains("--exposure-us"));
+        assert!(bad
+            .body()
+            .unwrap_err()
+            .to_string()
+            .contains("--exposure-us"));
     }
 }

@@ -7,12 +7,12 @@ use std::time::Duration;
 
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
-use camrig_protocol::camera_settings::CameraSettings;
 use axum::http::{header, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use camrig_protocol::camera_settings::CameraSettings;
 use futures_util::stream::{self, Stream, StreamExt};
 
 use crate::camera_settings::LockRequest;

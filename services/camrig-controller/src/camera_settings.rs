@@ -182,10 +182,7 @@ impl Rig {
     }
 
     /// Reads the targets' settings; every one must answer.
-    async fn read_all(
-        &self,
-        targets: &[usize],
-    ) -> Result<Vec<NodeCameraSettings>, SettingsError> {
+    async fn read_all(&self, targets: &[usize]) -> Result<Vec<NodeCameraSettings>, SettingsError> {
         let read = self.read_settings(targets).await;
         let mut failures = Vec::new();
         let mut ok = Vec::new();
@@ -216,7 +213,10 @@ impl Rig {
         for ((&i, settings), state) in targets.iter().zip(&per_node).zip(current) {
             let address = &nodes[i].config.address;
             for (c, s) in state.cameras.iter().zip(settings) {
-                if let Err(e) = c.limits.check(s, c.configured_fps, &camera_name(address, c)) {
+                if let Err(e) = c
+                    .limits
+                    .check(s, c.configured_fps, &camera_name(address, c))
+                {
                     refusals.push(e.to_string());
                 }
             }

@@ -63,9 +63,7 @@ impl From<SettingsError> for ApiError {
     fn from(e: SettingsError) -> ApiError {
         let status = match &e {
             SettingsError::TakeRunning(_) | SettingsError::NoReference(_) => StatusCode::CONFLICT,
-            SettingsError::BadRequest(_) | SettingsError::Unsupported(_) => {
-                StatusCode::BAD_REQUEST
-            }
+            SettingsError::BadRequest(_) | SettingsError::Unsupported(_) => StatusCode::BAD_REQUEST,
             SettingsError::NodesUnreadable(_) => StatusCode::BAD_GATEWAY,
             SettingsError::ApplyFailed { conflict: true, .. } => StatusCode::CONFLICT,
             SettingsError::ApplyFailed {

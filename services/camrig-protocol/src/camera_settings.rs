@@ -46,9 +46,9 @@ impl<'de, T: Deserialize<'de>> Deserialize<'de> for AutoOr<T> {
             Word(String),
             Value(T),
         }
-        match Raw::<T>::deserialize(d).map_err(|_| {
-            serde::de::Error::custom("expected a number or \"auto\"")
-        })? {
+        match Raw::<T>::deserialize(d)
+            .map_err(|_| serde::de::Error::custom("expected a number or \"auto\""))?
+        {
             Raw::Word(w) if w == "auto" => Ok(AutoOr::Auto),
             Raw::Word(w) => Err(serde::de::Error::custom(format!(
                 "{w:?} is neither a number nor \"auto\""
@@ -103,7 +103,10 @@ pub enum Awb {
     Auto,
     Mode(AwbMode),
     /// Fixed red and blue colour gains (libcamera `ColourGains`), AWB off.
-    Gains { red: f32, blue: f32 },
+    Gains {
+        red: f32,
+        blue: f32,
+    },
 }
 
 impl Serialize for Awb {
@@ -277,8 +280,9 @@ impl CameraLimits {
                 problem,
             })
         };
-        let unsupported =
-            |what: &str, control: &str| format!("{what} cannot be set: the camera has no {control} control");
+        let unsupported = |what: &str, control: &str| {
+            format!("{what} cannot be set: the camera has no {control} control")
+        };
         let fps = match s.frame_rate {
             AutoOr::Auto => configured_fps,
             AutoOr::Fixed(fps) => match &self.frame_rate {
@@ -472,7 +476,13 @@ mod tests {
         .unwrap();
         assert_eq!(s.exposure_us, AutoOr::Fixed(8000));
         assert_eq!(s.analogue_gain, AutoOr::Auto);
-        assert_eq!(s.awb, Awb::Gains { red: 1.5, blue: 2.0 });
+        assert_eq!(
+            s.awb,
+            Awb::Gains {
+                red: 1.5,
+                blue: 2.0
+            }
+        );
         assert_eq!(s.focus, AutoOr::Auto);
         let back = serde_json::to_value(s).unwrap();
         assert_eq!(back["exposure_us"], 8000);

@@ -510,9 +510,18 @@ address = "192.168.1.102"
         let n101 = camrig_identity::parse(&cards[1].text).unwrap();
         let s = n101.node.as_ref().unwrap().camera_settings.unwrap();
         assert_eq!(s.exposure_us, AutoOr::Fixed(8000));
-        assert_eq!(s.awb, Awb::Gains { red: 1.5, blue: 2.0 });
+        assert_eq!(
+            s.awb,
+            Awb::Gains {
+                red: 1.5,
+                blue: 2.0
+            }
+        );
         let config = camrig_identity::render::node_toml(&n101);
-        assert!(config.contains("[camera_settings]") && config.contains("exposure_us = 8000"), "{config}");
+        assert!(
+            config.contains("[camera_settings]") && config.contains("exposure_us = 8000"),
+            "{config}"
+        );
         // A node's own table replaces the defaults whole: unset fields are auto.
         let n102 = camrig_identity::parse(&cards[2].text).unwrap();
         let s = n102.node.unwrap().camera_settings.unwrap();

@@ -227,24 +227,48 @@ async fn demo_rig_driven_from_the_browser_and_the_cli() {
         Duration::from_secs(10)).await;
 
     // Camera settings panel: 5 ms on every camera, shown as asked and as applied.
-    wait_js(&client, "a camera-settings row per node",
+    wait_js(
+        &client,
+        "a camera-settings row per node",
         "return document.querySelectorAll('#settings-cameras tr[data-node]').length === 2",
-        Duration::from_secs(10)).await;
+        Duration::from_secs(10),
+    )
+    .await;
     let exposure = client.find(Locator::Css("#set-exposure")).await.unwrap();
     exposure.clear().await.unwrap();
     exposure.send_keys("5000").await.unwrap();
-    client.find(Locator::Css("#btn-settings-apply")).await.unwrap().click().await.unwrap();
+    client
+        .find(Locator::Css("#btn-settings-apply"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
     wait_js(&client, "5000 µs asked and applied on both cameras",
         "return [...document.querySelectorAll('#settings-cameras tr[data-node] .exposure')].every(c => c.textContent.startsWith('5000') && c.textContent.includes('→ 5000'))",
         Duration::from_secs(10)).await;
     let (ok, text) = cli(&url, &["camera-settings", "show"]);
-    assert!(ok && text.contains("EXPOSURE") && text.contains("5000"), "{text}");
+    assert!(
+        ok && text.contains("EXPOSURE") && text.contains("5000"),
+        "{text}"
+    );
     let (ok, text) = cli(&url, &["camera-settings", "set", "--gain", "99"]);
     assert!(!ok && text.contains("1-16"), "{text}");
     // LOCK to each camera's own values from the page, then back to auto.
-    client.find(Locator::Css("#btn-settings-lock")).await.unwrap().click().await.unwrap();
-    wait_js(&client, "locked", "return document.getElementById('settings-locked').textContent === '(locked)'",
-        Duration::from_secs(10)).await;
+    client
+        .find(Locator::Css("#btn-settings-lock"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_js(
+        &client,
+        "locked",
+        "return document.getElementById('settings-locked').textContent === '(locked)'",
+        Duration::from_secs(10),
+    )
+    .await;
     let (ok, text) = cli(&url, &["camera-settings", "unlock"]);
     assert!(ok && text.contains("exposure_us auto"), "{text}");
 

@@ -50,7 +50,9 @@ fn metadata_rows(path: &Path) -> Vec<std::collections::HashMap<String, String>> 
         .map(str::to_owned)
         .collect();
     assert!(
-        header.join(",").starts_with("frame_index,exposure_us,analogue_gain"),
+        header
+            .join(",")
+            .starts_with("frame_index,exposure_us,analogue_gain"),
         "{header:?}"
     );
     lines
@@ -89,10 +91,17 @@ fn settings_show_in_each_nodes_metadata_and_pixels_and_never_change_mid_take() {
         e.contains(&format!("node {ip0} camera 0")) && e.contains("1-16"),
         "{e}"
     );
-    let (status, err) = put(&rig, "/api/camera-settings", json!({ "exposure_us": 40000 }));
+    let (status, err) = put(
+        &rig,
+        "/api/camera-settings",
+        json!({ "exposure_us": 40000 }),
+    );
     assert_eq!(status, 400, "{err}");
     assert!(
-        err["error"].as_str().unwrap().contains("longer than the frame period"),
+        err["error"]
+            .as_str()
+            .unwrap()
+            .contains("longer than the frame period"),
         "{err}"
     );
     let (status, err) = put(&rig, "/api/camera-settings", json!({ "exposure": 4000 }));
@@ -113,19 +122,27 @@ fn settings_show_in_each_nodes_metadata_and_pixels_and_never_change_mid_take() {
     );
     assert_eq!(status, 200, "{v}");
     assert_eq!(v["exposure_us"], 2500);
-    assert_eq!(v["nodes"].as_array().unwrap().len(), 1, "only the node asked for");
+    assert_eq!(
+        v["nodes"].as_array().unwrap().len(),
+        1,
+        "only the node asked for"
+    );
     let (status, v) = put(
         &rig,
         &format!("/api/camera-settings?nodes={ip1}"),
         json!({ "exposure_us": 10000, "analogue_gain": 1.0, "awb": "daylight" }),
     );
     assert_eq!(status, 200, "{v}");
-    let view = rig.wait_for("frames with the new values", Duration::from_secs(10), |rig| {
-        let v = rig.get("/api/camera-settings").1;
-        (camera0(&v, 0)["applied"]["exposure_us"] == 2500
-            && camera0(&v, 1)["applied"]["exposure_us"] == 10000)
-            .then_some(v)
-    });
+    let view = rig.wait_for(
+        "frames with the new values",
+        Duration::from_secs(10),
+        |rig| {
+            let v = rig.get("/api/camera-settings").1;
+            (camera0(&v, 0)["applied"]["exposure_us"] == 2500
+                && camera0(&v, 1)["applied"]["exposure_us"] == 10000)
+                .then_some(v)
+        },
+    );
     assert_eq!(camera0(&view, 0)["settings"]["exposure_us"], 2500);
     assert_eq!(camera0(&view, 1)["settings"]["awb"], "daylight");
 
@@ -134,7 +151,10 @@ fn settings_show_in_each_nodes_metadata_and_pixels_and_never_change_mid_take() {
     // Nothing changes mid-take: not through the controller...
     let (status, err) = put(&rig, "/api/camera-settings", json!({ "exposure_us": 5000 }));
     assert_eq!(status, 409, "{err}");
-    assert!(err["error"].as_str().unwrap().contains("during a take"), "{err}");
+    assert!(
+        err["error"].as_str().unwrap().contains("during a take"),
+        "{err}"
+    );
     let (status, _) = rig.post("/api/camera-settings/lock", json!({}));
     assert_eq!(status, 409);
     let (status, _) = rig.post("/api/camera-settings/unlock", json!({}));
@@ -151,23 +171,34 @@ fn settings_show_in_each_nodes_metadata_and_pixels_and_never_change_mid_take() {
     rig.wait_recording(&[0, 1], 30);
     let (status, stopped) = rig.post("/api/takes/current/stop", json!({}));
     assert_eq!(status, 200, "{stopped}");
-    rig.wait_for("take finished on the nodes", Duration::from_secs(20), |rig| {
-        (0..2)
-            .all(|i| rig.node_get(i, "/v1/status").1["state"] == "idle")
-            .then_some(())
-    });
+    rig.wait_for(
+        "take finished on the nodes",
+        Duration::from_secs(20),
+        |rig| {
+            (0..2)
+                .all(|i| rig.node_get(i, "/v1/status").1["state"] == "idle")
+                .then_some(())
+        },
+    );
 
     let mut luma = Vec::new();
     for (i, want_exposure) in [(0, 2500), (1, 10000)] {
         let m = rig.node_manifest(i, "settings_01");
         let cam = &m.cameras[0];
-        let settings = serde_json::to_value(cam.settings.expect("settings in the manifest")).unwrap();
+        let settings =
+            serde_json::to_value(cam.settings.expect("settings in the manifest")).unwrap();
         assert_eq!(settings["exposure_us"], want_exposure, "node {i}");
         let dir = rig.nodes[i].data_dir.join("recordings/settings_01");
         let mut rows = 0;
         for seg in &cam.segments {
-            let csv = seg.metadata_csv.as_ref().expect("segment has a metadata csv");
-            assert!(m.files.iter().any(|f| &f.name == csv), "{csv} in the manifest's files");
+            let csv = seg
+                .metadata_csv
+                .as_ref()
+                .expect("segment has a metadata csv");
+            assert!(
+                m.files.iter().any(|f| &f.name == csv),
+                "{csv} in the manifest's files"
+            );
             let stem = seg.video.rsplit_once('.').unwrap().0;
             assert_eq!(csv, &format!("{stem}_metadata.csv"));
             let table = metadata_rows(&dir.join(csv));
@@ -202,16 +233,24 @@ fn settings_show_in_each_nodes_metadata_and_pixels_and_never_change_mid_take() {
 fn lock_copies_the_reference_cameras_values_everywhere_and_unlock_returns_to_auto() {
     let rig = RigBuilder::new().nodes(2).start();
     let ip1 = rig.nodes[1].ip.clone();
-    rig.wait_for("both cameras reporting values", Duration::from_secs(10), |rig| {
-        let v = rig.get("/api/camera-settings").1;
-        (!camera0(&v, 0)["applied"].is_null() && !camera0(&v, 1)["applied"].is_null()).then_some(())
-    });
+    rig.wait_for(
+        "both cameras reporting values",
+        Duration::from_secs(10),
+        |rig| {
+            let v = rig.get("/api/camera-settings").1;
+            (!camera0(&v, 0)["applied"].is_null() && !camera0(&v, 1)["applied"].is_null())
+                .then_some(())
+        },
+    );
     let (status, err) = rig.post(
         "/api/camera-settings/lock",
         json!({ "reference": { "node": ip1, "camera": 3 } }),
     );
     assert_eq!(status, 400, "{err}");
-    assert!(err["error"].as_str().unwrap().contains("no camera 3"), "{err}");
+    assert!(
+        err["error"].as_str().unwrap().contains("no camera 3"),
+        "{err}"
+    );
 
     let (status, locked) = rig.post(
         "/api/camera-settings/lock",
@@ -223,7 +262,11 @@ fn lock_copies_the_reference_cameras_values_everywhere_and_unlock_returns_to_aut
     assert!(reference["exposure_us"].is_u64(), "{reference}");
     assert!(reference["analogue_gain"].is_number(), "{reference}");
     assert!(reference["awb"]["red"].is_number(), "{reference}");
-    assert_eq!(camera0(&locked, 0)["settings"], reference, "node 0 copies node 1");
+    assert_eq!(
+        camera0(&locked, 0)["settings"],
+        reference,
+        "node 0 copies node 1"
+    );
     assert_eq!(locked["exposure_us"], reference["exposure_us"]);
 
     // Both cameras now apply exactly the reference's values, frame after frame.

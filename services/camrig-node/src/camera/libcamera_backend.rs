@@ -46,14 +46,16 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 
 use crate::camera::buffer_lease::{lendable, Lease, Lender};
+use crate::camera::libcamera_controls::{
+    self as mapping, ControlSetting, ListedControl, MetadataValue,
+};
 use crate::camera::libcamera_support::{
     self as support, ClockPair, Layout, ListedCamera, SequenceWidener,
 };
 use crate::camera::{
-    CameraBuffer, CameraControls, CameraInfo, CameraMemory, CaptureBackend, CaptureError, DmaBufPlane, Frame,
-    FramePixels, FrameSink,
+    CameraBuffer, CameraControls, CameraInfo, CameraMemory, CaptureBackend, CaptureError,
+    DmaBufPlane, Frame, FramePixels, FrameSink,
 };
-use crate::camera::libcamera_controls::{self as mapping, ControlSetting, ListedControl, MetadataValue};
 use crate::config::CameraConfig;
 
 type Mapped = MemoryMappedFrameBuffer<FrameBuffer>;
@@ -749,7 +751,9 @@ impl Opened<'_> {
                     let _ = self.controls.set_raw(id, value);
                 }
                 // The node checked the settings against this camera's list: not reached.
-                None => tracing::error!(camera = %self.model, control = name, "camera does not list this control"),
+                None => {
+                    tracing::error!(camera = %self.model, control = name, "camera does not list this control")
+                }
             }
         }
     }

@@ -83,7 +83,11 @@ fn range(listed: &[ListedControl], name: &str) -> Option<Range> {
 
 /// What a camera supports, from the controls it lists.
 pub fn limits(listed: &[ListedControl]) -> CameraLimits {
-    let enum_values = |name| find(listed, name).map(|c| c.values.clone()).unwrap_or_default();
+    let enum_values = |name| {
+        find(listed, name)
+            .map(|c| c.values.clone())
+            .unwrap_or_default()
+    };
     let awb_values = enum_values(AWB_MODE);
     let nr_values = enum_values(NOISE_REDUCTION_MODE);
     CameraLimits {
@@ -292,7 +296,9 @@ mod tests {
             FRAME_DURATION_LIMITS,
             [40_000, 40_000]
         )));
-        assert!(!c.iter().any(|c| matches!(c, ControlSetting::Int32(AF_MODE, _))));
+        assert!(!c
+            .iter()
+            .any(|c| matches!(c, ControlSetting::Int32(AF_MODE, _))));
     }
 
     #[test]

@@ -254,7 +254,8 @@ mod tests {
     #[test]
     fn exposure_brightens_and_colour_gains_tint() {
         let mut p = TestPattern::new(320, 240, 0, "cam1");
-        let mean = |f: &[u8]| f[..320 * 240].iter().map(|&v| u64::from(v)).sum::<u64>() / (320 * 240);
+        let mean =
+            |f: &[u8]| f[..320 * 240].iter().map(|&v| u64::from(v)).sum::<u64>() / (320 * 240);
         let neutral = p.render(1, 0);
         let dark = p.render_lit(
             1,
@@ -272,7 +273,12 @@ mod tests {
                 ..Look::NEUTRAL
             },
         );
-        assert!(mean(&dark) + 40 < mean(&neutral), "{} {}", mean(&dark), mean(&neutral));
+        assert!(
+            mean(&dark) + 40 < mean(&neutral),
+            "{} {}",
+            mean(&dark),
+            mean(&neutral)
+        );
         assert!(mean(&bright) > mean(&neutral) + 20);
         let red = p.render_lit(
             1,
@@ -285,7 +291,11 @@ mod tests {
         let v = 320 * 240 * 5 / 4;
         let mean_v = |f: &[u8]| f[v..].iter().map(|&x| u64::from(x)).sum::<u64>() / (320 * 240 / 4);
         assert!(mean_v(&red) > mean_v(&neutral) + 20);
-        assert_eq!(red[..320 * 240], neutral[..320 * 240], "tint leaves luma alone");
+        assert_eq!(
+            red[..320 * 240],
+            neutral[..320 * 240],
+            "tint leaves luma alone"
+        );
     }
 
     #[test]

@@ -8,8 +8,7 @@
 use std::sync::{Arc, Mutex};
 
 use camrig_protocol::camera_settings::{
-    AppliedControls, CameraSettings, CameraSettingsState,
-    NodeCameraSettings, SettingsError,
+    AppliedControls, CameraSettings, CameraSettingsState, NodeCameraSettings, SettingsError,
 };
 
 use crate::camera::{CameraControls, CameraInfo};
