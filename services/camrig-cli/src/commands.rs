@@ -486,12 +486,14 @@ impl SettingsArgs {
             let value = match awb.split_once(',') {
                 Some((r, b)) => match (r.trim().parse::<f64>(), b.trim().parse::<f64>()) {
                     (Ok(red), Ok(blue)) => serde_json::json!({ "red": red, "blue": blue }),
-                    _ => return Err(ClientError::Refused {
-                        status: 0,
-                        message: format!(
+                    _ => {
+                        return Err(ClientError::Refused {
+                            status: 0,
+                            message: format!(
                             "--awb {awb:?}: colour gains are two numbers, red,blue (e.g. 1.8,1.5)"
                         ),
-                    }),
+                        })
+                    }
                 },
                 None => serde_json::json!(awb),
             };

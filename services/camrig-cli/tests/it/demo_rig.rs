@@ -382,10 +382,15 @@ async fn demo_rig_driven_from_the_browser_and_the_cli() {
         "return document.documentElement.scrollWidth <= window.innerWidth + 1",
     )
     .await;
+    let wide = js(
+        &client,
+        "return [...document.querySelectorAll('body *')].filter(e => e.getBoundingClientRect().right > window.innerWidth + 1).slice(0, 8).map(e => e.tagName + '#' + e.id + '.' + e.className + ' ' + Math.round(e.getBoundingClientRect().right)).join(', ')",
+    )
+    .await;
     assert_eq!(
         overflow,
         json!(true),
-        "the page must not scroll sideways on a phone"
+        "the page must not scroll sideways on a phone: {wide}"
     );
     std::fs::write(
         artifacts_dir().join("ui-phone.png"),
