@@ -321,8 +321,10 @@ mod tests {
 
     #[test]
     fn a_written_config_reads_back_the_same() {
-        let mut c = NodeConfig::default();
-        c.token = "tok".into();
+        let mut c = NodeConfig {
+            token: "tok".into(),
+            ..NodeConfig::default()
+        };
         c.recording.codec = Codec::H264;
         c.recording.encoder = HardwareEncoder::Software;
         c.camera.source = CameraSource::Synthetic;
