@@ -134,7 +134,11 @@ base_rootfs() {
 		[ -n "$rpios_keyring" ] && [ -f "$rpios_keyring" ] ||
 			die "--sources rpios needs --rpios-keyring FILE (raspberrypi-archive-keyring's raspberrypi-archive-keyring.gpg)"
 	fi
-	base=$(arch_base "$arch")
+	local archive_id=
+	if [ "$sources" = rpios ]; then
+		archive_id=$(rpios_archive_id "$rpios_mirror" "$rpios_keyring") || exit 1
+	fi
+	base=$(arch_base "$arch") || exit 1
 	pkgs=$(layer_packages "$role" "$arch" "$sources" "$extra")
 	srcs=$(layer_sources "$sources" "$rpios_mirror")
 	if [ -z "$pkgs" ] && [ -z "$srcs" ]; then
@@ -144,9 +148,9 @@ base_rootfs() {
 	key=$(
 		{
 			echo "camrig-layer v1 $(basename "$base") $role $sources"
-			echo "$srcs"
 			echo "$pkgs"
-			[ -z "$rpios_keyring" ] || sha256sum <"$rpios_keyring"
+			# The archive by what it serves, not by its URL (lib/common.sh).
+			echo "$archive_id"
 		} | sha256sum | cut -c1-16
 	)
 	local dir=$CAMRIG_CACHE/rootfs/layer
