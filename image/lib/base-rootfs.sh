@@ -68,7 +68,8 @@ arch_base() {
 			echo "camrig-base v2 $SUITE $arch $DEBIAN_MIRROR"
 			echo "$pkgs"
 			printf '%s\n' "${opts[@]}"
-			sha256sum "$IMAGE_DIR/lib/base-customize.sh" "$IMAGE_DIR/lib/initramfs-recompress" | cut -d' ' -f1
+			sha256sum "$IMAGE_DIR/lib/base-customize.sh" "$IMAGE_DIR/lib/initramfs-recompress" \
+				"$IMAGE_DIR/lib/native-hwdb.sh" | cut -d' ' -f1
 		} | sha256sum | cut -c1-16
 	)
 	# In a directory of its own: older checkouts prune rootfs/base-*.tar of other keys.
@@ -86,6 +87,18 @@ arch_base() {
 		return 0
 	fi
 	ensure_binfmt "$arch"
+	# A foreign architecture's hardware database is compiled natively, by the native base's
+	# systemd-hwdb (lib/native-hwdb.sh): that base is built first if missing (CI needs it
+	# anyway), and is not part of this key (same suite, same systemd).
+	local native=()
+	if [ "$arch" != "$(dpkg --print-architecture)" ]; then
+		local tools
+		tools=$(arch_base "$(dpkg --print-architecture)") || exit 1
+		native=(
+			--essential-hook="$IMAGE_DIR/lib/native-hwdb.sh stub \"\$1\""
+			--customize-hook="$IMAGE_DIR/lib/native-hwdb.sh compile \"\$1\" $tools"
+		)
+	fi
 	log "mmdebstrap $SUITE $arch (the base of every $arch card): not cached, building $out"
 	# Written under a temporary name and renamed: the cache never holds half a tarball, and
 	# an interrupted build leaves only a temp that the next build removes.
@@ -101,6 +114,7 @@ arch_base() {
 		--essential-hook="mkdir -p \"\$1/etc/initramfs-tools\"" \
 		--essential-hook="sync-in $IMAGE_DIR/initramfs /etc/initramfs-tools" \
 		--essential-hook="echo $(initramfs_hash) >\"\$1/$INITRAMFS_STAMP\"" \
+		"${native[@]}" \
 		--customize-hook="$IMAGE_DIR/lib/base-customize.sh \"\$1\"" \
 		--format=tar "$SUITE" "$tmp" "deb $DEBIAN_MIRROR $SUITE main non-free-firmware" 2>&1 | timestamped ||
 		{ rm -f "$tmp"; die "mmdebstrap failed for the $arch base"; }
