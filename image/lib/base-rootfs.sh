@@ -101,8 +101,10 @@ arch_base() {
 	fi
 	log "mmdebstrap $SUITE $arch (the base of every $arch card): not cached, building $out"
 	# Written under a temporary name and renamed: the cache never holds half a tarball, and
-	# an interrupted build leaves only a temp that the next build removes.
-	local tmp=$out.tmp.$$ t0=$SECONDS
+	# an interrupted build leaves only a temp that the next build removes. The name carries
+	# this (sub)shell's own pid, not the script's ($$): image/build runs the base in the
+	# background, which goes on when the script dies, and must not look interrupted.
+	local tmp=$out.tmp.$BASHPID t0=$SECONDS
 	trap 'rm -f "$tmp"' EXIT
 	# Installing initramfs-tools' configuration before the kernel (essential hook) makes
 	# the kernel's postinst build the one initramfs the image needs, with camrig's scripts
@@ -180,7 +182,7 @@ base_rootfs() {
 	fi
 	log "$role/$sources layer on $(basename "$base"): not cached, building $out"
 	ensure_binfmt "$arch"
-	local tmp=$out.tmp.$$ work t0=$SECONDS
+	local tmp=$out.tmp.$BASHPID work t0=$SECONDS
 	work=$(mktemp -d "$CAMRIG_CACHE/work/layer-$role-$arch-$sources.XXXXXX")
 	trap 'rm -rf "$work" "$tmp"' EXIT
 	tar -C "$work" --numeric-owner --xattrs --xattrs-include='*' -xpf "$base" || die "cannot unpack $base"
