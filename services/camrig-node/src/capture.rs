@@ -1,10 +1,12 @@
 //! The capture seam: a [`CaptureBackend`] opens the node's cameras and pushes every frame
-//! into a [`FrameSink`] from its own threads. The synthetic camera implements it today; the
-//! libcamera backend (issue 7) plugs in behind the same trait without touching the rest.
+//! into a [`FrameSink`] from its own threads. The synthetic camera (a sensor model) and the
+//! libcamera backend implement it; behind it, each backend runs every camera's phase lock
+//! ([`crate::phase_lock`]) and shows it through [`CaptureBackend::phase`].
 //!
 //! Contract for backends: frames arrive in order per camera; `timestamp_ns` is the
-//! wall-clock (CLOCK_REALTIME) instant the backend actually read for the frame (for a
-//! sensor: its exposure start mapped to wall clock), never an idealised grid value;
+//! wall-clock (CLOCK_REALTIME) instant the frame's exposure started, as the camera pipeline
+//! reports it (a sensor's start-of-frame time mapped to wall clock), never an idealised grid
+//! value nor the instant a thread handled the frame;
 //! `sequence` counts sensor frames so a gap means a lost frame; the sink never blocks.
 //!
 //! Pixels are not copied on the way: a camera backend lends its own buffer
@@ -19,6 +21,7 @@ use camrig_protocol::UnixNanos;
 use crate::config::{CameraSource, NodeConfig};
 use crate::dma_buf;
 use crate::libcamera_support::{self as support, Layout};
+use crate::phase_lock::PhaseMonitor;
 use crate::v4l2_encoder::DmaBufPlane;
 
 /// One captured picture: where and when, and its pixels ([`FramePixels`]).
@@ -195,6 +198,9 @@ pub type FrameSink = Arc<dyn Fn(Frame) + Send + Sync>;
 pub trait CaptureBackend: Send {
     /// The opened cameras, index = [`Frame::camera`].
     fn cameras(&self) -> &[CameraInfo];
+    /// Each camera's phase lock ([`crate::phase_lock`]), index = [`Frame::camera`]: the
+    /// backend runs the loops on its capture threads, the node reads them.
+    fn phase(&self) -> Vec<Arc<PhaseMonitor>>;
     /// Starts delivering frames to `sink` until [`CaptureBackend::stop`].
     fn start(&mut self, sink: FrameSink) -> Result<(), CaptureError>;
     /// Stops delivery and joins the backend's threads.
@@ -218,10 +224,14 @@ pub fn open(config: &NodeConfig) -> Result<Box<dyn CaptureBackend>, CaptureError
     match config.camera.source {
         CameraSource::Synthetic => Ok(Box::new(crate::synthetic_camera::SyntheticBackend::new(
             &config.camera,
+            &config.phase,
             &config.synthetic,
         ))),
         #[cfg(feature = "libcamera")]
-        CameraSource::Libcamera => Ok(Box::new(crate::libcamera_camera::open(&config.camera)?)),
+        CameraSource::Libcamera => Ok(Box::new(crate::libcamera_camera::open(
+            &config.camera,
+            &config.phase,
+        )?)),
         #[cfg(not(feature = "libcamera"))]
         CameraSource::Libcamera => Err(CaptureError::LibcameraNotBuilt),
     }

@@ -26,6 +26,7 @@ use crate::capture::{self, CameraInfo, Frame};
 use crate::config::NodeConfig;
 use crate::encoder::EncoderSettings;
 use crate::http_api::{self, ApiError};
+use crate::phase_lock::PhaseMonitor;
 use crate::take_recorder::{self, Finished, Layout, LiveCamera, TakeHandle, TakeSpec};
 use crate::{clock_health, disk_space, recovery, spare_take_dir, status_line, take_deletion};
 
@@ -72,6 +73,8 @@ pub struct Node {
     pub(crate) token: Option<String>,
     pub(crate) label: String,
     pub(crate) cameras: Vec<CameraInfo>,
+    /// Each camera's phase lock, as its backend runs it.
+    phase: Vec<Arc<PhaseMonitor>>,
     /// Set when no camera could be opened: START is refused and STATUS says so.
     camera_problem: Option<String>,
     stats: Vec<CameraStats>,
@@ -168,7 +171,7 @@ impl Node {
                     fps: *lock(&s.fps),
                     drops: l.drops,
                     last_frame_ns: lock(&s.latest).as_ref().map(|f| f.timestamp_ns),
-                    phase: None,
+                    phase: self.phase.get(index).map(|m| m.status()),
                 }
             })
             .collect();
@@ -312,6 +315,7 @@ impl Node {
             min_free_bytes: floor,
             data_dir: self.config.data_dir.clone(),
             layout: Layout::Take(TakeFiles::new(&req.take, &self.label, req.start_at_ns)),
+            phase: self.phase.clone(),
         };
         let handle = self.launch(spec).map_err(|e| {
             let _ = std::fs::remove_dir_all(&dir);
@@ -556,11 +560,13 @@ pub async fn run(
         .as_ref()
         .map(|b| b.cameras().to_vec())
         .unwrap_or_default();
+    let phase = backend.as_ref().map(|b| b.phase()).unwrap_or_default();
     let node = Arc::new(Node {
         label: node_label(&config),
         token,
         stats: cameras.iter().map(|_| CameraStats::default()).collect(),
         cameras,
+        phase,
         camera_problem,
         active: RwLock::new(None),
         inner: Mutex::new(Inner {
@@ -652,6 +658,7 @@ fn start_standalone(node: &Arc<Node>) -> std::io::Result<()> {
         min_free_bytes: node.config.min_free_bytes(),
         data_dir: node.config.data_dir.clone(),
         layout: Layout::Standalone,
+        phase: node.phase.clone(),
     };
     node.launch(spec)?;
     tracing::info!(dir = %dir.display(), "standalone recording started");

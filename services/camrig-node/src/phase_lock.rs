@@ -349,9 +349,9 @@ impl PhaseLock {
         let mut predicted_phase = None;
         if let Some((last_seq, last_ts)) = self.last.filter(|&(s, _)| s < sequence) {
             let nominal: f64 = (last_seq..sequence).map(|s| self.duration_of(s)).sum();
-            predicted_phase = self.estimate.map(|e| {
-                e + nominal / self.rate - (sequence - last_seq) as f64 * t
-            });
+            predicted_phase = self
+                .estimate
+                .map(|e| e + nominal / self.rate - (sequence - last_seq) as f64 * t);
             let residual = (ts - last_ts) as f64 - nominal / self.rate;
             let lost = sequence - last_seq - 1;
             if residual.abs() > STEP_NS {
@@ -370,7 +370,9 @@ impl PhaseLock {
                 self.rate = self.rate.clamp(1.0 - 1e-3, 1.0 + 1e-3);
             }
             if lost >= DROP_BURST {
-                self.lose(format!("{lost} frames lost in a row before frame {sequence}"));
+                self.lose(format!(
+                    "{lost} frames lost in a row before frame {sequence}"
+                ));
             }
         }
         self.last = Some((sequence, ts));

@@ -287,7 +287,11 @@ mod tests {
         let seen: Vec<u32> = (0..4).map(|_| s.next_frame().lines).collect();
         assert_eq!(f0.lines, lines);
         assert_eq!(seen, vec![lines, lines + 100, lines + 100, lines + 100]);
-        assert_eq!(s.request_lines(1), p.min_lines, "clamped to the maximum rate");
+        assert_eq!(
+            s.request_lines(1),
+            p.min_lines,
+            "clamped to the maximum rate"
+        );
     }
 
     #[test]
