@@ -34,8 +34,8 @@ pub struct RecordingConfig {
     pub min_free_mb: u64,
     pub h264_bitrate_kbps: u32,
     pub mjpeg_quality: u8,
-    /// "auto", "software" or "v4l2" (see [`crate::encoder::HardwareEncoder`]).
-    pub encoder: crate::encoder::HardwareEncoder,
+    /// "auto", "software" or "v4l2" (see [`crate::encode::HardwareEncoder`]).
+    pub encoder: crate::encode::HardwareEncoder,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize)]
@@ -65,7 +65,7 @@ pub struct CameraConfig {
     pub analogue_gain: f64,
 }
 
-/// Phase lock of every camera to the rig's frame grid ([`crate::phase_lock`]).
+/// Phase lock of every camera to the rig's frame grid ([`crate::camera::phase_lock`]).
 #[derive(Clone, Debug, PartialEq, serde::Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct PhaseConfig {
@@ -77,7 +77,7 @@ pub struct PhaseConfig {
     pub lock_frames: u32,
 }
 
-/// The synthetic camera's sensor model ([`crate::sensor_model`]) and injected faults.
+/// The synthetic camera's sensor model ([`crate::camera::sensor_model`]) and injected faults.
 #[derive(Clone, Debug, PartialEq, serde::Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SyntheticConfig {
@@ -129,7 +129,7 @@ impl Default for RecordingConfig {
             min_free_mb: 1024,
             h264_bitrate_kbps: 8000,
             mjpeg_quality: 85,
-            encoder: crate::encoder::HardwareEncoder::Auto,
+            encoder: crate::encode::HardwareEncoder::Auto,
         }
     }
 }

@@ -1,7 +1,7 @@
 //! The loop against the sensor model in simulated time: no sleeping, no wall clock.
 
 use super::*;
-use crate::sensor_model::{random_ppm_and_phase, SensorModel, SensorParams};
+use crate::camera::sensor_model::{random_ppm_and_phase, SensorModel, SensorParams};
 
 const START: UnixNanos = 1_800_000_000_000_000_000;
 

@@ -7,8 +7,8 @@
 //! Each camera has two threads. The *sensor* thread runs the model: it computes the next
 //! frame (its timestamp is the model's start of frame mapped to wall clock plus noise, never
 //! the instant a thread woke), sleeps until the frame's delivery instant (absolute, real-time
-//! priority, see [`crate::capture_timing`]; `synthetic.jitter_us` delays it further), feeds
-//! the timestamp to the loop and applies the frame length the loop asks for, then hands
+//! priority, see [`crate::camera::capture_timing`]; `synthetic.jitter_us` delays it further),
+//! feeds the timestamp to the loop and applies the frame length the loop asks for, then hands
 //! `(sequence, timestamp)` over. The *render* thread (normal priority) draws the picture and
 //! feeds the sink. When the renderer falls behind, the frame is lost (a sequence gap), as when
 //! a sensor's buffers run out. Grain (`synthetic.noise`) gives the footage a real sensor's
@@ -22,12 +22,12 @@ use std::thread::JoinHandle;
 use camrig_protocol::grid::FrameGrid;
 use camrig_protocol::now_unix_ns;
 
-use crate::capture::{CameraInfo, CaptureBackend, CaptureError, Frame, FramePixels, FrameSink};
-use crate::capture_timing;
+use crate::camera::capture_timing;
+use crate::camera::phase_lock::{FrameControl, LockSettings, PhaseLock, PhaseMonitor};
+use crate::camera::sensor_model::{self, SensorModel, SensorParams};
+use crate::camera::test_pattern::{TestPattern, XorShift};
+use crate::camera::{CameraInfo, CaptureBackend, CaptureError, Frame, FramePixels, FrameSink};
 use crate::config::{CameraConfig, PhaseConfig, SyntheticConfig};
-use crate::phase_lock::{FrameControl, LockSettings, PhaseLock, PhaseMonitor};
-use crate::sensor_model::{self, SensorModel, SensorParams};
-use crate::test_pattern::{TestPattern, XorShift};
 
 pub struct SyntheticBackend {
     cameras: Vec<CameraInfo>,

@@ -11,12 +11,12 @@
 //! change in 0.5.2; otherwise a paired CLOCK_MONOTONIC/CLOCK_REALTIME reading taken as the
 //! request completes), and the camera's own buffer *lent* to the frame, no copy
 //! ([`FramePixels::Camera`]): the request goes back to this thread, which requeues it, when
-//! the last clone of the frame is dropped ([`crate::buffer_lease`]). An encoder imports the
+//! the last clone of the frame is dropped ([`crate::camera::buffer_lease`]). An encoder imports the
 //! buffer's dma-buf or reads it under DMA-BUF sync ([`Frame::i420`]).
 //!
 //! A frame's timestamp is its start of exposure (SensorTimestamp or FrameWallClock, both the
 //! start of readout, minus the frame's ExposureTime), and each camera's phase lock
-//! ([`crate::phase_lock`]) is fed it on this thread; the frame duration it asks for is set as
+//! ([`crate::camera::phase_lock`]) is fed it on this thread; the frame duration it asks for is set as
 //! `FrameDurationLimits` (min = max, µs) on every request requeued from then on. A camera
 //! without that control (vimc) is `unavailable`, with the reason, and records unlocked.
 //!
@@ -45,15 +45,16 @@ use libcamera::{controls, properties};
 
 use camrig_protocol::UnixNanos;
 
-use crate::buffer_lease::{lendable, Lease, Lender};
-use crate::capture::{
-    CameraBuffer, CameraInfo, CameraMemory, CaptureBackend, CaptureError, Frame, FramePixels,
-    FrameSink,
+use crate::camera::buffer_lease::{lendable, Lease, Lender};
+use crate::camera::libcamera_support::{
+    self as support, ClockPair, Layout, ListedCamera, SequenceWidener,
+};
+use crate::camera::phase_lock::{LockSettings, PhaseLock, PhaseMonitor};
+use crate::camera::{
+    CameraBuffer, CameraInfo, CameraMemory, CaptureBackend, CaptureError, DmaBufPlane, Frame,
+    FramePixels, FrameSink,
 };
 use crate::config::{CameraConfig, PhaseConfig};
-use crate::libcamera_support::{self as support, ClockPair, Layout, ListedCamera, SequenceWidener};
-use crate::phase_lock::{LockSettings, PhaseLock, PhaseMonitor};
-use crate::v4l2_encoder::DmaBufPlane;
 use camrig_protocol::grid::FrameGrid;
 
 type Mapped = MemoryMappedFrameBuffer<FrameBuffer>;

@@ -23,7 +23,7 @@ use std::collections::VecDeque;
 
 use camrig_protocol::UnixNanos;
 
-use crate::test_pattern::XorShift;
+use crate::camera::test_pattern::XorShift;
 
 /// imx219's line time in its 1640×1232 and 1920×1080 modes, ns.
 pub const IMX219_LINE_NS: f64 = 18_904.0;
