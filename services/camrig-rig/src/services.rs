@@ -46,6 +46,8 @@ pub struct NodeSettings {
     pub segment_seconds: u32,
     /// The synthetic camera's grain (`synthetic.noise`): 0 = clean bars (tiny files).
     pub noise: u8,
+    /// Phase lock on (`phase.lock`); off, the sensor models free-run.
+    pub phase_lock: bool,
 }
 
 impl Default for NodeSettings {
@@ -57,6 +59,7 @@ impl Default for NodeSettings {
             codec: "mjpeg".into(),
             segment_seconds: 2,
             noise: 0,
+            phase_lock: true,
         }
     }
 }
@@ -83,6 +86,9 @@ width = {w}
 height = {h}
 fps = {fps}
 
+[phase]
+lock = {lock}
+
 [synthetic]
 noise = {noise}
 "#,
@@ -93,6 +99,7 @@ noise = {noise}
         h = s.height,
         fps = s.fps,
         noise = s.noise,
+        lock = s.phase_lock,
     )
 }
 
