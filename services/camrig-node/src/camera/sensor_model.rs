@@ -101,7 +101,9 @@ pub struct SensorFrame {
 #[derive(Debug)]
 pub struct SensorModel {
     params: SensorParams,
-    /// The Unix instant the model's origin (0.0) stands for.
+    /// The instant the model's origin (0.0) stands for, on the clock its timestamps are in
+    /// (Unix ns in the tests; CLOCK_MONOTONIC in the synthetic camera, mapped to wall clock
+    /// as a driver maps a sensor's timestamps).
     origin: UnixNanos,
     /// Wall clock − true time, ns: a clock step moves it.
     clock_offset: i64,

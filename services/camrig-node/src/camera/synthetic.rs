@@ -4,8 +4,9 @@
 //! sensor would be. Nothing here puts frames on the grid by construction: with
 //! `phase.lock = false` the cameras free-run at their own rates and phases.
 //!
-//! Each camera has two threads. The *sensor* thread runs the model: it computes the next
-//! frame (its timestamp is the model's start of frame mapped to wall clock plus noise, never
+//! Each camera has two threads. The *sensor* thread runs the model on the monotonic clock: it
+//! computes the next frame (its timestamp is the model's start of frame plus noise, mapped to
+//! wall clock with the kernel's current monotonic → realtime offset as a driver's is, never
 //! the instant a thread woke), sleeps until the frame's delivery instant (absolute, real-time
 //! priority, see [`crate::camera::capture_timing`]; `synthetic.jitter_us` delays it further),
 //! feeds the timestamp to the loop and applies the frame length the loop asks for, then hands
@@ -23,6 +24,7 @@ use camrig_protocol::grid::FrameGrid;
 use camrig_protocol::now_unix_ns;
 
 use crate::camera::capture_timing;
+use crate::camera::libcamera_support::ClockPair;
 use crate::camera::phase_lock::{FrameControl, LockSettings, PhaseLock, PhaseMonitor};
 use crate::camera::sensor_model::{self, SensorModel, SensorParams};
 use crate::camera::test_pattern::{TestPattern, XorShift};
@@ -108,8 +110,9 @@ impl SyntheticBackend {
                 phase_ms = phase_ns as f64 / 1e6,
                 "synthetic sensor"
             );
-            // The first frame starts at a phase unrelated to the grid, shortly after now.
-            let first = now_unix_ns() + 50_000_000 + phase_ns;
+            // The model runs on the monotonic clock, as a sensor's timestamps do; the first
+            // frame starts at a phase unrelated to the grid, shortly after now.
+            let first = ClockPair::now().monotonic_ns + 50_000_000 + phase_ns;
             monitors.push(lock.monitor());
             sensors.push(Some((SensorModel::new(params, first, lines), lock)));
         }
@@ -222,7 +225,8 @@ impl SensorThread {
             } else {
                 0
             };
-            capture_timing::sleep_until(frame.delivered_at + jitter, &self.running);
+            let deliver = ClockPair::now().to_wall(frame.delivered_at) + jitter;
+            capture_timing::sleep_until(deliver, &self.running);
             if !self.running.load(Ordering::Relaxed) {
                 return;
             }
@@ -231,13 +235,18 @@ impl SensorThread {
                 // Lost on the way: neither the loop nor the node ever sees it.
                 continue;
             }
-            if let Some(request) = self.lock.on_frame(sequence, frame.timestamp_ns) {
+            // Sensor time (monotonic) to wall clock with the kernel's current offset, as a
+            // camera driver's timestamp is mapped: a step of the wall clock (chrony) shows in
+            // the timestamps and the loop relocks. The mapping does not depend on when this
+            // thread woke, only on the offset, which moves by the clock's slew alone.
+            let timestamp_ns = ClockPair::now().to_wall(frame.timestamp_ns);
+            if let Some(request) = self.lock.on_frame(sequence, timestamp_ns) {
                 self.model
                     .request_lines((request.duration_ns / line_ns).round() as u32);
             }
             match self.tx.try_send(Exposure {
                 sequence,
-                timestamp_ns: frame.timestamp_ns,
+                timestamp_ns,
             }) {
                 // Full: the renderer is behind and this frame is lost (a sequence gap).
                 Ok(()) | Err(TrySendError::Full(_)) => {}
