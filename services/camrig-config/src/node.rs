@@ -26,6 +26,7 @@ pub struct NodeConfig {
     /// The cameras' settings at start-up (exposure, gain, white balance, focus, noise
     /// reduction, frame rate); the controller's `PUT /api/camera-settings` changes them live.
     pub camera_settings: CameraSettings,
+    pub phase: PhaseConfig,
     pub synthetic: SyntheticConfig,
 }
 
@@ -79,10 +80,38 @@ pub struct CameraConfig {
     pub pixel_format: String,
 }
 
+/// Phase lock of every camera to the rig's frame grid (camrig-node's `camera::phase_lock`).
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PhaseConfig {
+    /// Run the loop (false: cameras free-run, shown `unavailable`; for comparisons).
+    pub lock: bool,
+    /// A frame within this of its grid instant is in tolerance, µs.
+    pub tolerance_us: u32,
+    /// Frames in a row within tolerance before a camera is `locked`.
+    pub lock_frames: u32,
+}
+
+/// The synthetic camera's sensor model (camrig-node's `camera::sensor_model`) and injected
+/// faults.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SyntheticConfig {
+    /// Oscillator rate error added to the random one, ppm.
     pub drift_ppm: f64,
+    /// Each camera's oscillator gets a random rate error within ± this, ppm.
+    pub ppm_range: f64,
+    /// Random walk of the rate error, ppm per √s.
+    pub wander_ppm: f64,
+    /// Sensor line time, µs (imx219: 18.904).
+    pub line_us: f64,
+    /// The mode's maximum frame rate.
+    pub max_fps: f64,
+    /// Frames between a frame-duration request and the frame it changes (1–4).
+    pub control_delay_frames: u32,
+    /// Standard deviation of the frame timestamps' noise, µs.
+    pub timestamp_noise_us: f64,
+    /// Random extra delay of each frame's delivery, µs (uniform 0..jitter_us).
     pub jitter_us: u64,
     pub drop_every: u64,
     /// Grain amplitude (± steps on every sample), so recordings have a real camera's size.
@@ -102,6 +131,7 @@ impl Default for NodeConfig {
             recording: RecordingConfig::default(),
             camera: CameraConfig::default(),
             camera_settings: CameraSettings::default(),
+            phase: PhaseConfig::default(),
             synthetic: SyntheticConfig::default(),
         }
     }
@@ -135,10 +165,26 @@ impl Default for CameraConfig {
     }
 }
 
+impl Default for PhaseConfig {
+    fn default() -> Self {
+        PhaseConfig {
+            lock: true,
+            tolerance_us: 50,
+            lock_frames: 10,
+        }
+    }
+}
+
 impl Default for SyntheticConfig {
     fn default() -> Self {
         SyntheticConfig {
             drift_ppm: 0.0,
+            ppm_range: 30.0,
+            wander_ppm: 0.05,
+            line_us: 18.904,
+            max_fps: 60.0,
+            control_delay_frames: 2,
+            timestamp_noise_us: 2.0,
             jitter_us: 0,
             drop_every: 0,
             noise: 0,
@@ -250,6 +296,51 @@ impl NodeConfig {
         }
         if !self.synthetic.drift_ppm.is_finite() || self.synthetic.drift_ppm.abs() > 100_000.0 {
             return Err(invalid("synthetic.drift_ppm", "must be within ±100000"));
+        }
+        let sy = &self.synthetic;
+        if !(sy.ppm_range.is_finite() && (0.0..=1000.0).contains(&sy.ppm_range)) {
+            return Err(invalid("synthetic.ppm_range", "must be within 0..1000"));
+        }
+        if !(sy.wander_ppm.is_finite() && sy.wander_ppm >= 0.0) {
+            return Err(invalid("synthetic.wander_ppm", "must be 0 or above"));
+        }
+        if !(sy.line_us.is_finite() && (1.0..=1000.0).contains(&sy.line_us)) {
+            return Err(invalid(
+                "synthetic.line_us",
+                "must be between 1 and 1000 µs",
+            ));
+        }
+        if !(sy.max_fps.is_finite() && sy.max_fps > 0.0 && sy.max_fps <= 1000.0) {
+            return Err(invalid(
+                "synthetic.max_fps",
+                "must be above 0 and at most 1000",
+            ));
+        }
+        if c.fps > sy.max_fps {
+            return Err(invalid(
+                "camera.fps",
+                format!(
+                    "{} is above the synthetic sensor's maximum (synthetic.max_fps = {})",
+                    c.fps, sy.max_fps
+                ),
+            ));
+        }
+        if !(1..=4).contains(&sy.control_delay_frames) {
+            return Err(invalid("synthetic.control_delay_frames", "must be 1 to 4"));
+        }
+        if !(sy.timestamp_noise_us.is_finite() && (0.0..=10_000.0).contains(&sy.timestamp_noise_us))
+        {
+            return Err(invalid(
+                "synthetic.timestamp_noise_us",
+                "must be within 0..10000",
+            ));
+        }
+        let ph = &self.phase;
+        if ph.tolerance_us == 0 || ph.lock_frames == 0 {
+            return Err(invalid(
+                "phase.tolerance_us/phase.lock_frames",
+                "must both be at least 1",
+            ));
         }
         if self.synthetic.noise > 64 {
             return Err(invalid(

@@ -85,6 +85,16 @@ pub fn new_command_id() -> String {
 }
 
 impl Rig {
+    /// START and STOP fall half a frame period between two grid instants (at or after `at`),
+    /// so a camera locked to the grid never has a frame on the edge of a take: every locked
+    /// camera's first and last frame are the same slot. Segment cuts follow from START.
+    fn place_on_grid(&self, at: UnixNanos) -> UnixNanos {
+        match self.fleet.grid() {
+            Some(grid) => grid.midpoint_at_or_after(at),
+            None => at,
+        }
+    }
+
     pub async fn start_take(self: &Arc<Self>, req: StartTake) -> Result<TakeView, TakeError> {
         let began = std::time::Instant::now();
         let name = TakeName::parse(req.name.trim())?;
@@ -118,6 +128,10 @@ impl Rig {
                     refusals.push(format!("{m}; wait for the clock, or override"))
                 }
                 Some(Blocker::Clock(m)) => overridden.push(m),
+                Some(Blocker::Phase(m)) if !req.override_clock => {
+                    refusals.push(format!("{m}; wait until it shows `locked`, or override"))
+                }
+                Some(Blocker::Phase(m)) => overridden.push(m),
                 Some(Blocker::Busy(m)) => {
                     refusals.push(format!("{m}; stop it or wait until it finishes"))
                 }
@@ -126,10 +140,17 @@ impl Rig {
         if !refusals.is_empty() {
             return Err(TakeError::NotReady(refusals));
         }
+        // Cameras that cannot lock do not block START; the take records that they did not.
+        for i in 0..nodes.len() {
+            for w in self.fleet.phase_warnings(i) {
+                tracing::warn!("{w}");
+                overridden.push(format!("warning: {w}"));
+            }
+        }
 
         let command_id = new_command_id();
         let created = now_unix_ns();
-        let start_at = created + self.config.start_lead.as_nanos() as UnixNanos;
+        let start_at = self.place_on_grid(created + self.config.start_lead.as_nanos() as UnixNanos);
         let id = self.store.insert_take(&NewTake {
             name: name.as_str(),
             command_id: &command_id,
@@ -311,7 +332,8 @@ impl Rig {
     pub async fn stop_take(self: &Arc<Self>) -> Result<TakeView, TakeError> {
         let _guard = self.command_lock.lock().await;
         let take = self.store.current_take()?.ok_or(TakeError::NoTake)?;
-        let stop_at = now_unix_ns() + self.config.stop_lead.as_nanos() as UnixNanos;
+        let stop_at =
+            self.place_on_grid(now_unix_ns() + self.config.stop_lead.as_nanos() as UnixNanos);
         self.store.set_stop(take.id, stop_at)?;
         let request = StopRequest {
             stop_at_ns: stop_at,

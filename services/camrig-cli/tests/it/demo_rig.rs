@@ -279,6 +279,11 @@ async fn demo_rig_driven_from_the_browser_and_the_cli() {
         .send_keys("ui_take_01")
         .await
         .unwrap();
+    // The node table shows each camera's phase lock; the synthetic sensors start at random
+    // phases and the controller refuses START until they are locked.
+    wait_js(&client, "every camera phase-locked in the node table",
+        "const r = [...document.querySelectorAll('#nodes tr')]; return r.length > 0 && r.every(t => { const p = [...t.querySelectorAll('.phase')]; return p.length > 0 && p.every(e => e.textContent === 'locked'); })",
+        Duration::from_secs(20)).await;
     wait_js(
         &client,
         "START enabled",

@@ -184,6 +184,16 @@ function renderRig() {
   renderControls();
 }
 
+function phaseCell(p) {
+  if (!p) return "–";
+  const e = p.error_ns.p99;
+  const err = e >= 1e6 ? (e / 1e6).toFixed(1) + " ms" : Math.round(e / 1e3) + " µs";
+  const cls = p.state === "locked" ? "good" : "warn";
+  const title = p.reason ? ' title="' + esc(p.reason) + '"' : "";
+  return '<span class="phase phase-' + p.state + " " + cls + '"' + title + ">" + esc(p.state) +
+    '</span> <span class="node-sub">±' + err + "</span>";
+}
+
 function renderNodes() {
   const rows = rig.nodes.map((n) => {
     const s = n.status;
@@ -199,6 +209,8 @@ function renderNodes() {
       clockClass = Math.abs(n.clock.offset_ns) > rig.max_clock_offset_ms * 1e6 ? "bad" : "good";
     }
     const sync = s ? (s.clock.synced ? "" : ' <span class="warn" title="the node\'s kernel clock is not NTP-synchronised">unsynced</span>') : "";
+    // Phase lock per camera: state and the last second's p99 error against the rig's grid.
+    const phase = s ? cams.map((c) => phaseCell(c.phase)).join(" / ") : "–";
     const sub = [n.name, s && cams.map((c) => c.model + " " + c.mode).join(", "), n.error, s && s.problem]
       .filter(Boolean).map(esc).join(" · ");
     return '<tr data-address="' + esc(n.address) + '">' +
@@ -210,6 +222,7 @@ function renderNodes() {
       '<td data-label="drops" class="num ' + (drops ? "bad" : "") + '">' + (drops == null ? "–" : drops) + "</td>" +
       '<td data-label="disk free" class="num">' + (s ? bytes(s.disk_free_bytes) : "–") + "</td>" +
       '<td data-label="clock offset" class="num ' + clockClass + '">' + clock + sync + "</td>" +
+      '<td data-label="phase lock" class="num">' + phase + "</td>" +
       '<td data-label="last seen" class="num ' + (n.reachable ? "" : "bad") + '">' + ago(n.last_seen_ns) + "</td>" +
       "</tr>";
   });

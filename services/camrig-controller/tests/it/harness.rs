@@ -57,6 +57,8 @@ pub struct RigBuilder {
     controller_lines: Vec<String>,
     segment_seconds: u32,
     via_ssh: bool,
+    /// Extra `[phase]` lines of node `i`'s config (index, line).
+    node_phase: Vec<(usize, String)>,
 }
 
 impl RigBuilder {
@@ -67,7 +69,13 @@ impl RigBuilder {
             controller_lines: vec![],
             segment_seconds: 2,
             via_ssh: false,
+            node_phase: vec![],
         }
+    }
+    /// A `[phase]` line in node `i`'s config (`lock = false`, `lock_frames = ...`).
+    pub fn node_phase(mut self, i: usize, line: &str) -> Self {
+        self.node_phase.push((i, line.to_owned()));
+        self
     }
     /// Downloads go through a real sshd (one per rig, listening on every node's address)
     /// with a generated host key, client key and known_hosts.
@@ -114,9 +122,16 @@ impl RigBuilder {
                 format!(
                     "listen = \"{node_ip}:{NODE_PORT}\"\ndata_dir = \"{}\"\ntoken = \"{TOKEN}\"\n\
                      [recording]\ncodec = \"h264\"\nsegment_seconds = {}\nmin_free_mb = 1\nh264_bitrate_kbps = 300\n\
-                     [camera]\nsource = \"synthetic\"\ncount = 1\nwidth = 160\nheight = 120\nfps = 30\n",
+                     [camera]\nsource = \"synthetic\"\ncount = 1\nwidth = 160\nheight = 120\nfps = 30\n\
+                     [phase]\n{}\n",
                     data_dir.display(),
-                    self.segment_seconds
+                    self.segment_seconds,
+                    self.node_phase
+                        .iter()
+                        .filter(|(n, _)| *n == i)
+                        .map(|(_, l)| l.as_str())
+                        .collect::<Vec<_>>()
+                        .join("\n")
                 ),
             )
             .unwrap();
@@ -171,14 +186,24 @@ impl RigBuilder {
         }
         rig.start_controller();
         let running = self.nodes;
+        // Nodes whose config changes the phase lock are not waited for: the test is about them.
+        let settled = |i: usize| self.node_phase.iter().any(|(n, _)| *n == i);
         rig.wait_for(
             "every started node reachable",
             Duration::from_secs(60),
             |rig| {
                 let r = rig.get("/api/rig").1;
                 let nodes = r["nodes"].as_array()?;
+                // Reachable, clock measured, and every camera's frames locked to the grid
+                // (the sensor model starts at a random phase; START waits for the lock).
                 (nodes.iter().take(running).all(|n| n["reachable"] == true)
-                    && nodes.iter().take(running).all(|n| !n["clock"].is_null()))
+                    && nodes.iter().take(running).all(|n| !n["clock"].is_null())
+                    && nodes.iter().take(running).enumerate().all(|(i, n)| {
+                        settled(i)
+                            || n["status"]["cameras"]
+                                .as_array()
+                                .is_some_and(|c| c.iter().all(|c| c["phase"]["state"] == "locked"))
+                    }))
                 .then_some(())
             },
         );

@@ -17,6 +17,12 @@
 //! the last clone of the frame is dropped ([`crate::camera::buffer_lease`]). An encoder imports the
 //! buffer's dma-buf or reads it under DMA-BUF sync ([`Frame::i420`]).
 //!
+//! A frame's timestamp is its start of exposure (SensorTimestamp or FrameWallClock, both the
+//! start of readout, minus the frame's ExposureTime), and each camera's phase lock
+//! ([`crate::camera::phase_lock`]) is fed it on this thread; the frame duration it asks for is set as
+//! `FrameDurationLimits` (min = max, µs) on every request requeued from then on. A camera
+//! without that control (vimc) is `unavailable`, with the reason, and records unlocked.
+//!
 //! At most [`lendable`] buffers are out at once, so the camera always has buffers to fill;
 //! a frame that completes while that many are out is dropped at once (requeued, and counted
 //! by the writer as a sequence gap), exactly as a full frame queue would drop it. Stopping
@@ -52,11 +58,13 @@ use crate::camera::libcamera_controls::{
 use crate::camera::libcamera_support::{
     self as support, ClockPair, Layout, ListedCamera, SequenceWidener,
 };
+use crate::camera::phase_lock::{LockSettings, PhaseLock, PhaseMonitor};
 use crate::camera::{
     CameraBuffer, CameraControls, CameraInfo, CameraMemory, CaptureBackend, CaptureError,
     DmaBufPlane, Frame, FramePixels, FrameSink,
 };
-use crate::config::CameraConfig;
+use crate::config::{CameraConfig, PhaseConfig};
+use camrig_protocol::grid::FrameGrid;
 
 type Mapped = MemoryMappedFrameBuffer<FrameBuffer>;
 
@@ -123,27 +131,38 @@ enum Command {
 struct OpenedCameras {
     infos: Vec<CameraInfo>,
     listed: Vec<Vec<ListedControl>>,
+    monitors: Vec<Arc<PhaseMonitor>>,
 }
 
 pub struct LibcameraBackend {
     cameras: Vec<CameraInfo>,
     controls: Arc<LibcameraControls>,
+    phase: Vec<Arc<PhaseMonitor>>,
     commands: mpsc::Sender<Command>,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
 }
 
 /// Opens the configured cameras, or says why not (no camera, too few, no usable format...).
-pub fn open(config: &CameraConfig) -> Result<LibcameraBackend, CaptureError> {
+pub fn open(config: &CameraConfig, phase: &PhaseConfig) -> Result<LibcameraBackend, CaptureError> {
     wait_for_udev_coldplug();
     let (opened_tx, opened_rx) = mpsc::channel();
     let (commands, command_rx) = mpsc::channel();
     let stop = Arc::new(AtomicBool::new(false));
     let thread_config = config.clone();
+    let thread_phase = phase.clone();
     let thread_stop = stop.clone();
     let thread = std::thread::Builder::new()
         .name("libcamera".into())
-        .spawn(move || camera_thread(thread_config, opened_tx, command_rx, thread_stop))
+        .spawn(move || {
+            camera_thread(
+                thread_config,
+                thread_phase,
+                opened_tx,
+                command_rx,
+                thread_stop,
+            )
+        })
         .map_err(CaptureError::Thread)?;
     match opened_rx.recv() {
         Ok(Ok(opened)) => Ok(LibcameraBackend {
@@ -154,6 +173,7 @@ pub fn open(config: &CameraConfig) -> Result<LibcameraBackend, CaptureError> {
                 commands: Mutex::new(commands.clone()),
             }),
             cameras: opened.infos,
+            phase: opened.monitors,
             commands,
             stop,
             thread: Some(thread),
@@ -174,6 +194,10 @@ pub fn open(config: &CameraConfig) -> Result<LibcameraBackend, CaptureError> {
 impl CaptureBackend for LibcameraBackend {
     fn cameras(&self) -> &[CameraInfo] {
         &self.cameras
+    }
+
+    fn phase(&self) -> Vec<Arc<PhaseMonitor>> {
+        self.phase.clone()
     }
 
     fn start(&mut self, sink: FrameSink) -> Result<(), CaptureError> {
@@ -280,6 +304,10 @@ struct Opened<'d> {
     pending: Option<Vec<ControlSetting>>,
     sequence: SequenceWidener,
     wall_clock_id: Option<u32>,
+    /// The camera's phase lock, fed every frame's start of exposure.
+    phase: PhaseLock,
+    /// The frame duration the loop last asked for, set on every request requeued from then on.
+    frame_duration_us: Option<[i64; 2]>,
     model: String,
     buffers: usize,
     /// Said once in the log when a frame is dropped for want of a lendable buffer.
@@ -290,6 +318,7 @@ struct Opened<'d> {
 
 fn camera_thread(
     config: CameraConfig,
+    phase: PhaseConfig,
     opened_tx: mpsc::Sender<Result<OpenedCameras, String>>,
     commands: mpsc::Receiver<Command>,
     stop: Arc<AtomicBool>,
@@ -327,7 +356,7 @@ fn camera_thread(
             let _ = opened_tx.send(Err(format!("camera {i} disappeared")));
             return;
         };
-        match open_one(&cam, &config, &listed[i], n, done_tx.clone()) {
+        match open_one(&cam, &config, &phase, &listed[i], n, done_tx.clone()) {
             Ok((o, alloc)) => {
                 opened.push(o);
                 allocators.push(alloc);
@@ -348,7 +377,12 @@ fn camera_thread(
         })
         .collect();
     let listed = opened.iter().map(|o| o.listed.clone()).collect();
-    let _ = opened_tx.send(Ok(OpenedCameras { infos, listed }));
+    let monitors = opened.iter().map(|o| o.phase.monitor()).collect();
+    let _ = opened_tx.send(Ok(OpenedCameras {
+        infos,
+        listed,
+        monitors,
+    }));
     let lenders: Vec<Lender<Request>> = opened
         .iter()
         .enumerate()
@@ -498,6 +532,7 @@ fn list_cameras(list: &libcamera::camera_manager::CameraList<'_>) -> Vec<ListedC
 fn open_one<'d>(
     cam: &libcamera::camera::Camera<'d>,
     config: &CameraConfig,
+    phase: &PhaseConfig,
     listed: &ListedCamera,
     n: usize,
     done: mpsc::Sender<Event>,
@@ -599,11 +634,43 @@ fn open_one<'d>(
     let has = |id: u32| available.find(id).is_ok();
     let mut controls = ControlList::new();
     let period_us = (1e6 / config.fps).round() as i64;
-    if has(controls::FrameDurationLimits::ID) {
+    let label = format!("cam{} {}", n + 1, listed.model);
+    let grid = FrameGrid::new(config.fps).map_err(|e| e.to_string())?;
+    let settings = LockSettings {
+        tolerance_ns: i64::from(phase.tolerance_us) * 1000,
+        lock_frames: phase.lock_frames,
+    };
+    let phase_lock = if let Ok(info) = available.find(controls::FrameDurationLimits::ID) {
         let _ = controls.set(controls::FrameDurationLimits([period_us, period_us]));
+        let first = |v: ControlValue| match v {
+            ControlValue::Int64(v) => v.first().copied(),
+            _ => None,
+        };
+        let control =
+            support::frame_control(first(info.min()), first(info.max()), period_us, BUFFERS);
+        match control {
+            _ if !phase.lock => PhaseLock::unavailable(
+                label,
+                grid,
+                settings,
+                "phase lock is switched off (phase.lock = false): the camera free-runs".into(),
+            ),
+            Some(control) => PhaseLock::new(label, grid, control, settings),
+            None => PhaseLock::unavailable(
+                label,
+                grid,
+                settings,
+                "the camera's FrameDurationLimits control gives no usable range".into(),
+            ),
+        }
     } else {
-        tracing::warn!(camera = %listed.model, "camera has no FrameDurationLimits control: it runs at its own rate");
-    }
+        PhaseLock::unavailable(
+            label,
+            grid,
+            settings,
+            "the camera has no FrameDurationLimits control: its frame duration cannot be set (vimc has none)".into(),
+        )
+    };
     let (listed_controls, ids) = list_controls(available);
     tracing::info!(
         camera = %listed.model,
@@ -635,6 +702,8 @@ fn open_one<'d>(
             listed: listed_controls,
             sequence: SequenceWidener::default(),
             wall_clock_id: None,
+            phase: phase_lock,
+            frame_duration_us: None,
             model: listed.model.clone(),
             buffers,
             told_behind: false,
@@ -669,13 +738,19 @@ impl Opened<'_> {
                 .map(|(id, _)| id)
                 .or(Some(0));
         }
-        let timestamp_ns = match self.wall_clock_id {
+        let readout_ns = match self.wall_clock_id {
             Some(id) if id != 0 && metadata.contains(id) => match metadata_value(metadata, id) {
                 Some(v) => support::frame_wall_clock_ns(v, version),
                 None => clocks.to_wall(sensor_ns),
             },
             _ => clocks.to_wall(sensor_ns),
         };
+        let exposure_us = metadata.get::<controls::ExposureTime>().ok().map(|e| e.0);
+        let timestamp_ns = support::exposure_start_ns(readout_ns, exposure_us);
+        // The loop sees every frame the camera made, kept or not.
+        if let Some(request) = self.phase.on_frame(sequence, timestamp_ns) {
+            self.frame_duration_us = Some(support::frame_duration_limits_us(request.duration_ns));
+        }
         Some((sequence, timestamp_ns))
     }
 
@@ -794,6 +869,12 @@ impl Opened<'_> {
                     let _ = list.set_raw(id, value);
                 }
             }
+        }
+        if let Some(limits) = self.frame_duration_us {
+            // min = max: the camera runs exactly this frame duration.
+            let _ = req
+                .controls_mut()
+                .set(controls::FrameDurationLimits(limits));
         }
         if let Err((_, e)) = self.cam.queue_request(req) {
             tracing::warn!(camera = %self.model, error = %e, "cannot requeue a request");

@@ -28,6 +28,7 @@ pub struct TestPattern {
 
 /// A tiny deterministic PRNG (xorshift64) for grain and the synthetic camera's jitter; the
 /// state must not be zero. Statistical quality does not matter here, speed does.
+#[derive(Debug)]
 pub(crate) struct XorShift(pub(crate) u64);
 
 impl XorShift {

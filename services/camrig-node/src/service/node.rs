@@ -23,6 +23,7 @@ use camrig_systemd::watchdog::Progress;
 use super::camera_settings::{ApplyError, NodeSettings};
 use super::status::{CameraStats, FrameCount};
 use super::{clock_health, disk_space, status_line};
+use crate::camera::phase_lock::PhaseMonitor;
 use crate::camera::{CameraControls, CameraInfo, Frame};
 use crate::config::NodeConfig;
 use crate::encode::{EncoderSettings, NewEncoder};
@@ -81,6 +82,8 @@ pub struct Node {
     pub(crate) token: Option<String>,
     pub(crate) label: String,
     pub(crate) cameras: Vec<CameraInfo>,
+    /// Each camera's phase lock, as its backend runs it.
+    phase: Vec<Arc<PhaseMonitor>>,
     /// Set when no camera could be opened: START is refused and STATUS says so.
     camera_problem: Option<String>,
     stats: Vec<CameraStats>,
@@ -108,6 +111,7 @@ impl Node {
         config: NodeConfig,
         token: Option<String>,
         cameras: Vec<CameraInfo>,
+        phase: Vec<Arc<PhaseMonitor>>,
         camera_problem: Option<String>,
         recovered: Vec<TakeName>,
         new_encoder: NewEncoder,
@@ -132,6 +136,7 @@ impl Node {
             token,
             stats: cameras.iter().map(|_| CameraStats::default()).collect(),
             cameras,
+            phase,
             camera_problem,
             active: RwLock::new(None),
             inner: Mutex::new(Inner {
@@ -219,7 +224,9 @@ impl Node {
             .enumerate()
             .map(|(index, c)| {
                 let l = live.get(index).cloned().unwrap_or_default();
-                self.stats[index].camera_status(index, n, c, l)
+                let mut status = self.stats[index].camera_status(index, n, c, l);
+                status.phase = self.phase.get(index).map(|m| m.status());
+                status
             })
             .collect();
         let problem = self
@@ -352,6 +359,7 @@ impl Node {
             data_dir: self.config.data_dir.clone(),
             layout: Layout::Take(TakeFiles::new(&req.take, &self.label, req.start_at_ns)),
             settings: self.camera_settings_now(),
+            phase: self.phase.clone(),
         };
         let handle = self.launch(spec).map_err(|e| {
             let _ = std::fs::remove_dir_all(&dir);
@@ -624,6 +632,7 @@ impl Node {
             data_dir: node.config.data_dir.clone(),
             layout: Layout::Standalone,
             settings: node.camera_settings_now(),
+            phase: node.phase.clone(),
         };
         node.launch(spec)?;
         tracing::info!(dir = %dir.display(), "standalone recording started");

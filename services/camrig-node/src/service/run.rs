@@ -43,11 +43,13 @@ pub fn open_cameras(config: &NodeConfig) -> Result<Box<dyn CaptureBackend>, Capt
     match config.camera.source {
         CameraSource::Synthetic => Ok(Box::new(synthetic::SyntheticBackend::new(
             &config.camera,
+            &config.phase,
             &config.synthetic,
         ))),
         #[cfg(feature = "libcamera")]
         CameraSource::Libcamera => Ok(Box::new(crate::camera::libcamera_backend::open(
             &config.camera,
+            &config.phase,
         )?)),
         #[cfg(not(feature = "libcamera"))]
         CameraSource::Libcamera => Err(CaptureError::LibcameraNotBuilt),
@@ -102,10 +104,12 @@ pub async fn run(
         .as_ref()
         .map(|b| b.cameras().to_vec())
         .unwrap_or_default();
+    let phase = backend.as_ref().map(|b| b.phase()).unwrap_or_default();
     let node = Node::new(
         config,
         token,
         cameras,
+        phase,
         camera_problem,
         recovered,
         new_encoder,
