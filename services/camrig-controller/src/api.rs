@@ -44,6 +44,8 @@ pub fn router(rig: Arc<Rig>) -> Router {
         )
         .route("/api", get(api_not_found))
         .route("/api/{*rest}", get(api_not_found).post(api_not_found))
+        // After every route: it applies to the routes already added.
+        .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(rig)
 }
@@ -201,6 +203,13 @@ async fn preview(
         jpeg,
     )
         .into_response())
+}
+
+async fn method_not_allowed(method: axum::http::Method) -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        format!("{method} is not allowed on this endpoint; see API.md for each endpoint's methods"),
+    )
 }
 
 async fn api_not_found() -> ApiError {
@@ -411,6 +420,21 @@ mod tests {
         let (s, _, body) = call(&rig, "GET", "/api/bogus", None).await;
         assert_eq!(s, StatusCode::NOT_FOUND);
         assert!(error_of(&body).contains("API.md"));
+        // A wrong method gets a JSON error too, not an empty 405.
+        for (method, path) in [
+            ("PUT", "/api/takes"),
+            ("DELETE", "/api/takes/t1"),
+            ("GET", "/api/takes/current/stop"),
+            ("PATCH", "/api/bogus"),
+        ] {
+            let (s, ctype, body) = call(&rig, method, path, None).await;
+            assert_eq!(s, StatusCode::METHOD_NOT_ALLOWED, "{method} {path}");
+            assert!(
+                ctype.starts_with("application/json"),
+                "{method} {path}: {ctype}"
+            );
+            assert!(error_of(&body).contains(method), "{body}");
+        }
         assert!(
             rig.store.list_takes().unwrap().is_empty(),
             "nothing was recorded"

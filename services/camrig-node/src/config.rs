@@ -35,6 +35,9 @@ pub struct RecordingConfig {
     pub mjpeg_quality: u8,
     /// "auto", "software" or "v4l2" (see [`crate::encoder::HardwareEncoder`]).
     pub encoder: crate::encoder::HardwareEncoder,
+    /// START is refused for a start instant further ahead than this (milliseconds): a
+    /// mistaken or hostile instant would keep the node armed and unusable until then.
+    pub max_start_lead_ms: u64,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize)]
@@ -101,6 +104,7 @@ impl Default for RecordingConfig {
             h264_bitrate_kbps: 8000,
             mjpeg_quality: 85,
             encoder: crate::encoder::HardwareEncoder::Auto,
+            max_start_lead_ms: 60_000,
         }
     }
 }
@@ -225,6 +229,13 @@ impl NodeConfig {
         let r = &self.recording;
         if r.segment_seconds == 0 {
             return Err(invalid("recording.segment_seconds", "must be at least 1"));
+        }
+        // The controller's own lead goes up to 10 s (`start_lead_ms`); the node must take it.
+        if !(10_000..=3_600_000).contains(&r.max_start_lead_ms) {
+            return Err(invalid(
+                "recording.max_start_lead_ms",
+                "must be between 10000 (the controller's largest start lead) and 3600000",
+            ));
         }
         if !(1..=100).contains(&r.mjpeg_quality) {
             return Err(invalid(
