@@ -37,6 +37,7 @@ pub fn router(rig: Arc<Rig>) -> Router {
             post(delete_from_nodes),
         )
         .route("/api/downloads", get(list_downloads).post(download_pending))
+        .route("/api/nodes/{index}/abort", post(abort_node))
         .route("/api/events", get(events))
         .route(
             "/api/nodes/{index}/cameras/{camera}/preview.jpg",
@@ -159,6 +160,16 @@ async fn list_downloads(State(rig): State<Arc<Rig>>) -> ApiResult<Response> {
 
 async fn download_pending(State(rig): State<Arc<Rig>>) -> ApiResult<Response> {
     Ok((StatusCode::ACCEPTED, Json(rig.download_pending()?)).into_response())
+}
+
+async fn abort_node(
+    State(rig): State<Arc<Rig>>,
+    path: Result<Path<usize>, PathRejection>,
+) -> ApiResult<Response> {
+    let Path(index) = path.map_err(|e| {
+        ApiError::bad_request(format!("node index must be a number: {}", e.body_text()))
+    })?;
+    Ok(Json(rig.abort_node(index).await?).into_response())
 }
 
 async fn preview(

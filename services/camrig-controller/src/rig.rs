@@ -102,7 +102,13 @@ impl Rig {
         let state = match &current {
             None => "idle",
             Some(t) => {
-                if t.nodes.iter().any(|n| n.state == node_state::RECORDING) {
+                let any = |state: &str| t.nodes.iter().any(|n| n.state == state);
+                if !any(node_state::RECORDING) && !any(node_state::ARMED) {
+                    // Every node of the take was lost: nothing is armed, nothing records.
+                    "failed"
+                } else if t.stop_at_ns.is_some() {
+                    "stopping"
+                } else if any(node_state::RECORDING) {
                     "recording"
                 } else {
                     "armed"

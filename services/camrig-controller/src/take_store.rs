@@ -44,6 +44,8 @@ pub mod take_state {
     pub const RECORDING: &str = "recording";
     pub const STOPPED: &str = "stopped";
     pub const ABORTED: &str = "aborted";
+    /// STOP came before the start instant: every node was told to abort, nothing recorded.
+    pub const CANCELLED: &str = "cancelled";
 }
 
 /// A node's part in a take.
@@ -57,6 +59,9 @@ pub mod node_state {
     pub const ARM_FAILED: &str = "arm_failed";
     /// Armed, then told to abort because another node failed.
     pub const ABORTED: &str = "aborted";
+    /// Armed, then the take was cancelled (STOP before its start instant) and the node
+    /// confirmed the abort: it recorded nothing.
+    pub const CANCELLED: &str = "cancelled";
 }
 
 /// Whether a node's copy of a take was deleted (`take_nodes.node_deletion`).
@@ -411,12 +416,12 @@ impl Store {
         })
     }
 
-    /// True when a take that was not aborted already uses `name`.
+    /// True when a take that was not aborted or cancelled (nothing recorded) uses `name`.
     pub fn name_in_use(&self, name: &str) -> Result<bool, StoreError> {
         self.with(|c| {
             c.query_row(
-                "SELECT COUNT(*) FROM takes WHERE name = ?1 AND state != ?2",
-                params![name, take_state::ABORTED],
+                "SELECT COUNT(*) FROM takes WHERE name = ?1 AND state NOT IN (?2, ?3)",
+                params![name, take_state::ABORTED, take_state::CANCELLED],
                 |r| r.get::<_, i64>(0),
             )
             .map(|n| n > 0)
@@ -436,12 +441,13 @@ impl Store {
         id.map(|id| self.take(id)).transpose().map(Option::flatten)
     }
 
-    /// The newest take called `name` that was not aborted, else the newest aborted one.
+    /// The newest take called `name` that was not aborted or cancelled, else the newest
+    /// aborted or cancelled one.
     pub fn take_by_name(&self, name: &str) -> Result<Option<TakeView>, StoreError> {
         let id: Option<i64> = self.with(|c| {
             c.query_row(
-                "SELECT id FROM takes WHERE name = ?1 ORDER BY (state = ?2), id DESC LIMIT 1",
-                params![name, take_state::ABORTED],
+                "SELECT id FROM takes WHERE name = ?1 ORDER BY (state IN (?2, ?3)), id DESC LIMIT 1",
+                params![name, take_state::ABORTED, take_state::CANCELLED],
                 |r| r.get(0),
             )
             .optional()

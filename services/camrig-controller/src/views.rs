@@ -9,7 +9,10 @@ use crate::clock_probe::ClockSample;
 /// `GET /api/rig`: the whole rig at a glance.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct RigView {
-    /// `idle`, `armed` (START sent, no node recording yet) or `recording`.
+    /// `idle`; `armed` (START sent, no node recording yet); `recording`; `stopping` (STOP
+    /// sent, some node of the take did not take it and may still record: see the take's
+    /// nodes); `failed` (a take is open but no node of it is armed or recording any more:
+    /// every one was lost; STOP closes it).
     pub state: String,
     pub current_take: Option<TakeView>,
     pub nodes: Vec<NodeView>,
@@ -48,7 +51,8 @@ pub struct NodeView {
 pub struct TakeView {
     pub id: i64,
     pub name: String,
-    /// `starting`, `recording`, `stopped` or `aborted`.
+    /// `starting`, `recording`, `stopped`, `aborted` (START failed) or `cancelled` (STOP
+    /// before the start instant: nothing recorded).
     pub state: String,
     pub command_id: String,
     pub created_ns: UnixNanos,
@@ -69,8 +73,9 @@ pub struct TakeView {
 pub struct TakeNodeView {
     pub address: String,
     pub name: String,
-    /// `armed`, `recording`, `stopped`, `failed` (lost mid-take or failed to stop),
-    /// `arm_failed` (never recorded) or `aborted`.
+    /// `armed`, `recording`, `stopped`, `failed` (lost mid-take, or not recording when
+    /// STOP came), `arm_failed` (never recorded), `aborted` or `cancelled`. A node that did
+    /// not take STOP stays `armed`/`recording` with the reason.
     pub state: String,
     pub reason: Option<String>,
     pub offset_start_ns: Option<i64>,
@@ -195,6 +200,18 @@ pub struct ApiErrorBody {
     pub error: String,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub nodes: Vec<NodeFailure>,
+}
+
+/// `POST /api/nodes/{index}/abort`: what the node was doing when told to abort, and the
+/// current take afterwards when the node was part of it.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct AbortNodeView {
+    pub address: String,
+    /// The node's state as it took the abort (`idle` when it recorded nothing).
+    pub node_state: camrig_protocol::api::NodeState,
+    /// The take the node was armed for or recording, if any.
+    pub node_take: Option<String>,
+    pub take: Option<TakeView>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
