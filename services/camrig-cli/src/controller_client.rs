@@ -4,8 +4,8 @@ use std::time::Duration;
 
 use camrig_controller::node_client::describe;
 use camrig_controller::views::{
-    ApiErrorBody, DeleteFromNodes, DownloadsView, MarkTake, MarkerView, RigView, StartTake,
-    TakeView,
+    AbortNodeView, ApiErrorBody, DeleteFromNodes, DownloadsView, MarkTake, MarkerView, RigView,
+    StartTake, TakeView,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -107,6 +107,17 @@ impl ControllerClient {
     pub async fn stop(&self) -> Result<TakeView, ClientError> {
         self.call(self.http.post(self.url("/api/takes/current/stop")))
             .await
+    }
+
+    /// Tells node `index` to abort whatever it records (the recovery for a node that did
+    /// not take STOP).
+    pub async fn abort_node(&self, index: usize) -> Result<AbortNodeView, ClientError> {
+        self.call(
+            self.http
+                .post(self.url(&format!("/api/nodes/{index}/abort")))
+                .json(&serde_json::json!({})),
+        )
+        .await
     }
 
     pub async fn download(&self, take: Option<&str>) -> Result<DownloadsView, ClientError> {

@@ -47,8 +47,14 @@ enum Cmd {
         #[arg(default_value = "")]
         note: String,
     },
-    /// Stop the running take.
+    /// Stop the running take. Exits 1 when any node of the take did not stop.
     Stop,
+    /// Abort whatever one node records (the recovery for a node that did not take STOP);
+    /// what it recorded is kept on the node.
+    AbortNode {
+        /// The node's address (or its 0-based index in the rig).
+        node: String,
+    },
     /// List takes with their download and verification state.
     Takes,
     /// Download, verify and sort a take (or every take not yet downloaded).
@@ -66,12 +72,12 @@ enum Cmd {
     },
     /// Run a controller and N synthetic-camera nodes on this machine.
     Demo {
-        /// Number of nodes (127.0.0.2, 127.0.0.3, …).
+        /// Number of nodes (127.0.0.2, 127.0.0.3, …, or the next free addresses).
         #[arg(long, default_value_t = 2)]
         nodes: usize,
-        /// Web UI port on 127.0.0.1.
-        #[arg(long, default_value_t = 8080)]
-        port: u16,
+        /// Web UI port on 127.0.0.1 [default: 8080, or a free one when 8080 is taken].
+        #[arg(long)]
+        port: Option<u16>,
         /// Directory for configs, recordings, downloads and logs (default: a new one in /tmp).
         #[arg(long)]
         dir: Option<PathBuf>,
@@ -106,6 +112,7 @@ fn main() -> ExitCode {
             } => commands::start(&client, &name, allow_partial, override_clock).await,
             Cmd::Mark { note } => commands::mark(&client, &note).await,
             Cmd::Stop => commands::stop(&client).await,
+            Cmd::AbortNode { node } => commands::abort_node(&client, &node).await,
             Cmd::Takes => commands::takes(&client).await,
             Cmd::Download { take } => match commands::download(&client, take.as_deref()).await {
                 Ok(0) => Ok(()),
