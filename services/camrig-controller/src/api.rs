@@ -32,6 +32,7 @@ pub fn router(rig: Arc<Rig>) -> Router {
         .route("/api/takes/current/stop", post(stop_take))
         .route("/api/takes/{name}", get(get_take))
         .route("/api/takes/{name}/download", post(download_take))
+        .route("/api/takes/{name}/verify", post(verify_take))
         .route(
             "/api/takes/{name}/delete-from-nodes",
             post(delete_from_nodes),
@@ -136,6 +137,14 @@ async fn download_take(
         }),
     )
         .into_response())
+}
+
+async fn verify_take(
+    State(rig): State<Arc<Rig>>,
+    path: Result<Path<String>, PathRejection>,
+) -> ApiResult<Response> {
+    let name = take_name(path)?;
+    Ok(Json(rig.verify_take(&name).await?).into_response())
 }
 
 /// The body is optional: none (or `{}`) means every node that recorded the take.

@@ -30,6 +30,7 @@ pub mod ssh_master;
 pub mod status_line;
 pub mod take_control;
 pub mod take_store;
+pub mod take_verification;
 pub mod views;
 
 use std::future::Future;

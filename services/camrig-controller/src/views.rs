@@ -202,6 +202,24 @@ pub struct ApiErrorBody {
     pub nodes: Vec<NodeFailure>,
 }
 
+/// `POST /api/takes/{name}/verify`: every verified sorted copy checked again.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct VerifyView {
+    /// True when every copy still matches its manifest.
+    pub ok: bool,
+    pub files_checked: usize,
+    /// The copies that no longer match (now `failed`, fetched again by DOWNLOAD).
+    pub failed: Vec<FileFailure>,
+    pub take: TakeView,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct FileFailure {
+    pub address: String,
+    pub name: String,
+    pub reason: String,
+}
+
 /// `POST /api/nodes/{index}/abort`: what the node was doing when told to abort, and the
 /// current take afterwards when the node was part of it.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]

@@ -11,3 +11,4 @@ mod node_lost;
 mod restart;
 mod ssh_download;
 mod stop_safety;
+mod verify;
