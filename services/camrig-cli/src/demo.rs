@@ -95,11 +95,32 @@ fn is_free(ip: Ipv4Addr, port: u16) -> bool {
     std::net::TcpListener::bind((ip, port)).is_ok()
 }
 
+/// A claim on a node address for this demo's lifetime: an exclusive `flock` on
+/// `<tmp>/camrig-demo-addresses/<ip>.lock`. Two demos starting at the same moment both see
+/// a port free before either node listens; the lock makes the second pick another.
+pub struct AddressClaim {
+    _lock: nix::fcntl::Flock<fs::File>,
+}
+
+fn claim_address(ip: Ipv4Addr) -> Option<AddressClaim> {
+    let dir = std::env::temp_dir().join("camrig-demo-addresses");
+    fs::create_dir_all(&dir).ok()?;
+    let file = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(dir.join(format!("{ip}.lock")))
+        .ok()?;
+    let lock = nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock).ok()?;
+    // Claimed, and nothing else (a demo of an older camrig, a test) listens there.
+    is_free(ip, NODE_PORT).then_some(AddressClaim { _lock: lock })
+}
+
 /// The nodes' addresses: node `i`'s default ([`node_ip`]) when it is free, else the next
 /// free one after the addresses already chosen, so a second demo (or a test run) beside
-/// this one gets its own.
-pub fn choose_node_ips(nodes: usize) -> Result<Vec<Ipv4Addr>, DemoError> {
-    let mut chosen: Vec<Ipv4Addr> = Vec::with_capacity(nodes);
+/// this one gets its own. Each comes with its claim, held while the demo runs.
+pub fn choose_node_ips(nodes: usize) -> Result<Vec<(Ipv4Addr, AddressClaim)>, DemoError> {
+    let mut chosen: Vec<(Ipv4Addr, AddressClaim)> = Vec::with_capacity(nodes);
     let mut next = 0usize;
     for i in 0..nodes {
         next = next.max(i);
@@ -111,11 +132,11 @@ pub fn choose_node_ips(nodes: usize) -> Result<Vec<Ipv4Addr>, DemoError> {
             let ip = node_ip(next);
             next += 1;
             let last = ip.octets()[3];
-            if last == 0 || last == 255 || chosen.contains(&ip) {
+            if last == 0 || last == 255 || chosen.iter().any(|(c, _)| *c == ip) {
                 continue;
             }
-            if is_free(ip, NODE_PORT) {
-                chosen.push(ip);
+            if let Some(claim) = claim_address(ip) {
+                chosen.push((ip, claim));
                 break;
             }
         }
@@ -275,6 +296,8 @@ pub struct DemoRig {
     /// The defaults that were taken, as (default, chosen instead) lines to show.
     pub substitutions: Vec<String>,
     children: Vec<Supervised>,
+    /// The node addresses, claimed until the demo is dropped.
+    _claims: Vec<AddressClaim>,
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> DemoError + '_ {
@@ -303,7 +326,8 @@ impl DemoRig {
         let dir = dir.canonicalize().map_err(io_err(&dir))?;
         let token = random_token();
         let port = choose_port(opts.port)?;
-        let node_ips = choose_node_ips(opts.nodes)?;
+        let (node_ips, claims): (Vec<Ipv4Addr>, Vec<AddressClaim>) =
+            choose_node_ips(opts.nodes)?.into_iter().unzip();
         let mut substitutions = Vec::new();
         if opts.port.is_none() && port != DEFAULT_PORT {
             substitutions.push(format!(
@@ -325,6 +349,7 @@ impl DemoRig {
             node_ips: node_ips.clone(),
             substitutions,
             children: Vec::new(),
+            _claims: claims,
         };
         for ip in &node_ips {
             let node_dir = dir.join("nodes").join(ip.to_string());
