@@ -157,6 +157,28 @@ pub async fn stop(client: &ControllerClient) -> Result<(), ClientError> {
     Ok(())
 }
 
+/// VERIFY: prints what no longer matches; returns how many files failed.
+pub async fn verify(client: &ControllerClient, take: &str) -> Result<usize, ClientError> {
+    let v = client.verify(take).await?;
+    if v.ok {
+        println!(
+            "take {take}: all {} sorted files still match their manifests",
+            v.files_checked
+        );
+    } else {
+        println!(
+            "take {take}: {} of {} sorted files no longer verified:",
+            v.failed.len(),
+            v.files_checked
+        );
+        for f in &v.failed {
+            println!("  {:<18} {}: {}", f.address, f.name, f.reason);
+        }
+        println!("run `camrig download {take}` to fetch them again");
+    }
+    Ok(v.failed.len())
+}
+
 /// Aborts whatever node `node` (its address or 0-based index) records.
 pub async fn abort_node(client: &ControllerClient, node: &str) -> Result<(), ClientError> {
     let rig = client.rig().await?;

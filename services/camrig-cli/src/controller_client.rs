@@ -5,7 +5,7 @@ use std::time::Duration;
 use camrig_controller::node_client::describe;
 use camrig_controller::views::{
     AbortNodeView, ApiErrorBody, DeleteFromNodes, DownloadsView, MarkTake, MarkerView, RigView,
-    StartTake, TakeView,
+    StartTake, TakeView, VerifyView,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -140,6 +140,18 @@ impl ControllerClient {
                 .post(self.url(&format!("/api/takes/{take}/delete-from-nodes")))
                 .timeout(Duration::from_secs(3600))
                 .json(req),
+        )
+        .await
+    }
+
+    /// VERIFY: the controller hashes every sorted copy of the take again (slow for a long
+    /// take, hence the generous timeout).
+    pub async fn verify(&self, take: &str) -> Result<VerifyView, ClientError> {
+        self.call(
+            self.http
+                .post(self.url(&format!("/api/takes/{take}/verify")))
+                .timeout(Duration::from_secs(3600))
+                .json(&serde_json::json!({})),
         )
         .await
     }

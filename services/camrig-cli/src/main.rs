@@ -1,7 +1,8 @@
 //! `camrig`: drive a camrig controller from a terminal, or run a demo rig.
 //!
 //! Exit codes: 0 success, 1 the controller refused or failed (message on stderr), 2 bad
-//! arguments, 3 some downloads failed verification or transfer. `camrig provision` keeps
+//! arguments, 3 some downloads failed verification or transfer, or VERIFY found sorted
+//! copies that no longer match. `camrig provision` keeps
 //! camrig-provision's own exit codes.
 
 use std::path::PathBuf;
@@ -59,6 +60,9 @@ enum Cmd {
     Takes,
     /// Download, verify and sort a take (or every take not yet downloaded).
     Download { take: Option<String> },
+    /// Hash a take's sorted copies again against the manifests; a missing or damaged one
+    /// turns back to not verified (exit 3) and `camrig download` fetches it again.
+    Verify { take: String },
     /// Delete a verified take from the nodes (asks first). The controller checks its
     /// sorted copies again; each node deletes only if they match its manifest exactly.
     DeleteFromNodes {
@@ -122,6 +126,11 @@ fn main() -> ExitCode {
                     );
                     return ExitCode::from(3);
                 }
+                Err(e) => Err(e),
+            },
+            Cmd::Verify { take } => match commands::verify(&client, &take).await {
+                Ok(0) => Ok(()),
+                Ok(_) => return ExitCode::from(3),
                 Err(e) => Err(e),
             },
             Cmd::DeleteFromNodes { take, nodes, yes } => {

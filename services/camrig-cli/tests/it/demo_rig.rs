@@ -513,6 +513,28 @@ async fn demo_rig_driven_from_the_browser_and_the_cli() {
     assert!(line.contains("download: verified"), "{text}");
     let (ok, text) = cli(&url, &["download"]);
     assert!(ok && text.contains("nothing to download"), "{text}");
+    // VERIFY: a sorted copy deleted by mistake turns the take back to not verified, and
+    // DOWNLOAD fetches it again.
+    let (ok, text) = cli(&url, &["verify", "cli_take_01"]);
+    assert!(ok && text.contains("still match"), "{text}");
+    let sorted = dir.path().join("video_downloads/cli_take_01").join(&ips[0]);
+    let lost = std::fs::read_dir(&sorted)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|e| e == "h264"))
+        .unwrap();
+    std::fs::remove_file(&lost).unwrap();
+    let (ok, text) = cli(&url, &["verify", "cli_take_01"]);
+    assert!(
+        !ok && text.contains("no longer verified") && text.contains("missing"),
+        "{text}"
+    );
+    let (ok, text) = cli(&url, &["download", "cli_take_01"]);
+    assert!(ok, "{text}");
+    assert!(lost.exists(), "fetched again");
+    let (ok, text) = cli(&url, &["verify", "cli_take_01"]);
+    assert!(ok && text.contains("still match"), "{text}");
     // Deleting from the nodes asks first; no answer (stdin closed) deletes nothing.
     let (ok, text) = cli(&url, &["delete-from-nodes", "cli_take_01"]);
     assert!(
