@@ -31,7 +31,8 @@ pub mod status_line;
 pub mod take_control;
 pub mod take_store;
 pub mod take_verification;
-pub mod views;
+/// The `/api` bodies live in camrig-protocol (the CLI reads them without the controller).
+pub use camrig_protocol::views;
 
 use std::future::Future;
 use std::sync::Arc;

@@ -10,8 +10,9 @@ use crate::config::Config;
 use crate::download::Downloads;
 use crate::fleet::{Blocker, Fleet};
 use crate::ssh_master::SshMasters;
-use crate::take_store::{node_state, Store, StoreError};
+use crate::take_store::{Store, StoreError};
 use crate::views::{NodeDeletionEvent, RigView, TakeView};
+use crate::views::{NodeDownload, RigState, TakeDownload, TakeNodeState};
 
 pub struct Rig {
     pub config: Config,
@@ -72,11 +73,15 @@ impl Rig {
         for node in &mut take.nodes {
             node.progress = self.downloads.progress(take.id, &node.address);
             if node.progress.as_ref().is_some_and(|p| p.is_active()) {
-                node.download = "downloading".into();
+                node.download = NodeDownload::Downloading;
             }
         }
-        if take.nodes.iter().any(|n| n.download == "downloading") {
-            take.download = "downloading".into();
+        if take
+            .nodes
+            .iter()
+            .any(|n| n.download == NodeDownload::Downloading)
+        {
+            take.download = TakeDownload::Downloading;
         }
         take
     }
@@ -100,23 +105,23 @@ impl Rig {
             .map(|b: Blocker| b.message().to_owned())
             .collect();
         let state = match &current {
-            None => "idle",
+            None => RigState::Idle,
             Some(t) => {
-                let any = |state: &str| t.nodes.iter().any(|n| n.state == state);
-                if !any(node_state::RECORDING) && !any(node_state::ARMED) {
+                let any = |state: TakeNodeState| t.nodes.iter().any(|n| n.state == state);
+                if !any(TakeNodeState::Recording) && !any(TakeNodeState::Armed) {
                     // Every node of the take was lost: nothing is armed, nothing records.
-                    "failed"
+                    RigState::Failed
                 } else if t.stop_at_ns.is_some() {
-                    "stopping"
-                } else if any(node_state::RECORDING) {
-                    "recording"
+                    RigState::Stopping
+                } else if any(TakeNodeState::Recording) {
+                    RigState::Recording
                 } else {
-                    "armed"
+                    RigState::Armed
                 }
             }
         };
         Ok(RigView {
-            state: state.into(),
+            state,
             start_ready: current.is_none() && start_blockers.is_empty(),
             current_take: current,
             nodes,

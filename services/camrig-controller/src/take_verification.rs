@@ -13,8 +13,11 @@ use camrig_protocol::take_name::TakeName;
 use crate::download::{sha256_file, sorted_dir};
 use crate::rig::Rig;
 use crate::take_control::TakeError;
-use crate::take_store::{deletion_state, node_has_recording, take_state};
-use crate::views::{FileFailure, FileView, VerifyView};
+use crate::take_store::node_has_recording;
+use crate::views::{
+    FileFailure, FileState, FileView, NodeDeletionState, NodeDownload, TakeDownload, TakeState,
+    VerifyView,
+};
 
 /// Why one sorted copy no longer counts as verified, or `None` when it still matches.
 fn check_copy(sorted: &Path, damaged: &Path, file: &FileView) -> Option<String> {
@@ -67,13 +70,13 @@ impl Rig {
             .take_by_name(name.as_str())?
             .ok_or_else(|| TakeError::UnknownTake(name.as_str().to_owned()))?;
         let take = self.take_view(take);
-        if take.state != take_state::STOPPED {
+        if take.state != TakeState::Stopped {
             return Err(TakeError::NotVerified(format!(
                 "take {name} is {}, not stopped; there is no download to verify",
                 take.state
             )));
         }
-        if take.download == "downloading" {
+        if take.download == TakeDownload::Downloading {
             return Err(TakeError::NotVerified(format!(
                 "take {name} is downloading; verify it when the download has finished"
             )));
@@ -84,7 +87,7 @@ impl Rig {
             let files: Vec<FileView> = node
                 .files
                 .iter()
-                .filter(|f| f.state == "verified")
+                .filter(|f| f.state == FileState::Verified)
                 .cloned()
                 .collect();
             if files.is_empty() {
@@ -115,7 +118,7 @@ impl Rig {
             for (f, problem) in results {
                 checked += 1;
                 let Some(problem) = problem else { continue };
-                let reason = if node.node_deletion == deletion_state::DELETED {
+                let reason = if node.node_deletion == NodeDeletionState::Deleted {
                     format!("{problem} (found by VERIFY); the node's copy was deleted, so it cannot be downloaded again")
                 } else {
                     format!("{problem} (found by VERIFY); DOWNLOAD fetches it again")
@@ -124,7 +127,7 @@ impl Rig {
                     take.id,
                     &node.address,
                     &f.name,
-                    "failed",
+                    FileState::Failed,
                     Some(&reason),
                 )?;
                 tracing::warn!(take = %name, node = node.address, file = f.name, reason, "sorted copy no longer verified");
@@ -138,7 +141,7 @@ impl Rig {
                 self.store.set_download(
                     take.id,
                     &node.address,
-                    "failed",
+                    NodeDownload::Failed,
                     Some(&format!(
                         "VERIFY found {} file(s) missing or damaged; download again",
                         node_failures.len()
