@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use camrig_protocol::views::{
-    DeleteFromNodes, DownloadPhase, FileState, NodeDeletionState, NodeDownload, RigView, StartTake,
+    DeleteFromNodes, DownloadPhase, NodeDeletionState, NodeDownload, RigView, StartTake,
     TakeDownload, TakeNodeView, TakeView,
 };
 use camrig_protocol::UnixNanos;
@@ -252,11 +252,7 @@ pub async fn takes(client: &ControllerClient) -> Result<(), ClientError> {
             }
         );
         for n in &t.nodes {
-            let verified = n
-                .files
-                .iter()
-                .filter(|f| f.state == FileState::Verified)
-                .count();
+            let verified = n.files_verified();
             println!(
                 "  {:<18} {:<10} files {}/{} verified{}{}",
                 n.address,
@@ -422,11 +418,7 @@ pub async fn delete_from_nodes(
     }
     println!("take {}: the nodes' recordings will be removed for good; the verified copies on the controller stay", t.name);
     for n in &targets {
-        let verified = n
-            .files
-            .iter()
-            .filter(|f| f.state == FileState::Verified)
-            .count();
+        let verified = n.files_verified();
         println!(
             "  {:<18} download {:<9} files {}/{} verified{}",
             n.address,

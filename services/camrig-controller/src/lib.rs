@@ -17,7 +17,8 @@
 
 pub mod api;
 pub mod clock_probe;
-pub mod config;
+/// The controller's config schema lives in camrig-config (one schema for readers and writers).
+pub use camrig_config::controller as config;
 pub mod download;
 pub mod download_verifier;
 pub mod fleet;

@@ -389,6 +389,16 @@ pub struct NodeFailure {
     pub error: String,
 }
 
+impl TakeNodeView {
+    /// How many of the node's files the controller has verified.
+    pub fn files_verified(&self) -> usize {
+        self.files
+            .iter()
+            .filter(|f| f.state == FileState::Verified)
+            .count()
+    }
+}
+
 impl DownloadProgress {
     /// Still queued or running (not yet verified or failed).
     pub fn is_active(&self) -> bool {
