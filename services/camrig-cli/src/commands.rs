@@ -123,14 +123,99 @@ pub async fn mark(client: &ControllerClient, note: &str) -> Result<(), ClientErr
     Ok(())
 }
 
+/// STOP. An error when any node of the take did not stop: the controller keeps the take
+/// open and names the node (the message carries the recovery), or a node was lost during
+/// the take (it did not take the STOP either; if it still records, `camrig abort-node`).
 pub async fn stop(client: &ControllerClient) -> Result<(), ClientError> {
     let take = client.stop().await?;
-    println!(
-        "take {} stops at {}",
-        take.name,
-        take.stop_at_ns.map(format_instant).unwrap_or_default()
-    );
+    if take.state == camrig_protocol::views::TakeState::Cancelled {
+        println!(
+            "take {} cancelled: STOP came before its start instant, nothing was recorded",
+            take.name
+        );
+    } else {
+        println!(
+            "take {} stops at {}",
+            take.name,
+            take.stop_at_ns.map(format_instant).unwrap_or_default()
+        );
+    }
     print_take_nodes(&take);
+    let failed: Vec<&str> = take
+        .nodes
+        .iter()
+        .filter(|n| n.state == camrig_protocol::views::TakeNodeState::Failed)
+        .map(|n| n.address.as_str())
+        .collect();
+    if !failed.is_empty() {
+        return Err(ClientError::Refused {
+            status: 200,
+            message: format!(
+                "{} node(s) did not stop: {} (lost during the take, see above); if one still records when it is back, abort it: camrig abort-node <address>",
+                failed.len(),
+                failed.join(", ")
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// VERIFY: prints what no longer matches; returns how many files failed.
+pub async fn verify(client: &ControllerClient, take: &str) -> Result<usize, ClientError> {
+    let v = client.verify(take).await?;
+    if v.ok {
+        println!(
+            "take {take}: all {} sorted files still match their manifests",
+            v.files_checked
+        );
+    } else {
+        println!(
+            "take {take}: {} of {} sorted files no longer verified:",
+            v.failed.len(),
+            v.files_checked
+        );
+        for f in &v.failed {
+            println!("  {:<18} {}: {}", f.address, f.name, f.reason);
+        }
+        println!("run `camrig download {take}` to fetch them again");
+    }
+    Ok(v.failed.len())
+}
+
+/// Aborts whatever node `node` (its address or 0-based index) records.
+pub async fn abort_node(client: &ControllerClient, node: &str) -> Result<(), ClientError> {
+    let rig = client.rig().await?;
+    let index = match node.parse::<usize>() {
+        Ok(i) if i < rig.nodes.len() => i,
+        _ => rig
+            .nodes
+            .iter()
+            .position(|n| n.address == node || (!n.name.is_empty() && n.name == node))
+            .ok_or_else(|| ClientError::Refused {
+                status: 404,
+                message: format!(
+                    "no node {node:?}; the rig's nodes are {}",
+                    rig.nodes
+                        .iter()
+                        .map(|n| n.address.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            })?,
+    };
+    let reply = client.abort_node(index).await?;
+    match &reply.node_take {
+        Some(t) => println!(
+            "node {} aborted take {t} (it was {}); what it recorded is kept on the node",
+            reply.address,
+            format!("{:?}", reply.node_state).to_lowercase()
+        ),
+        None => println!("node {} was not recording; nothing to abort", reply.address),
+    }
+    if let Some(take) = &reply.take {
+        println!("take {}: {}", take.name, take.state);
+        print_take_nodes(take);
+    }
     Ok(())
 }
 

@@ -3,8 +3,8 @@
 use std::time::Duration;
 
 use camrig_protocol::views::{
-    ApiErrorBody, DeleteFromNodes, DownloadsView, MarkTake, MarkerView, RigView, StartTake,
-    TakeView,
+    AbortNodeView, ApiErrorBody, DeleteFromNodes, DownloadsView, MarkTake, MarkerView, RigView,
+    StartTake, TakeView, VerifyView,
 };
 
 /// What went wrong with a request, for a person: the cause, not reqwest's outermost error.
@@ -149,6 +149,17 @@ impl ControllerClient {
             .await
     }
 
+    /// Tells node `index` to abort whatever it records (the recovery for a node that did
+    /// not take STOP).
+    pub async fn abort_node(&self, index: usize) -> Result<AbortNodeView, ClientError> {
+        self.call(
+            self.http
+                .post(self.url(&format!("/api/nodes/{index}/abort")))
+                .json(&serde_json::json!({})),
+        )
+        .await
+    }
+
     pub async fn download(&self, take: Option<&str>) -> Result<DownloadsView, ClientError> {
         let url = match take {
             Some(t) => self.url(&format!("/api/takes/{t}/download")),
@@ -169,6 +180,18 @@ impl ControllerClient {
                 .post(self.url(&format!("/api/takes/{take}/delete-from-nodes")))
                 .timeout(Duration::from_secs(3600))
                 .json(req),
+        )
+        .await
+    }
+
+    /// VERIFY: the controller hashes every sorted copy of the take again (slow for a long
+    /// take, hence the generous timeout).
+    pub async fn verify(&self, take: &str) -> Result<VerifyView, ClientError> {
+        self.call(
+            self.http
+                .post(self.url(&format!("/api/takes/{take}/verify")))
+                .timeout(Duration::from_secs(3600))
+                .json(&serde_json::json!({})),
         )
         .await
     }

@@ -1,7 +1,8 @@
 //! `camrig`: drive a camrig controller from a terminal, or run a demo rig.
 //!
 //! Exit codes: 0 success, 1 the controller refused or failed (message on stderr), 2 bad
-//! arguments, 3 some downloads failed verification or transfer. `camrig provision` keeps
+//! arguments, 3 some downloads failed verification or transfer, or VERIFY found sorted
+//! copies that no longer match. `camrig provision` keeps
 //! camrig-provision's own exit codes.
 
 use std::path::PathBuf;
@@ -47,12 +48,21 @@ enum Cmd {
         #[arg(default_value = "")]
         note: String,
     },
-    /// Stop the running take.
+    /// Stop the running take. Exits 1 when any node of the take did not stop.
     Stop,
+    /// Abort whatever one node records (the recovery for a node that did not take STOP);
+    /// what it recorded is kept on the node.
+    AbortNode {
+        /// The node's address (or its 0-based index in the rig).
+        node: String,
+    },
     /// List takes with their download and verification state.
     Takes,
     /// Download, verify and sort a take (or every take not yet downloaded).
     Download { take: Option<String> },
+    /// Hash a take's sorted copies again against the manifests; a missing or damaged one
+    /// turns back to not verified (exit 3) and `camrig download` fetches it again.
+    Verify { take: String },
     /// Delete a verified take from the nodes (asks first). The controller checks its
     /// sorted copies again; each node deletes only if they match its manifest exactly.
     DeleteFromNodes {
@@ -69,12 +79,12 @@ enum Cmd {
     CameraSettings(SettingsCmd),
     /// Run a controller and N synthetic-camera nodes on this machine.
     Demo {
-        /// Number of nodes (127.0.0.2, 127.0.0.3, …).
+        /// Number of nodes (127.0.0.2, 127.0.0.3, …, or the next free addresses).
         #[arg(long, default_value_t = 2)]
         nodes: usize,
-        /// Web UI port on 127.0.0.1.
-        #[arg(long, default_value_t = 8080)]
-        port: u16,
+        /// Web UI port on 127.0.0.1 [default: 8080, or a free one when 8080 is taken].
+        #[arg(long)]
+        port: Option<u16>,
         /// Directory for configs, recordings, downloads and logs (default: a new one in /tmp).
         #[arg(long)]
         dir: Option<PathBuf>,
@@ -147,6 +157,7 @@ fn main() -> ExitCode {
             } => commands::start(&client, &name, allow_partial, override_clock).await,
             Cmd::Mark { note } => commands::mark(&client, &note).await,
             Cmd::Stop => commands::stop(&client).await,
+            Cmd::AbortNode { node } => commands::abort_node(&client, &node).await,
             Cmd::Takes => commands::takes(&client).await,
             Cmd::Download { take } => match commands::download(&client, take.as_deref()).await {
                 Ok(0) => Ok(()),
@@ -156,6 +167,11 @@ fn main() -> ExitCode {
                     );
                     return ExitCode::from(3);
                 }
+                Err(e) => Err(e),
+            },
+            Cmd::Verify { take } => match commands::verify(&client, &take).await {
+                Ok(0) => Ok(()),
+                Ok(_) => return ExitCode::from(3),
                 Err(e) => Err(e),
             },
             Cmd::DeleteFromNodes { take, nodes, yes } => {

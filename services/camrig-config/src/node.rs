@@ -41,6 +41,9 @@ pub struct RecordingConfig {
     pub mjpeg_quality: u8,
     /// "auto", "software" or "v4l2" (see [`HardwareEncoder`]).
     pub encoder: HardwareEncoder,
+    /// START is refused for a start instant further ahead than this (milliseconds): a
+    /// mistaken or hostile instant would keep the node armed and unusable until then.
+    pub max_start_lead_ms: u64,
 }
 
 /// `recording.encoder`: which encoder implementation takes the frames.
@@ -147,6 +150,7 @@ impl Default for RecordingConfig {
             h264_bitrate_kbps: 8000,
             mjpeg_quality: 85,
             encoder: HardwareEncoder::Auto,
+            max_start_lead_ms: 60_000,
         }
     }
 }
@@ -284,6 +288,13 @@ impl NodeConfig {
         let r = &self.recording;
         if r.segment_seconds == 0 {
             return Err(invalid("recording.segment_seconds", "must be at least 1"));
+        }
+        // The controller's own lead goes up to 10 s (`start_lead_ms`); the node must take it.
+        if !(10_000..=3_600_000).contains(&r.max_start_lead_ms) {
+            return Err(invalid(
+                "recording.max_start_lead_ms",
+                "must be between 10000 (the controller's largest start lead) and 3600000",
+            ));
         }
         if !(1..=100).contains(&r.mjpeg_quality) {
             return Err(invalid(

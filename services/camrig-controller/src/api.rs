@@ -34,11 +34,13 @@ pub fn router(rig: Arc<Rig>) -> Router {
         .route("/api/takes/current/stop", post(stop_take))
         .route("/api/takes/{name}", get(get_take))
         .route("/api/takes/{name}/download", post(download_take))
+        .route("/api/takes/{name}/verify", post(verify_take))
         .route(
             "/api/takes/{name}/delete-from-nodes",
             post(delete_from_nodes),
         )
         .route("/api/downloads", get(list_downloads).post(download_pending))
+        .route("/api/nodes/{index}/abort", post(abort_node))
         .route("/api/events", get(events))
         .route(
             "/api/camera-settings",
@@ -55,6 +57,8 @@ pub fn router(rig: Arc<Rig>) -> Router {
             "/api/{*rest}",
             get(api_not_found).post(api_not_found).put(api_not_found),
         )
+        // After every route: it applies to the routes already added.
+        .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(rig)
 }
@@ -146,6 +150,14 @@ async fn download_take(
         .into_response())
 }
 
+async fn verify_take(
+    State(rig): State<Arc<Rig>>,
+    path: Result<Path<String>, PathRejection>,
+) -> ApiResult<Response> {
+    let name = take_name(path)?;
+    Ok(Json(rig.verify_take(&name).await?).into_response())
+}
+
 /// The body is optional: none (or `{}`) means every node that recorded the take.
 async fn delete_from_nodes(
     State(rig): State<Arc<Rig>>,
@@ -168,6 +180,16 @@ async fn list_downloads(State(rig): State<Arc<Rig>>) -> ApiResult<Response> {
 
 async fn download_pending(State(rig): State<Arc<Rig>>) -> ApiResult<Response> {
     Ok((StatusCode::ACCEPTED, Json(rig.download_pending()?)).into_response())
+}
+
+async fn abort_node(
+    State(rig): State<Arc<Rig>>,
+    path: Result<Path<usize>, PathRejection>,
+) -> ApiResult<Response> {
+    let Path(index) = path.map_err(|e| {
+        ApiError::bad_request(format!("node index must be a number: {}", e.body_text()))
+    })?;
+    Ok(Json(rig.abort_node(index).await?).into_response())
 }
 
 async fn preview(
@@ -259,6 +281,13 @@ async fn lock_camera_settings(
 
 async fn unlock_camera_settings(State(rig): State<Arc<Rig>>) -> ApiResult<Response> {
     Ok(Json(rig.unlock_camera_settings().await?).into_response())
+}
+
+async fn method_not_allowed(method: axum::http::Method) -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        format!("{method} is not allowed on this endpoint; see API.md for each endpoint's methods"),
+    )
 }
 
 async fn api_not_found() -> ApiError {
@@ -469,6 +498,21 @@ mod tests {
         let (s, _, body) = call(&rig, "GET", "/api/bogus", None).await;
         assert_eq!(s, StatusCode::NOT_FOUND);
         assert!(error_of(&body).contains("API.md"));
+        // A wrong method gets a JSON error too, not an empty 405.
+        for (method, path) in [
+            ("PUT", "/api/takes"),
+            ("DELETE", "/api/takes/t1"),
+            ("GET", "/api/takes/current/stop"),
+            ("PATCH", "/api/bogus"),
+        ] {
+            let (s, ctype, body) = call(&rig, method, path, None).await;
+            assert_eq!(s, StatusCode::METHOD_NOT_ALLOWED, "{method} {path}");
+            assert!(
+                ctype.starts_with("application/json"),
+                "{method} {path}: {ctype}"
+            );
+            assert!(error_of(&body).contains(method), "{body}");
+        }
         assert!(
             rig.store.list_takes().unwrap().is_empty(),
             "nothing was recorded"

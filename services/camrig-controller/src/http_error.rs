@@ -94,7 +94,15 @@ impl From<TakeError> for ApiError {
             TakeError::BadName(_) | TakeError::NoteTooLong(_) | TakeError::BadNode(_) => {
                 StatusCode::BAD_REQUEST
             }
-            TakeError::UnknownTake(_) => StatusCode::NOT_FOUND,
+            TakeError::UnknownTake(_) | TakeError::UnknownNode(_) => StatusCode::NOT_FOUND,
+            TakeError::StopIncomplete { conflict: true, .. }
+            | TakeError::AbortFailed { conflict: true, .. } => StatusCode::CONFLICT,
+            TakeError::StopIncomplete {
+                conflict: false, ..
+            }
+            | TakeError::AbortFailed {
+                conflict: false, ..
+            } => StatusCode::BAD_GATEWAY,
             TakeError::TakeRunning(_)
             | TakeError::NameUsed(_)
             | TakeError::NotReady(_)
@@ -115,9 +123,10 @@ impl From<TakeError> for ApiError {
             return inner.into();
         }
         let nodes = match &e {
-            TakeError::ArmFailed { failures, .. } | TakeError::DeleteFailed { failures, .. } => {
-                failures.clone()
-            }
+            TakeError::ArmFailed { failures, .. }
+            | TakeError::DeleteFailed { failures, .. }
+            | TakeError::StopIncomplete { failures, .. }
+            | TakeError::AbortFailed { failures, .. } => failures.clone(),
             _ => Vec::new(),
         };
         ApiError {

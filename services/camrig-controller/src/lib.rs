@@ -33,6 +33,7 @@ pub mod ssh_master;
 pub mod status_line;
 pub mod take_control;
 pub mod take_store;
+pub mod take_verification;
 /// The `/api` bodies live in camrig-protocol (the CLI reads them without the controller).
 pub use camrig_protocol::views;
 

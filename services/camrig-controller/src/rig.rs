@@ -110,7 +110,13 @@ impl Rig {
         let state = match &current {
             None => RigState::Idle,
             Some(t) => {
-                if t.nodes.iter().any(|n| n.state == TakeNodeState::Recording) {
+                let any = |state: TakeNodeState| t.nodes.iter().any(|n| n.state == state);
+                if !any(TakeNodeState::Recording) && !any(TakeNodeState::Armed) {
+                    // Every node of the take was lost: nothing is armed, nothing records.
+                    RigState::Failed
+                } else if t.stop_at_ns.is_some() {
+                    RigState::Stopping
+                } else if any(TakeNodeState::Recording) {
                     RigState::Recording
                 } else {
                     RigState::Armed

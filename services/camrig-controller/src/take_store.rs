@@ -382,12 +382,16 @@ impl Store {
         })
     }
 
-    /// True when a take that was not aborted already uses `name`.
+    /// True when a take that was not aborted or cancelled (nothing recorded) uses `name`.
     pub fn name_in_use(&self, name: &str) -> Result<bool, StoreError> {
         self.with(|c| {
             c.query_row(
-                "SELECT COUNT(*) FROM takes WHERE name = ?1 AND state != ?2",
-                params![name, TakeState::Aborted.as_str()],
+                "SELECT COUNT(*) FROM takes WHERE name = ?1 AND state NOT IN (?2, ?3)",
+                params![
+                    name,
+                    TakeState::Aborted.as_str(),
+                    TakeState::Cancelled.as_str()
+                ],
                 |r| r.get::<_, i64>(0),
             )
             .map(|n| n > 0)
@@ -407,12 +411,13 @@ impl Store {
         id.map(|id| self.take(id)).transpose().map(Option::flatten)
     }
 
-    /// The newest take called `name` that was not aborted, else the newest aborted one.
+    /// The newest take called `name` that was not aborted or cancelled, else the newest
+    /// aborted or cancelled one.
     pub fn take_by_name(&self, name: &str) -> Result<Option<TakeView>, StoreError> {
         let id: Option<i64> = self.with(|c| {
             c.query_row(
-                "SELECT id FROM takes WHERE name = ?1 ORDER BY (state = ?2), id DESC LIMIT 1",
-                params![name, TakeState::Aborted.as_str()],
+                "SELECT id FROM takes WHERE name = ?1 ORDER BY (state IN (?2, ?3)), id DESC LIMIT 1",
+                params![name, TakeState::Aborted.as_str(), TakeState::Cancelled.as_str()],
                 |r| r.get(0),
             )
             .optional()

@@ -61,6 +61,12 @@ wire_enum! {
         /// START sent, no node recording yet.
         Armed = "armed",
         Recording = "recording",
+        /// STOP sent, some node of the take did not take it and may still record (see the
+        /// take's nodes); STOP again or abort that node.
+        Stopping = "stopping",
+        /// A take is open but no node of it is armed or recording any more (every one was
+        /// lost); STOP closes it.
+        Failed = "failed",
     }
 }
 
@@ -71,6 +77,9 @@ wire_enum! {
         Recording = "recording",
         Stopped = "stopped",
         Aborted = "aborted",
+        /// STOP came before the start instant: every node aborted, nothing recorded; the
+        /// name is free again.
+        Cancelled = "cancelled",
     }
 }
 
@@ -80,12 +89,17 @@ wire_enum! {
         Armed = "armed",
         Recording = "recording",
         Stopped = "stopped",
-        /// Lost mid-take, or failed to take the STOP.
+        /// Lost mid-take, or not recording the take any more when STOP came. A node that did
+        /// not take STOP keeps `armed`/`recording`, with the reason.
         Failed = "failed",
         /// Never armed: START failed on this node.
         ArmFailed = "arm_failed",
-        /// Armed, then told to abort because another node failed.
+        /// Armed, then told to abort because another node failed, or by the operator
+        /// before it began recording.
         Aborted = "aborted",
+        /// Armed, then the take was cancelled (STOP before its start instant) and the node
+        /// confirmed the abort: it recorded nothing.
+        Cancelled = "cancelled",
     }
 }
 
@@ -337,6 +351,36 @@ pub struct ApiErrorBody {
     pub error: String,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub nodes: Vec<NodeFailure>,
+}
+
+/// `POST /api/takes/{name}/verify`: every verified sorted copy checked again.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct VerifyView {
+    /// True when every copy still matches its manifest.
+    pub ok: bool,
+    pub files_checked: usize,
+    /// The copies that no longer match (now `failed`, fetched again by DOWNLOAD).
+    pub failed: Vec<FileFailure>,
+    pub take: TakeView,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct FileFailure {
+    pub address: String,
+    pub name: String,
+    pub reason: String,
+}
+
+/// `POST /api/nodes/{index}/abort`: what the node was doing when told to abort, and the
+/// current take afterwards when the node was part of it.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct AbortNodeView {
+    pub address: String,
+    /// The node's state as it took the abort (`idle` when it recorded nothing).
+    pub node_state: crate::api::NodeState,
+    /// The take the node was armed for or recording, if any.
+    pub node_take: Option<String>,
+    pub take: Option<TakeView>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]

@@ -104,7 +104,26 @@ $("mark-form").addEventListener("submit", (ev) => {
     await refresh();
   });
 });
-$("btn-stop").addEventListener("click", () => command(async () => { await api("POST", "/api/takes/current/stop"); await refresh(); }));
+$("btn-stop").addEventListener("click", () => command(async () => {
+  try {
+    const t = await api("POST", "/api/takes/current/stop");
+    if (t.state === "cancelled") showNotice("take " + t.name + " cancelled: STOP came before its start instant, nothing was recorded");
+    const lost = t.nodes.filter((n) => n.state === "failed").map((n) => n.address);
+    if (lost.length) showError("did not stop (lost during the take): " + lost.join(", ") + "; if one still records when it is back, abort it from the node list");
+  } finally { await refresh(); }
+}));
+// The recovery for a node that did not take STOP (or records a take the controller does not run).
+$("nodes").addEventListener("click", (ev) => {
+  const btn = ev.target.closest("button[data-abort]");
+  if (!btn) return;
+  const address = btn.dataset.address;
+  if (!confirm("Abort node " + address + "?\n\nIt stops recording now; what it recorded is kept on the node.")) return;
+  command(async () => {
+    const r = await api("POST", "/api/nodes/" + btn.dataset.abort + "/abort");
+    showNotice("node " + r.address + (r.node_take ? " aborted take " + r.node_take + "; what it recorded is kept" : " was not recording"));
+    await refresh();
+  });
+});
 $("btn-download-all").addEventListener("click", () => command(async () => {
   const r = await api("POST", "/api/downloads");
   if (!r.jobs.length) showError("nothing to download: every stopped take is verified");
@@ -122,6 +141,17 @@ $("takes").addEventListener("click", (ev) => {
       const t = await api("POST", "/api/takes/" + encodeURIComponent(name) + "/delete-from-nodes");
       const n = t.nodes.filter((x) => x.node_deletion === "deleted").length;
       showNotice("take " + name + " deleted from " + n + " node" + (n === 1 ? "" : "s") + "; the verified copies stay on the controller");
+      await refresh();
+    });
+    return;
+  }
+  const ver = ev.target.closest("button[data-verify]");
+  if (ver) {
+    const name = ver.dataset.verify;
+    command(async () => {
+      const r = await api("POST", "/api/takes/" + encodeURIComponent(name) + "/verify");
+      if (r.ok) showNotice("take " + name + ": all " + r.files_checked + " sorted files still match their manifests");
+      else showError("take " + name + ": " + r.failed.length + " file(s) no longer verified (" + r.failed.map((f) => f.address + " " + f.name + ": " + f.reason).join("; ") + "); DOWNLOAD fetches them again");
       await refresh();
     });
     return;
@@ -213,8 +243,12 @@ function renderNodes() {
     const phase = s ? cams.map((c) => phaseCell(c.phase)).join(" / ") : "–";
     const sub = [n.name, s && cams.map((c) => c.model + " " + c.mode).join(", "), n.error, s && s.problem]
       .filter(Boolean).map(esc).join(" · ");
+    // Recording with no take running, or after a STOP it did not take: offer the abort.
+    const current = rig.current_take;
+    const stray = n.reachable && s && s.state !== "idle" && (!current || current.stop_at_ns != null || current.name !== s.take);
+    const abort = stray ? ' <button class="btn btn-small btn-danger" data-abort="' + n.index + '" data-address="' + esc(n.address) + '" title="stop this node now; what it recorded is kept">abort node</button>' : "";
     return '<tr data-address="' + esc(n.address) + '">' +
-      '<td data-label="node"><div class="node-addr">' + esc(n.address) + '</div><div class="node-sub">' + sub + "</div></td>" +
+      '<td data-label="node"><div class="node-addr">' + esc(n.address) + abort + '</div><div class="node-sub">' + sub + "</div></td>" +
       '<td data-label="state" class="state state-' + state + '">' + esc(state) + "</td>" +
       '<td data-label="take">' + esc(s && s.take ? s.take : "–") + "</td>" +
       '<td data-label="frames" class="num frames">' + (frames == null ? "–" : frames) + "</td>" +
@@ -295,6 +329,8 @@ function renderTakes() {
       (t.override_clock ? " · clock override" : "") + (allDeleted ? " · deleted from nodes" : "") + "</span>" +
       '<span class="spacer"></span>' +
       (canDownload ? '<button class="btn btn-small" data-download="' + esc(t.name) + '">download</button>' : "") +
+      (t.state === "stopped" && t.nodes.some((n) => (n.files || []).some((f) => f.state === "verified")) && t.download !== "downloading"
+        ? '<button class="btn btn-small" data-verify="' + esc(t.name) + '" title="hash the sorted copies again against the manifests">verify</button>' : "") +
       (t.state === "stopped" ? '<button class="btn btn-small btn-danger" data-delete="' + esc(t.name) + '" title="' + esc(delTitle) + '"' + (canDelete ? "" : " disabled") + ">DELETE FROM NODES</button>" : "") +
       "</div>" +
       (t.override_note ? '<div class="take-meta warn">override: ' + esc(t.override_note) + "</div>" : "") +

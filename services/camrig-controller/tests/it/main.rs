@@ -11,3 +11,5 @@ mod harness;
 mod node_lost;
 mod restart;
 mod ssh_download;
+mod stop_safety;
+mod verify;

@@ -67,9 +67,34 @@ impl CommandError {
 /// Remembered answers to commands, so a repeated command_id gets the same answer.
 const REMEMBERED_COMMANDS: usize = 1024;
 
+/// The command verbs of `/v1/takes/...`: a command_id belongs to one of them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Verb {
+    Start,
+    Stop,
+    Mark,
+    Abort,
+}
+
+impl Verb {
+    fn name(self) -> &'static str {
+        match self {
+            Verb::Start => "START",
+            Verb::Stop => "STOP",
+            Verb::Mark => "MARK",
+            Verb::Abort => "ABORT",
+        }
+    }
+}
+
+/// How far in the past a START instant may lie: a command delayed on the network starts
+/// at once (the frames since the instant are gone anyway); one older than this is a
+/// mistake (a wrong clock, a replayed request) and is refused.
+pub const MAX_START_PAST: Duration = Duration::from_secs(5);
+
 #[derive(Default)]
 struct Inner {
-    replies: HashMap<String, Result<CommandReply, CommandError>>,
+    replies: HashMap<String, (Verb, Result<CommandReply, CommandError>)>,
     reply_order: Vec<String>,
     last_take: Option<TakeOutcome>,
     last_live: Vec<LiveCamera>,
@@ -267,19 +292,31 @@ impl Node {
         }
     }
 
-    /// Runs a command once per command_id; repeats get the first answer again.
+    /// Runs a command once per command_id; repeats get the first answer again. An id
+    /// already used for another verb is refused (409): it would otherwise answer 200 for a
+    /// command that was never run.
     pub(crate) fn command(
         &self,
+        verb: Verb,
         command_id: &str,
         run: impl FnOnce() -> Result<CommandReply, CommandError>,
     ) -> Result<CommandReply, CommandError> {
         let _one_at_a_time = lock(&self.command_lock);
-        if let Some(answer) = lock(&self.inner).replies.get(command_id) {
+        if let Some((used_for, answer)) = lock(&self.inner).replies.get(command_id) {
+            if *used_for != verb {
+                return Err(CommandError::Conflict(format!(
+                    "command_id {command_id:?} was already used for {}; send this {} with a new command_id",
+                    used_for.name(),
+                    verb.name()
+                )));
+            }
             return answer.clone();
         }
         let answer = run();
         let mut inner = lock(&self.inner);
-        inner.replies.insert(command_id.to_owned(), answer.clone());
+        inner
+            .replies
+            .insert(command_id.to_owned(), (verb, answer.clone()));
         inner.reply_order.push(command_id.to_owned());
         if inner.reply_order.len() > REMEMBERED_COMMANDS {
             let old = inner.reply_order.remove(0);
@@ -293,6 +330,7 @@ impl Node {
         req: &StartRequest,
     ) -> Result<CommandReply, CommandError> {
         let arming = std::time::Instant::now();
+        self.check_start_instant(req.start_at_ns)?;
         if let Some(p) = &self.camera_problem {
             return Err(CommandError::Unavailable(format!("cannot record: {p}")));
         }
@@ -373,6 +411,32 @@ impl Node {
         tracing::info!(take = %req.take, start_at_ns = req.start_at_ns, arm_ms, "take armed");
         let active = Some(handle);
         Ok(self.reply(&req.command_id, &active))
+    }
+
+    /// A start instant inside the sane window: at most [`MAX_START_PAST`] ago and at most
+    /// `recording.max_start_lead_ms` ahead.
+    fn check_start_instant(&self, start_at: UnixNanos) -> Result<(), CommandError> {
+        let now = now_unix_ns();
+        let past = MAX_START_PAST.as_nanos() as i64;
+        let lead_ms = self.config.recording.max_start_lead_ms;
+        let lead = lead_ms as i64 * 1_000_000;
+        let seconds = |ns: i128| ns as f64 / 1e9;
+        if (start_at as i128) < now as i128 - past as i128 {
+            return Err(CommandError::BadRequest(format!(
+                "start_at_ns {start_at} is {:.1} s in the past (this node's clock reads {now}); \
+                 a START instant may be at most {} s old: check the controller's clock and send a new START",
+                seconds(now as i128 - start_at as i128),
+                MAX_START_PAST.as_secs()
+            )));
+        }
+        if start_at as i128 > now as i128 + lead as i128 {
+            return Err(CommandError::BadRequest(format!(
+                "start_at_ns {start_at} is {:.1} s ahead (this node's clock reads {now}); \
+                 this node takes START instants at most {lead_ms} ms ahead (recording.max_start_lead_ms)",
+                seconds(start_at as i128 - now as i128),
+            )));
+        }
+        Ok(())
     }
 
     fn encoder_settings(&self, codec: naming::Codec) -> EncoderSettings {
@@ -483,11 +547,20 @@ impl Node {
                 "no take is armed or recording".into(),
             ));
         };
-        if req.stop_at_ns < t.start_at {
-            return Err(CommandError::BadRequest(format!(
-                "stop_at_ns {} is before the take's start_at_ns {}",
-                req.stop_at_ns, t.start_at
-            )));
+        if req.stop_at_ns <= t.start_at {
+            // A STOP for an instant at or before the take's start: the take ends before it
+            // began. Armed only, nothing was kept: cancel it (its directory goes, as an
+            // aborted arm's does). Already keeping frames (a STOP sent with a clock behind
+            // ours): stop now, keeping every frame.
+            let recording = t.is_recording();
+            let reason = if recording {
+                StopReason::Requested
+            } else {
+                StopReason::Aborted
+            };
+            tracing::info!(take = %t.take, stop_at_ns = req.stop_at_ns, start_at_ns = t.start_at, recording, "STOP before the start instant: take cancelled");
+            t.stop_now(reason);
+            return Ok(self.reply(&req.command_id, &Some(t)));
         }
         t.set_stop_at(req.stop_at_ns);
         tracing::info!(take = %t.take, stop_at_ns = req.stop_at_ns, "stop scheduled");
