@@ -336,6 +336,7 @@ impl Rig {
                 take.id,
                 &node.address,
                 self.fleet.clock(index).map(|c| c.offset_ns),
+                self.fleet.clock(index).map(|c| c.rtt_ns),
             )?;
             match reply {
                 Ok(_) => {
