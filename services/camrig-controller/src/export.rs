@@ -98,7 +98,8 @@ pub struct ExportSummary {
     pub take: String,
     pub format: String,
     pub trim_common: bool,
-    /// The absolute time (Unix ns) that container time 0 stands for, in every file.
+    /// The absolute time (Unix ns) that container time 0 stands for, in every file: the
+    /// take's START instant, or half a period before the first common slot when trimmed.
     pub origin_ns: UnixNanos,
     pub common: Option<sync_report::Common>,
     pub cameras: Vec<ExportedCamera>,
@@ -183,8 +184,13 @@ pub fn export(
     }
 
     let common = opts.trim_common.then_some(report.common);
+    // Time 0 of every file: START, or for a trimmed export the half-period boundary before the
+    // first common slot (no frame of that slot can be earlier, so no time is negative).
     let origin_ns = match common {
-        Some(c) => grid.instant_ns(c.first_slot.ok_or(ExportError::NoCommonRange)?),
+        Some(c) => {
+            let first = c.first_slot.ok_or(ExportError::NoCommonRange)?;
+            (grid.instant_ns(first - 1) + grid.instant_ns(first)) / 2
+        }
         None => nodes
             .iter()
             .map(|n| n.input.manifest.start_at_ns)
@@ -348,8 +354,10 @@ fn export_camera(
             run(
                 "ffmpeg",
                 &camera,
+                // -copyts: keep the shared origin (the MP4 muxer would otherwise move the
+                // first frame to 0).
                 Command::new("ffmpeg")
-                    .args(["-nostdin", "-loglevel", "error", "-i"])
+                    .args(["-nostdin", "-loglevel", "error", "-copyts", "-i"])
                     .arg(&mkv)
                     .args([
                         "-map",

@@ -128,8 +128,9 @@ pub struct CameraReport {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Drop {
     pub slot: i64,
-    /// Take frame index (0-based, per camera) of the last frame before the gap.
-    pub after_frame_index: u64,
+    /// Take frame index (0-based, per camera) of the last frame before the gap; `None` for a
+    /// slot after START but before the camera's first frame.
+    pub after_frame_index: Option<u64>,
 }
 
 /// The slot range every camera covers.
@@ -307,20 +308,8 @@ pub fn compute(
                     frames.push((grid.nearest_slot(t), seg.index, frame_index, t));
                 }
             }
-            let mut drops = Vec::new();
-            let mut duplicate_slots = 0;
-            for w in frames.windows(2) {
-                let ((a, _, ai, _), (b, _, _, _)) = (w[0], w[1]);
-                if b == a {
-                    duplicate_slots += 1;
-                }
-                for slot in a + 1..b {
-                    drops.push(Drop {
-                        slot,
-                        after_frame_index: ai,
-                    });
-                }
-            }
+            let drops = find_drops(&grid, &frames, m.start_at_ns, m.stop_at_ns);
+            let duplicate_slots = frames.windows(2).filter(|w| w[0].0 == w[1].0).count() as u64;
             let deviations: Vec<i64> = frames
                 .iter()
                 .map(|&(_, _, _, t)| grid.phase_error_ns(t).abs())
@@ -490,6 +479,58 @@ pub fn compute(
     Ok((report, rows))
 }
 
+/// The slots with no frame of the camera: between its frames, and at the take's edges the
+/// slots whose frame (at the camera's median phase) was due well inside [START, STOP) — a
+/// quarter period inside, so jitter at an edge is not taken for a drop.
+fn find_drops(
+    grid: &FrameGrid,
+    frames: &[(i64, u32, u64, UnixNanos)],
+    start_at: UnixNanos,
+    stop_at: Option<UnixNanos>,
+) -> Vec<Drop> {
+    let (Some(first), Some(last)) = (frames.first(), frames.last()) else {
+        return vec![];
+    };
+    let mut errors: Vec<i64> = frames.iter().map(|f| f.3 - grid.instant_ns(f.0)).collect();
+    errors.sort_unstable();
+    let phase = errors[errors.len() / 2];
+    let margin = (grid.period_ns() / 4.0) as i64;
+    let due = |slot: i64| grid.instant_ns(slot) + phase;
+    let mut drops = Vec::new();
+    // The first slot due at or after START + margin, found from its neighbourhood.
+    let mut lowest = grid.nearest_slot(start_at + margin - phase) - 1;
+    while due(lowest) < start_at + margin {
+        lowest += 1;
+    }
+    for slot in lowest..first.0 {
+        drops.push(Drop {
+            slot,
+            after_frame_index: None,
+        });
+    }
+    for w in frames.windows(2) {
+        for slot in w[0].0 + 1..w[1].0 {
+            drops.push(Drop {
+                slot,
+                after_frame_index: Some(w[0].2),
+            });
+        }
+    }
+    if let Some(stop) = stop_at {
+        let mut highest = grid.nearest_slot(stop - margin - phase) + 1;
+        while due(highest) >= stop - margin {
+            highest -= 1;
+        }
+        for slot in last.0 + 1..=highest {
+            drops.push(Drop {
+                slot,
+                after_frame_index: Some(last.2),
+            });
+        }
+    }
+    drops
+}
+
 /// `cam1`, `cam2`, … for a 0-based camera index.
 pub fn camera_label(index: usize) -> String {
     format!("cam{}", index + 1)
@@ -635,8 +676,9 @@ mod tests {
                 node: name.into(),
                 state: ManifestState::Complete,
                 stop_reason: Some(StopReason::Requested),
-                start_at_ns: 0,
-                stop_at_ns: Some(1),
+                // START and STOP half a period before slots 0 and 100.
+                start_at_ns: grid().instant_ns(BASE_SLOT) - 16_666_667,
+                stop_at_ns: Some(grid().instant_ns(BASE_SLOT + 100) - 16_666_667),
                 codec: Codec::H264,
                 segment_seconds: 1,
                 cameras: vec![CameraRecord {
@@ -683,12 +725,22 @@ mod tests {
         let (r, rows) = compute("t1", &[a.clone(), b.clone()], None).unwrap();
 
         assert_eq!(r.cameras[0].drops, vec![]);
-        let drops: Vec<(i64, u64)> = r.cameras[1]
+        let drops: Vec<(i64, Option<u64>)> = r.cameras[1]
             .drops
             .iter()
             .map(|d| (d.slot - BASE_SLOT, d.after_frame_index))
             .collect();
-        assert_eq!(drops, vec![(10, 8), (50, 47), (51, 47), (52, 47)]);
+        // Slot 0 was due after START: a drop before b's first frame.
+        assert_eq!(
+            drops,
+            vec![
+                (0, None),
+                (10, Some(8)),
+                (50, Some(47)),
+                (51, Some(47)),
+                (52, Some(47))
+            ]
+        );
         assert_eq!(r.skew_us.p50, 2_000.0);
         assert_eq!(r.skew_us.max, 2_000.0);
         // Bounds: chrony 10 + 40 + 100 = 150 µs; probes 30 + 50 = 80 µs, 5 + 30 = 35 µs.
@@ -729,6 +781,26 @@ mod tests {
         assert_eq!(r.verdict, Verdict::Fail);
         let (r, _) = compute("t1", &[a.clone(), b.clone()], Some(2_300_000)).unwrap();
         assert_eq!(r.verdict, Verdict::Pass);
+    }
+
+    #[test]
+    fn slots_missing_at_the_edges_of_the_take_are_drops_jitter_at_an_edge_is_not() {
+        // Frames at slots 2..=95 of a take whose START/STOP frame slots 0..=99: two missing
+        // at the start, four at the end. Frames 5 ms late (their phase) change nothing.
+        let a = node("a", &(2..96).collect::<Vec<_>>(), 5_000_000);
+        let (r, _) = compute("t1", &[a], None).unwrap();
+        let slots: Vec<i64> = r.cameras[0]
+            .drops
+            .iter()
+            .map(|d| d.slot - BASE_SLOT)
+            .collect();
+        assert_eq!(slots, vec![0, 1, 96, 97, 98, 99]);
+        assert_eq!(r.cameras[0].drops[5].after_frame_index, Some(93));
+        // A camera 16.4 ms early: slot 0's frame was due only 0.3 ms after START (and slot
+        // 100's 0.3 ms after STOP): within the margin, so neither absence is a drop.
+        let b = node("b", &(1..100).collect::<Vec<_>>(), -16_400_000);
+        let (r, _) = compute("t1", &[b], None).unwrap();
+        assert_eq!(r.cameras[0].drops, vec![]);
     }
 
     #[test]

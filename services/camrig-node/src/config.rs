@@ -72,6 +72,9 @@ pub struct SyntheticConfig {
     pub drop_every: u64,
     /// Grain amplitude (± steps on every sample), so recordings have a real camera's size.
     pub noise: u8,
+    /// Every frame this much later (negative: earlier) than the wall-clock grid, µs: a
+    /// camera out of phase, for the sync report's tests.
+    pub phase_offset_us: i64,
 }
 
 impl Default for NodeConfig {
@@ -128,6 +131,7 @@ impl Default for SyntheticConfig {
             jitter_us: 0,
             drop_every: 0,
             noise: 0,
+            phase_offset_us: 0,
         }
     }
 }
@@ -237,6 +241,12 @@ impl NodeConfig {
         }
         if !self.synthetic.drift_ppm.is_finite() || self.synthetic.drift_ppm.abs() > 100_000.0 {
             return Err(invalid("synthetic.drift_ppm", "must be within ±100000"));
+        }
+        if self.synthetic.phase_offset_us.abs() > 1_000_000 {
+            return Err(invalid(
+                "synthetic.phase_offset_us",
+                "must be within ±1000000 (1 s)",
+            ));
         }
         if self.synthetic.noise > 64 {
             return Err(invalid(

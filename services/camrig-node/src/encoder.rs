@@ -67,7 +67,13 @@ pub fn new_encoder(settings: EncoderSettings) -> Result<Box<dyn FrameEncoder>, E
     use crate::v4l2_encoder::{coded_formats, find_encoder, V4l2Error, V4l2FrameEncoder};
     if settings.hardware != HardwareEncoder::Software {
         match find_encoder(coded_formats(settings.codec)) {
-            Some(device) => return Ok(Box::new(V4l2FrameEncoder::new(device, settings))),
+            Some(device) => {
+                let v4l2 = V4l2FrameEncoder::new(device, settings);
+                return Ok(match settings.codec {
+                    Codec::H264 => Box::new(WithTiming::new(v4l2, settings.fps)),
+                    Codec::Mjpeg => Box::new(v4l2),
+                });
+            }
             None if settings.hardware == HardwareEncoder::V4l2 => {
                 return Err(V4l2Error::NoDevice(format!("{:?}", settings.codec)).into())
             }
@@ -79,8 +85,39 @@ pub fn new_encoder(settings: EncoderSettings) -> Result<Box<dyn FrameEncoder>, E
             quality: settings.mjpeg_quality,
             scratch: Vec::new(),
         }),
-        Codec::H264 => Box::new(SoftH264Encoder::new(settings)?),
+        Codec::H264 => Box::new(WithTiming::new(
+            SoftH264Encoder::new(settings)?,
+            settings.fps,
+        )),
     })
+}
+
+/// An H.264 encoder whose sequence parameter sets declare the frame rate (VUI
+/// `timing_info`, see [`crate::h264_vui`]), so a raw segment plays at its true speed.
+pub struct WithTiming<E> {
+    inner: E,
+    fps: f64,
+}
+
+impl<E: FrameEncoder> WithTiming<E> {
+    pub fn new(inner: E, fps: f64) -> WithTiming<E> {
+        WithTiming { inner, fps }
+    }
+}
+
+impl<E: FrameEncoder> FrameEncoder for WithTiming<E> {
+    fn encode(
+        &mut self,
+        frame: &Frame,
+        key: bool,
+        out: &mut Vec<u8>,
+    ) -> Result<PixelPath, EncodeError> {
+        let from = out.len();
+        let path = self.inner.encode(frame, key, out)?;
+        // Every SPS, not only a segment's first: periodic key frames repeat it.
+        crate::h264_vui::add_timing(out, from, self.fps);
+        Ok(path)
+    }
 }
 
 pub struct MjpegEncoder {
@@ -266,5 +303,70 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// A raw segment declares its frame rate: ffprobe reads 30/1 and 60 frames last 2 s.
+    #[test]
+    fn raw_h264_declares_its_frame_rate_to_ffprobe() {
+        let mut e = new_encoder(EncoderSettings {
+            codec: Codec::H264,
+            mjpeg_quality: 80,
+            h264_bitrate_kbps: 300,
+            fps: 30.0,
+            hardware: HardwareEncoder::Software,
+        })
+        .unwrap();
+        let f = frame(64, 48);
+        let mut out = Vec::new();
+        for i in 0..60 {
+            e.encode(&f, i == 0, &mut out).unwrap();
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("seg.h264");
+        std::fs::write(&path, &out).unwrap();
+        let probe = std::process::Command::new("ffprobe")
+            .args(["-v", "error", "-select_streams", "v:0", "-count_frames"])
+            .args([
+                "-show_entries",
+                "stream=r_frame_rate,avg_frame_rate,nb_read_frames",
+            ])
+            .args(["-of", "default=nw=1"])
+            .arg(&path)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&probe.stdout);
+        assert!(text.contains("r_frame_rate=30/1"), "{text}");
+        assert!(text.contains("avg_frame_rate=30/1"), "{text}");
+        assert!(text.contains("nb_read_frames=60"), "{text}");
+        // Wrapped without telling ffmpeg any rate: the stream's own timing places the frames.
+        let mkv = dir.path().join("seg.mkv");
+        let wrap = std::process::Command::new("ffmpeg")
+            .args(["-v", "error", "-i"])
+            .arg(&path)
+            .args(["-c", "copy"])
+            .arg(&mkv)
+            .status()
+            .unwrap();
+        assert!(wrap.success());
+        let duration = std::process::Command::new("ffprobe")
+            .args([
+                "-v",
+                "error",
+                "-show_entries",
+                "packet=pts_time",
+                "-of",
+                "csv=p=0",
+            ])
+            .arg(&mkv)
+            .output()
+            .unwrap();
+        let last: f64 = String::from_utf8_lossy(&duration.stdout)
+            .lines()
+            .filter_map(|l| l.trim().trim_end_matches(',').parse().ok())
+            .fold(0.0, f64::max);
+        assert!(
+            (last - 59.0 / 30.0).abs() < 0.0015,
+            "last frame at {last} s"
+        );
     }
 }

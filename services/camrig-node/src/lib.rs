@@ -38,6 +38,7 @@ pub mod disk_space;
 pub mod dma_buf;
 pub mod encoder;
 pub mod frame_selection;
+pub mod h264_vui;
 pub mod http_api;
 #[cfg(feature = "libcamera")]
 pub mod libcamera_camera;

@@ -62,7 +62,8 @@ impl CaptureBackend for SyntheticBackend {
         for (index, info) in self.cameras.iter().enumerate() {
             let (tx, rx) = mpsc::sync_channel(SHUTTER_QUEUE);
             let shutter = Shutter {
-                clock: FrameClock::new(info.fps, self.faults.drift_ppm),
+                clock: FrameClock::new(info.fps, self.faults.drift_ppm)
+                    .with_offset_ns(self.faults.phase_offset_us * 1_000),
                 jitter_us: self.faults.jitter_us,
                 drop_every: self.faults.drop_every,
                 seed: index as u64 + 1,
@@ -108,11 +109,13 @@ impl Drop for SyntheticBackend {
     }
 }
 
-/// The frame grid: frame k is due at `k × period × (1 + drift)` ns since the epoch.
+/// The frame grid: frame k is due at `k × period × (1 + drift) + offset` ns since the epoch.
 /// Integer femtoseconds: f64 cannot hold today's epoch nanoseconds exactly.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct FrameClock {
     period_fs: i128,
+    /// An injected phase offset (`synthetic.phase_offset_us`), ns.
+    offset_ns: i64,
 }
 
 const FS_PER_NS: i128 = 1_000_000;
@@ -121,18 +124,24 @@ impl FrameClock {
     pub fn new(fps: f64, drift_ppm: f64) -> FrameClock {
         FrameClock {
             period_fs: (1e15 / fps * (1.0 + drift_ppm * 1e-6)).round() as i128,
+            offset_ns: 0,
         }
+    }
+
+    /// The same grid shifted by `offset_ns` (a camera whose frames start late or early).
+    pub fn with_offset_ns(self, offset_ns: i64) -> FrameClock {
+        FrameClock { offset_ns, ..self }
     }
 
     /// The first grid index due at or after `now`.
     pub fn next_index(&self, now: i64) -> u64 {
-        let now_fs = i128::from(now) * FS_PER_NS;
+        let now_fs = i128::from(now - self.offset_ns) * FS_PER_NS;
         ((now_fs + self.period_fs - 1) / self.period_fs) as u64
     }
 
     pub fn due(&self, k: u64) -> i64 {
         let fs = i128::from(k) * self.period_fs;
-        ((fs + FS_PER_NS - 1) / FS_PER_NS) as i64
+        ((fs + FS_PER_NS - 1) / FS_PER_NS) as i64 + self.offset_ns
     }
 }
 

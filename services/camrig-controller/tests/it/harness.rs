@@ -57,6 +57,9 @@ pub struct RigBuilder {
     controller_lines: Vec<String>,
     segment_seconds: u32,
     via_ssh: bool,
+    codec: &'static str,
+    /// `[synthetic]` lines per node index (injected faults).
+    synthetic: Vec<(usize, String)>,
 }
 
 impl RigBuilder {
@@ -67,7 +70,19 @@ impl RigBuilder {
             controller_lines: vec![],
             segment_seconds: 2,
             via_ssh: false,
+            codec: "h264",
+            synthetic: vec![],
         }
+    }
+    /// The nodes' codec (`h264` or `mjpeg`).
+    pub fn codec(mut self, codec: &'static str) -> Self {
+        self.codec = codec;
+        self
+    }
+    /// A `[synthetic]` line for node `i`, e.g. `drop_every = 7`.
+    pub fn synthetic(mut self, i: usize, line: &str) -> Self {
+        self.synthetic.push((i, line.to_owned()));
+        self
     }
     /// Downloads go through a real sshd (one per rig, listening on every node's address)
     /// with a generated host key, client key and known_hosts.
@@ -109,13 +124,21 @@ impl RigBuilder {
             let data_dir = rig.dir.join("nodes").join(&node_ip);
             std::fs::create_dir_all(data_dir.join("recordings")).unwrap();
             let config_path = data_dir.join("node.toml");
+            let synthetic: String = self
+                .synthetic
+                .iter()
+                .filter(|(n, _)| *n == i)
+                .map(|(_, line)| format!("{line}\n"))
+                .collect();
             std::fs::write(
                 &config_path,
                 format!(
                     "listen = \"{node_ip}:{NODE_PORT}\"\ndata_dir = \"{}\"\ntoken = \"{TOKEN}\"\n\
-                     [recording]\ncodec = \"h264\"\nsegment_seconds = {}\nmin_free_mb = 1\nh264_bitrate_kbps = 300\n\
-                     [camera]\nsource = \"synthetic\"\ncount = 1\nwidth = 160\nheight = 120\nfps = 30\n",
+                     [recording]\ncodec = \"{}\"\nsegment_seconds = {}\nmin_free_mb = 1\nh264_bitrate_kbps = 300\n\
+                     [camera]\nsource = \"synthetic\"\ncount = 1\nwidth = 160\nheight = 120\nfps = 30\n\
+                     [synthetic]\n{synthetic}",
                     data_dir.display(),
+                    self.codec,
                     self.segment_seconds
                 ),
             )

@@ -10,3 +10,4 @@ mod harness;
 mod node_lost;
 mod restart;
 mod ssh_download;
+mod sync_report;
