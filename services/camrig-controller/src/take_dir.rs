@@ -259,7 +259,10 @@ pub fn read_report(dir: &Path, take: &str) -> Result<SyncReport, TakeDirError> {
 
 /// Writes `bytes` to `path` through a temporary file, fsynced, renamed into place.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), TakeDirError> {
-    let tmp = path.with_extension("tmp");
+    // A name of its own per write: two reports of one take may be made at once.
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let tmp = path.with_extension(format!("{}.{n}.tmp", std::process::id()));
     let io = |source| TakeDirError::Io {
         path: path.to_owned(),
         source,

@@ -390,11 +390,23 @@ function drawTakePage(r, csv) {
     const k = f[cn] + " " + f[cc];
     (series[k] = series[k] || []).push([Number(f[cs]), Number(f[ce]) / 1000]);
   }
-  const all = Object.values(series).flat();
-  const s0 = Math.min(...all.map((p) => p[0])), s1 = Math.max(...all.map((p) => p[0]));
+  let s0 = Infinity, s1 = -Infinity;
+  for (const pts of Object.values(series)) for (const p of pts) { if (p[0] < s0) s0 = p[0]; if (p[0] > s1) s1 = p[0]; }
+  // A long take has more frames than the chart has pixels: per pixel column keep the frame
+  // farthest from the grid, so no spike is lost.
+  const thin = (pts, W) => {
+    if (pts.length <= 2 * W) return pts;
+    const cols = new Map();
+    for (const p of pts) {
+      const c = Math.round(((p[0] - s0) / Math.max(1, s1 - s0)) * W);
+      const q = cols.get(c);
+      if (!q || Math.abs(p[1]) > Math.abs(q[1])) cols.set(c, p);
+    }
+    return [...cols.values()].sort((a, b) => a[0] - b[0]);
+  };
   $("tp-cameras").innerHTML = r.cameras.map((c) => {
-    const pts = series[c.node + " " + c.camera] || [];
-    const lim = Math.max(100, ...pts.map((p) => Math.abs(p[1]))) * 1.1;
+    const pts = thin(series[c.node + " " + c.camera] || [], 800);
+    const lim = pts.reduce((m, p) => Math.max(m, Math.abs(p[1])), 100) * 1.1;
     const W = 800, H = 160, x = (s) => ((s - s0) / Math.max(1, s1 - s0)) * (W - 50) + 45, y = (v) => H / 2 - (v / lim) * (H / 2 - 10);
     const path = pts.map((p, i) => (i ? "L" : "M") + x(p[0]).toFixed(1) + " " + y(p[1]).toFixed(1)).join("");
     const drops = c.drops.map((d) => '<line class="drop" x1="' + x(d.slot).toFixed(1) + '" x2="' + x(d.slot).toFixed(1) + '" y1="' + (H - 12) + '" y2="' + H + '"><title>drop: slot ' + d.slot + "</title></line>").join("");
