@@ -399,31 +399,6 @@ async fn confirm(question: &str) -> bool {
     .unwrap_or(false)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn instants_print_as_utc() {
-        assert_eq!(format_instant(0), "1970-01-01 00:00:00.000 UTC");
-        assert_eq!(
-            format_instant(1_761_228_130_500_000_000),
-            "2025-10-23 14:02:10.500 UTC"
-        );
-        assert_eq!(
-            format_instant(951_782_400_000_000_000),
-            "2000-02-29 00:00:00.000 UTC"
-        );
-    }
-
-    #[test]
-    fn bytes_are_human() {
-        assert_eq!(human_bytes(999), "999 B");
-        assert_eq!(human_bytes(1_500_000), "1.5 MB");
-        assert_eq!(human_bytes(32_000_000_000), "32.0 GB");
-    }
-}
-
 /// `camrig sync-report TAKE`: the verdict and the numbers behind it.
 pub async fn sync_report(client: &ControllerClient, take: &str) -> Result<(), ClientError> {
     let r = client.sync_report(take).await?;
@@ -486,4 +461,29 @@ pub fn export(
         );
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn instants_print_as_utc() {
+        assert_eq!(format_instant(0), "1970-01-01 00:00:00.000 UTC");
+        assert_eq!(
+            format_instant(1_761_228_130_500_000_000),
+            "2025-10-23 14:02:10.500 UTC"
+        );
+        assert_eq!(
+            format_instant(951_782_400_000_000_000),
+            "2000-02-29 00:00:00.000 UTC"
+        );
+    }
+
+    #[test]
+    fn bytes_are_human() {
+        assert_eq!(human_bytes(999), "999 B");
+        assert_eq!(human_bytes(1_500_000), "1.5 MB");
+        assert_eq!(human_bytes(32_000_000_000), "32.0 GB");
+    }
 }
