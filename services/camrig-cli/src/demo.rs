@@ -6,11 +6,14 @@
 
 use std::fmt::Write as _;
 use std::fs;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use camrig_config::controller::{ControllerFile, NodeEntry};
+use camrig_config::node::{CameraSource, NodeConfig};
+use camrig_protocol::naming::Codec;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
@@ -105,70 +108,55 @@ fn random_token() -> String {
     )
 }
 
-/// TOML string literal (basic string with escapes).
-fn toml_str(s: &str) -> String {
-    let mut out = String::from("\"");
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            c if c.is_control() => {
-                let _ = write!(out, "\\u{:04x}", c as u32);
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
-}
-
 /// The node config the demo writes: one small synthetic camera so a laptop runs several.
 pub fn node_config(ip: Ipv4Addr, data_dir: &Path, token: &str) -> String {
+    let mut c = NodeConfig {
+        listen: SocketAddr::from((ip, NODE_PORT)),
+        data_dir: data_dir.to_owned(),
+        token: token.to_owned(),
+        ..NodeConfig::default()
+    };
+    c.recording.codec = Codec::H264;
+    c.recording.segment_seconds = 10;
+    c.recording.min_free_mb = 256;
+    c.recording.h264_bitrate_kbps = 1500;
+    c.camera.source = CameraSource::Synthetic;
+    c.camera.count = 1;
+    c.camera.width = 640;
+    c.camera.height = 360;
+    c.camera.fps = 30.0;
     format!(
-        "# camrig demo node {ip} (written by camrig demo)\n\
-         listen = \"{ip}:{NODE_PORT}\"\n\
-         data_dir = {}\n\
-         token = {}\n\n\
-         [recording]\n\
-         codec = \"h264\"\n\
-         segment_seconds = 10\n\
-         min_free_mb = 256\n\
-         h264_bitrate_kbps = 1500\n\n\
-         [camera]\n\
-         source = \"synthetic\"\n\
-         count = 1\n\
-         width = 640\n\
-         height = 360\n\
-         fps = 30\n",
-        toml_str(&data_dir.to_string_lossy()),
-        toml_str(token)
+        "# camrig demo node {ip} (written by camrig demo)\n{}",
+        c.to_toml()
     )
 }
 
 /// The controller config the demo writes.
 pub fn controller_config(dir: &Path, port: u16, token: &str, nodes: usize) -> String {
-    let mut out = format!(
-        "# camrig demo controller (written by camrig demo)\n\
-         listen = \"127.0.0.1:{port}\"\n\
-         data_dir = {}\n\
-         downloads_dir = {}\n\
-         token = {}\n\
-         # Every demo process shares this machine's clock, which may run without NTP.\n\
-         require_node_sync = false\n",
-        toml_str(&dir.join("controller").to_string_lossy()),
-        toml_str(&dir.join("video_downloads").to_string_lossy()),
-        toml_str(token)
-    );
-    for i in 0..nodes {
-        let ip = node_ip(i);
-        let recordings = dir.join("nodes").join(ip.to_string()).join("recordings");
-        let _ = write!(
-            out,
-            "\n[[node]]\naddress = \"{ip}\"\nport = {NODE_PORT}\nrsync_source = {}\n",
-            toml_str(&recordings.to_string_lossy())
-        );
-    }
-    out
+    let file = ControllerFile {
+        listen: format!("127.0.0.1:{port}"),
+        data_dir: dir.join("controller"),
+        downloads_dir: Some(dir.join("video_downloads")),
+        token: token.to_owned(),
+        // Every demo process shares this machine's clock, which may run without NTP.
+        require_node_sync: false,
+        node: (0..nodes)
+            .map(|i| {
+                let ip = node_ip(i);
+                let recordings = dir.join("nodes").join(ip.to_string()).join("recordings");
+                NodeEntry {
+                    port: NODE_PORT,
+                    rsync_source: Some(recordings.to_string_lossy().into_owned()),
+                    ..NodeEntry::new(ip.to_string())
+                }
+            })
+            .collect(),
+        ..ControllerFile::default()
+    };
+    format!(
+        "# camrig demo controller (written by camrig demo)\n{}",
+        file.to_toml()
+    )
 }
 
 /// A running demo rig; dropping it stops every process.
@@ -400,13 +388,13 @@ mod tests {
     #[test]
     fn generated_controller_config_is_valid() {
         let text = controller_config(Path::new("/tmp/d \"x\""), 8080, "tok", 2);
-        let c = camrig_controller::config::Config::parse(&text, Path::new("demo")).unwrap();
+        let c = camrig_config::controller::Config::parse(&text, Path::new("demo")).unwrap();
         assert_eq!(c.nodes.len(), 2);
         assert_eq!(c.nodes[1].address, "127.0.0.3");
         assert!(!c.require_node_sync);
         assert_eq!(
             c.nodes[0].rsync_source,
-            camrig_controller::config::RsyncSource::Local(
+            camrig_config::controller::RsyncSource::Local(
                 "/tmp/d \"x\"/nodes/127.0.0.2/recordings".into()
             )
         );

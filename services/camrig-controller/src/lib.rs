@@ -20,7 +20,8 @@
 
 pub mod api;
 pub mod clock_probe;
-pub mod config;
+/// The controller's config schema lives in camrig-config (one schema for readers and writers).
+pub use camrig_config::controller as config;
 pub mod download;
 pub mod download_verifier;
 pub mod export;
@@ -37,7 +38,8 @@ pub mod take_control;
 pub mod take_dir;
 pub mod take_reports;
 pub mod take_store;
-pub mod views;
+/// The `/api` bodies live in camrig-protocol (the CLI reads them without the controller).
+pub use camrig_protocol::views;
 
 use std::future::Future;
 use std::sync::Arc;

@@ -10,8 +10,9 @@ use crate::config::Config;
 use crate::download::Downloads;
 use crate::fleet::{Blocker, Fleet};
 use crate::ssh_master::SshMasters;
-use crate::take_store::{node_state, Store, StoreError};
+use crate::take_store::{Store, StoreError};
 use crate::views::{NodeDeletionEvent, RigView, TakeView};
+use crate::views::{NodeDownload, RigState, TakeDownload, TakeNodeState};
 
 pub struct Rig {
     pub config: Config,
@@ -74,11 +75,15 @@ impl Rig {
         for node in &mut take.nodes {
             node.progress = self.downloads.progress(take.id, &node.address);
             if node.progress.as_ref().is_some_and(|p| p.is_active()) {
-                node.download = "downloading".into();
+                node.download = NodeDownload::Downloading;
             }
         }
-        if take.nodes.iter().any(|n| n.download == "downloading") {
-            take.download = "downloading".into();
+        if take
+            .nodes
+            .iter()
+            .any(|n| n.download == NodeDownload::Downloading)
+        {
+            take.download = TakeDownload::Downloading;
         }
         take.export = self.exports.get(take.id);
         take
@@ -103,17 +108,17 @@ impl Rig {
             .map(|b: Blocker| b.message().to_owned())
             .collect();
         let state = match &current {
-            None => "idle",
+            None => RigState::Idle,
             Some(t) => {
-                if t.nodes.iter().any(|n| n.state == node_state::RECORDING) {
-                    "recording"
+                if t.nodes.iter().any(|n| n.state == TakeNodeState::Recording) {
+                    RigState::Recording
                 } else {
-                    "armed"
+                    RigState::Armed
                 }
             }
         };
         Ok(RigView {
-            state: state.into(),
+            state,
             start_ready: current.is_none() && start_blockers.is_empty(),
             current_take: current,
             nodes,

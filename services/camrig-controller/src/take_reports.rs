@@ -15,7 +15,7 @@ use crate::http_error::ApiError;
 use crate::rig::Rig;
 use crate::sync_report::{Probe, SyncReport};
 use crate::take_dir;
-use crate::views::{ExportProgress, ExportRequest, TakeView};
+use crate::views::{ExportProgress, ExportRequest, TakeDownload, TakeView};
 
 /// The latest export of each take (by take id), while it runs and after.
 #[derive(Default)]
@@ -49,7 +49,7 @@ impl Rig {
             .store
             .take_by_name(name)?
             .ok_or_else(|| ApiError::not_found(format!("no take named {name:?}")))?;
-        if take.download != "verified" {
+        if take.download != TakeDownload::Verified {
             return Err(ApiError::new(
                 StatusCode::CONFLICT,
                 format!(
@@ -117,7 +117,7 @@ impl Rig {
     /// After a download: reports the take if it is now verified everywhere.
     pub async fn report_if_verified(self: &Arc<Self>, name: &str) {
         if let Ok(Some(t)) = self.store.take_by_name(name) {
-            if t.download == "verified" {
+            if t.download == TakeDownload::Verified {
                 let _ = self.make_sync_report(name).await;
             }
         }
@@ -130,7 +130,10 @@ impl Rig {
             return;
         };
         for t in takes {
-            if t.download == "verified" && t.sync_verdict.is_none() && t.sync_error.is_none() {
+            if t.download == TakeDownload::Verified
+                && t.sync_verdict.is_none()
+                && t.sync_error.is_none()
+            {
                 let _ = self.make_sync_report(&t.name).await;
             }
         }

@@ -251,7 +251,9 @@ fn camera_thread(
     let picked = match support::select(&listed, &config.select, config.count) {
         Ok(p) => p,
         Err(e) => {
-            let _ = opened_tx.send(Err(e.to_string()));
+            // The status names the libcamera the node runs with: on a card whose camera is
+            // not found, the first thing to know (image/README.md, "First boot on a Pi").
+            let _ = opened_tx.send(Err(format!("{e} (libcamera {})", mgr.version())));
             return;
         }
     };

@@ -50,19 +50,8 @@ pub struct EncoderSettings {
     pub hardware: HardwareEncoder,
 }
 
-/// `recording.encoder`: which encoder implementation takes the frames.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum HardwareEncoder {
-    /// A V4L2 memory-to-memory encoder for the codec when the machine has one (Pi 4), else
-    /// software (Pi 5, PCs).
-    #[default]
-    Auto,
-    /// Always software (OpenH264, jpeg-encoder).
-    Software,
-    /// Only the V4L2 encoder: frames fail (and are counted) if there is none.
-    V4l2,
-}
+/// `recording.encoder` (the config owns the setting; the encoders are chosen by it).
+pub use camrig_config::node::HardwareEncoder;
 
 /// Makes a take's encoder for its settings, at the take's first frame: the composition root's
 /// choice among the backends ([`crate::service::run::new_encoder`]).

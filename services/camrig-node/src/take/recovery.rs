@@ -13,7 +13,7 @@ use camrig_protocol::take_name::TakeName;
 use camrig_protocol::timestamps;
 
 use crate::take::access_units;
-use crate::take::listing::manifest_file;
+use crate::take::listing::{take_dirs, TakeDir};
 use crate::take::segment_writer::{sha256_file, write_atomic};
 
 #[derive(Debug, thiserror::Error)]
@@ -37,18 +37,16 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> RecoveryError + '_ {
 /// Finalises every interrupted take under `recordings`; returns the recovered take names.
 pub fn recover_all(recordings: &Path) -> Vec<TakeName> {
     let mut recovered = Vec::new();
-    let Ok(entries) = std::fs::read_dir(recordings) else {
+    // Hidden entries (tombstones, takes being deleted) are never takes to finalise.
+    let Ok(takes) = take_dirs(recordings) else {
         return recovered;
     };
-    for e in entries.flatten() {
-        // Hidden entries are tombstones and takes being deleted, never takes to finalise.
-        if e.file_name().to_string_lossy().starts_with('.') {
-            continue;
-        }
-        let dir = e.path();
-        let Some((path, text)) = manifest_file(&dir) else {
-            continue;
-        };
+    for TakeDir {
+        dir,
+        manifest: path,
+        text,
+    } in takes
+    {
         let Ok(manifest) = TakeManifest::parse(&text) else {
             continue;
         };

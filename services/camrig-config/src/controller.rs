@@ -94,52 +94,102 @@ pub enum ConfigError {
     },
 }
 
-/// The file as written; every key optional except the nodes.
-#[derive(serde::Deserialize)]
+/// `controller.toml` as written; every key optional except the nodes. [`Config::parse`] reads
+/// and validates it; tools that write a controller config build one and call
+/// [`ControllerFile::to_toml`].
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RawConfig {
+pub struct ControllerFile {
     #[serde(default = "default_listen")]
-    listen: String,
+    pub listen: String,
     #[serde(default = "default_data_dir")]
-    data_dir: PathBuf,
-    downloads_dir: Option<PathBuf>,
+    pub data_dir: PathBuf,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub downloads_dir: Option<PathBuf>,
     #[serde(default)]
-    token: String,
+    pub token: String,
     #[serde(default)]
-    token_file: String,
+    pub token_file: String,
     #[serde(default = "default_ssh_key")]
-    ssh_key: PathBuf,
+    pub ssh_key: PathBuf,
     #[serde(default = "default_known_hosts")]
-    known_hosts: PathBuf,
+    pub known_hosts: PathBuf,
     #[serde(default = "default_ssh_user")]
-    ssh_user: String,
+    pub ssh_user: String,
     #[serde(default = "default_start_lead")]
-    start_lead_ms: u64,
+    pub start_lead_ms: u64,
     #[serde(default = "default_stop_lead")]
-    stop_lead_ms: u64,
+    pub stop_lead_ms: u64,
     #[serde(default = "default_max_offset")]
-    max_clock_offset_ms: f64,
+    pub max_clock_offset_ms: f64,
     #[serde(default = "default_parallelism")]
-    download_parallelism: usize,
+    pub download_parallelism: usize,
     #[serde(default = "default_true")]
-    require_node_sync: bool,
-    sync_tolerance_us: Option<f64>,
+    pub require_node_sync: bool,
+    /// The sync report's tolerance, µs; absent = a quarter of the frame period.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sync_tolerance_us: Option<f64>,
     #[serde(default)]
-    node: Vec<RawNode>,
+    pub node: Vec<NodeEntry>,
 }
 
-#[derive(serde::Deserialize)]
+/// One `[[node]]` of `controller.toml`.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RawNode {
-    address: String,
+pub struct NodeEntry {
+    pub address: String,
     #[serde(default = "default_node_port")]
-    port: u16,
+    pub port: u16,
     #[serde(default)]
-    name: String,
-    rsync_source: Option<String>,
+    pub name: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rsync_source: Option<String>,
     /// SSH port of the node for rsync (default 22).
     #[serde(default = "default_ssh_port")]
-    ssh_port: u16,
+    pub ssh_port: u16,
+}
+
+impl Default for ControllerFile {
+    /// Every key at its default and no nodes (which [`Config::parse`] refuses: add some).
+    fn default() -> ControllerFile {
+        ControllerFile {
+            listen: default_listen(),
+            data_dir: default_data_dir(),
+            downloads_dir: None,
+            token: String::new(),
+            token_file: String::new(),
+            ssh_key: default_ssh_key(),
+            known_hosts: default_known_hosts(),
+            ssh_user: default_ssh_user(),
+            start_lead_ms: default_start_lead(),
+            stop_lead_ms: default_stop_lead(),
+            max_clock_offset_ms: default_max_offset(),
+            download_parallelism: default_parallelism(),
+            require_node_sync: true,
+            sync_tolerance_us: None,
+            node: Vec::new(),
+        }
+    }
+}
+
+impl ControllerFile {
+    /// The config as `controller.toml` text.
+    pub fn to_toml(&self) -> String {
+        toml::to_string(self).expect("a controller config serialises as TOML")
+    }
+}
+
+impl NodeEntry {
+    /// A node at `address` with every other key at its default.
+    pub fn new(address: impl Into<String>) -> NodeEntry {
+        NodeEntry {
+            address: address.into(),
+            port: default_node_port(),
+            name: String::new(),
+            rsync_source: None,
+            ssh_port: default_ssh_port(),
+        }
+    }
 }
 
 fn default_listen() -> String {
@@ -230,7 +280,7 @@ impl Config {
         text: &str,
         origin: &Path,
     ) -> Result<(Config, TokenSource), ConfigError> {
-        let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Toml {
+        let raw: ControllerFile = toml::from_str(text).map_err(|e| ConfigError::Toml {
             path: origin.to_owned(),
             message: e.to_string().trim().replace('\n', " "),
         })?;
@@ -490,9 +540,28 @@ rsync_source = "camrig@192.168.1.101:/var/lib/camrig/recordings"
 "#;
 
     #[test]
+    fn a_written_config_reads_back_through_the_reader() {
+        let file = ControllerFile {
+            token: "tok".into(),
+            require_node_sync: false,
+            node: vec![NodeEntry {
+                rsync_source: Some("/srv/node1/recordings".into()),
+                ..NodeEntry::new("10.0.0.2")
+            }],
+            ..ControllerFile::default()
+        };
+        let text = file.to_toml();
+        let back: ControllerFile = toml::from_str(&text).unwrap();
+        assert_eq!(back, file);
+        let c = Config::parse(&text, Path::new("controller.toml")).unwrap();
+        assert_eq!(c.nodes[0].address, "10.0.0.2");
+        assert!(!c.require_node_sync);
+    }
+
+    #[test]
     fn the_shipped_example_parses_once_it_has_a_token() {
-        let text =
-            include_str!("../controller.example.toml").replace("token = \"\"", "token = \"t\"");
+        let text = include_str!("../../camrig-controller/controller.example.toml")
+            .replace("token = \"\"", "token = \"t\"");
         let c = parse(&text).unwrap();
         assert_eq!(c.listen, "0.0.0.0:8080".parse().unwrap());
         assert_eq!(c.nodes.len(), 2);

@@ -1,5 +1,6 @@
-//! The node's configuration: the TOML file (`node.example.toml` documents every key), the
-//! command-line overrides, and validation that names the offending key.
+//! The node's configuration: the TOML file (`services/camrig-node/node.example.toml` documents
+//! every key), and validation that names the offending key. [`NodeConfig::to_toml`] writes one
+//! (the demo, the virtual rig).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -9,7 +10,7 @@ use camrig_protocol::naming::Codec;
 /// Where the appliance images put the config.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/camrig/node.toml";
 
-#[derive(Clone, Debug, PartialEq, serde::Deserialize)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct NodeConfig {
     pub listen: SocketAddr,
@@ -24,7 +25,7 @@ pub struct NodeConfig {
     pub synthetic: SyntheticConfig,
 }
 
-#[derive(Clone, Debug, PartialEq, serde::Deserialize)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RecordingConfig {
     pub codec: Codec,
@@ -33,18 +34,32 @@ pub struct RecordingConfig {
     pub min_free_mb: u64,
     pub h264_bitrate_kbps: u32,
     pub mjpeg_quality: u8,
-    /// "auto", "software" or "v4l2" (see [`crate::encode::HardwareEncoder`]).
-    pub encoder: crate::encode::HardwareEncoder,
+    /// "auto", "software" or "v4l2" (see [`HardwareEncoder`]).
+    pub encoder: HardwareEncoder,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize)]
+/// `recording.encoder`: which encoder implementation takes the frames.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HardwareEncoder {
+    /// A V4L2 memory-to-memory encoder for the codec when the machine has one (Pi 4), else
+    /// software (Pi 5, PCs).
+    #[default]
+    Auto,
+    /// Always software (OpenH264, jpeg-encoder).
+    Software,
+    /// Only the V4L2 encoder: frames fail (and are counted) if there is none.
+    V4l2,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum CameraSource {
     Libcamera,
     Synthetic,
 }
 
-#[derive(Clone, Debug, PartialEq, serde::Deserialize)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct CameraConfig {
     pub source: CameraSource,
@@ -64,7 +79,7 @@ pub struct CameraConfig {
     pub analogue_gain: f64,
 }
 
-#[derive(Clone, Debug, PartialEq, serde::Deserialize)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SyntheticConfig {
     pub drift_ppm: f64,
@@ -103,7 +118,7 @@ impl Default for RecordingConfig {
             min_free_mb: 1024,
             h264_bitrate_kbps: 8000,
             mjpeg_quality: 85,
-            encoder: crate::encode::HardwareEncoder::Auto,
+            encoder: HardwareEncoder::Auto,
         }
     }
 }
@@ -169,6 +184,11 @@ impl NodeConfig {
             message: e.to_string().trim_end().replace('\n', " "),
         })?;
         Ok(config)
+    }
+
+    /// The config as `node.toml` text, every key written (what the node will run with).
+    pub fn to_toml(&self) -> String {
+        toml::to_string(self).expect("a node config serialises as TOML")
     }
 
     /// Reads and parses a config file.
@@ -310,8 +330,24 @@ mod tests {
     }
 
     #[test]
+    fn a_written_config_reads_back_the_same() {
+        let mut c = NodeConfig {
+            token: "tok".into(),
+            ..NodeConfig::default()
+        };
+        c.recording.codec = Codec::H264;
+        c.recording.encoder = HardwareEncoder::Software;
+        c.camera.source = CameraSource::Synthetic;
+        c.camera.fps = 29.97;
+        c.synthetic.noise = 3;
+        let back = parse(&c.to_toml()).unwrap();
+        assert_eq!(back, c);
+        back.validate().unwrap();
+    }
+
+    #[test]
     fn the_shipped_example_is_the_defaults() {
-        let example = include_str!("../node.example.toml");
+        let example = include_str!("../../camrig-node/node.example.toml");
         let parsed = parse(example).unwrap();
         assert_eq!(parsed, NodeConfig::default());
     }
