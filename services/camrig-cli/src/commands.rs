@@ -239,12 +239,17 @@ pub async fn takes(client: &ControllerClient) -> Result<(), ClientError> {
             .map(|s| format!("{:.1} s", (s - t.start_at_ns) as f64 / 1e9))
             .unwrap_or_else(|| "-".into());
         println!(
-            "{:<24} {:<10} {:<24} {:>9}  download: {}{}",
+            "{:<24} {:<10} {:<24} {:>9}  download: {}  sync: {}{}",
             t.name,
             t.state,
             format_instant(t.start_at_ns),
             duration,
             t.download,
+            match (&t.sync_verdict, &t.sync_error) {
+                (Some(v), _) => v.clone(),
+                (None, Some(e)) => format!("no report ({e})"),
+                (None, None) => "-".into(),
+            },
             if t.markers.is_empty() {
                 String::new()
             } else {
@@ -484,6 +489,70 @@ async fn confirm(question: &str) -> bool {
     })
     .await
     .unwrap_or(false)
+}
+
+/// `camrig sync-report TAKE`: the verdict and the numbers behind it.
+pub async fn sync_report(client: &ControllerClient, take: &str) -> Result<(), ClientError> {
+    let r = client.sync_report(take).await?;
+    println!(
+        "{}: {}  (skew p50 {:.1} µs, p99 {:.1} µs, max {:.1} µs; bound {}; tolerance {:.1} µs)",
+        r.take,
+        r.verdict.as_str().to_uppercase(),
+        r.skew_us.p50,
+        r.skew_us.p99,
+        r.skew_us.max,
+        r.skew_bound_us
+            .map_or_else(|| "unknown".to_owned(), |b| format!("{b:.1} µs")),
+        r.tolerance_us
+    );
+    for c in &r.cameras {
+        println!(
+            "  {:<18} {:<5} {:>7} frames  {:>4} drops  grid deviation p99 {:.1} µs",
+            c.node,
+            c.camera,
+            c.frames,
+            c.drops.len(),
+            c.grid_deviation_us.p99
+        );
+    }
+    println!("  common slots {} frames", r.common.frames);
+    for reason in &r.reasons {
+        println!("  fail: {reason}");
+    }
+    Ok(())
+}
+
+/// `camrig export`: runs here, with ffmpeg and mkvmerge.
+pub fn export(
+    take_dir: &std::path::Path,
+    format: &str,
+    trim_common: bool,
+    out: Option<std::path::PathBuf>,
+) -> Result<(), camrig_controller::export::ExportError> {
+    use camrig_controller::export;
+    let opts = export::Options {
+        format: export::Format::parse(format)?,
+        trim_common,
+        out_dir: out,
+    };
+    let summary = export::export(take_dir, &opts, |done, total| {
+        if done < total {
+            eprintln!("exporting camera {}/{total}", done + 1);
+        }
+    })?;
+    for c in &summary.cameras {
+        println!(
+            "{}  {} frames{}",
+            c.file,
+            c.frames,
+            if c.filled.is_empty() {
+                String::new()
+            } else {
+                format!(", {} filled", c.filled.len())
+            }
+        );
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -196,6 +196,19 @@ impl ControllerClient {
         .await
     }
 
+    /// Makes the take's sync report again (re-reads every node's timestamps).
+    pub async fn sync_report(
+        &self,
+        take: &str,
+    ) -> Result<camrig_controller::sync_report::SyncReport, ClientError> {
+        self.call(
+            self.http
+                .post(self.url(&format!("/api/takes/{take}/sync-report")))
+                .timeout(Duration::from_secs(600)),
+        )
+        .await
+    }
+
     pub async fn downloads(&self) -> Result<DownloadsView, ClientError> {
         self.call(self.http.get(self.url("/api/downloads"))).await
     }

@@ -77,6 +77,24 @@ enum Cmd {
     /// Show or change the rig's camera settings (exposure, gain, white balance, …).
     #[command(subcommand)]
     CameraSettings(SettingsCmd),
+    /// Make a verified take's sync report again on the controller and show its verdict.
+    SyncReport { take: String },
+    /// Export a sorted take (video_downloads/<take>) as one video file per camera, every
+    /// frame at its true time. Runs here, on any machine the take was copied to.
+    Export {
+        /// The sorted take directory (video_downloads/<take>).
+        take_dir: PathBuf,
+        /// Container: mkv or mp4.
+        #[arg(long, default_value = "mkv")]
+        format: String,
+        /// `common`: cut every camera to the slot range all cover, filling drops with the
+        /// previous frame, so every file has the same frame count.
+        #[arg(long, value_parser = ["common"])]
+        trim: Option<String>,
+        /// Output directory (default <take dir>/export/).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// Run a controller and N synthetic-camera nodes on this machine.
     Demo {
         /// Number of nodes (127.0.0.2, 127.0.0.3, …, or the next free addresses).
@@ -203,6 +221,21 @@ fn main() -> ExitCode {
                 }
                 SettingsCmd::Unlock => commands::camera_settings_unlock(&client).await,
             },
+            Cmd::SyncReport { take } => commands::sync_report(&client, &take).await,
+            Cmd::Export {
+                take_dir,
+                format,
+                trim,
+                out,
+            } => {
+                return match commands::export(&take_dir, &format, trim.is_some(), out) {
+                    Ok(()) => ExitCode::SUCCESS,
+                    Err(e) => {
+                        eprintln!("camrig export: {e}");
+                        ExitCode::FAILURE
+                    }
+                };
+            }
             Cmd::Provision(_) => unreachable!("handled before the runtime starts"),
             Cmd::Demo { nodes, port, dir } => {
                 return match demo::run(demo::DemoOptions { nodes, port, dir }).await {

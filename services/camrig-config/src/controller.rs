@@ -27,6 +27,8 @@ pub struct Config {
     /// When false, a node whose kernel says its clock is unsynchronised may still start
     /// (the measured offset limit still applies). For rigs on one host clock (demo, CI).
     pub require_node_sync: bool,
+    /// The sync report's tolerance on the skew bound; `None` = a quarter of the frame period.
+    pub sync_tolerance_ns: Option<i64>,
     pub nodes: Vec<NodeConfig>,
 }
 
@@ -124,6 +126,9 @@ pub struct ControllerFile {
     pub download_parallelism: usize,
     #[serde(default = "default_true")]
     pub require_node_sync: bool,
+    /// The sync report's tolerance, µs; absent = a quarter of the frame period.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sync_tolerance_us: Option<f64>,
     #[serde(default)]
     pub node: Vec<NodeEntry>,
 }
@@ -161,6 +166,7 @@ impl Default for ControllerFile {
             max_clock_offset_ms: default_max_offset(),
             download_parallelism: default_parallelism(),
             require_node_sync: true,
+            sync_tolerance_us: None,
             node: Vec::new(),
         }
     }
@@ -326,6 +332,16 @@ impl Config {
         if raw.stop_lead_ms > 10_000 {
             return Err(invalid(origin, "stop_lead_ms", "must be 0-10000 (ms)"));
         }
+        if raw
+            .sync_tolerance_us
+            .is_some_and(|us| !(us.is_finite() && us > 0.0))
+        {
+            return Err(invalid(
+                origin,
+                "sync_tolerance_us",
+                "must be a positive number of microseconds (leave it out for a quarter of the frame period)",
+            ));
+        }
         if !(raw.max_clock_offset_ms.is_finite() && raw.max_clock_offset_ms > 0.0) {
             return Err(invalid(
                 origin,
@@ -415,6 +431,7 @@ impl Config {
                 max_clock_offset_ns: (raw.max_clock_offset_ms * 1e6).round() as i64,
                 download_parallelism: raw.download_parallelism,
                 require_node_sync: raw.require_node_sync,
+                sync_tolerance_ns: raw.sync_tolerance_us.map(|us| (us * 1e3).round() as i64),
                 nodes,
             },
             token,

@@ -119,6 +119,11 @@ pub struct SyntheticConfig {
     pub drop_every: u64,
     /// Grain amplitude (± steps on every sample), so recordings have a real camera's size.
     pub noise: u8,
+    /// An injected, known start phase: the first frame starts this far after a grid instant
+    /// (negative: before), µs, instead of at a random phase. With `phase.lock = false` and
+    /// `ppm_range = 0` the camera stays there: a camera out of phase, for the sync report's
+    /// tests. 0 = a random phase.
+    pub phase_offset_us: i64,
 }
 
 impl Default for NodeConfig {
@@ -192,6 +197,7 @@ impl Default for SyntheticConfig {
             jitter_us: 0,
             drop_every: 0,
             noise: 0,
+            phase_offset_us: 0,
         }
     }
 }
@@ -351,6 +357,12 @@ impl NodeConfig {
             return Err(invalid(
                 "phase.tolerance_us/phase.lock_frames",
                 "must both be at least 1",
+            ));
+        }
+        if self.synthetic.phase_offset_us.abs() > 1_000_000 {
+            return Err(invalid(
+                "synthetic.phase_offset_us",
+                "must be within ±1000000 (1 s)",
             ));
         }
         if self.synthetic.noise > 64 {

@@ -18,7 +18,7 @@ use futures_util::stream::{self, Stream, StreamExt};
 use crate::camera_settings::LockRequest;
 use crate::http_error::ApiError;
 use crate::rig::Rig;
-use crate::views::{DeleteFromNodes, MarkTake, StartTake};
+use crate::views::{DeleteFromNodes, ExportRequest, MarkTake, StartTake};
 
 /// Largest request body accepted (413 beyond), as on the node.
 pub const MAX_BODY_BYTES: usize = camrig_protocol::api::MAX_BODY_BYTES;
@@ -35,6 +35,12 @@ pub fn router(rig: Arc<Rig>) -> Router {
         .route("/api/takes/{name}", get(get_take))
         .route("/api/takes/{name}/download", post(download_take))
         .route("/api/takes/{name}/verify", post(verify_take))
+        .route(
+            "/api/takes/{name}/sync-report",
+            get(get_sync_report).post(make_sync_report),
+        )
+        .route("/api/takes/{name}/frames.csv", get(get_frames_csv))
+        .route("/api/takes/{name}/export", post(export_take))
         .route(
             "/api/takes/{name}/delete-from-nodes",
             post(delete_from_nodes),
@@ -172,6 +178,68 @@ async fn delete_from_nodes(
             .map_err(|e| ApiError::bad_request(format!("bad JSON body: {e}")))?
     };
     Ok(Json(rig.delete_from_nodes(&name, req).await?).into_response())
+}
+
+/// The take's sync report as written beside its node folders (404 before there is one).
+async fn get_sync_report(
+    State(rig): State<Arc<Rig>>,
+    path: Result<Path<String>, PathRejection>,
+) -> ApiResult<Response> {
+    let name = take_name(path)?;
+    let take = rig
+        .store
+        .take_by_name(&name)?
+        .ok_or_else(|| ApiError::not_found(format!("no take named {name:?}")))?;
+    let dir = rig.take_dir(&name);
+    match crate::take_dir::read_report(&dir, &name) {
+        Ok(r) => Ok(Json(r).into_response()),
+        Err(crate::take_dir::TakeDirError::Missing { .. }) => Err(ApiError::not_found(
+            take.sync_error.map_or_else(
+                || format!("take {name} has no sync report yet: it is made when the take is verified (POST to make it now)"),
+                |e| format!("take {name} has no sync report: {e}"),
+            ),
+        )),
+        Err(e) => Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, e.to_string())),
+    }
+}
+
+/// Makes the sync report again (or for the first time), from the sorted files.
+async fn make_sync_report(
+    State(rig): State<Arc<Rig>>,
+    path: Result<Path<String>, PathRejection>,
+) -> ApiResult<Response> {
+    let name = take_name(path)?;
+    Ok(Json(rig.make_sync_report(&name).await?).into_response())
+}
+
+async fn get_frames_csv(
+    State(rig): State<Arc<Rig>>,
+    path: Result<Path<String>, PathRejection>,
+) -> ApiResult<Response> {
+    let name = take_name(path)?;
+    let p = crate::take_dir::frames_path(&rig.take_dir(&name), &name);
+    let csv = tokio::fs::read(&p).await.map_err(|_| {
+        ApiError::not_found(format!(
+            "take {name} has no frames table yet (it comes with the sync report)"
+        ))
+    })?;
+    Ok(([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], csv).into_response())
+}
+
+/// Starts an export on the controller; progress in the take's `export`.
+async fn export_take(
+    State(rig): State<Arc<Rig>>,
+    path: Result<Path<String>, PathRejection>,
+    raw: axum::body::Bytes,
+) -> ApiResult<Response> {
+    let name = take_name(path)?;
+    let req: ExportRequest = if raw.iter().all(u8::is_ascii_whitespace) {
+        serde_json::from_str("{}").expect("defaults")
+    } else {
+        serde_json::from_slice(&raw)
+            .map_err(|e| ApiError::bad_request(format!("bad JSON body: {e}")))?
+    };
+    Ok((StatusCode::ACCEPTED, Json(rig.start_export(&name, req)?)).into_response())
 }
 
 async fn list_downloads(State(rig): State<Arc<Rig>>) -> ApiResult<Response> {

@@ -15,6 +15,9 @@
 //! - [`node_deletion`]: DELETE FROM NODES, for verified takes only, re-checked first.
 //! - [`api`], [`http_error`], [`views`]: the HTTP surface and its JSON.
 //! - [`status_line`]: the systemd STATUS= line.
+//! - [`sync_report`] (pure) and [`take_dir`] (the sorted take on disk): each verified take's
+//!   sync report and frames table; [`export`]: one video file per camera, true frame times;
+//!   [`take_reports`]: running both on the controller.
 
 pub mod api;
 pub mod camera_settings;
@@ -23,6 +26,7 @@ pub mod clock_probe;
 pub use camrig_config::controller as config;
 pub mod download;
 pub mod download_verifier;
+pub mod export;
 pub mod fleet;
 pub mod http_error;
 pub mod node_client;
@@ -31,7 +35,10 @@ pub mod rig;
 pub mod rsync;
 pub mod ssh_master;
 pub mod status_line;
+pub mod sync_report;
 pub mod take_control;
+pub mod take_dir;
+pub mod take_reports;
 pub mod take_store;
 pub mod take_verification;
 /// The `/api` bodies live in camrig-protocol (the CLI reads them without the controller).
@@ -81,6 +88,10 @@ pub async fn run(
     store.fail_interrupted_downloads()?;
     store.fail_interrupted_deletions()?;
     let rig = Rig::new(config, store);
+    {
+        let r = rig.clone();
+        tokio::spawn(async move { r.report_unreported().await });
+    }
     if let Some(take) = rig.store.current_take()? {
         tracing::info!(
             take = take.name,

@@ -20,6 +20,7 @@ pub struct Rig {
     pub fleet: Fleet,
     pub downloads: Downloads,
     pub ssh_masters: SshMasters,
+    pub exports: crate::take_reports::Exports,
     /// Serialises START/MARK/STOP and the take monitor: one command at a time. Shared so
     /// START can hand its guard to the bookkeeping it finishes after answering.
     pub(crate) command_lock: Arc<Mutex<()>>,
@@ -43,6 +44,7 @@ impl Rig {
             fleet,
             downloads,
             ssh_masters,
+            exports: Default::default(),
             command_lock: Arc::new(Mutex::new(())),
             deletion_lock: Mutex::new(()),
             changes: watch::channel(0).0,
@@ -86,6 +88,7 @@ impl Rig {
         {
             take.download = TakeDownload::Downloading;
         }
+        take.export = self.exports.get(take.id);
         take
     }
 

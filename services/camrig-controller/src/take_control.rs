@@ -398,6 +398,7 @@ impl Rig {
                 take.id,
                 &node.address,
                 self.fleet.clock(index).map(|c| c.offset_ns),
+                self.fleet.clock(index).map(|c| c.rtt_ns),
             )?;
             match reply {
                 Ok(_) => self.store.set_node_state(

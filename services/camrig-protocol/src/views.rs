@@ -223,6 +223,46 @@ pub struct TakeView {
     pub markers: Vec<MarkerView>,
     /// Every node's files together.
     pub download: TakeDownload,
+    /// The sync report's verdict (`pass` or `fail`) once the take is verified and reported.
+    #[serde(default)]
+    pub sync_verdict: Option<String>,
+    /// Why no sync report could be made (a damaged or missing file), if so.
+    #[serde(default)]
+    pub sync_error: Option<String>,
+    /// The last export started on the controller, while it runs and after.
+    #[serde(default)]
+    pub export: Option<ExportProgress>,
+}
+
+/// An export of a take running (or run) on the controller (`POST /api/takes/{name}/export`).
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ExportProgress {
+    /// `running`, `done` or `failed`.
+    pub state: String,
+    pub format: String,
+    pub trim_common: bool,
+    /// Cameras written so far, of `cameras_total`.
+    pub cameras_done: usize,
+    pub cameras_total: usize,
+    /// Where the files go (on the controller).
+    pub out_dir: String,
+    pub message: Option<String>,
+}
+
+/// Body of `POST /api/takes/{name}/export`.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExportRequest {
+    /// `mkv` or `mp4`.
+    #[serde(default = "mkv")]
+    pub format: String,
+    /// Cut every camera to the common slot range, filling drops (`--trim common`).
+    #[serde(default)]
+    pub trim_common: bool,
+}
+
+fn mkv() -> String {
+    "mkv".into()
 }
 
 /// One node's part in a take.
@@ -235,6 +275,8 @@ pub struct TakeNodeView {
     pub offset_start_ns: Option<i64>,
     pub rtt_start_ns: Option<i64>,
     pub offset_stop_ns: Option<i64>,
+    #[serde(default)]
+    pub rtt_stop_ns: Option<i64>,
     pub download: NodeDownload,
     pub download_reason: Option<String>,
     /// Whether the node's copy was deleted (`POST /api/takes/{name}/delete-from-nodes`):

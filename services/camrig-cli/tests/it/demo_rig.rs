@@ -501,6 +501,67 @@ async fn demo_rig_driven_from_the_browser_and_the_cli() {
     )
     .unwrap();
 
+    // The sync verdict shows on the take; its page draws every camera's timing as a chart
+    // with the numbers beside it, and EXPORT runs on the controller with progress.
+    client.set_window_size(1280, 1400).await.unwrap();
+    wait_js(&client, "sync verdict",
+        "const v = document.querySelector('li.take[data-take=\"ui_take_01\"] .sync-verdict'); return !!v && /^sync (pass|fail)$/.test(v.textContent)",
+        Duration::from_secs(60)).await;
+    js(&client, "document.querySelector('li.take[data-take=\"ui_take_01\"] .sync-verdict').click(); return true").await;
+    wait_js(&client, "timing charts",
+        "return !document.getElementById('take-page').classList.contains('hidden') && document.querySelectorAll('#tp-cameras .tp-camera svg path.trace').length === 2 && [...document.querySelectorAll('#tp-cameras path.trace')].every(p => p.getAttribute('d').split('L').length > 30)",
+        Duration::from_secs(20)).await;
+    let numbers = js(
+        &client,
+        "return [...document.querySelectorAll('#tp-cameras .tp-numbers')].map(d => d.textContent)",
+    )
+    .await;
+    assert!(
+        numbers.as_array().unwrap().iter().all(|n| {
+            let n = n.as_str().unwrap();
+            n.contains("frames") && n.contains("drops") && n.contains("grid dev. p50")
+        }),
+        "{numbers}"
+    );
+    let summary = js(
+        &client,
+        "return document.getElementById('tp-summary').textContent",
+    )
+    .await;
+    assert!(summary.as_str().unwrap().contains("skew p50"), "{summary}");
+    js(&client, "window.scrollTo(0, 0); return true").await;
+    client
+        .find(Locator::Css("#btn-export"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_js(&client, "export done",
+        "const s = document.getElementById('tp-export-state'); return !!s && s.textContent === 'export done'",
+        Duration::from_secs(120)).await;
+    std::fs::write(
+        artifacts_dir().join("ui-take-timing.png"),
+        client.screenshot().await.unwrap(),
+    )
+    .unwrap();
+    let exported: Vec<String> =
+        std::fs::read_dir(dir.path().join("video_downloads/ui_take_01/export"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+    for ip in ["127_0_0_2", "127_0_0_3"] {
+        assert!(
+            exported.contains(&format!("ui_take_01_{ip}.mkv")),
+            "{exported:?}"
+        );
+    }
+    assert!(
+        exported.contains(&"ui_take_01_export.json".to_owned()),
+        "{exported:?}"
+    );
+    js(&client, "location.hash = ''; return true").await;
+
     // DELETE FROM NODES: enabled for the verified take, asks first naming it, then the page
     // shows every node's copy deleted.
     let enabled = js(&client, "const b = document.querySelector('li.take[data-take=\"ui_take_01\"] button[data-delete]'); return !!b && !b.disabled").await;
@@ -567,6 +628,53 @@ async fn demo_rig_driven_from_the_browser_and_the_cli() {
         .find(|l| l.starts_with("cli_take_01"))
         .unwrap_or_else(|| panic!("{text}"));
     assert!(line.contains("download: verified"), "{text}");
+    // The verdict is made as soon as the take is verified.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (_, text) = cli(&url, &["takes"]);
+        let line = text
+            .lines()
+            .find(|l| l.starts_with("cli_take_01"))
+            .unwrap_or_default()
+            .to_owned();
+        if line.contains("sync: pass") || line.contains("sync: fail") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no verdict: {text}");
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let (ok, text) = cli(&url, &["sync-report", "cli_take_01"]);
+    assert!(
+        ok && text.contains("skew p50") && text.contains("frames"),
+        "{text}"
+    );
+    // camrig export runs here, on the sorted copy, with the tools installed.
+    let take_dir = dir.path().join("video_downloads/cli_take_01");
+    let out = dir.path().join("cli-export");
+    let (ok, text) = cli(
+        &url,
+        &[
+            "export",
+            take_dir.to_str().unwrap(),
+            "--format",
+            "mp4",
+            "--trim",
+            "common",
+            "--out",
+            out.to_str().unwrap(),
+        ],
+    );
+    assert!(ok, "{text}");
+    assert!(
+        out.join("cli_take_01_127_0_0_2.mp4").is_file()
+            && out.join("cli_take_01_export.json").is_file(),
+        "{text}"
+    );
+    let (ok, text) = cli(
+        &url,
+        &["export", take_dir.to_str().unwrap(), "--format", "avi"],
+    );
+    assert!(!ok && text.contains("use mkv or mp4"), "{text}");
     let (ok, text) = cli(&url, &["download"]);
     assert!(ok && text.contains("nothing to download"), "{text}");
     // VERIFY: a sorted copy deleted by mistake turns the take back to not verified, and

@@ -321,13 +321,17 @@ function renderTakes() {
     const allDeleted = recorded.length > 0 && recorded.every((n) => n.node_deletion === "deleted");
     const canDelete = t.state === "stopped" && t.download === "verified" && !allDeleted;
     const delTitle = allDeleted ? "already deleted from every node" : canDelete ? "remove this take from the nodes (the verified copies stay here)" : "download and verify first";
+    const verdict = t.sync_verdict || (t.sync_error ? "error" : null);
+    const verdictTitle = t.sync_error ? "no sync report: " + t.sync_error : "sync verdict; open for the timing of every camera";
     return '<li class="take" data-take="' + esc(t.name) + '">' +
       '<div class="take-head"><span class="take-name">' + esc(t.name) + "</span>" +
       '<span class="badge badge-' + esc(badge) + ' download-state">' + esc(label) + "</span>" +
+      (verdict ? '<a href="#take/' + encodeURIComponent(t.name) + '" class="badge badge-' + esc(verdict) + ' sync-verdict" title="' + esc(verdictTitle) + '">sync ' + esc(verdict) + "</a>" : "") +
       '<span class="take-meta">' + esc(utc(t.start_at_ns)) + (dur ? " · " + dur : "") +
       (t.markers.length ? " · " + t.markers.length + " marker" + (t.markers.length > 1 ? "s" : "") : "") +
       (t.override_clock ? " · clock override" : "") + (allDeleted ? " · deleted from nodes" : "") + "</span>" +
       '<span class="spacer"></span>' +
+      (t.download === "verified" ? '<a class="btn btn-small" href="#take/' + encodeURIComponent(t.name) + '">timing &amp; export</a>' : "") +
       (canDownload ? '<button class="btn btn-small" data-download="' + esc(t.name) + '">download</button>' : "") +
       (t.state === "stopped" && t.nodes.some((n) => (n.files || []).some((f) => f.state === "verified")) && t.download !== "downloading"
         ? '<button class="btn btn-small" data-verify="' + esc(t.name) + '" title="hash the sorted copies again against the manifests">verify</button>' : "") +
@@ -449,7 +453,107 @@ async function refresh() {
     takes = await api("GET", "/api/takes");
     renderRig();
     renderTakes();
+    renderTakePage();
   } catch (e) { showError(e.message); }
+}
+
+// ---------- take page: sync verdict, per-camera timing chart, export ----------
+let page = { name: null, verdict: null, report: null, csv: null };
+
+function pageTake() {
+  const m = location.hash.match(/^#take\/(.+)$/);
+  return m ? decodeURIComponent(m[1]) : null;
+}
+
+window.addEventListener("hashchange", () => { page = { name: null }; renderTakePage(); });
+$("tp-close").addEventListener("click", (ev) => { ev.preventDefault(); history.replaceState(null, "", location.pathname); page = { name: null }; renderTakePage(); });
+$("btn-export").addEventListener("click", () => command(async () => {
+  const name = pageTake();
+  await api("POST", "/api/takes/" + encodeURIComponent(name) + "/export", { format: $("tp-format").value, trim_common: $("tp-trim").checked });
+  await refresh();
+}));
+
+function renderTakePage() {
+  const name = pageTake();
+  $("take-page").classList.toggle("hidden", !name);
+  if (!name) return;
+  const t = takes.find((x) => x.name === name);
+  $("tp-name").textContent = name;
+  const verdict = t ? (t.sync_verdict || (t.sync_error ? "error" : "none")) : "none";
+  $("tp-verdict").className = "badge badge-" + verdict;
+  $("tp-verdict").textContent = verdict === "none" ? "no report yet" : "sync " + verdict;
+  const e = t && t.export;
+  $("btn-export").disabled = !t || t.download !== "verified" || (e && e.state === "running");
+  $("tp-export").innerHTML = !e ? "" : '<span id="tp-export-state" class="' + (e.state === "failed" ? "bad" : e.state === "done" ? "good" : "warn") + '">export ' + esc(e.state) + "</span> · " +
+    esc(e.format) + (e.trim_common ? ", trimmed" : "") + " · " + e.cameras_done + "/" + e.cameras_total + " cameras · " + esc(e.out_dir) +
+    (e.message ? " · " + esc(e.message) : "") +
+    (e.state === "running" ? '<div class="bar"><div style="width:' + (e.cameras_total ? (100 * e.cameras_done / e.cameras_total).toFixed(1) : 0) + '%"></div></div>' : "");
+  if (t && t.sync_error) { $("tp-summary").innerHTML = '<div class="reason">' + esc(t.sync_error) + "</div>"; $("tp-cameras").innerHTML = ""; return; }
+  const key = name + ":" + verdict;
+  if (page.name === key) return;
+  page = { name: key };
+  if (verdict === "none") { $("tp-summary").textContent = "The sync report is made when the take is downloaded and verified."; $("tp-cameras").innerHTML = ""; return; }
+  Promise.all([
+    api("GET", "/api/takes/" + encodeURIComponent(name) + "/sync-report"),
+    fetch("/api/takes/" + encodeURIComponent(name) + "/frames.csv", { credentials: "same-origin" }).then((r) => r.ok ? r.text() : Promise.reject(new Error("frames table: HTTP " + r.status))),
+  ]).then(([report, csv]) => { if (page.name === key) drawTakePage(report, csv); }).catch((err) => showError(err.message));
+}
+
+function us(v) { return v == null ? "–" : Math.abs(v) >= 1000 ? (v / 1000).toFixed(2) + " ms" : v.toFixed(1) + " µs"; }
+
+function drawTakePage(r, csv) {
+  $("tp-summary").innerHTML =
+    "<div>skew p50 " + us(r.skew_us.p50) + " · p99 " + us(r.skew_us.p99) + " · max " + us(r.skew_us.max) +
+    " · <strong>bound " + (r.skew_bound_us == null ? "unknown" : us(r.skew_bound_us)) + "</strong> vs tolerance " + us(r.tolerance_us) +
+    " · common " + r.common.frames + " frames · " + r.fps + " fps</div>" +
+    r.clock.map((c) => '<div class="take-meta">clock ' + esc(c.node) + ": offset " + us(c.offset_start_us) + " → " + us(c.offset_stop_us) + ", bound " + us(c.bound_us) + "</div>").join("") +
+    r.reasons.map((x) => '<div class="reason">' + esc(x) + "</div>").join("");
+  // frames.csv: slot,node,camera,segment,frame_index,timestamp_ns,grid_error_ns
+  const series = {};
+  const lines = csv.split("\n");
+  const header = lines[0].split(",");
+  const col = (n) => header.indexOf(n);
+  const [cs, cn, cc, ce] = [col("slot"), col("node"), col("camera"), col("grid_error_ns")];
+  for (let i = 1; i < lines.length; i++) {
+    if (!lines[i]) continue;
+    const f = lines[i].split(",");
+    const k = f[cn] + " " + f[cc];
+    (series[k] = series[k] || []).push([Number(f[cs]), Number(f[ce]) / 1000]);
+  }
+  let s0 = Infinity, s1 = -Infinity;
+  for (const pts of Object.values(series)) for (const p of pts) { if (p[0] < s0) s0 = p[0]; if (p[0] > s1) s1 = p[0]; }
+  // A long take has more frames than the chart has pixels: per pixel column keep the frame
+  // farthest from the grid, so no spike is lost.
+  const thin = (pts, W) => {
+    if (pts.length <= 2 * W) return pts;
+    const cols = new Map();
+    for (const p of pts) {
+      const c = Math.round(((p[0] - s0) / Math.max(1, s1 - s0)) * W);
+      const q = cols.get(c);
+      if (!q || Math.abs(p[1]) > Math.abs(q[1])) cols.set(c, p);
+    }
+    return [...cols.values()].sort((a, b) => a[0] - b[0]);
+  };
+  $("tp-cameras").innerHTML = r.cameras.map((c) => {
+    const pts = thin(series[c.node + " " + c.camera] || [], 800);
+    const lim = pts.reduce((m, p) => Math.max(m, Math.abs(p[1])), 100) * 1.1;
+    const W = 800, H = 160, x = (s) => ((s - s0) / Math.max(1, s1 - s0)) * (W - 50) + 45, y = (v) => H / 2 - (v / lim) * (H / 2 - 10);
+    const path = pts.map((p, i) => (i ? "L" : "M") + x(p[0]).toFixed(1) + " " + y(p[1]).toFixed(1)).join("");
+    const drops = c.drops.map((d) => '<line class="drop" x1="' + x(d.slot).toFixed(1) + '" x2="' + x(d.slot).toFixed(1) + '" y1="' + (H - 12) + '" y2="' + H + '"><title>drop: slot ' + d.slot + "</title></line>").join("");
+    const marks = r.markers.map((m) => '<line class="marker" x1="' + x(m.slot).toFixed(1) + '" x2="' + x(m.slot).toFixed(1) + '" y1="0" y2="' + H + '"><title>marker: ' + esc(m.note) + "</title></line>").join("");
+    const ph = c.phase;
+    return '<div class="tp-camera" data-camera="' + esc(c.node + " " + c.camera) + '">' +
+      '<svg viewBox="0 0 ' + W + " " + H + '" preserveAspectRatio="none" role="img" aria-label="deviation from the frame grid per frame, ' + esc(c.node + " " + c.camera) + '">' +
+      '<line class="grid-line" x1="45" x2="' + W + '" y1="10" y2="10"/><line class="grid-line" x1="45" x2="' + W + '" y1="' + (H - 10) + '" y2="' + (H - 10) + '"/>' +
+      '<line class="zero" x1="45" x2="' + W + '" y1="' + H / 2 + '" y2="' + H / 2 + '"/>' +
+      '<text x="2" y="14">+' + esc(us(lim)) + '</text><text x="2" y="' + (H / 2 + 3) + '">0</text><text x="2" y="' + (H - 6) + '">−' + esc(us(lim)) + "</text>" +
+      '<path class="trace" d="' + path + '"/>' + drops + marks + "</svg>" +
+      '<dl class="tp-numbers"><dt>camera</dt><dd>' + esc(c.node + " " + c.camera) + "</dd>" +
+      "<dt>frames</dt><dd>" + c.frames + "</dd><dt>drops</dt><dd class=\"tp-drops\">" + c.drops.length + "</dd>" +
+      "<dt>grid dev. p50</dt><dd>" + us(c.grid_deviation_us.p50) + "</dd><dt>p99</dt><dd>" + us(c.grid_deviation_us.p99) + "</dd><dt>max</dt><dd>" + us(c.grid_deviation_us.max) + "</dd>" +
+      (ph ? "<dt>lock at start</dt><dd>" + esc(ph.state_at_start) + "</dd><dt>phase p99</dt><dd>" + us(ph.error_ns.p99 / 1000) + "</dd><dt>lock losses</dt><dd>" + ph.lock_losses + "</dd>" : "<dt>phase lock</dt><dd>not recorded</dd>") +
+      "</dl></div>";
+  }).join("");
 }
 
 function connect() {
@@ -460,6 +564,7 @@ function connect() {
     const open = new Set([...document.querySelectorAll("details.files[open]")].map((d) => d.closest(".tn").dataset.node + "@" + d.closest(".take").dataset.take));
     takes = JSON.parse(ev.data);
     renderTakes();
+    renderTakePage();
     document.querySelectorAll("details.files").forEach((d) => {
       if (open.has(d.closest(".tn").dataset.node + "@" + d.closest(".take").dataset.take)) d.open = true;
     });

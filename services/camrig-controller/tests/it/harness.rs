@@ -59,6 +59,9 @@ pub struct RigBuilder {
     via_ssh: bool,
     /// Extra `[phase]` lines of node `i`'s config (index, line).
     node_phase: Vec<(usize, String)>,
+    codec: &'static str,
+    /// `[synthetic]` lines per node index (injected faults).
+    synthetic: Vec<(usize, String)>,
 }
 
 impl RigBuilder {
@@ -70,11 +73,23 @@ impl RigBuilder {
             segment_seconds: 2,
             via_ssh: false,
             node_phase: vec![],
+            codec: "h264",
+            synthetic: vec![],
         }
     }
     /// A `[phase]` line in node `i`'s config (`lock = false`, `lock_frames = ...`).
     pub fn node_phase(mut self, i: usize, line: &str) -> Self {
         self.node_phase.push((i, line.to_owned()));
+        self
+    }
+    /// The nodes' codec (`h264` or `mjpeg`).
+    pub fn codec(mut self, codec: &'static str) -> Self {
+        self.codec = codec;
+        self
+    }
+    /// A `[synthetic]` line for node `i`, e.g. `drop_every = 7`.
+    pub fn synthetic(mut self, i: usize, line: &str) -> Self {
+        self.synthetic.push((i, line.to_owned()));
         self
     }
     /// Downloads go through a real sshd (one per rig, listening on every node's address)
@@ -117,14 +132,21 @@ impl RigBuilder {
             let data_dir = rig.dir.join("nodes").join(&node_ip);
             std::fs::create_dir_all(data_dir.join("recordings")).unwrap();
             let config_path = data_dir.join("node.toml");
+            let synthetic: String = self
+                .synthetic
+                .iter()
+                .filter(|(n, _)| *n == i)
+                .map(|(_, line)| format!("{line}\n"))
+                .collect();
             std::fs::write(
                 &config_path,
                 format!(
                     "listen = \"{node_ip}:{NODE_PORT}\"\ndata_dir = \"{}\"\ntoken = \"{TOKEN}\"\n\
-                     [recording]\ncodec = \"h264\"\nsegment_seconds = {}\nmin_free_mb = 1\nh264_bitrate_kbps = 300\n\
+                     [recording]\ncodec = \"{}\"\nsegment_seconds = {}\nmin_free_mb = 1\nh264_bitrate_kbps = 300\n\
                      [camera]\nsource = \"synthetic\"\ncount = 1\nwidth = 160\nheight = 120\nfps = 30\n\
-                     [phase]\n{}\n",
+                     [synthetic]\n{synthetic}[phase]\n{}\n",
                     data_dir.display(),
+                    self.codec,
                     self.segment_seconds,
                     self.node_phase
                         .iter()

@@ -12,4 +12,5 @@ mod node_lost;
 mod restart;
 mod ssh_download;
 mod stop_safety;
+mod sync_report;
 mod verify;

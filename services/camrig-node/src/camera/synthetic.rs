@@ -120,7 +120,16 @@ impl SyntheticBackend {
             );
             // The model runs on the monotonic clock, as a sensor's timestamps do; the first
             // frame starts at a phase unrelated to the grid, shortly after now.
-            let first = ClockPair::now().monotonic_ns + 50_000_000 + phase_ns;
+            let now = ClockPair::now();
+            let first = if faults.phase_offset_us != 0 {
+                // An injected, known phase: the first frame starts this far after a grid
+                // instant (with `phase.lock = false` and `ppm_range = 0` it stays there).
+                let wall = grid.instant_ns(grid.nearest_slot(now.realtime_ns) + 2)
+                    + faults.phase_offset_us * 1_000;
+                wall - now.realtime_ns + now.monotonic_ns
+            } else {
+                now.monotonic_ns + 50_000_000 + phase_ns
+            };
             monitors.push(lock.monitor());
             sensors.push(Some((SensorModel::new(params, first, lines), lock)));
         }

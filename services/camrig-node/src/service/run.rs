@@ -17,7 +17,7 @@ use crate::camera::{synthetic, CaptureBackend, CaptureError};
 use crate::config::{CameraSource, NodeConfig};
 use crate::encode::software::{MjpegEncoder, SoftH264Encoder};
 use crate::encode::v4l2::{coded_formats, find_encoder, V4l2Error, V4l2FrameEncoder};
-use crate::encode::{EncodeError, EncoderSettings, FrameEncoder, HardwareEncoder};
+use crate::encode::{EncodeError, EncoderSettings, FrameEncoder, HardwareEncoder, WithTiming};
 use crate::take::{deletion, recovery};
 
 #[derive(Debug, thiserror::Error)]
@@ -61,7 +61,13 @@ pub fn open_cameras(config: &NodeConfig) -> Result<Box<dyn CaptureBackend>, Capt
 pub fn new_encoder(settings: EncoderSettings) -> Result<Box<dyn FrameEncoder>, EncodeError> {
     if settings.hardware != HardwareEncoder::Software {
         match find_encoder(coded_formats(settings.codec)) {
-            Some(device) => return Ok(Box::new(V4l2FrameEncoder::new(device, settings))),
+            Some(device) => {
+                let v4l2 = V4l2FrameEncoder::new(device, settings);
+                return Ok(match settings.codec {
+                    Codec::H264 => Box::new(WithTiming::new(v4l2, settings.fps)),
+                    Codec::Mjpeg => Box::new(v4l2),
+                });
+            }
             None if settings.hardware == HardwareEncoder::V4l2 => {
                 return Err(V4l2Error::NoDevice(format!("{:?}", settings.codec)).into())
             }
@@ -73,7 +79,10 @@ pub fn new_encoder(settings: EncoderSettings) -> Result<Box<dyn FrameEncoder>, E
             quality: settings.mjpeg_quality,
             scratch: Vec::new(),
         }),
-        Codec::H264 => Box::new(SoftH264Encoder::new(settings)?),
+        Codec::H264 => Box::new(WithTiming::new(
+            SoftH264Encoder::new(settings)?,
+            settings.fps,
+        )),
     })
 }
 
