@@ -631,7 +631,6 @@ fn open_one<'d>(
     // in the log (vimc, for one, has no frame duration control). Camera settings (the
     // config's, then the API's) come as commands, mapped by control name.
     let available = cam.controls();
-    let has = |id: u32| available.find(id).is_ok();
     let mut controls = ControlList::new();
     let period_us = (1e6 / config.fps).round() as i64;
     let label = format!("cam{} {}", n + 1, listed.model);
