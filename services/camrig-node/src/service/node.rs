@@ -129,19 +129,31 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// What the composition root opened for the node: the cameras (none when it could not, and
+/// why), each camera's phase lock and the settings controls of its backend.
+pub(super) struct OpenedCameras {
+    pub(super) cameras: Vec<CameraInfo>,
+    pub(super) phase: Vec<Arc<PhaseMonitor>>,
+    pub(super) controls: Option<Arc<dyn CameraControls>>,
+    pub(super) problem: Option<String>,
+}
+
 impl Node {
-    /// The node for `config` with the cameras its backend opened (none, and why, when it
-    /// could not), the takes recovery finalised at start, and how its takes get encoders.
+    /// The node for `config` with the cameras its backend opened, the takes recovery
+    /// finalised at start, and how its takes get encoders.
     pub(super) fn new(
         config: NodeConfig,
         token: Option<String>,
-        cameras: Vec<CameraInfo>,
-        phase: Vec<Arc<PhaseMonitor>>,
-        camera_problem: Option<String>,
+        opened: OpenedCameras,
         recovered: Vec<TakeName>,
         new_encoder: NewEncoder,
-        controls: Option<Arc<dyn CameraControls>>,
     ) -> Arc<Node> {
+        let OpenedCameras {
+            cameras,
+            phase,
+            controls,
+            problem: camera_problem,
+        } = opened;
         let label = node_label(&config);
         let settings = controls.map(|c| NodeSettings::new(c, cameras.clone(), &label));
         let mut settings_problem = None;

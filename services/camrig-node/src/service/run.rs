@@ -12,7 +12,7 @@ use camrig_protocol::naming::Codec;
 use tokio::net::TcpListener;
 
 use super::http_api;
-use super::node::Node;
+use super::node::{Node, OpenedCameras};
 use crate::camera::{synthetic, CaptureBackend, CaptureError};
 use crate::config::{CameraSource, NodeConfig};
 use crate::encode::software::{MjpegEncoder, SoftH264Encoder};
@@ -113,17 +113,13 @@ pub async fn run(
         .as_ref()
         .map(|b| b.cameras().to_vec())
         .unwrap_or_default();
-    let phase = backend.as_ref().map(|b| b.phase()).unwrap_or_default();
-    let node = Node::new(
-        config,
-        token,
+    let opened = OpenedCameras {
         cameras,
-        phase,
-        camera_problem,
-        recovered,
-        new_encoder,
-        backend.as_ref().map(|b| b.controls()),
-    );
+        phase: backend.as_ref().map(|b| b.phase()).unwrap_or_default(),
+        controls: backend.as_ref().map(|b| b.controls()),
+        problem: camera_problem,
+    };
+    let node = Node::new(config, token, opened, recovered, new_encoder);
     if let Some(b) = backend.as_mut() {
         let weak = Arc::downgrade(&node);
         b.start(Arc::new(move |frame| {
