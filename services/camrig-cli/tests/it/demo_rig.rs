@@ -550,7 +550,8 @@ async fn demo_rig_driven_from_the_browser_and_the_cli() {
             .unwrap()
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
             .collect();
-    for ip in ["127_0_0_2", "127_0_0_3"] {
+    for ip in &ips {
+        let ip = ip.replace('.', "_");
         assert!(
             exported.contains(&format!("ui_take_01_{ip}.mkv")),
             "{exported:?}"
@@ -666,7 +667,8 @@ async fn demo_rig_driven_from_the_browser_and_the_cli() {
     );
     assert!(ok, "{text}");
     assert!(
-        out.join("cli_take_01_127_0_0_2.mp4").is_file()
+        out.join(format!("cli_take_01_{}.mp4", ips[0].replace('.', "_")))
+            .is_file()
             && out.join("cli_take_01_export.json").is_file(),
         "{text}"
     );
