@@ -33,6 +33,8 @@ pub struct Config {
     pub require_node_sync: bool,
     /// Who may use the UI and API (`[access]`).
     pub access: AccessConfig,
+    /// The sync report's tolerance on the skew bound; `None` = a quarter of the frame period.
+    pub sync_tolerance_ns: Option<i64>,
     pub nodes: Vec<NodeConfig>,
 }
 
@@ -133,6 +135,9 @@ pub struct ControllerFile {
     /// Who may use the UI and API; required (there is no default password).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub access: Option<AccessEntry>,
+    /// The sync report's tolerance, µs; absent = a quarter of the frame period.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sync_tolerance_us: Option<f64>,
     #[serde(default)]
     pub node: Vec<NodeEntry>,
 }
@@ -189,6 +194,7 @@ impl Default for ControllerFile {
             download_parallelism: default_parallelism(),
             require_node_sync: true,
             access: None,
+            sync_tolerance_us: None,
             node: Vec::new(),
         }
     }
@@ -373,6 +379,16 @@ impl Config {
         if raw.stop_lead_ms > 10_000 {
             return Err(invalid(origin, "stop_lead_ms", "must be 0-10000 (ms)"));
         }
+        if raw
+            .sync_tolerance_us
+            .is_some_and(|us| !(us.is_finite() && us > 0.0))
+        {
+            return Err(invalid(
+                origin,
+                "sync_tolerance_us",
+                "must be a positive number of microseconds (leave it out for a quarter of the frame period)",
+            ));
+        }
         if !(raw.max_clock_offset_ms.is_finite() && raw.max_clock_offset_ms > 0.0) {
             return Err(invalid(
                 origin,
@@ -464,6 +480,7 @@ impl Config {
                 download_parallelism: raw.download_parallelism,
                 require_node_sync: raw.require_node_sync,
                 access,
+                sync_tolerance_ns: raw.sync_tolerance_us.map(|us| (us * 1e3).round() as i64),
                 nodes,
             },
             token,

@@ -22,6 +22,7 @@ pub struct Rig {
     pub fleet: Fleet,
     pub downloads: Downloads,
     pub ssh_masters: SshMasters,
+    pub exports: crate::take_reports::Exports,
     /// Serialises START/MARK/STOP and the take monitor: one command at a time. Shared so
     /// START can hand its guard to the bookkeeping it finishes after answering.
     pub(crate) command_lock: Arc<Mutex<()>>,
@@ -30,6 +31,8 @@ pub struct Rig {
     changes: watch::Sender<u64>,
     /// Every change of a node deletion, for the SSE `node_deletion` event.
     deletions: broadcast::Sender<NodeDeletionEvent>,
+    /// The camera settings this controller last applied to the rig.
+    pub(crate) rig_settings: std::sync::Mutex<crate::camera_settings::RigSettings>,
 }
 
 impl Rig {
@@ -49,10 +52,12 @@ impl Rig {
             fleet,
             downloads,
             ssh_masters,
+            exports: Default::default(),
             command_lock: Arc::new(Mutex::new(())),
             deletion_lock: Mutex::new(()),
             changes: watch::channel(0).0,
             deletions: broadcast::channel(64).0,
+            rig_settings: Default::default(),
         })
     }
 
@@ -91,6 +96,7 @@ impl Rig {
         {
             take.download = TakeDownload::Downloading;
         }
+        take.export = self.exports.get(take.id);
         take
     }
 
@@ -115,7 +121,13 @@ impl Rig {
         let state = match &current {
             None => RigState::Idle,
             Some(t) => {
-                if t.nodes.iter().any(|n| n.state == TakeNodeState::Recording) {
+                let any = |state: TakeNodeState| t.nodes.iter().any(|n| n.state == state);
+                if !any(TakeNodeState::Recording) && !any(TakeNodeState::Armed) {
+                    // Every node of the take was lost: nothing is armed, nothing records.
+                    RigState::Failed
+                } else if t.stop_at_ns.is_some() {
+                    RigState::Stopping
+                } else if any(TakeNodeState::Recording) {
                     RigState::Recording
                 } else {
                     RigState::Armed

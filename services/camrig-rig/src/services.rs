@@ -50,6 +50,8 @@ pub struct NodeSettings {
     pub segment_seconds: u32,
     /// The synthetic camera's grain (`synthetic.noise`): 0 = clean bars (tiny files).
     pub noise: u8,
+    /// Phase lock on (`phase.lock`); off, the sensor models free-run.
+    pub phase_lock: bool,
 }
 
 impl Default for NodeSettings {
@@ -61,6 +63,7 @@ impl Default for NodeSettings {
             codec: "mjpeg".into(),
             segment_seconds: 2,
             noise: 0,
+            phase_lock: true,
         }
     }
 }
@@ -93,6 +96,7 @@ pub fn node_config(ip: Ipv4Addr, data_dir: &Path, token: &str, s: &NodeSettings)
     c.camera.height = s.height;
     c.camera.fps = f64::from(s.fps);
     c.synthetic.noise = s.noise;
+    c.phase.lock = s.phase_lock;
     Ok(format!(
         "# written by the camrig virtual rig\n{}",
         c.to_toml()

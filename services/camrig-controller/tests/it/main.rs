@@ -4,6 +4,7 @@
 
 mod access;
 mod bad_input;
+mod camera_settings;
 mod clock_and_reachability;
 mod delete_from_nodes;
 mod flow;
@@ -12,3 +13,6 @@ mod http_fuzz;
 mod node_lost;
 mod restart;
 mod ssh_download;
+mod stop_safety;
+mod sync_report;
+mod verify;

@@ -1,7 +1,8 @@
 //! The one-line STATUS= text `systemctl status` shows, e.g.
-//! `recording take=t1 seg=3 cam1 imx477 1280x720@30 1234f 30.0fps 0drop | disk 12.3G free | clock synced ±0.2ms`.
+//! `recording take=t1 seg=3 cam1 imx477 1280x720@30 1234f 30.0fps 0drop locked ±12µs | disk 12.3G free | clock synced ±0.2ms`.
 
 use camrig_protocol::api::{NodeState, NodeStatus};
+use camrig_protocol::phase::{LockState, PhaseStatus};
 
 use super::{clock_health, disk_space};
 
@@ -36,6 +37,10 @@ pub fn render(s: &NodeStatus) -> String {
             c.fps,
             c.drops
         ));
+        if let Some(p) = &c.phase {
+            out.push(' ');
+            out.push_str(&phase(p));
+        }
     }
     out.push_str(&format!(
         " | disk {} free | {}",
@@ -46,6 +51,24 @@ pub fn render(s: &NodeStatus) -> String {
         out.push_str(&format!(" | {p}"));
     }
     out
+}
+
+/// `locked ±12µs`, `locking ±4.2ms`, `unlocked (no FrameDurationLimits control)`: the state
+/// and the last second's p99 phase error.
+fn phase(p: &PhaseStatus) -> String {
+    let e = p.error_ns.p99;
+    let error = if e >= 1_000_000 {
+        format!("±{:.1}ms", e as f64 / 1e6)
+    } else {
+        format!("±{}µs", (e + 500) / 1000)
+    };
+    match p.state {
+        LockState::Unavailable => format!(
+            "unlocked {error} ({})",
+            p.reason.as_deref().unwrap_or("no frame-duration control")
+        ),
+        state => format!("{state} {error}"),
+    }
 }
 
 #[cfg(test)]
@@ -75,7 +98,15 @@ mod tests {
                 fps: 30.0,
                 drops: 0,
                 last_frame_ns: None,
-                phase: None,
+                phase: Some(PhaseStatus {
+                    state: LockState::Locked,
+                    reason: None,
+                    error_ns: camrig_protocol::phase::RecentError {
+                        p50: 3_000,
+                        p99: 11_600,
+                    },
+                    ppm: Some(-12.5),
+                }),
             }],
             disk_free_bytes: 13_207_024_435,
             disk_floor_bytes: 0,
@@ -83,6 +114,9 @@ mod tests {
                 synced: true,
                 est_error_ns: Some(200_000),
                 measured_at_ns: 0,
+                offset_ns: None,
+                root_delay_ns: None,
+                root_dispersion_ns: None,
             },
             standalone: false,
             problem: None,
@@ -92,7 +126,15 @@ mod tests {
         };
         assert_eq!(
             render(&s),
-            "recording take=t1 seg=3 cam1 synthetic 1280x720@30 1234f 30.0fps 0drop | disk 12.3G free | clock synced ±0.2ms"
+            "recording take=t1 seg=3 cam1 synthetic 1280x720@30 1234f 30.0fps 0drop locked ±12µs | disk 12.3G free | clock synced ±0.2ms"
+        );
+        let mut vimc = s.cameras[0].phase.clone().unwrap();
+        vimc.state = LockState::Unavailable;
+        vimc.reason = Some("no FrameDurationLimits control".into());
+        vimc.error_ns.p99 = 15_300_000;
+        assert_eq!(
+            phase(&vimc),
+            "unlocked ±15.3ms (no FrameDurationLimits control)"
         );
     }
 }
