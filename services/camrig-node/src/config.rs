@@ -22,6 +22,23 @@ pub struct NodeConfig {
     pub recording: RecordingConfig,
     pub camera: CameraConfig,
     pub synthetic: SyntheticConfig,
+    pub health: HealthConfig,
+}
+
+/// `[health]`: where the host-health seam ([`crate::health`]) reads sysfs and procfs.
+#[derive(Clone, Debug, PartialEq, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HealthConfig {
+    /// `/` on a Pi; a directory laid out like `/sys` and `/proc` in tests and demos.
+    pub sysfs_root: PathBuf,
+}
+
+impl Default for HealthConfig {
+    fn default() -> Self {
+        HealthConfig {
+            sysfs_root: PathBuf::from("/"),
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, serde::Deserialize)]
@@ -87,6 +104,7 @@ impl Default for NodeConfig {
             recording: RecordingConfig::default(),
             camera: CameraConfig::default(),
             synthetic: SyntheticConfig::default(),
+            health: HealthConfig::default(),
         }
     }
 }

@@ -27,6 +27,8 @@
 //! - [`preview`]: small JPEG stills of the latest frame.
 //! - [`status_line`]: the STATUS= line.
 //! - [`disk_space`], [`clock_health`]: free space and the kernel's NTP state.
+//! - [`health`]: the host-health seam (temperature, firmware throttling flags, memory)
+//!   under one sysfs root; [`metrics`]: the Prometheus `/metrics` series.
 
 pub mod access_units;
 pub mod buffer_lease;
@@ -38,11 +40,13 @@ pub mod disk_space;
 pub mod dma_buf;
 pub mod encoder;
 pub mod frame_selection;
+pub mod health;
 pub mod http_api;
 #[cfg(feature = "libcamera")]
 pub mod libcamera_camera;
 pub mod libcamera_support;
 pub mod markers;
+pub mod metrics;
 pub mod node;
 pub mod preview;
 pub mod recovery;

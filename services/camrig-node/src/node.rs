@@ -15,6 +15,7 @@ use camrig_protocol::api::{
     AbortRequest, CameraStatus, CommandReply, MarkRequest, NodeState, NodeStatus, StartRequest,
     StopRequest, TakeOutcome,
 };
+use camrig_protocol::health::NodeHealth;
 use camrig_protocol::manifest::StopReason;
 use camrig_protocol::naming::{self, TakeFiles};
 use camrig_protocol::take_name::TakeName;
@@ -25,7 +26,9 @@ use tokio::net::TcpListener;
 use crate::capture::{self, CameraInfo, Frame};
 use crate::config::NodeConfig;
 use crate::encoder::EncoderSettings;
+use crate::health::HealthProbe;
 use crate::http_api::{self, ApiError};
+use crate::metrics::{CameraCounters, NodeMetrics};
 use crate::take_recorder::{self, Finished, Layout, LiveCamera, TakeHandle, TakeSpec};
 use crate::{clock_health, disk_space, recovery, spare_take_dir, status_line, take_deletion};
 
@@ -47,11 +50,11 @@ pub enum NodeError {
 }
 
 /// Live per-camera numbers kept by the frame callback.
-#[derive(Default)]
 struct CameraStats {
     frames: AtomicU64,
     latest: Mutex<Option<Frame>>,
     fps: Mutex<f64>,
+    counters: CameraCounters,
 }
 
 /// Remembered answers to commands, so a repeated command_id gets the same answer.
@@ -65,6 +68,8 @@ struct Inner {
     last_live: Vec<LiveCamera>,
     problem: Option<String>,
     recovered: Vec<TakeName>,
+    /// What the last take wrote per second (all cameras), for the disk estimate.
+    take_rate: Option<f64>,
 }
 
 pub struct Node {
@@ -83,6 +88,8 @@ pub struct Node {
     /// Set before the cameras stop: frames are no longer kept, so every lent camera buffer
     /// goes back (the backend waits for them before it frees anything).
     releasing_frames: AtomicBool,
+    pub(crate) metrics: NodeMetrics,
+    health: HealthProbe,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -109,6 +116,7 @@ impl Node {
         self.progress.tick();
         if let Some(s) = self.stats.get(frame.camera) {
             s.frames.fetch_add(1, Ordering::Relaxed);
+            s.counters.captured.inc();
         }
         if let Some(take) = self.active() {
             take.offer(&frame);
@@ -167,6 +175,7 @@ impl Node {
                     take_frames: l.frames,
                     fps: *lock(&s.fps),
                     drops: l.drops,
+                    drop_bursts: l.bursts.clone(),
                     last_frame_ns: lock(&s.latest).as_ref().map(|f| f.timestamp_ns),
                     phase: None,
                 }
@@ -177,6 +186,8 @@ impl Node {
             .clone()
             .or_else(|| active.as_ref().and_then(|t| t.problem()))
             .or_else(|| inner.problem.clone());
+        let disk_free_bytes = disk_space::free_bytes(&self.config.data_dir).unwrap_or(0);
+        let health = self.health(disk_free_bytes, inner.take_rate);
         NodeStatus {
             node: self.label.clone(),
             version: env!("CARGO_PKG_VERSION").into(),
@@ -188,7 +199,7 @@ impl Node {
                 .as_ref()
                 .and_then(|_| live.iter().filter_map(|l| l.segment).max()),
             cameras,
-            disk_free_bytes: disk_space::free_bytes(&self.config.data_dir).unwrap_or(0),
+            disk_free_bytes,
             disk_floor_bytes: self.config.min_free_bytes(),
             clock: clock_health::read(),
             standalone: self.config.standalone,
@@ -196,7 +207,40 @@ impl Node {
             last_take: inner.last_take.clone(),
             recovered_takes: inner.recovered.clone(),
             now_ns: now_unix_ns(),
+            health: Some(health),
         }
+    }
+
+    /// Host health plus the disk's recordable time at the last take's rate (else the
+    /// configured bitrate's estimate).
+    fn health(&self, disk_free: u64, measured: Option<f64>) -> NodeHealth {
+        let host = self.health.read();
+        let (rate, measured) = match measured {
+            Some(r) if r > 0.0 => (r as u64, true),
+            _ => (self.estimated_take_rate(), false),
+        };
+        let usable = disk_free.saturating_sub(self.config.min_free_bytes());
+        NodeHealth {
+            cpu_temp_c: host.cpu_temp_c,
+            throttling: host.throttling,
+            mem_available_bytes: host.mem_available_bytes,
+            mem_total_bytes: host.mem_total_bytes,
+            take_bytes_per_second: rate,
+            take_rate_measured: measured,
+            recordable_seconds: usable / rate.max(1),
+        }
+    }
+
+    /// Bytes per second a take of every camera writes, from the config: H.264 at its
+    /// bitrate; MJPEG at 2 bits per pixel (grainy 720p at quality 85 measures about that).
+    fn estimated_take_rate(&self) -> u64 {
+        let cameras = self.cameras.len().max(1) as f64;
+        let c = &self.config.camera;
+        let per_camera = match self.config.recording.codec {
+            naming::Codec::H264 => f64::from(self.config.recording.h264_bitrate_kbps) * 1000.0 / 8.0,
+            naming::Codec::Mjpeg => f64::from(c.width) * f64::from(c.height) * c.fps * 2.0 / 8.0,
+        };
+        (per_camera * cameras).ceil() as u64
     }
 
     fn reply(&self, command_id: &str, take: &Option<Arc<TakeHandle>>) -> CommandReply {
@@ -312,6 +356,7 @@ impl Node {
             min_free_bytes: floor,
             data_dir: self.config.data_dir.clone(),
             layout: Layout::Take(TakeFiles::new(&req.take, &self.label, req.start_at_ns)),
+            counters: self.stats.iter().map(|s| s.counters.clone()).collect(),
         };
         let handle = self.launch(spec).map_err(|e| {
             let _ = std::fs::remove_dir_all(&dir);
@@ -361,6 +406,9 @@ impl Node {
         let mut inner = lock(&self.inner);
         inner.problem = finished.problem.clone();
         inner.last_live = finished.live;
+        if finished.bytes_per_second.is_some() {
+            inner.take_rate = finished.bytes_per_second;
+        }
         if !finished.removed {
             inner.last_take = Some(finished.outcome);
         }
@@ -556,10 +604,20 @@ pub async fn run(
         .as_ref()
         .map(|b| b.cameras().to_vec())
         .unwrap_or_default();
+    let metrics = NodeMetrics::new(cameras.len());
     let node = Arc::new(Node {
         label: node_label(&config),
         token,
-        stats: cameras.iter().map(|_| CameraStats::default()).collect(),
+        stats: (0..cameras.len())
+            .map(|i| CameraStats {
+                frames: AtomicU64::new(0),
+                latest: Mutex::new(None),
+                fps: Mutex::new(0.0),
+                counters: metrics.camera(i),
+            })
+            .collect(),
+        metrics,
+        health: HealthProbe::new(config.health.sysfs_root.clone()),
         cameras,
         camera_problem,
         active: RwLock::new(None),
@@ -652,6 +710,7 @@ fn start_standalone(node: &Arc<Node>) -> std::io::Result<()> {
         min_free_bytes: node.config.min_free_bytes(),
         data_dir: node.config.data_dir.clone(),
         layout: Layout::Standalone,
+        counters: node.stats.iter().map(|s| s.counters.clone()).collect(),
     };
     node.launch(spec)?;
     tracing::info!(dir = %dir.display(), "standalone recording started");

@@ -7,12 +7,14 @@
 //! - [`api`]: the JSON bodies of the node's HTTP API (`/v1/...`).
 //! - [`grid`]: the rig's frame grid (slot n at n × T since the epoch, T an exact rational).
 //! - [`phase`]: a camera's phase-lock state, live and per take.
+//! - [`health`]: a node's host health (temperature, firmware throttling, memory, disk time).
 //!
 //! This crate does no I/O beyond writing into caller-supplied buffers, so it is unit-tested
 //! with literals and shared verbatim by every binary.
 
 pub mod api;
 pub mod grid;
+pub mod health;
 pub mod manifest;
 pub mod naming;
 pub mod phase;
