@@ -28,6 +28,39 @@ pub struct Config {
     /// (the measured offset limit still applies). For rigs on one host clock (demo, CI).
     pub require_node_sync: bool,
     pub nodes: Vec<NodeConfig>,
+    /// `[health]`: what makes a node's health hold START back.
+    pub health: HealthLimits,
+    /// `[webhook]`: where take events are POSTed, if anywhere.
+    pub webhook: Option<WebhookConfig>,
+}
+
+/// `[health]`: START is refused (unless overridden) when a node is throttled,
+/// under-voltage, hotter than `max_temp_c` or holds less than `min_record_minutes` of
+/// recording (or the take's planned duration); it is refused outright when a node cannot
+/// record at all (no camera, or free space below its floor).
+#[derive(Clone, Debug, PartialEq)]
+pub struct HealthLimits {
+    pub max_temp_c: f64,
+    pub min_record_seconds: u64,
+}
+
+impl Default for HealthLimits {
+    fn default() -> Self {
+        HealthLimits {
+            max_temp_c: 80.0,
+            min_record_seconds: 30 * 60,
+        }
+    }
+}
+
+/// `[webhook]`: take events POSTed as JSON ([`crate::webhook`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WebhookConfig {
+    /// `http://host:port/path` (the controller speaks plain HTTP only).
+    pub url: String,
+    pub timeout: Duration,
+    /// Further attempts after a failed one (1 s, 2 s, 4 s … apart).
+    pub retries: u32,
 }
 
 /// One camera Pi.
@@ -123,6 +156,51 @@ struct RawConfig {
     require_node_sync: bool,
     #[serde(default)]
     node: Vec<RawNode>,
+    #[serde(default)]
+    health: RawHealth,
+    webhook: Option<RawWebhook>,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHealth {
+    #[serde(default = "default_max_temp")]
+    max_temp_c: f64,
+    #[serde(default = "default_min_record_minutes")]
+    min_record_minutes: f64,
+}
+
+impl Default for RawHealth {
+    fn default() -> Self {
+        RawHealth {
+            max_temp_c: default_max_temp(),
+            min_record_minutes: default_min_record_minutes(),
+        }
+    }
+}
+
+fn default_max_temp() -> f64 {
+    80.0
+}
+fn default_min_record_minutes() -> f64 {
+    30.0
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawWebhook {
+    url: String,
+    #[serde(default = "default_webhook_timeout")]
+    timeout_ms: u64,
+    #[serde(default = "default_webhook_retries")]
+    retries: u32,
+}
+
+fn default_webhook_timeout() -> u64 {
+    5000
+}
+fn default_webhook_retries() -> u32 {
+    3
 }
 
 #[derive(serde::Deserialize)]
@@ -347,6 +425,48 @@ impl Config {
                 rsync_source,
             });
         }
+        if !(raw.health.max_temp_c.is_finite() && raw.health.max_temp_c > 0.0) {
+            return Err(invalid(
+                origin,
+                "health.max_temp_c",
+                "must be a positive temperature in °C, e.g. 80",
+            ));
+        }
+        if !(raw.health.min_record_minutes.is_finite() && raw.health.min_record_minutes >= 0.0) {
+            return Err(invalid(
+                origin,
+                "health.min_record_minutes",
+                "must be 0 or more minutes, e.g. 30",
+            ));
+        }
+        let health = HealthLimits {
+            max_temp_c: raw.health.max_temp_c,
+            min_record_seconds: (raw.health.min_record_minutes * 60.0).round() as u64,
+        };
+        let webhook = match raw.webhook {
+            None => None,
+            Some(w) => {
+                let url = w.url.trim().to_owned();
+                if reqwest::Url::parse(&url).map_or(true, |u| u.scheme() != "http" || u.host().is_none()) {
+                    return Err(invalid(
+                        origin,
+                        "webhook.url",
+                        &format!("{url:?} is not an http:// URL such as \"http://10.0.0.5:9000/camrig\" (https is not supported)"),
+                    ));
+                }
+                if w.timeout_ms == 0 || w.timeout_ms > 60_000 {
+                    return Err(invalid(origin, "webhook.timeout_ms", "must be 1-60000 (ms)"));
+                }
+                if w.retries > 10 {
+                    return Err(invalid(origin, "webhook.retries", "must be 0-10"));
+                }
+                Some(WebhookConfig {
+                    url,
+                    timeout: Duration::from_millis(w.timeout_ms),
+                    retries: w.retries,
+                })
+            }
+        };
         let downloads_dir = raw
             .downloads_dir
             .unwrap_or_else(|| raw.data_dir.join("video_downloads"));
@@ -369,6 +489,8 @@ impl Config {
                 download_parallelism: raw.download_parallelism,
                 require_node_sync: raw.require_node_sync,
                 nodes,
+                health,
+                webhook,
             },
             token,
         ))
@@ -530,6 +652,15 @@ rsync_source = "camrig@192.168.1.101:/var/lib/camrig/recordings"
             "{MINIMAL}\n[[node]]\naddress = \"192.168.1.101\"\nport = 9000\nrsync_source = \"/x\"\n"
         ));
         assert!(e.contains("node[1].address"), "{e}");
+        assert!(problem(&format!("{MINIMAL}[health]\nmax_temp_c = -3\n")).contains("health.max_temp_c"));
+        let e = problem(&format!("{MINIMAL}[webhook]\nurl = \"https://x/y\"\n"));
+        assert!(e.contains("webhook.url") && e.contains("https"), "{e}");
+        let c = parse(&format!(
+            "{MINIMAL}[health]\nmax_temp_c = 70\nmin_record_minutes = 5\n[webhook]\nurl = \"http://127.0.0.1:9/h\"\n"
+        ))
+        .unwrap();
+        assert_eq!(c.health.min_record_seconds, 300);
+        assert_eq!(c.webhook.unwrap().retries, 3);
         let e = problem(&format!("{MINIMAL}color = \"red\"\n"));
         assert!(e.contains("color"), "{e}");
     }

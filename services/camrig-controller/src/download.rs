@@ -22,6 +22,7 @@ use tokio::io::AsyncReadExt;
 use tokio::sync::mpsc::UnboundedReceiver;
 use tokio::sync::Semaphore;
 
+use crate::webhook::{WebhookEvent, WebhookKind};
 use crate::download_verifier::{Verified, Verifier};
 use crate::rig::Rig;
 use crate::rsync::{self, SshSetup};
@@ -195,10 +196,29 @@ impl Rig {
         if let Err(e) = self.store.set_download(take_id, &address, state, reason) {
             tracing::error!(error = %e, "cannot record download result");
         }
-        match &result {
-            Ok(()) => tracing::info!(take = %take, node = address, "download verified and sorted"),
-            Err(reason) => tracing::warn!(take = %take, node = address, reason, "download failed"),
-        }
+        let progress = self.downloads.progress(take_id, &address);
+        let label = crate::metrics::NodeLabel::new(&address);
+        let bytes = progress.as_ref().map_or(0, |p| p.bytes_done);
+        self.metrics.download_bytes.get_or_create(&label).inc_by(bytes);
+        let event = match &result {
+            Ok(()) => {
+                tracing::info!(take = %take, node = address, "download verified and sorted");
+                let mut e = WebhookEvent::new(WebhookKind::TakeDownloaded, take.as_str())
+                    .node(&address)
+                    .detail("every file verified against the node's manifest and sorted");
+                e.files = progress.as_ref().map(|p| p.files_verified);
+                e.bytes = Some(bytes);
+                e
+            }
+            Err(reason) => {
+                tracing::warn!(take = %take, node = address, reason, "download failed");
+                self.metrics.download_failures.get_or_create(&label).inc();
+                WebhookEvent::new(WebhookKind::TakeFailed, take.as_str())
+                    .node(&address)
+                    .detail(format!("download failed: {reason}"))
+            }
+        };
+        self.webhook.send(event);
         self.downloads.update(take_id, &address, |p| {
             p.phase = state.into();
             p.message = reason.map(str::to_owned);
@@ -359,6 +379,10 @@ impl Rig {
                     .map_err(store_err)?;
                 self.downloads
                     .update(take_id, address, |p| p.files_verified += 1);
+                self.metrics
+                    .download_files_verified
+                    .get_or_create(&crate::metrics::NodeLabel::new(address))
+                    .inc();
             }
             Err(reason) => {
                 failed += 1;
@@ -403,6 +427,12 @@ impl Rig {
         }
         self.store
             .set_file_state(take_id, address, name, state, reason)?;
+        if outcome.is_ok() {
+            self.metrics
+                .download_files_verified
+                .get_or_create(&crate::metrics::NodeLabel::new(address))
+                .inc();
+        }
         self.downloads.update(take_id, address, |p| {
             if outcome.is_ok() {
                 p.files_verified += 1;

@@ -14,6 +14,8 @@
 //! - [`node_deletion`]: DELETE FROM NODES, for verified takes only, re-checked first.
 //! - [`api`], [`http_error`], [`views`]: the HTTP surface and its JSON.
 //! - [`status_line`]: the systemd STATUS= line.
+//! - [`metrics`]: the Prometheus `/metrics` series; [`webhook`]: take events POSTed to
+//!   the studio's URL.
 
 pub mod api;
 pub mod clock_probe;
@@ -22,6 +24,7 @@ pub mod download;
 pub mod download_verifier;
 pub mod fleet;
 pub mod http_error;
+pub mod metrics;
 pub mod node_client;
 pub mod node_deletion;
 pub mod rig;
@@ -31,6 +34,7 @@ pub mod status_line;
 pub mod take_control;
 pub mod take_store;
 pub mod views;
+pub mod webhook;
 
 use std::future::Future;
 use std::sync::Arc;

@@ -9,6 +9,8 @@ use tokio::sync::{broadcast, watch, Mutex};
 use crate::config::Config;
 use crate::download::Downloads;
 use crate::fleet::{Blocker, Fleet};
+use crate::metrics::ControllerMetrics;
+use crate::webhook::Webhook;
 use crate::ssh_master::SshMasters;
 use crate::take_store::{node_state, Store, StoreError};
 use crate::views::{NodeDeletionEvent, RigView, TakeView};
@@ -19,6 +21,8 @@ pub struct Rig {
     pub fleet: Fleet,
     pub downloads: Downloads,
     pub ssh_masters: SshMasters,
+    pub metrics: ControllerMetrics,
+    pub webhook: Webhook,
     /// Serialises START/MARK/STOP and the take monitor: one command at a time. Shared so
     /// START can hand its guard to the bookkeeping it finishes after answering.
     pub(crate) command_lock: Arc<Mutex<()>>,
@@ -34,7 +38,10 @@ impl Rig {
         let fleet = Fleet::new(&config);
         let downloads = Downloads::new(config.download_parallelism);
         let ssh_masters = SshMasters::new(&config.nodes);
+        let webhook = Webhook::new(config.webhook.clone());
         Arc::new(Rig {
+            metrics: ControllerMetrics::new(),
+            webhook,
             config,
             store,
             fleet,
@@ -98,8 +105,17 @@ impl Rig {
         let start_blockers: Vec<String> = (0..nodes.len())
             .filter_map(|i| self.fleet.blocker(i, &self.config))
             .map(|b: Blocker| b.message().to_owned())
+            .chain((0..nodes.len()).filter_map(|i| self.fleet.health_warning(i, &self.config, None)))
             .collect();
+        let nodes_busy = (0..nodes.len()).any(|i| {
+            self.fleet
+                .status(i)
+                .is_some_and(|s| s.state != camrig_protocol::api::NodeState::Idle)
+        });
         let state = match &current {
+            // The take is stopped, but nodes still record up to the STOP instant or finish
+            // their files: the rig is not idle yet.
+            None if nodes_busy => "stopping",
             None => "idle",
             Some(t) => {
                 if t.nodes.iter().any(|n| n.state == node_state::RECORDING) {
@@ -111,7 +127,7 @@ impl Rig {
         };
         Ok(RigView {
             state: state.into(),
-            start_ready: current.is_none() && start_blockers.is_empty(),
+            start_ready: current.is_none() && !nodes_busy && start_blockers.is_empty(),
             current_take: current,
             nodes,
             start_blockers,

@@ -15,6 +15,7 @@ use futures_util::future::join_all;
 use crate::fleet::Blocker;
 use crate::rig::Rig;
 use crate::take_store::{node_state, take_state, NewTake, NewTakeNode, StoreError};
+use crate::webhook::{WebhookEvent, WebhookKind};
 use crate::views::{MarkTake, MarkerNodeView, MarkerView, NodeFailure, StartTake, TakeView};
 
 /// Longest MARK note accepted (characters).
@@ -120,9 +121,18 @@ impl Rig {
                 Some(Blocker::Busy(m)) => {
                     refusals.push(format!("{m}; stop it or wait until it finishes"))
                 }
+                Some(Blocker::CannotRecord(m)) => refusals.push(m),
+            }
+            match self.fleet.health_warning(i, &self.config, req.planned_seconds) {
+                None => {}
+                Some(m) if !req.override_health => {
+                    refusals.push(format!("{m}; fix it, or override the health check"))
+                }
+                Some(m) => overridden.push(format!("health override: {m}")),
             }
         }
         if !refusals.is_empty() {
+            self.metrics.starts_refused.inc();
             return Err(TakeError::NotReady(refusals));
         }
 
@@ -169,6 +179,9 @@ impl Rig {
         }))
         .await;
         let fanout_ms = fanout.elapsed().as_secs_f64() * 1e3;
+        self.metrics
+            .start_fanout
+            .observe(fanout.elapsed().as_secs_f64());
         let slowest = nodes
             .iter()
             .zip(&replies)
@@ -227,6 +240,10 @@ impl Rig {
             }
             self.store.set_take_state(id, take_state::ABORTED)?;
             self.changed();
+            self.webhook.send(
+                WebhookEvent::new(WebhookKind::TakeFailed, name.as_str())
+                    .detail(format!("START failed: {}", describe(&failures))),
+            );
             return Err(TakeError::ArmFailed { conflict, failures });
         }
         // Every node is armed: answer now and mark the take `recording` in the store right
@@ -253,6 +270,9 @@ impl Rig {
         });
         // After the fan-out: the controller's bookkeeping before it answers.
         let record_ms = recorded.elapsed().as_secs_f64() * 1e3;
+        self.metrics.takes_started.inc();
+        self.webhook
+            .send(WebhookEvent::new(WebhookKind::TakeStarted, name.as_str()));
         let total_ms = began.elapsed().as_secs_f64() * 1e3;
         tracing::info!(take = %name, record_ms, total_ms, "start answered");
         Ok(self.take_view(take))
@@ -355,6 +375,8 @@ impl Rig {
         self.store.set_take_state(take.id, take_state::STOPPED)?;
         tracing::info!(take = take.name, stop_at, "stop fanned out");
         self.changed();
+        self.webhook
+            .send(WebhookEvent::new(WebhookKind::TakeStopped, &take.name));
         let take = self.store.take(take.id)?.expect("take just written");
         Ok(self.take_view(take))
     }
@@ -444,6 +466,11 @@ impl Rig {
                         node = node.address,
                         reason,
                         "node lost from take"
+                    );
+                    self.webhook.send(
+                        WebhookEvent::new(WebhookKind::TakeFailed, &take.name)
+                            .node(&node.address)
+                            .detail(reason.clone().unwrap_or_default()),
                     );
                 } else {
                     tracing::info!(

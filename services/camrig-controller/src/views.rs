@@ -9,13 +9,15 @@ use crate::clock_probe::ClockSample;
 /// `GET /api/rig`: the whole rig at a glance.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct RigView {
-    /// `idle`, `armed` (START sent, no node recording yet) or `recording`.
+    /// `idle`, `armed` (START sent, no node recording yet), `recording`, or `stopping` (no
+    /// take is current, but a node still records or finishes its files).
     pub state: String,
     pub current_take: Option<TakeView>,
     pub nodes: Vec<NodeView>,
     /// Whether START would be accepted now without overrides.
     pub start_ready: bool,
-    /// Why START would be refused, one line per node problem.
+    /// Why START would be refused, one line per node problem (health warnings included:
+    /// `override_health` lets those through).
     pub start_blockers: Vec<String>,
     pub require_node_sync: bool,
     pub max_clock_offset_ms: f64,
@@ -41,6 +43,10 @@ pub struct NodeView {
     pub clock: Option<ClockSample>,
     /// Why this node blocks START right now, if it does.
     pub start_blocker: Option<String>,
+    /// The node's health problem that holds START back unless overridden (throttled,
+    /// under-voltage, hot, short of disk), if any.
+    #[serde(default)]
+    pub health_warning: Option<String>,
 }
 
 /// A take in the controller's history.
@@ -56,7 +62,7 @@ pub struct TakeView {
     pub stop_at_ns: Option<UnixNanos>,
     pub allow_partial: bool,
     pub override_clock: bool,
-    /// What the clock override let through (node problems at START), if used.
+    /// What the clock and health overrides let through (node problems at START), if used.
     pub override_note: Option<String>,
     pub nodes: Vec<TakeNodeView>,
     pub markers: Vec<MarkerView>,
@@ -145,6 +151,14 @@ pub struct StartTake {
     pub allow_partial: bool,
     #[serde(default)]
     pub override_clock: bool,
+    /// Start although a node's health warns (throttled, under-voltage, hot, short of disk);
+    /// what was let through is recorded in the take's `override_note`.
+    #[serde(default)]
+    pub override_health: bool,
+    /// How long the take is planned to last, seconds: nodes must hold that much recording
+    /// (else `[health] min_record_minutes`).
+    #[serde(default)]
+    pub planned_seconds: Option<u64>,
 }
 
 /// SSE `node_deletion`: one node's deletion of a take changed state.

@@ -88,6 +88,7 @@ $("start-form").addEventListener("submit", (ev) => {
       name,
       allow_partial: $("allow-partial").checked,
       override_clock: $("override-clock").checked,
+      override_health: $("override-health").checked,
     });
     $("take-name").value = suggestNext(name);
     await refresh();
@@ -173,6 +174,16 @@ function renderRig() {
     $("current-elapsed").textContent = duration(rig.controller_now_ns - cur.start_at_ns);
     $("current-markers").innerHTML = cur.markers.map((m) =>
       "<li>" + esc(duration(m.at_ns - cur.start_at_ns)) + " " + esc(m.note || "(no note)") + "</li>").join("");
+    // Drops as they happen: every node's recent bursts of this take, newest last.
+    const drops = [];
+    for (const n of rig.nodes) {
+      if (!n.status || n.status.take !== cur.name) continue;
+      n.status.cameras.forEach((c, i) => (c.drop_bursts || []).forEach((b) => drops.push(
+        { at: b.at_ns, text: n.address + " cam" + (i + 1) + ": " + b.frames + " frame(s) lost (" + b.cause.replace("_", " ") +
+          ") before frame " + b.before_frame + " at " + duration(b.at_ns - cur.start_at_ns) })));
+    }
+    drops.sort((a, b) => a.at - b.at);
+    $("current-drops").innerHTML = drops.slice(-8).map((d) => '<li class="bad">' + esc(d.text) + "</li>").join("");
   }
   renderNodes();
   renderPreviews();
@@ -194,8 +205,15 @@ function renderNodes() {
       clockClass = Math.abs(n.clock.offset_ns) > rig.max_clock_offset_ms * 1e6 ? "bad" : "good";
     }
     const sync = s ? (s.clock.synced ? "" : ' <span class="warn" title="the node\'s kernel clock is not NTP-synchronised">unsynced</span>') : "";
-    const sub = [n.name, s && cams.map((c) => c.model + " " + c.mode).join(", "), n.error, s && s.problem]
-      .filter(Boolean).map(esc).join(" · ");
+    const h = s && s.health;
+    const health = h ? [
+      h.cpu_temp_c == null ? "temp unknown" : h.cpu_temp_c.toFixed(0) + " °C",
+      h.throttling == null ? "throttling unknown" : null,
+      Math.round(h.recordable_seconds / 60) + " min of disk",
+    ].filter(Boolean).join(", ") : null;
+    const sub = [n.name, s && cams.map((c) => c.model + " " + c.mode).join(", "), health, n.error, s && s.problem]
+      .filter(Boolean).map(esc).join(" · ") +
+      (n.health_warning ? ' <span class="warn">' + esc(n.health_warning) + "</span>" : "");
     return '<tr data-address="' + esc(n.address) + '">' +
       '<td data-label="node"><div class="node-addr">' + esc(n.address) + '</div><div class="node-sub">' + sub + "</div></td>" +
       '<td data-label="state" class="state state-' + state + '">' + esc(state) + "</td>" +

@@ -14,7 +14,7 @@ use nix::unistd::Pid;
 use serde_json::{json, Value};
 
 pub const TOKEN: &str = "it-token";
-const NODE_PORT: u16 = 8081;
+pub const NODE_PORT: u16 = 8081;
 const CONTROLLER_PORT: u16 = 8080;
 
 /// A directory of the cargo target dir that holds the binaries (target/<profile>).
@@ -57,6 +57,8 @@ pub struct RigBuilder {
     controller_lines: Vec<String>,
     segment_seconds: u32,
     via_ssh: bool,
+    /// Extra TOML appended to one node's config: `(node index, text)`.
+    node_lines: Vec<(usize, String)>,
 }
 
 impl RigBuilder {
@@ -67,6 +69,7 @@ impl RigBuilder {
             controller_lines: vec![],
             segment_seconds: 2,
             via_ssh: false,
+            node_lines: vec![],
         }
     }
     /// Downloads go through a real sshd (one per rig, listening on every node's address)
@@ -81,6 +84,11 @@ impl RigBuilder {
     }
     pub fn phantom_nodes(mut self, n: usize) -> Self {
         self.phantom_nodes = n;
+        self
+    }
+    /// Appends TOML (e.g. a `[health]` table) to node `i`'s config.
+    pub fn node_config(mut self, i: usize, text: &str) -> Self {
+        self.node_lines.push((i, text.to_owned()));
         self
     }
     pub fn controller(mut self, line: &str) -> Self {
@@ -117,7 +125,12 @@ impl RigBuilder {
                      [camera]\nsource = \"synthetic\"\ncount = 1\nwidth = 160\nheight = 120\nfps = 30\n",
                     data_dir.display(),
                     self.segment_seconds
-                ),
+                ) + &self
+                    .node_lines
+                    .iter()
+                    .filter(|(n, _)| *n == i)
+                    .map(|(_, t)| format!("{t}\n"))
+                    .collect::<String>(),
             )
             .unwrap();
             rig.nodes.push(NodeProc {

@@ -8,5 +8,6 @@ mod delete_from_nodes;
 mod flow;
 mod harness;
 mod node_lost;
+mod observe;
 mod restart;
 mod ssh_download;
