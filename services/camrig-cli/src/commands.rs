@@ -97,6 +97,7 @@ pub async fn start(
             name: name.to_owned(),
             allow_partial,
             override_clock,
+            ..StartTake::default()
         })
         .await?;
     println!(

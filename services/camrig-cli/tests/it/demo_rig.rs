@@ -13,7 +13,7 @@ use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use serde_json::{json, Value};
 
-fn camrig() -> PathBuf {
+pub fn camrig() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_camrig"))
 }
 
@@ -32,7 +32,7 @@ fn artifacts_dir() -> PathBuf {
     dir
 }
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -41,7 +41,7 @@ fn free_port() -> u16 {
 }
 
 /// Kills (SIGKILL) a child still running when the test fails halfway.
-struct Guard(Option<Child>);
+pub struct Guard(pub Option<Child>);
 impl Drop for Guard {
     fn drop(&mut self) {
         if let Some(mut c) = self.0.take() {
