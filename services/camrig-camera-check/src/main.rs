@@ -1,5 +1,5 @@
 //! `camrig-camera-check encode`: finds a V4L2 memory-to-memory encoder by capability, feeds it
-//! N frames through the node's own encoder code (`camrig_node::v4l2_encoder`), asking for a key
+//! N frames through the node's own encoder code (`camrig_node::encode::v4l2`), asking for a key
 //! frame at the start of every segment of `--segment` frames, writes the encoded stream to a
 //! file and prints a JSON summary (device, pictures, key frames, bytes, how the pictures reached
 //! the encoder). The camera test decodes the file back with the kernel's decoder (vicodec) and
@@ -20,10 +20,8 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use camrig_node::capture;
-use camrig_node::test_pattern::TestPattern;
-use camrig_node::v4l2_encoder::{self, EncoderDevice, V4l2Encoder, V4l2Settings};
-use camrig_node::v4l2_sys;
+use camrig_node::camera::test_pattern::TestPattern;
+use camrig_node::encode::v4l2::{self, EncoderDevice, V4l2Encoder, V4l2Settings};
 use clap::{Parser, Subcommand, ValueEnum};
 
 #[derive(Parser)]
@@ -103,12 +101,12 @@ fn main() -> anyhow::Result<()> {
         out,
     } = Args::parse().command;
     let coded: &[u32] = match codec.as_str() {
-        "fwht" => &[v4l2_sys::PIX_FMT_FWHT],
-        "h264" => &[v4l2_sys::PIX_FMT_H264],
-        "mjpeg" => &[v4l2_sys::PIX_FMT_MJPEG, v4l2_sys::PIX_FMT_JPEG],
+        "fwht" => &[v4l2::sys::PIX_FMT_FWHT],
+        "h264" => &[v4l2::sys::PIX_FMT_H264],
+        "mjpeg" => &[v4l2::sys::PIX_FMT_MJPEG, v4l2::sys::PIX_FMT_JPEG],
         other => bail!("--codec {other}: use fwht, h264 or mjpeg"),
     };
-    let device = v4l2_encoder::find_encoder(coded)
+    let device = v4l2::find_encoder(coded)
         .with_context(|| format!("no V4L2 memory-to-memory encoder for {codec} under /dev"))?;
     let mut file =
         std::fs::File::create(&out).with_context(|| format!("create {}", out.display()))?;
@@ -124,7 +122,7 @@ fn main() -> anyhow::Result<()> {
                 buf.clear();
                 let began = Instant::now();
                 let key = enc.encode_i420(
-                    capture::split_i420(&picture, width as usize, height as usize),
+                    camrig_node::camera::split_i420(&picture, width as usize, height as usize),
                     width,
                     height,
                     key_at(i),
@@ -160,7 +158,7 @@ fn main() -> anyhow::Result<()> {
             "device": device.path,
             "card": device.card,
             "driver": device.driver,
-            "format": v4l2_encoder::fourcc_name(device.coded),
+            "format": v4l2::fourcc_name(device.coded),
             "key_frames_by": key_frames,
             "source": format!("{source:?}").to_lowercase(),
             "camera": camera_json,
@@ -228,12 +226,12 @@ mod camera {
     use std::sync::mpsc;
     use std::sync::{Arc, Mutex};
 
-    use camrig_node::capture::{CaptureBackend, Frame, FramePixels};
+    use camrig_node::camera::libcamera_backend;
+    use camrig_node::camera::{CaptureBackend, Frame, FramePixels};
     use camrig_node::config::{CameraConfig, CameraSource};
-    use camrig_node::encoder::{EncoderSettings, FrameEncoder, HardwareEncoder};
-    use camrig_node::libcamera_camera;
-    use camrig_node::take_recorder::QUEUE_FRAMES;
-    use camrig_node::v4l2_encoder::V4l2FrameEncoder;
+    use camrig_node::encode::v4l2::V4l2FrameEncoder;
+    use camrig_node::encode::{EncoderSettings, FrameEncoder, HardwareEncoder};
+    use camrig_node::take::QUEUE_FRAMES;
     use camrig_protocol::manifest::PixelPathCounts;
     use camrig_protocol::naming::Codec;
 
@@ -266,7 +264,7 @@ mod camera {
             pixel_format,
             ..CameraConfig::default()
         };
-        let mut backend = libcamera_camera::open(&config)?;
+        let mut backend = libcamera_backend::open(&config)?;
         let info = backend.cameras()[0].clone();
         let (tx, rx) = mpsc::sync_channel::<Frame>(QUEUE_FRAMES);
         let dropped = Arc::new(Mutex::new(0u64));
@@ -352,7 +350,7 @@ mod camera {
             .map(|(l, stride)| {
                 (
                     format!("{l:?}"),
-                    v4l2_encoder::fourcc_name(l.v4l2_fourcc()),
+                    v4l2::fourcc_name(v4l2::layout_fourcc(l)),
                     stride,
                 )
             })

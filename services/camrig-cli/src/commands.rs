@@ -3,7 +3,10 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use camrig_controller::views::{DeleteFromNodes, RigView, StartTake, TakeNodeView, TakeView};
+use camrig_protocol::views::{
+    DeleteFromNodes, DownloadPhase, FileState, NodeDeletionState, NodeDownload, RigView, StartTake,
+    TakeDownload, TakeNodeView, TakeView,
+};
 use camrig_protocol::UnixNanos;
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 
@@ -165,16 +168,20 @@ pub async fn takes(client: &ControllerClient) -> Result<(), ClientError> {
             }
         );
         for n in &t.nodes {
-            let verified = n.files.iter().filter(|f| f.state == "verified").count();
+            let verified = n
+                .files
+                .iter()
+                .filter(|f| f.state == FileState::Verified)
+                .count();
             println!(
                 "  {:<18} {:<10} files {}/{} verified{}{}",
                 n.address,
                 n.state,
                 verified,
                 n.files.len(),
-                match n.node_deletion.as_str() {
-                    "deleted" => ", deleted from the node".to_owned(),
-                    "none" => String::new(),
+                match n.node_deletion {
+                    NodeDeletionState::Deleted => ", deleted from the node".to_owned(),
+                    NodeDeletionState::None => String::new(),
                     other => format!(", delete from node {other}"),
                 },
                 n.reason
@@ -231,17 +238,21 @@ pub async fn download(client: &ControllerClient, take: Option<&str>) -> Result<u
             let bar = &bars[&(job.take.clone(), job.address.clone())];
             bar.set_length(job.bytes_total);
             bar.set_position(job.bytes_done.min(job.bytes_total));
-            let msg = match job.phase.as_str() {
-                "verifying" => format!("verifying {}/{}", job.files_verified, job.files_total),
-                "verified" => format!("verified {} files", job.files_verified),
-                "failed" => format!("FAILED: {}", job.message.clone().unwrap_or_default()),
-                other => other.replace('_', " "),
+            let msg = match job.phase {
+                DownloadPhase::Verifying => {
+                    format!("verifying {}/{}", job.files_verified, job.files_total)
+                }
+                DownloadPhase::Verified => format!("verified {} files", job.files_verified),
+                DownloadPhase::Failed => {
+                    format!("FAILED: {}", job.message.clone().unwrap_or_default())
+                }
+                other => other.as_str().replace('_', " "),
             };
             bar.set_message(msg);
             if job.is_active() {
                 active += 1;
             } else if !bar.is_finished() {
-                if job.phase == "failed" {
+                if job.phase == DownloadPhase::Failed {
                     failed += 1;
                     bar.abandon();
                 } else {
@@ -314,9 +325,9 @@ pub async fn delete_from_nodes(
         .nodes
         .iter()
         .filter(|n| nodes.is_empty() || nodes.contains(&n.address))
-        .filter(|n| !n.files.is_empty() || n.download != "none")
+        .filter(|n| !n.files.is_empty() || n.download != NodeDownload::None)
         .collect();
-    if t.download != "verified" && nodes.is_empty() {
+    if t.download != TakeDownload::Verified && nodes.is_empty() {
         return Err(ClientError::Refused {
             status: 409,
             message: format!(
@@ -327,14 +338,18 @@ pub async fn delete_from_nodes(
     }
     println!("take {}: the nodes' recordings will be removed for good; the verified copies on the controller stay", t.name);
     for n in &targets {
-        let verified = n.files.iter().filter(|f| f.state == "verified").count();
+        let verified = n
+            .files
+            .iter()
+            .filter(|f| f.state == FileState::Verified)
+            .count();
         println!(
             "  {:<18} download {:<9} files {}/{} verified{}",
             n.address,
             n.download,
             verified,
             n.files.len(),
-            if n.node_deletion == "deleted" {
+            if n.node_deletion == NodeDeletionState::Deleted {
                 "  (already deleted from the node)"
             } else {
                 ""
@@ -359,13 +374,13 @@ pub async fn delete_from_nodes(
         )
         .await?;
     for n in &done.nodes {
-        match n.node_deletion.as_str() {
-            "deleted" => println!(
+        match n.node_deletion {
+            NodeDeletionState::Deleted => println!(
                 "  {:<18} deleted from the node at {}",
                 n.address,
                 n.node_deleted_ns.map(format_instant).unwrap_or_default()
             ),
-            "none" => {}
+            NodeDeletionState::None => {}
             other => println!(
                 "  {:<18} {other}{}",
                 n.address,

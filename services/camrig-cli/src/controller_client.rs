@@ -2,11 +2,18 @@
 
 use std::time::Duration;
 
-use camrig_controller::node_client::describe;
-use camrig_controller::views::{
+use camrig_protocol::views::{
     ApiErrorBody, DeleteFromNodes, DownloadsView, MarkTake, MarkerView, RigView, StartTake,
     TakeView,
 };
+
+/// What went wrong with a request, for a person: the cause, not reqwest's outermost error.
+fn describe(e: &reqwest::Error) -> String {
+    if e.is_timeout() {
+        return "no answer within the timeout".into();
+    }
+    camrig_protocol::innermost_cause(e)
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {

@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use camrig_cli::controller_client::ControllerClient;
 use camrig_cli::scripting::{self, parse_duration};
 use camrig_cli::{commands, demo};
-use camrig_controller::views::StartTake;
+use camrig_protocol::views::StartTake;
 use clap::{Parser, Subcommand};
 
 /// The exit codes, as `--help` and the README list them.

@@ -11,7 +11,7 @@
 use std::io::IsTerminal;
 use std::time::{Duration, Instant};
 
-use camrig_controller::views::{DownloadProgress, StartTake, TakeView};
+use camrig_protocol::views::{DownloadProgress, StartTake, TakeView};
 
 use crate::controller_client::{ClientError, ControllerClient};
 
@@ -96,7 +96,7 @@ pub async fn download_report(
         .map(|j| NodeDownload {
             take: j.take.clone(),
             node: j.address.clone(),
-            state: j.phase.clone(),
+            state: j.phase.to_string(),
             files: j.files_total,
             files_verified: j.files_verified,
             files_failed: j.files_failed,

@@ -361,7 +361,7 @@ mod tests {
         let (s, _, body) = call(&rig, "GET", "/api/rig", None).await;
         assert_eq!(s, StatusCode::OK);
         let view: crate::views::RigView = serde_json::from_str(&body).unwrap();
-        assert_eq!(view.state, "idle");
+        assert_eq!(view.state, crate::views::RigState::Idle);
         assert!(!view.nodes[0].reachable);
         assert!(!view.start_ready);
         assert!(view.start_blockers[0].contains("127.0.0.1"));

@@ -19,14 +19,7 @@ pub struct Exchange {
     pub t4: UnixNanos,
 }
 
-/// A measured offset: positive when the node's clock is ahead of the controller's.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct ClockSample {
-    pub offset_ns: i64,
-    pub rtt_ns: i64,
-    /// Controller wall clock when the sample was taken.
-    pub measured_at_ns: UnixNanos,
-}
+pub use camrig_protocol::views::ClockSample;
 
 impl Exchange {
     /// offset = ((t2 − t1) + (t3 − t4)) / 2, rtt = (t4 − t1) − (t3 − t2).

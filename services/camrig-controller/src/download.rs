@@ -27,8 +27,11 @@ use crate::download_verifier::{Verified, Verifier};
 use crate::rig::Rig;
 use crate::rsync::{self, SshSetup};
 use crate::take_control::TakeError;
-use crate::take_store::{node_has_recording, take_state};
-use crate::views::{DownloadProgress, DownloadsView};
+use crate::take_store::node_has_recording;
+use crate::views::{
+    DownloadPhase, DownloadProgress, DownloadsView, FileState, NodeDownload, TakeDownload,
+    TakeState,
+};
 
 /// How long a download waits for a node to finalise a just-stopped take's manifest.
 const MANIFEST_WAIT: Duration = Duration::from_secs(30);
@@ -106,7 +109,7 @@ impl Downloads {
         let p = DownloadProgress {
             take: take.to_owned(),
             address: address.to_owned(),
-            phase: "queued".into(),
+            phase: DownloadPhase::Queued,
             bytes_total: 0,
             bytes_done: 0,
             files_total: 0,
@@ -128,12 +131,12 @@ impl Rig {
             .store
             .take_by_name(name.as_str())?
             .ok_or_else(|| TakeError::UnknownTake(name.as_str().to_owned()))?;
-        if take.state != take_state::STOPPED {
+        if take.state != TakeState::Stopped {
             return Err(TakeError::StillRecording(take.name));
         }
         let mut jobs = Vec::new();
         for node in take.nodes.iter().filter(|n| node_has_recording(n)) {
-            if node.download == "verified" {
+            if node.download == NodeDownload::Verified {
                 continue;
             }
             let (progress, new) = self.downloads.register(take.id, &take.name, &node.address);
@@ -155,8 +158,8 @@ impl Rig {
         let mut jobs = Vec::new();
         let mut pending = Vec::new();
         for take in self.store.list_takes()? {
-            if take.state == take_state::STOPPED
-                && take.download != "verified"
+            if take.state == TakeState::Stopped
+                && take.download != TakeDownload::Verified
                 && take.nodes.iter().any(node_has_recording)
             {
                 pending.push(take.name.clone());
@@ -175,8 +178,8 @@ impl Rig {
             .list_takes()?
             .into_iter()
             .filter(|t| {
-                t.state == take_state::STOPPED
-                    && t.download != "verified"
+                t.state == TakeState::Stopped
+                    && t.download != TakeDownload::Verified
                     && t.nodes.iter().any(node_has_recording)
             })
             .map(|t| t.name)
@@ -189,9 +192,13 @@ impl Rig {
 
     async fn download_node(self: Arc<Self>, take_id: i64, take: TakeName, address: String) {
         let result = self.download_node_inner(take_id, &take, &address).await;
-        let (state, reason) = match &result {
-            Ok(()) => ("verified", None),
-            Err(reason) => ("failed", Some(reason.as_str())),
+        let (state, phase, reason) = match &result {
+            Ok(()) => (NodeDownload::Verified, DownloadPhase::Verified, None),
+            Err(reason) => (
+                NodeDownload::Failed,
+                DownloadPhase::Failed,
+                Some(reason.as_str()),
+            ),
         };
         if let Err(e) = self.store.set_download(take_id, &address, state, reason) {
             tracing::error!(error = %e, "cannot record download result");
@@ -220,7 +227,7 @@ impl Rig {
         };
         self.webhook.send(event);
         self.downloads.update(take_id, &address, |p| {
-            p.phase = state.into();
+            p.phase = phase;
             p.message = reason.map(str::to_owned);
         });
         self.changed();
@@ -246,8 +253,9 @@ impl Rig {
         // through the store, on the runtime's few threads) delayed each node's manifest
         // request and rsync by tens of ms on a busy controller. A crash before that commit
         // has touched nothing: the node keeps its previous download state and reason.
-        self.downloads
-            .update(take_id, address, |p| p.phase = "waiting_for_node".into());
+        self.downloads.update(take_id, address, |p| {
+            p.phase = DownloadPhase::WaitingForNode
+        });
         self.changed();
         let slot = self
             .fleet
@@ -280,7 +288,7 @@ impl Rig {
             .unwrap_or_default();
         let already: Vec<&str> = known
             .iter()
-            .filter(|f| f.state == "verified" && sorted.join(&f.name).exists())
+            .filter(|f| f.state == FileState::Verified && sorted.join(&f.name).exists())
             .map(|f| f.name.as_str())
             .collect();
         let bytes_total: u64 = manifest.files.iter().map(|f| f.bytes).sum();
@@ -319,10 +327,10 @@ impl Rig {
         };
         let child = self.spawn_rsync(&job)?;
         self.store
-            .begin_transfer(take_id, address, &manifest.files, "transferring")
+            .begin_transfer(take_id, address, &manifest.files, FileState::Transferring)
             .map_err(store_err)?;
         self.downloads.update(take_id, address, |p| {
-            p.phase = "transferring".into();
+            p.phase = DownloadPhase::Transferring;
             p.bytes_total = bytes_total;
             p.bytes_done = bytes_already;
             p.files_total = manifest.files.len() + 1;
@@ -339,7 +347,7 @@ impl Rig {
         timings.transfer_ended = Some(Instant::now());
         if transfer.is_ok() {
             self.downloads
-                .update(take_id, address, |p| p.phase = "verifying".into());
+                .update(take_id, address, |p| p.phase = DownloadPhase::Verifying);
             self.changed();
         }
         let verifier = verifier.finish(transfer.is_ok());
@@ -355,9 +363,9 @@ impl Rig {
         timings.first_data = stats.first_data;
         timings.checking = stats.checking;
         if let Err(reason) = transfer {
-            let _ = self
-                .store
-                .set_unverified_files(take_id, address, "failed", Some(&reason));
+            let _ =
+                self.store
+                    .set_unverified_files(take_id, address, FileState::Failed, Some(&reason));
             return Err(reason);
         }
 
@@ -419,8 +427,8 @@ impl Rig {
         failed: &mut usize,
     ) -> Result<(), crate::take_store::StoreError> {
         let (state, reason) = match outcome {
-            Ok(()) => ("verified", None),
-            Err(r) => ("failed", Some(r.as_str())),
+            Ok(()) => (FileState::Verified, None),
+            Err(r) => (FileState::Failed, Some(r.as_str())),
         };
         if outcome.is_err() {
             *failed += 1;

@@ -33,7 +33,8 @@ pub mod ssh_master;
 pub mod status_line;
 pub mod take_control;
 pub mod take_store;
-pub mod views;
+/// The `/api` bodies live in camrig-protocol (the CLI reads them without the controller).
+pub use camrig_protocol::views;
 pub mod webhook;
 
 use std::future::Future;

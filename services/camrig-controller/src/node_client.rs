@@ -173,11 +173,5 @@ pub fn describe(e: &reqwest::Error) -> String {
     if e.is_timeout() {
         return "no answer within the timeout".into();
     }
-    let mut text = e.to_string();
-    let mut source = std::error::Error::source(e);
-    while let Some(s) = source {
-        text = s.to_string();
-        source = s.source();
-    }
-    text
+    camrig_protocol::innermost_cause(e)
 }

@@ -18,10 +18,11 @@ use camrig_protocol::take_name::TakeName;
 use crate::download::{sha256_file, sorted_dir};
 use crate::rig::Rig;
 use crate::take_control::TakeError;
-use crate::take_store::{deletion_state, node_has_recording, take_state};
+use crate::take_store::node_has_recording;
 use crate::views::{
     DeleteFromNodes, FileView, NodeDeletionEvent, NodeFailure, TakeNodeView, TakeView,
 };
+use crate::views::{FileState, NodeDeletionState, NodeDownload, TakeState};
 
 /// Why one node's copy was not deleted.
 struct Failure {
@@ -47,7 +48,7 @@ impl Rig {
             .take_by_name(name.as_str())?
             .ok_or_else(|| TakeError::UnknownTake(name.as_str().to_owned()))?;
         let take = self.take_view(take);
-        if take.state != take_state::STOPPED {
+        if take.state != TakeState::Stopped {
             return Err(TakeError::NotVerified(format!(
                 "take {name} is {}, not stopped; stop it, download and verify first",
                 take.state
@@ -83,7 +84,10 @@ impl Rig {
         }
         let unverified: Vec<String> = nodes
             .iter()
-            .filter(|n| n.node_deletion != deletion_state::DELETED && n.download != "verified")
+            .filter(|n| {
+                n.node_deletion != NodeDeletionState::Deleted
+                    && n.download != NodeDownload::Verified
+            })
             .map(|n| format!("{} (download {})", n.address, n.download))
             .collect();
         if !unverified.is_empty() {
@@ -96,35 +100,35 @@ impl Rig {
         let mut failures = Vec::new();
         let mut any_conflict = false;
         for node in nodes {
-            if node.node_deletion == deletion_state::DELETED {
+            if node.node_deletion == NodeDeletionState::Deleted {
                 continue;
             }
             self.store.set_node_deletion(
                 take.id,
                 &node.address,
-                deletion_state::DELETING,
+                NodeDeletionState::Deleting,
                 None,
                 None,
             )?;
-            self.deletion_changed(event(&name, node, deletion_state::DELETING, None));
+            self.deletion_changed(event(&name, node, NodeDeletionState::Deleting, None));
             let outcome = self.delete_on_node(&name, node).await;
             match &outcome {
                 Ok(()) => {
                     self.store.set_node_deletion(
                         take.id,
                         &node.address,
-                        deletion_state::DELETED,
+                        NodeDeletionState::Deleted,
                         None,
                         Some(now_unix_ns()),
                     )?;
                     tracing::info!(take = %name, node = node.address, "take deleted from node");
-                    self.deletion_changed(event(&name, node, deletion_state::DELETED, None));
+                    self.deletion_changed(event(&name, node, NodeDeletionState::Deleted, None));
                 }
                 Err(f) => {
                     self.store.set_node_deletion(
                         take.id,
                         &node.address,
-                        deletion_state::FAILED,
+                        NodeDeletionState::Failed,
                         Some(&f.message),
                         None,
                     )?;
@@ -133,7 +137,7 @@ impl Rig {
                     self.deletion_changed(event(
                         &name,
                         node,
-                        deletion_state::FAILED,
+                        NodeDeletionState::Failed,
                         Some(f.message.clone()),
                     ));
                     failures.push(NodeFailure {
@@ -186,13 +190,13 @@ impl Rig {
 fn event(
     take: &TakeName,
     node: &TakeNodeView,
-    state: &str,
+    state: NodeDeletionState,
     reason: Option<String>,
 ) -> NodeDeletionEvent {
     NodeDeletionEvent {
         take: take.as_str().to_owned(),
         address: node.address.clone(),
-        state: state.to_owned(),
+        state,
         reason,
         at_ns: now_unix_ns(),
     }
@@ -208,7 +212,7 @@ pub fn recheck_sorted(sorted: &Path, files: &[FileView]) -> Result<Vec<FileEntry
         .find(|f| f.name.ends_with("_manifest.json"))
         .ok_or_else(|| format!("the controller has no verified manifest copy{again}"))?;
     for f in files {
-        if f.state != "verified" {
+        if f.state != FileState::Verified {
             return Err(format!(
                 "file {} is {}, not verified{again}",
                 f.name, f.state

@@ -12,8 +12,9 @@ use crate::fleet::{Blocker, Fleet};
 use crate::metrics::ControllerMetrics;
 use crate::webhook::Webhook;
 use crate::ssh_master::SshMasters;
-use crate::take_store::{node_state, Store, StoreError};
+use crate::take_store::{Store, StoreError};
 use crate::views::{NodeDeletionEvent, RigView, TakeView};
+use crate::views::{NodeDownload, RigState, TakeDownload, TakeNodeState};
 
 pub struct Rig {
     pub config: Config,
@@ -79,11 +80,15 @@ impl Rig {
         for node in &mut take.nodes {
             node.progress = self.downloads.progress(take.id, &node.address);
             if node.progress.as_ref().is_some_and(|p| p.is_active()) {
-                node.download = "downloading".into();
+                node.download = NodeDownload::Downloading;
             }
         }
-        if take.nodes.iter().any(|n| n.download == "downloading") {
-            take.download = "downloading".into();
+        if take
+            .nodes
+            .iter()
+            .any(|n| n.download == NodeDownload::Downloading)
+        {
+            take.download = TakeDownload::Downloading;
         }
         take
     }
@@ -115,18 +120,18 @@ impl Rig {
         let state = match &current {
             // The take is stopped, but nodes still record up to the STOP instant or finish
             // their files: the rig is not idle yet.
-            None if nodes_busy => "stopping",
-            None => "idle",
+            None if nodes_busy => RigState::Stopping,
+            None => RigState::Idle,
             Some(t) => {
-                if t.nodes.iter().any(|n| n.state == node_state::RECORDING) {
-                    "recording"
+                if t.nodes.iter().any(|n| n.state == TakeNodeState::Recording) {
+                    RigState::Recording
                 } else {
-                    "armed"
+                    RigState::Armed
                 }
             }
         };
         Ok(RigView {
-            state: state.into(),
+            state,
             start_ready: current.is_none() && !nodes_busy && start_blockers.is_empty(),
             current_take: current,
             nodes,

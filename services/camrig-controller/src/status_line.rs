@@ -1,7 +1,7 @@
 //! The one-line summary systemd shows under the unit (`STATUS=`), refreshed every second:
 //! rig state, take, nodes recording / total, worst clock offset, downloads pending.
 
-use crate::views::RigView;
+use crate::views::{RigView, TakeNodeState};
 
 pub fn status_line(rig: &RigView) -> String {
     let total = rig.nodes.len();
@@ -9,7 +9,12 @@ pub fn status_line(rig: &RigView) -> String {
     let recording = rig
         .current_take
         .as_ref()
-        .map(|t| t.nodes.iter().filter(|n| n.state == "recording").count())
+        .map(|t| {
+            t.nodes
+                .iter()
+                .filter(|n| n.state == TakeNodeState::Recording)
+                .count()
+        })
         .unwrap_or(0);
     let take = rig
         .current_take
@@ -57,7 +62,7 @@ mod tests {
     #[test]
     fn summarises_the_rig() {
         let rig = RigView {
-            state: "idle".into(),
+            state: crate::views::RigState::Idle,
             current_take: None,
             nodes: vec![
                 node(true, Some(-250_000)),

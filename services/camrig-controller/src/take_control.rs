@@ -14,9 +14,10 @@ use futures_util::future::join_all;
 
 use crate::fleet::Blocker;
 use crate::rig::Rig;
-use crate::take_store::{node_state, take_state, NewTake, NewTakeNode, StoreError};
+use crate::take_store::{NewTake, NewTakeNode, StoreError};
 use crate::webhook::{WebhookEvent, WebhookKind};
 use crate::views::{MarkTake, MarkerNodeView, MarkerView, NodeFailure, StartTake, TakeView};
+use crate::views::{TakeNodeState, TakeState};
 
 /// Longest MARK note accepted (characters).
 pub const MAX_NOTE_CHARS: usize = 500;
@@ -210,7 +211,7 @@ impl Rig {
                     self.store.set_node_state(
                         id,
                         &n.config.address,
-                        node_state::ARM_FAILED,
+                        TakeNodeState::ArmFailed,
                         Some(&error),
                     )?;
                     failures.push(NodeFailure {
@@ -230,15 +231,15 @@ impl Rig {
             for (n, r) in armed.iter().zip(results) {
                 let (state, reason) = match r {
                     Ok(_) => (
-                        node_state::ABORTED,
+                        TakeNodeState::Aborted,
                         "aborted because another node failed to arm".to_owned(),
                     ),
-                    Err(e) => (node_state::FAILED, format!("abort failed: {e}")),
+                    Err(e) => (TakeNodeState::Failed, format!("abort failed: {e}")),
                 };
                 self.store
                     .set_node_state(id, &n.config.address, state, Some(&reason))?;
             }
-            self.store.set_take_state(id, take_state::ABORTED)?;
+            self.store.set_take_state(id, TakeState::Aborted)?;
             self.changed();
             self.webhook.send(
                 WebhookEvent::new(WebhookKind::TakeFailed, name.as_str())
@@ -256,11 +257,11 @@ impl Rig {
         // are busy with right after arming; it never delays the answer.
         let recorded = std::time::Instant::now();
         let mut take = self.store.take(id)?.expect("take just written");
-        take.state = take_state::RECORDING.to_owned();
+        take.state = TakeState::Recording.to_owned();
         let rig = self.clone();
         tokio::task::spawn_blocking(move || {
             let _guard = guard;
-            match rig.store.set_take_state(id, take_state::RECORDING) {
+            match rig.store.set_take_state(id, TakeState::Recording) {
                 Ok(()) => rig.changed(),
                 // Left `starting`: the take monitor's next turn records it.
                 Err(e) => {
@@ -296,7 +297,7 @@ impl Rig {
         let targets: Vec<_> = take
             .nodes
             .iter()
-            .filter(|n| is_active(&n.state))
+            .filter(|n| is_active(n.state))
             .filter_map(|n| self.fleet.by_address(&n.address))
             .collect();
         let replies = join_all(targets.iter().map(|n| n.client.mark(&request))).await;
@@ -341,7 +342,7 @@ impl Rig {
         let targets: Vec<_> = take
             .nodes
             .iter()
-            .filter(|n| was_armed(&n.state))
+            .filter(|n| was_armed(n.state))
             .filter_map(|n| self.fleet.by_address(&n.address).map(|slot| (n, slot)))
             .collect();
         let replies = join_all(targets.iter().map(|(_, n)| n.client.stop(&request))).await;
@@ -358,21 +359,23 @@ impl Rig {
                 self.fleet.clock(index).map(|c| c.offset_ns),
             )?;
             match reply {
-                Ok(_) => {
-                    self.store
-                        .set_node_state(take.id, &node.address, node_state::STOPPED, None)?
-                }
+                Ok(_) => self.store.set_node_state(
+                    take.id,
+                    &node.address,
+                    TakeNodeState::Stopped,
+                    None,
+                )?,
                 // A node already lost keeps the reason it was lost for.
-                Err(_) if node.state == node_state::FAILED => {}
+                Err(_) if node.state == TakeNodeState::Failed => {}
                 Err(e) => self.store.set_node_state(
                     take.id,
                     &node.address,
-                    node_state::FAILED,
+                    TakeNodeState::Failed,
                     Some(&format!("STOP not taken: {e}")),
                 )?,
             }
         }
-        self.store.set_take_state(take.id, take_state::STOPPED)?;
+        self.store.set_take_state(take.id, TakeState::Stopped)?;
         tracing::info!(take = take.name, stop_at, "stop fanned out");
         self.changed();
         self.webhook
@@ -394,24 +397,24 @@ impl Rig {
         };
         let now = now_unix_ns();
         let mut changed = false;
-        if take.state == take_state::STARTING {
+        if take.state == TakeState::Starting {
             // A controller that died during START's fan-out: the nodes that armed carry on
             // and the ones that did not are marked failed below.
-            self.store.set_take_state(take.id, take_state::RECORDING)?;
+            self.store.set_take_state(take.id, TakeState::Recording)?;
             changed = true;
         }
-        for node in take.nodes.iter().filter(|n| was_armed(&n.state)) {
+        for node in take.nodes.iter().filter(|n| was_armed(n.state)) {
             let Some(index) = self
                 .fleet
                 .nodes()
                 .iter()
                 .position(|s| s.config.address == node.address)
             else {
-                if node.state != node_state::FAILED {
+                if node.state != TakeNodeState::Failed {
                     self.store.set_node_state(
                         take.id,
                         &node.address,
-                        node_state::FAILED,
+                        TakeNodeState::Failed,
                         Some("node is no longer in the controller's configuration"),
                     )?;
                     changed = true;
@@ -426,15 +429,15 @@ impl Rig {
             let new_state = match &status {
                 // Recording our take: whatever we thought before (a link that dropped for a
                 // few seconds looks like a lost node), it is recording.
-                Some(s) if ours && s.state == NodeState::Recording => {
-                    (node.state != node_state::RECORDING).then_some((node_state::RECORDING, None))
-                }
+                Some(s) if ours && s.state == NodeState::Recording => (node.state
+                    != TakeNodeState::Recording)
+                    .then_some((TakeNodeState::Recording, None)),
                 Some(_) if ours => None,
-                _ if node.state == node_state::FAILED => None,
+                _ if node.state == TakeNodeState::Failed => None,
                 // Just started: no node has had the chance to answer yet.
                 None if !self.fleet.settled() => None,
                 None => Some((
-                    node_state::FAILED,
+                    TakeNodeState::Failed,
                     Some(format!(
                         "node stopped answering during the take ({})",
                         self.fleet
@@ -453,14 +456,14 @@ impl Rig {
                         .or(s.problem.clone())
                         .unwrap_or_else(|| format!("it is {:?}", s.state).to_lowercase());
                     Some((
-                        node_state::FAILED,
+                        TakeNodeState::Failed,
                         Some(format!("node is no longer recording this take: {why}")),
                     ))
                 }
                 Some(_) => None,
             };
             if let Some((state, reason)) = new_state {
-                if state == node_state::FAILED {
+                if state == TakeNodeState::Failed {
                     tracing::warn!(
                         take = take.name,
                         node = node.address,
@@ -491,11 +494,11 @@ impl Rig {
     }
 }
 
-fn is_active(state: &str) -> bool {
-    state == node_state::ARMED || state == node_state::RECORDING
+fn is_active(state: TakeNodeState) -> bool {
+    matches!(state, TakeNodeState::Armed | TakeNodeState::Recording)
 }
 
 /// Armed at START: the node may hold a recording of the take, even if we lost it since.
-fn was_armed(state: &str) -> bool {
-    is_active(state) || state == node_state::FAILED
+fn was_armed(state: TakeNodeState) -> bool {
+    is_active(state) || state == TakeNodeState::Failed
 }

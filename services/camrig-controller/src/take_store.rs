@@ -15,7 +15,10 @@ use camrig_protocol::manifest::FileEntry;
 use camrig_protocol::UnixNanos;
 use rusqlite::{params, Connection, OptionalExtension};
 
-use crate::views::{FileView, MarkerNodeView, MarkerView, TakeNodeView, TakeView};
+use crate::views::{
+    FileState, FileView, MarkerNodeView, MarkerView, NodeDeletionState, NodeDownload, TakeDownload,
+    TakeNodeState, TakeNodeView, TakeState, TakeView, UnknownState,
+};
 
 /// Bumped with every schema change; older databases are migrated in [`Store::open`].
 pub const SCHEMA_VERSION: i64 = 2;
@@ -36,38 +39,6 @@ pub enum StoreError {
 pub struct Store {
     conn: Mutex<Connection>,
     path: PathBuf,
-}
-
-/// Take states.
-pub mod take_state {
-    pub const STARTING: &str = "starting";
-    pub const RECORDING: &str = "recording";
-    pub const STOPPED: &str = "stopped";
-    pub const ABORTED: &str = "aborted";
-}
-
-/// A node's part in a take.
-pub mod node_state {
-    pub const ARMED: &str = "armed";
-    pub const RECORDING: &str = "recording";
-    pub const STOPPED: &str = "stopped";
-    /// Lost mid-take, or failed to take the STOP.
-    pub const FAILED: &str = "failed";
-    /// Never armed: START failed on this node.
-    pub const ARM_FAILED: &str = "arm_failed";
-    /// Armed, then told to abort because another node failed.
-    pub const ABORTED: &str = "aborted";
-}
-
-/// Whether a node's copy of a take was deleted (`take_nodes.node_deletion`).
-pub mod deletion_state {
-    /// Still on the node (the default).
-    pub const NONE: &str = "none";
-    /// The node was being told to delete it (or a controller restart interrupted that).
-    pub const DELETING: &str = "deleting";
-    pub const DELETED: &str = "deleted";
-    /// Refused or not reachable; the reason says why. The take is still on the node.
-    pub const FAILED: &str = "failed";
 }
 
 /// A new take as START records it, before the fan-out.
@@ -207,7 +178,7 @@ impl Store {
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
                 params![
                     t.name,
-                    take_state::STARTING,
+                    TakeState::Starting.as_str(),
                     t.command_id,
                     t.created_ns,
                     t.start_at_ns,
@@ -221,7 +192,7 @@ impl Store {
                 tx.execute(
                     "INSERT INTO take_nodes (take_id, address, name, state, offset_start_ns, rtt_start_ns)
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                    params![id, n.address, n.name, node_state::ARMED, n.offset_ns, n.rtt_ns],
+                    params![id, n.address, n.name, TakeNodeState::Armed.as_str(), n.offset_ns, n.rtt_ns],
                 )?;
             }
             tx.commit()?;
@@ -229,11 +200,11 @@ impl Store {
         })
     }
 
-    pub fn set_take_state(&self, id: i64, state: &str) -> Result<(), StoreError> {
+    pub fn set_take_state(&self, id: i64, state: TakeState) -> Result<(), StoreError> {
         self.with(|c| {
             c.execute(
                 "UPDATE takes SET state = ?2 WHERE id = ?1",
-                params![id, state],
+                params![id, state.as_str()],
             )
             .map(drop)
         })
@@ -253,13 +224,13 @@ impl Store {
         &self,
         id: i64,
         address: &str,
-        state: &str,
+        state: TakeNodeState,
         reason: Option<&str>,
     ) -> Result<(), StoreError> {
         self.with(|c| {
             c.execute(
                 "UPDATE take_nodes SET state = ?3, reason = ?4 WHERE take_id = ?1 AND address = ?2",
-                params![id, address, state, reason],
+                params![id, address, state.as_str(), reason],
             )
             .map(drop)
         })
@@ -284,7 +255,7 @@ impl Store {
         &self,
         id: i64,
         address: &str,
-        state: &str,
+        state: NodeDownload,
         reason: Option<&str>,
     ) -> Result<(), StoreError> {
         self.with(|c| mark_download(c, id, address, state, reason))
@@ -316,11 +287,11 @@ impl Store {
         id: i64,
         address: &str,
         files: &[FileEntry],
-        state: &str,
+        state: FileState,
     ) -> Result<(), StoreError> {
         self.with(|c| {
             let tx = c.transaction()?;
-            mark_download(&tx, id, address, "downloading", None)?;
+            mark_download(&tx, id, address, NodeDownload::Downloading, None)?;
             upsert_files(&tx, id, address, files)?;
             mark_unverified_files(&tx, id, address, state, None)?;
             tx.commit()
@@ -337,7 +308,7 @@ impl Store {
         self.with(|c| {
             let tx = c.transaction()?;
             upsert_files(&tx, id, address, std::slice::from_ref(file))?;
-            mark_file(&tx, id, address, &file.name, "verified", None)?;
+            mark_file(&tx, id, address, &file.name, FileState::Verified, None)?;
             tx.commit()
         })
     }
@@ -347,7 +318,7 @@ impl Store {
         id: i64,
         address: &str,
         name: &str,
-        state: &str,
+        state: FileState,
         reason: Option<&str>,
     ) -> Result<(), StoreError> {
         self.with(|c| mark_file(c, id, address, name, state, reason))
@@ -358,7 +329,7 @@ impl Store {
         &self,
         id: i64,
         address: &str,
-        state: &str,
+        state: FileState,
         reason: Option<&str>,
     ) -> Result<(), StoreError> {
         self.with(|c| mark_unverified_files(c, id, address, state, reason))
@@ -385,7 +356,7 @@ impl Store {
         &self,
         id: i64,
         address: &str,
-        state: &str,
+        state: NodeDeletionState,
         reason: Option<&str>,
         deleted_ns: Option<UnixNanos>,
     ) -> Result<(), StoreError> {
@@ -393,7 +364,7 @@ impl Store {
             c.execute(
                 "UPDATE take_nodes SET node_deletion = ?3, node_deletion_reason = ?4, node_deleted_ns = ?5
                  WHERE take_id = ?1 AND address = ?2",
-                params![id, address, state, reason, deleted_ns],
+                params![id, address, state.as_str(), reason, deleted_ns],
             )
             .map(drop)
         })
@@ -416,7 +387,7 @@ impl Store {
         self.with(|c| {
             c.query_row(
                 "SELECT COUNT(*) FROM takes WHERE name = ?1 AND state != ?2",
-                params![name, take_state::ABORTED],
+                params![name, TakeState::Aborted.as_str()],
                 |r| r.get::<_, i64>(0),
             )
             .map(|n| n > 0)
@@ -428,7 +399,7 @@ impl Store {
         let id: Option<i64> = self.with(|c| {
             c.query_row(
                 "SELECT id FROM takes WHERE state IN (?1, ?2) ORDER BY id DESC LIMIT 1",
-                params![take_state::STARTING, take_state::RECORDING],
+                params![TakeState::Starting.as_str(), TakeState::Recording.as_str()],
                 |r| r.get(0),
             )
             .optional()
@@ -441,7 +412,7 @@ impl Store {
         let id: Option<i64> = self.with(|c| {
             c.query_row(
                 "SELECT id FROM takes WHERE name = ?1 ORDER BY (state = ?2), id DESC LIMIT 1",
-                params![name, take_state::ABORTED],
+                params![name, TakeState::Aborted.as_str()],
                 |r| r.get(0),
             )
             .optional()
@@ -476,7 +447,7 @@ impl Store {
                         Ok(TakeView {
                             id: r.get(0)?,
                             name: r.get(1)?,
-                            state: r.get(2)?,
+                            state: parsed(r, 2)?,
                             command_id: r.get(3)?,
                             created_ns: r.get(4)?,
                             start_at_ns: r.get(5)?,
@@ -486,7 +457,7 @@ impl Store {
                             override_note: r.get(9)?,
                             nodes: Vec::new(),
                             markers: Vec::new(),
-                            download: String::new(),
+                            download: TakeDownload::None,
                         })
                     },
                 )
@@ -504,14 +475,14 @@ impl Store {
                     Ok(TakeNodeView {
                         address: r.get(0)?,
                         name: r.get(1)?,
-                        state: r.get(2)?,
+                        state: parsed(r, 2)?,
                         reason: r.get(3)?,
                         offset_start_ns: r.get(4)?,
                         rtt_start_ns: r.get(5)?,
                         offset_stop_ns: r.get(6)?,
-                        download: r.get(7)?,
+                        download: parsed(r, 7)?,
                         download_reason: r.get(8)?,
-                        node_deletion: r.get(9)?,
+                        node_deletion: parsed(r, 9)?,
                         node_deletion_reason: r.get(10)?,
                         node_deleted_ns: r.get(11)?,
                         files: Vec::new(),
@@ -530,7 +501,7 @@ impl Store {
                             name: r.get(0)?,
                             bytes: r.get::<_, i64>(1)? as u64,
                             sha256: r.get(2)?,
-                            state: r.get(3)?,
+                            state: parsed(r, 3)?,
                             reason: r.get(4)?,
                         })
                     })?
@@ -558,33 +529,44 @@ impl Store {
 /// Whether a node's part of a take has files worth downloading: it recorded something.
 pub fn node_has_recording(node: &TakeNodeView) -> bool {
     matches!(
-        node.state.as_str(),
-        node_state::STOPPED | node_state::FAILED | node_state::RECORDING
+        node.state,
+        TakeNodeState::Stopped | TakeNodeState::Failed | TakeNodeState::Recording
     )
 }
 
 /// The take-level download summary from its nodes' states.
-fn take_download_state(take: &TakeView) -> String {
+fn take_download_state(take: &TakeView) -> TakeDownload {
     let nodes: Vec<&TakeNodeView> = take
         .nodes
         .iter()
         .filter(|n| node_has_recording(n))
         .collect();
-    if take.state != take_state::STOPPED || nodes.is_empty() {
-        return "none".into();
+    if take.state != TakeState::Stopped || nodes.is_empty() {
+        return TakeDownload::None;
     }
-    let count = |s: &str| nodes.iter().filter(|n| n.download == s).count();
-    if count("downloading") > 0 {
-        "downloading".into()
-    } else if count("verified") == nodes.len() {
-        "verified".into()
-    } else if count("verified") > 0 {
-        "partial".into()
-    } else if count("failed") > 0 {
-        "failed".into()
+    let count = |s: NodeDownload| nodes.iter().filter(|n| n.download == s).count();
+    if count(NodeDownload::Downloading) > 0 {
+        TakeDownload::Downloading
+    } else if count(NodeDownload::Verified) == nodes.len() {
+        TakeDownload::Verified
+    } else if count(NodeDownload::Verified) > 0 {
+        TakeDownload::Partial
+    } else if count(NodeDownload::Failed) > 0 {
+        TakeDownload::Failed
     } else {
-        "none".into()
+        TakeDownload::None
     }
+}
+
+/// A state column read back as its enum; a name this camrig does not know is an error.
+fn parsed<T>(r: &rusqlite::Row<'_>, index: usize) -> rusqlite::Result<T>
+where
+    T: std::str::FromStr<Err = UnknownState>,
+{
+    let text: String = r.get(index)?;
+    text.parse().map_err(|e: UnknownState| {
+        rusqlite::Error::FromSqlConversionFailure(index, rusqlite::types::Type::Text, Box::new(e))
+    })
 }
 
 /// Sets a node's download state (and why, for a failure).
@@ -592,12 +574,12 @@ fn mark_download(
     c: &Connection,
     id: i64,
     address: &str,
-    state: &str,
+    state: NodeDownload,
     reason: Option<&str>,
 ) -> rusqlite::Result<()> {
     c.execute(
         "UPDATE take_nodes SET download = ?3, download_reason = ?4 WHERE take_id = ?1 AND address = ?2",
-        params![id, address, state, reason],
+        params![id, address, state.as_str(), reason],
     )
     .map(drop)
 }
@@ -608,12 +590,12 @@ fn mark_file(
     id: i64,
     address: &str,
     name: &str,
-    state: &str,
+    state: FileState,
     reason: Option<&str>,
 ) -> rusqlite::Result<()> {
     c.execute(
         "UPDATE files SET state = ?4, reason = ?5 WHERE take_id = ?1 AND address = ?2 AND name = ?3",
-        params![id, address, name, state, reason],
+        params![id, address, name, state.as_str(), reason],
     )
     .map(drop)
 }
@@ -623,12 +605,12 @@ fn mark_unverified_files(
     c: &Connection,
     id: i64,
     address: &str,
-    state: &str,
+    state: FileState,
     reason: Option<&str>,
 ) -> rusqlite::Result<()> {
     c.execute(
         "UPDATE files SET state = ?3, reason = ?4 WHERE take_id = ?1 AND address = ?2 AND state != 'verified'",
-        params![id, address, state, reason],
+        params![id, address, state.as_str(), reason],
     )
     .map(drop)
 }
@@ -701,9 +683,9 @@ mod tests {
         {
             let s = Store::open(&path).unwrap();
             let id = s.insert_take(&new_take("t1")).unwrap();
-            s.set_take_state(id, take_state::RECORDING).unwrap();
+            s.set_take_state(id, TakeState::Recording).unwrap();
             s.add_marker(id, 5, "clap", &[]).unwrap();
-            s.set_node_state(id, "10.0.0.2", node_state::FAILED, Some("gone"))
+            s.set_node_state(id, "10.0.0.2", TakeNodeState::Failed, Some("gone"))
                 .unwrap();
             s.set_file_verified(
                 id,
@@ -722,8 +704,8 @@ mod tests {
         assert!(t.override_clock);
         assert_eq!(t.markers[0].note, "clap");
         assert_eq!(t.nodes[0].offset_start_ns, Some(12));
-        assert_eq!(t.nodes[1].state, "failed");
-        assert_eq!(t.nodes[0].files[0].state, "verified");
+        assert_eq!(t.nodes[1].state, TakeNodeState::Failed);
+        assert_eq!(t.nodes[0].files[0].state, FileState::Verified);
         assert!(s.name_in_use("t1").unwrap());
 
         // Same size and hash again: the verified state is kept.
@@ -735,15 +717,15 @@ mod tests {
                 bytes: 3,
                 sha256: "ab".into(),
             }],
-            "transferring",
+            FileState::Transferring,
         )
         .unwrap();
         assert_eq!(
             s.take(t.id).unwrap().unwrap().nodes[0].files[0].state,
-            "verified"
+            FileState::Verified
         );
 
-        s.set_take_state(t.id, take_state::ABORTED).unwrap();
+        s.set_take_state(t.id, TakeState::Aborted).unwrap();
         assert!(!s.name_in_use("t1").unwrap());
         assert!(s.current_take().unwrap().is_none());
         assert_eq!(s.list_takes().unwrap().len(), 1);
@@ -761,7 +743,7 @@ mod tests {
         };
         s.set_file_verified(id, "10.0.0.1", &file("a.mjpeg", "aa"))
             .unwrap();
-        s.set_download(id, "10.0.0.1", "failed", Some("link cut"))
+        s.set_download(id, "10.0.0.1", NodeDownload::Failed, Some("link cut"))
             .unwrap();
         // The verified file with the same hash stays verified; a new one and a changed one
         // are transferring; the node's download is under way again, the old reason gone.
@@ -769,19 +751,19 @@ mod tests {
             id,
             "10.0.0.1",
             &[file("a.mjpeg", "aa"), file("b.mjpeg", "bb")],
-            "transferring",
+            FileState::Transferring,
         )
         .unwrap();
         let node = s.take(id).unwrap().unwrap().nodes.remove(0);
         assert_eq!(
-            (node.download.as_str(), node.download_reason),
-            ("downloading", None)
+            (node.download, node.download_reason),
+            (NodeDownload::Downloading, None)
         );
-        let states = |s: &Store| -> Vec<(String, String)> {
+        let states = |s: &Store| -> Vec<(String, FileState)> {
             let mut v: Vec<_> = s.take(id).unwrap().unwrap().nodes[0]
                 .files
                 .iter()
-                .map(|f| (f.name.clone(), f.state.clone()))
+                .map(|f| (f.name.clone(), f.state))
                 .collect();
             v.sort();
             v
@@ -789,13 +771,18 @@ mod tests {
         assert_eq!(
             states(&s),
             [
-                ("a.mjpeg".into(), "verified".into()),
-                ("b.mjpeg".into(), "transferring".into())
+                ("a.mjpeg".into(), FileState::Verified),
+                ("b.mjpeg".into(), FileState::Transferring)
             ]
         );
-        s.begin_transfer(id, "10.0.0.1", &[file("a.mjpeg", "a2")], "transferring")
-            .unwrap();
-        assert_eq!(states(&s)[0], ("a.mjpeg".into(), "transferring".into()));
+        s.begin_transfer(
+            id,
+            "10.0.0.1",
+            &[file("a.mjpeg", "a2")],
+            FileState::Transferring,
+        )
+        .unwrap();
+        assert_eq!(states(&s)[0], ("a.mjpeg".into(), FileState::Transferring));
     }
 
     #[test]
@@ -820,17 +807,17 @@ mod tests {
         }
         let s = Store::open(&path).unwrap();
         let t = s.take_by_name("old").unwrap().expect("old take kept");
-        assert_eq!(t.nodes[0].download, "verified");
-        assert_eq!(t.nodes[0].node_deletion, deletion_state::NONE);
-        s.set_node_deletion(t.id, "10.0.0.1", deletion_state::DELETING, None, None)
+        assert_eq!(t.nodes[0].download, NodeDownload::Verified);
+        assert_eq!(t.nodes[0].node_deletion, NodeDeletionState::None);
+        s.set_node_deletion(t.id, "10.0.0.1", NodeDeletionState::Deleting, None, None)
             .unwrap();
         drop(s);
         let s = Store::open(&path).unwrap();
         s.fail_interrupted_deletions().unwrap();
         let n = &s.take(t.id).unwrap().unwrap().nodes[0];
-        assert_eq!(n.node_deletion, deletion_state::FAILED);
+        assert_eq!(n.node_deletion, NodeDeletionState::Failed);
         assert!(n.node_deletion_reason.as_deref().unwrap().contains("again"));
-        s.set_node_deletion(t.id, "10.0.0.1", deletion_state::DELETED, None, Some(7))
+        s.set_node_deletion(t.id, "10.0.0.1", NodeDeletionState::Deleted, None, Some(7))
             .unwrap();
         assert_eq!(
             s.take(t.id).unwrap().unwrap().nodes[0].node_deleted_ns,

@@ -78,7 +78,7 @@ fn run(binary: &Path, codec: &str, seconds: u64) -> Value {
     let mut child = Command::new(binary)
         .arg("--config")
         .arg(&cfg)
-        .env("RUST_LOG", "warn,camrig_node::node=info")
+        .env("RUST_LOG", "warn,camrig_node::service=info")
         .env("NO_COLOR", "1")
         .stderr(Stdio::piped())
         .spawn()

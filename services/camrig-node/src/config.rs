@@ -25,7 +25,7 @@ pub struct NodeConfig {
     pub health: HealthConfig,
 }
 
-/// `[health]`: where the host-health seam ([`crate::health`]) reads sysfs and procfs.
+/// `[health]`: where the host-health seam ([`crate::service::health`]) reads sysfs and procfs.
 #[derive(Clone, Debug, PartialEq, serde::Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct HealthConfig {
@@ -50,8 +50,8 @@ pub struct RecordingConfig {
     pub min_free_mb: u64,
     pub h264_bitrate_kbps: u32,
     pub mjpeg_quality: u8,
-    /// "auto", "software" or "v4l2" (see [`crate::encoder::HardwareEncoder`]).
-    pub encoder: crate::encoder::HardwareEncoder,
+    /// "auto", "software" or "v4l2" (see [`crate::encode::HardwareEncoder`]).
+    pub encoder: crate::encode::HardwareEncoder,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize)]
@@ -118,7 +118,7 @@ impl Default for RecordingConfig {
             min_free_mb: 1024,
             h264_bitrate_kbps: 8000,
             mjpeg_quality: 85,
-            encoder: crate::encoder::HardwareEncoder::Auto,
+            encoder: crate::encode::HardwareEncoder::Auto,
         }
     }
 }

@@ -8,6 +8,8 @@
 //! - [`grid`]: the rig's frame grid (slot n at n × T since the epoch, T an exact rational).
 //! - [`phase`]: a camera's phase-lock state, live and per take.
 //! - [`health`]: a node's host health (temperature, firmware throttling, memory, disk time).
+//! - [`views`]: the JSON bodies of the controller's `/api` (typed states, serialised as strings),
+//!   read by the web UI and the `camrig` CLI.
 //!
 //! This crate does no I/O beyond writing into caller-supplied buffers, so it is unit-tested
 //! with literals and shared verbatim by every binary.
@@ -20,9 +22,22 @@ pub mod naming;
 pub mod phase;
 pub mod take_name;
 pub mod timestamps;
+pub mod views;
 
 /// Wall-clock (CLOCK_REALTIME) nanoseconds since the Unix epoch, the one time unit on the wire.
 pub type UnixNanos = i64;
+
+/// The innermost cause of an error chain: HTTP clients' Display stops at the outermost error
+/// ("error sending request"); the cause ("connection refused") is what a person needs.
+pub fn innermost_cause(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text = s.to_string();
+        source = s.source();
+    }
+    text
+}
 
 /// Reads CLOCK_REALTIME as [`UnixNanos`].
 pub fn now_unix_ns() -> UnixNanos {

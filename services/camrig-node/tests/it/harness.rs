@@ -411,7 +411,7 @@ pub fn tree(dir: &Path) -> Vec<String> {
         if let Ok(rd) = std::fs::read_dir(dir) {
             for e in rd.flatten() {
                 // The next take's directory, which the node makes ahead of START, is no take.
-                if e.file_name() == camrig_node::spare_take_dir::SPARE {
+                if e.file_name() == camrig_node::take::SPARE {
                     continue;
                 }
                 let p = e.path();

@@ -34,7 +34,7 @@ pub fn prepare(recordings: &Path, reserve: impl FnOnce(&Path) -> io::Result<()>)
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
         Err(e) => return Err(e),
     }
-    reserve(&building.join(crate::take_recorder::RESERVE_FILE))?;
+    reserve(&building.join(crate::take::recorder::RESERVE_FILE))?;
     rename_no_replace(&building, &spare)
 }
 
@@ -70,7 +70,7 @@ mod tests {
         let take = rec.path().join("take_1");
         assert!(claim(rec.path(), &take).unwrap());
         assert_eq!(
-            std::fs::read(take.join(crate::take_recorder::RESERVE_FILE)).unwrap(),
+            std::fs::read(take.join(crate::take::recorder::RESERVE_FILE)).unwrap(),
             b"reserve"
         );
         assert!(!rec.path().join(SPARE).exists());
@@ -98,7 +98,7 @@ mod tests {
         assert!(rec
             .path()
             .join(SPARE)
-            .join(crate::take_recorder::RESERVE_FILE)
+            .join(crate::take::recorder::RESERVE_FILE)
             .is_file());
         assert!(!rec.path().join(BUILDING).exists());
     }

@@ -1,6 +1,10 @@
 //! The capture seam: a [`CaptureBackend`] opens the node's cameras and pushes every frame
-//! into a [`FrameSink`] from its own threads. The synthetic camera implements it today; the
-//! libcamera backend (issue 7) plugs in behind the same trait without touching the rest.
+//! into a [`FrameSink`] from its own threads. This module owns the types every backend and
+//! every frame reader shares ([`Frame`], [`FramePixels`], [`CameraBuffer`], [`DmaBufPlane`],
+//! [`PixelPath`]); the backends are [`synthetic`] (with [`test_pattern`], timed by
+//! [`capture_timing`]) on any PC and `libcamera_backend` (cargo feature `libcamera`, with
+//! [`libcamera_support`], [`dma_buf`] and [`buffer_lease`]) for real cameras. Which one runs is
+//! chosen in the composition root ([`crate::service::run`]), never here.
 //!
 //! Contract for backends: frames arrive in order per camera; `timestamp_ns` is the
 //! wall-clock (CLOCK_REALTIME) instant the backend actually read for the frame (for a
@@ -11,15 +15,24 @@
 //! ([`FramePixels::Camera`]) and gets it back when the frame is dropped; an encoder imports its
 //! dma-buf or reads it in place under DMA-BUF sync ([`Frame::i420`]).
 
+use std::os::fd::RawFd;
 use std::sync::Arc;
 
 use camrig_protocol::manifest::PixelPathCounts;
 use camrig_protocol::UnixNanos;
 
-use crate::config::{CameraSource, NodeConfig};
-use crate::dma_buf;
-use crate::libcamera_support::{self as support, Layout};
-use crate::v4l2_encoder::DmaBufPlane;
+use libcamera_support::{self as support, Layout};
+
+// Only the libcamera backend lends buffers; without it this is built for the tests alone.
+#[cfg_attr(not(feature = "libcamera"), allow(dead_code))]
+pub(crate) mod buffer_lease;
+pub(crate) mod capture_timing;
+pub(crate) mod dma_buf;
+#[cfg(feature = "libcamera")]
+pub mod libcamera_backend;
+pub mod libcamera_support;
+pub(crate) mod synthetic;
+pub mod test_pattern;
 
 /// One captured picture: where and when, and its pixels ([`FramePixels`]).
 #[derive(Clone, Debug)]
@@ -74,6 +87,15 @@ impl PixelPath {
             PixelPath::Memory => counts.memory += 1,
         }
     }
+}
+
+/// One plane of a camera buffer: the dma-buf holding it, where in it the plane starts and
+/// how long it is (libcamera's `FrameBuffer::Plane`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DmaBufPlane {
+    pub fd: RawFd,
+    pub offset: u32,
+    pub length: u32,
 }
 
 /// A camera buffer lent to the node's frame path: its layout, its dma-buf planes (for an
@@ -212,25 +234,10 @@ pub enum CaptureError {
     Thread(std::io::Error),
 }
 
-/// Opens the cameras the config asks for. Never falls back to the synthetic camera: a node
-/// records the test pattern only when configured to.
-pub fn open(config: &NodeConfig) -> Result<Box<dyn CaptureBackend>, CaptureError> {
-    match config.camera.source {
-        CameraSource::Synthetic => Ok(Box::new(crate::synthetic_camera::SyntheticBackend::new(
-            &config.camera,
-            &config.synthetic,
-        ))),
-        #[cfg(feature = "libcamera")]
-        CameraSource::Libcamera => Ok(Box::new(crate::libcamera_camera::open(&config.camera)?)),
-        #[cfg(not(feature = "libcamera"))]
-        CameraSource::Libcamera => Err(CaptureError::LibcameraNotBuilt),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::buffer_lease::{Lease, Lender};
+    use crate::camera::buffer_lease::{Lease, Lender};
     use std::sync::mpsc;
 
     /// A camera buffer in ordinary memory, lent like a libcamera request.

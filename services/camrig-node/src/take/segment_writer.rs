@@ -132,10 +132,6 @@ impl SegmentWriter {
         self.frames
     }
 
-    pub fn video_bytes(&self) -> u64 {
-        self.video.len
-    }
-
     /// Appends one encoded frame and its timestamp; all or nothing.
     pub fn write_frame(&mut self, encoded: &[u8], ts: UnixNanos) -> io::Result<()> {
         let mut bin = Vec::with_capacity(8);

@@ -1,17 +1,167 @@
 //! The JSON bodies of the controller's REST API (`/api/...`) and SSE events: what the web
-//! UI and the `camrig` CLI read. Documented in `API.md`.
+//! UI and the `camrig` CLI read. Documented in `API.md`. The states are enums serialised as
+//! the strings the API has always carried (`"arm_failed"`, `"waiting_for_node"`, ...).
 
-use camrig_protocol::api::NodeStatus;
-use camrig_protocol::UnixNanos;
+use crate::api::NodeStatus;
+use crate::UnixNanos;
 
-use crate::clock_probe::ClockSample;
+/// A state name that is none of its enum's (e.g. read back from a newer controller's database).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("unknown {kind} {value:?}")]
+pub struct UnknownState {
+    pub kind: &'static str,
+    pub value: String,
+}
+
+/// An enum whose values travel as fixed strings: serde, [`std::fmt::Display`], `as_str` and
+/// [`std::str::FromStr`] all use the same text.
+macro_rules! wire_enum {
+    ($(#[$m:meta])* $name:ident { $($(#[$vm:meta])* $variant:ident = $text:literal,)+ }) => {
+        $(#[$m])*
+        #[derive(
+            Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+        )]
+        pub enum $name {
+            $($(#[$vm])* #[serde(rename = $text)] $variant,)+
+        }
+
+        impl $name {
+            pub const fn as_str(self) -> &'static str {
+                match self {
+                    $($name::$variant => $text,)+
+                }
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.pad(self.as_str())
+            }
+        }
+
+        impl std::str::FromStr for $name {
+            type Err = UnknownState;
+            fn from_str(s: &str) -> Result<$name, UnknownState> {
+                match s {
+                    $($text => Ok($name::$variant),)+
+                    _ => Err(UnknownState {
+                        kind: stringify!($name),
+                        value: s.to_owned(),
+                    }),
+                }
+            }
+        }
+    };
+}
+
+wire_enum! {
+    /// The rig as a whole (`RigView::state`).
+    RigState {
+        Idle = "idle",
+        /// START sent, no node recording yet.
+        Armed = "armed",
+        Recording = "recording",
+        /// No take is current, but a node still records (up to the STOP instant) or
+        /// finishes its files: not idle yet.
+        Stopping = "stopping",
+    }
+}
+
+wire_enum! {
+    /// A take in the controller's history.
+    TakeState {
+        Starting = "starting",
+        Recording = "recording",
+        Stopped = "stopped",
+        Aborted = "aborted",
+    }
+}
+
+wire_enum! {
+    /// A node's part in a take.
+    TakeNodeState {
+        Armed = "armed",
+        Recording = "recording",
+        Stopped = "stopped",
+        /// Lost mid-take, or failed to take the STOP.
+        Failed = "failed",
+        /// Never armed: START failed on this node.
+        ArmFailed = "arm_failed",
+        /// Armed, then told to abort because another node failed.
+        Aborted = "aborted",
+    }
+}
+
+wire_enum! {
+    /// A take's download over every node that recorded it.
+    TakeDownload {
+        None = "none",
+        Downloading = "downloading",
+        /// Some nodes' files verified, others failed.
+        Partial = "partial",
+        Failed = "failed",
+        Verified = "verified",
+    }
+}
+
+wire_enum! {
+    /// One node's download of a take.
+    NodeDownload {
+        None = "none",
+        Downloading = "downloading",
+        Verified = "verified",
+        Failed = "failed",
+    }
+}
+
+wire_enum! {
+    /// Whether a node's copy of a take was deleted.
+    NodeDeletionState {
+        /// Still on the node (the default).
+        None = "none",
+        /// The node was being told to delete it (or a controller restart interrupted that).
+        Deleting = "deleting",
+        Deleted = "deleted",
+        /// Refused or not reachable; the reason says why. The take is still on the node.
+        Failed = "failed",
+    }
+}
+
+wire_enum! {
+    /// One file of a node's take, as the download sees it.
+    FileState {
+        Pending = "pending",
+        Transferring = "transferring",
+        Verified = "verified",
+        Failed = "failed",
+    }
+}
+
+wire_enum! {
+    /// Where a running download of one node's take is.
+    DownloadPhase {
+        Queued = "queued",
+        WaitingForNode = "waiting_for_node",
+        Transferring = "transferring",
+        Verifying = "verifying",
+        Verified = "verified",
+        Failed = "failed",
+    }
+}
+
+/// A measured clock offset: positive when the node's clock is ahead of the controller's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ClockSample {
+    pub offset_ns: i64,
+    pub rtt_ns: i64,
+    /// Controller wall clock when the sample was taken.
+    pub measured_at_ns: UnixNanos,
+}
 
 /// `GET /api/rig`: the whole rig at a glance.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct RigView {
-    /// `idle`, `armed` (START sent, no node recording yet), `recording`, or `stopping` (no
-    /// take is current, but a node still records or finishes its files).
-    pub state: String,
+    pub state: RigState,
     pub current_take: Option<TakeView>,
     pub nodes: Vec<NodeView>,
     /// Whether START would be accepted now without overrides.
@@ -54,8 +204,7 @@ pub struct NodeView {
 pub struct TakeView {
     pub id: i64,
     pub name: String,
-    /// `starting`, `recording`, `stopped` or `aborted`.
-    pub state: String,
+    pub state: TakeState,
     pub command_id: String,
     pub created_ns: UnixNanos,
     pub start_at_ns: UnixNanos,
@@ -66,8 +215,8 @@ pub struct TakeView {
     pub override_note: Option<String>,
     pub nodes: Vec<TakeNodeView>,
     pub markers: Vec<MarkerView>,
-    /// `none`, `downloading`, `partial`, `failed` or `verified` (every node's files).
-    pub download: String,
+    /// Every node's files together.
+    pub download: TakeDownload,
 }
 
 /// One node's part in a take.
@@ -75,20 +224,17 @@ pub struct TakeView {
 pub struct TakeNodeView {
     pub address: String,
     pub name: String,
-    /// `armed`, `recording`, `stopped`, `failed` (lost mid-take or failed to stop),
-    /// `arm_failed` (never recorded) or `aborted`.
-    pub state: String,
+    pub state: TakeNodeState,
     pub reason: Option<String>,
     pub offset_start_ns: Option<i64>,
     pub rtt_start_ns: Option<i64>,
     pub offset_stop_ns: Option<i64>,
-    /// `none`, `downloading`, `verified` or `failed`.
-    pub download: String,
+    pub download: NodeDownload,
     pub download_reason: Option<String>,
     /// Whether the node's copy was deleted (`POST /api/takes/{name}/delete-from-nodes`):
-    /// `none`, `deleting`, `deleted` or `failed` (still on the node; see the reason).
-    #[serde(default = "none")]
-    pub node_deletion: String,
+    /// `failed`: still on the node; see the reason.
+    #[serde(default = "no_deletion")]
+    pub node_deletion: NodeDeletionState,
     #[serde(default)]
     pub node_deletion_reason: Option<String>,
     /// Controller wall clock when the node confirmed the deletion.
@@ -105,8 +251,7 @@ pub struct FileView {
     pub name: String,
     pub bytes: u64,
     pub sha256: String,
-    /// `pending`, `transferring`, `verified` or `failed`.
-    pub state: String,
+    pub state: FileState,
     pub reason: Option<String>,
 }
 
@@ -124,7 +269,7 @@ pub struct MarkerNodeView {
     pub ok: bool,
     pub error: Option<String>,
     #[serde(default)]
-    pub frames: Vec<camrig_protocol::manifest::MarkerFrame>,
+    pub frames: Vec<crate::manifest::MarkerFrame>,
 }
 
 /// Live progress of one node's download of one take.
@@ -132,8 +277,7 @@ pub struct MarkerNodeView {
 pub struct DownloadProgress {
     pub take: String,
     pub address: String,
-    /// `queued`, `waiting_for_node`, `transferring`, `verifying`, `verified` or `failed`.
-    pub phase: String,
+    pub phase: DownloadPhase,
     pub bytes_total: u64,
     pub bytes_done: u64,
     pub files_total: usize,
@@ -167,13 +311,13 @@ pub struct NodeDeletionEvent {
     pub take: String,
     pub address: String,
     /// `deleting`, `deleted` or `failed`.
-    pub state: String,
+    pub state: NodeDeletionState,
     pub reason: Option<String>,
     pub at_ns: UnixNanos,
 }
 
-fn none() -> String {
-    "none".into()
+fn no_deletion() -> NodeDeletionState {
+    NodeDeletionState::None
 }
 
 /// Body of `POST /api/takes/{name}/delete-from-nodes` (optional: no body means every node
@@ -220,6 +364,27 @@ pub struct NodeFailure {
 impl DownloadProgress {
     /// Still queued or running (not yet verified or failed).
     pub fn is_active(&self) -> bool {
-        !matches!(self.phase.as_str(), "verified" | "failed")
+        !matches!(self.phase, DownloadPhase::Verified | DownloadPhase::Failed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn states_travel_as_the_strings_the_api_always_had() {
+        assert_eq!(
+            serde_json::to_string(&TakeNodeState::ArmFailed).unwrap(),
+            r#""arm_failed""#
+        );
+        assert_eq!(
+            serde_json::from_str::<DownloadPhase>(r#""waiting_for_node""#).unwrap(),
+            DownloadPhase::WaitingForNode
+        );
+        assert_eq!(RigState::Idle.to_string(), "idle");
+        assert_eq!("partial".parse(), Ok(TakeDownload::Partial));
+        let err = "sideways".parse::<FileState>().unwrap_err();
+        assert_eq!(err.to_string(), r#"unknown FileState "sideways""#);
     }
 }

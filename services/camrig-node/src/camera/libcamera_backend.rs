@@ -11,7 +11,7 @@
 //! change in 0.5.2; otherwise a paired CLOCK_MONOTONIC/CLOCK_REALTIME reading taken as the
 //! request completes), and the camera's own buffer *lent* to the frame, no copy
 //! ([`FramePixels::Camera`]): the request goes back to this thread, which requeues it, when
-//! the last clone of the frame is dropped ([`crate::buffer_lease`]). An encoder imports the
+//! the last clone of the frame is dropped ([`crate::camera::buffer_lease`]). An encoder imports the
 //! buffer's dma-buf or reads it under DMA-BUF sync ([`Frame::i420`]).
 //!
 //! At most [`lendable`] buffers are out at once, so the camera always has buffers to fill;
@@ -39,14 +39,15 @@ use libcamera::{controls, properties};
 
 use camrig_protocol::UnixNanos;
 
-use crate::buffer_lease::{lendable, Lease, Lender};
-use crate::capture::{
-    CameraBuffer, CameraInfo, CameraMemory, CaptureBackend, CaptureError, Frame, FramePixels,
-    FrameSink,
+use crate::camera::buffer_lease::{lendable, Lease, Lender};
+use crate::camera::libcamera_support::{
+    self as support, ClockPair, Layout, ListedCamera, SequenceWidener,
+};
+use crate::camera::{
+    CameraBuffer, CameraInfo, CameraMemory, CaptureBackend, CaptureError, DmaBufPlane, Frame,
+    FramePixels, FrameSink,
 };
 use crate::config::CameraConfig;
-use crate::libcamera_support::{self as support, ClockPair, Layout, ListedCamera, SequenceWidener};
-use crate::v4l2_encoder::DmaBufPlane;
 
 type Mapped = MemoryMappedFrameBuffer<FrameBuffer>;
 

@@ -23,12 +23,13 @@ use camrig_protocol::naming::{self, Codec, TakeFiles};
 use camrig_protocol::take_name::TakeName;
 use camrig_protocol::UnixNanos;
 
-use crate::capture::{CameraInfo, Frame};
-use crate::encoder::{new_encoder, EncoderSettings, FrameEncoder};
-use crate::frame_selection::{marker_frame, place, segment_of, DropCounter, Placement};
-use crate::metrics::CameraCounters;
-use crate::segment_writer::{write_atomic, ClosedSegment, SegmentNames, SegmentWriter};
-use crate::{clock_health, disk_space, markers};
+use crate::camera::{CameraInfo, Frame};
+use crate::encode::{EncoderSettings, FrameEncoder, NewEncoder};
+use crate::service::metrics::CameraCounters;
+use crate::service::{clock_health, disk_space};
+use crate::take::frame_selection::{marker_frame, place, segment_of, DropCounter, Placement};
+use crate::take::markers;
+use crate::take::segment_writer::{write_atomic, ClosedSegment, SegmentNames, SegmentWriter};
 
 /// Frames a camera may have waiting for its encoder before new ones are dropped.
 pub const QUEUE_FRAMES: usize = 8;
@@ -64,6 +65,8 @@ pub struct TakeSpec {
     pub segment_seconds: u32,
     pub cameras: Vec<CameraInfo>,
     pub encoder: EncoderSettings,
+    /// Makes each camera's encoder at its first frame (chosen by the composition root).
+    pub new_encoder: NewEncoder,
     pub min_free_bytes: u64,
     /// Where free space is measured.
     pub data_dir: PathBuf,
@@ -268,7 +271,7 @@ impl TakeBook {
     /// atomically. The manifest's fsync also makes its name and the take directory's name
     /// durable on the file systems a data partition is (ext4 on the images, XFS, Btrfs);
     /// elsewhere the take directory and its parent are fsynced too
-    /// ([`crate::segment_writer::sync_new_file`]).
+    /// ([`crate::take::segment_writer::sync_new_file`]).
     fn create_first_files(&self) -> std::io::Result<()> {
         use std::io::Write;
         let (Some(manifest_path), Some(markers)) =
@@ -289,7 +292,7 @@ impl TakeBook {
             &serde_json::to_vec_pretty(&self.manifest).expect("manifest serialises"),
         )?;
         create(&self.spec.dir.join(markers), self.markers_text().as_bytes())?;
-        crate::segment_writer::sync_new_file(&manifest, &self.spec.dir)
+        crate::take::segment_writer::sync_new_file(&manifest, &self.spec.dir)
     }
 
     fn markers_text(&self) -> String {
@@ -611,7 +614,7 @@ fn finish(
     book.manifest.clock_at_stop = Some(clock_health::read());
     book.write_markers();
     if let Some(name) = book.spec.markers_name() {
-        match crate::segment_writer::sha256_file(&book.spec.dir.join(&name)) {
+        match crate::take::segment_writer::sha256_file(&book.spec.dir.join(&name)) {
             Ok(entry) => book.manifest.files.push(entry),
             Err(e) => tracing::error!(error = %e, "cannot hash the markers file"),
         }
@@ -789,7 +792,7 @@ impl CameraWriter {
             key = true;
         }
         if st.encoder.is_none() {
-            st.encoder = Some(new_encoder(self.spec.encoder).map_err(|e| {
+            st.encoder = Some((self.spec.new_encoder)(self.spec.encoder).map_err(|e| {
                 self.problem(format!("cannot start the encoder: {e}"));
                 StopReason::CameraFailed
             })?);

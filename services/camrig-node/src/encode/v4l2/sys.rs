@@ -1,7 +1,7 @@
 //! The slice of the V4L2 kernel ABI that the memory-to-memory encoder needs, for 64-bit
 //! Linux (aarch64 Pi, x86_64 test vehicle): the `videodev2.h` structures as `#[repr(C)]`
 //! mirrors, the ioctls on them, and mmap'ed buffer planes. Kept to what
-//! [`crate::v4l2_encoder`] uses, so the whole unsafe surface is in this one file; every
+//! [`crate::encode::v4l2`] uses, so the whole unsafe surface is in this one file; every
 //! structure's size is checked at compile time against the kernel header's (the ioctl
 //! numbers encode the size, so a wrong layout could never reach the kernel silently).
 #![allow(unsafe_code)]

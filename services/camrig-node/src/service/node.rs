@@ -3,17 +3,15 @@
 //! (STATUS=, disk guard, fps) and the clean shutdown. [`run`] is what the binary calls.
 
 use std::collections::HashMap;
-use std::future::Future;
 use std::net::IpAddr;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::{Duration, Instant};
 
-use axum::http::StatusCode;
 use camrig_protocol::api::{
-    AbortRequest, CameraStatus, CommandReply, MarkRequest, NodeState, NodeStatus, StartRequest,
-    StopRequest, TakeOutcome,
+    AbortRequest, CommandReply, MarkRequest, NodeState, NodeStatus, StartRequest, StopRequest,
+    TakeOutcome,
 };
 use camrig_protocol::health::NodeHealth;
 use camrig_protocol::manifest::StopReason;
@@ -21,40 +19,49 @@ use camrig_protocol::naming::{self, TakeFiles};
 use camrig_protocol::take_name::TakeName;
 use camrig_protocol::{now_unix_ns, UnixNanos};
 use camrig_systemd::watchdog::Progress;
-use tokio::net::TcpListener;
 
-use crate::capture::{self, CameraInfo, Frame};
+use super::health::HealthProbe;
+use super::metrics::NodeMetrics;
+use super::status::{CameraStats, FrameCount};
+use super::{clock_health, disk_space, status_line};
+use crate::camera::{CameraInfo, Frame};
 use crate::config::NodeConfig;
-use crate::encoder::EncoderSettings;
-use crate::health::HealthProbe;
-use crate::http_api::{self, ApiError};
-use crate::metrics::{CameraCounters, NodeMetrics};
-use crate::take_recorder::{self, Finished, Layout, LiveCamera, TakeHandle, TakeSpec};
-use crate::{clock_health, disk_space, recovery, spare_take_dir, status_line, take_deletion};
+use crate::encode::{EncoderSettings, NewEncoder};
+use crate::take::recorder::{
+    self as take_recorder, Finished, Layout, LiveCamera, TakeHandle, TakeSpec,
+};
+use crate::take::{deletion, spare_take_dir};
 
-#[derive(Debug, thiserror::Error)]
-pub enum NodeError {
-    #[error(transparent)]
-    Config(#[from] crate::config::ConfigError),
-    #[error("cannot create the recordings directory {path}: {source}")]
-    DataDir {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("cannot start the cameras: {0}")]
-    Capture(#[from] capture::CaptureError),
-    #[error("cannot start the standalone recording: {0}")]
-    Standalone(std::io::Error),
-    #[error("http server failed: {0}")]
-    Serve(std::io::Error),
+/// Why the node refused or failed a command. The state machine speaks in these kinds; the
+/// HTTP API maps each to its status code ([`super::http_api`]).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum CommandError {
+    /// The request itself is wrong (400).
+    #[error("{0}")]
+    BadRequest(String),
+    /// No such take or thing on this node (404).
+    #[error("{0}")]
+    NotFound(String),
+    /// The node's state does not allow it now (409).
+    #[error("{0}")]
+    Conflict(String),
+    /// The node cannot record at all (no camera): 503.
+    #[error("{0}")]
+    Unavailable(String),
+    /// Not enough free space to start (507).
+    #[error("{0}")]
+    DiskFull(String),
+    /// A fault on the node's side (500).
+    #[error("{0}")]
+    Internal(String),
 }
 
-/// Live per-camera numbers kept by the frame callback.
-struct CameraStats {
-    frames: AtomicU64,
-    latest: Mutex<Option<Frame>>,
-    fps: Mutex<f64>,
-    counters: CameraCounters,
+impl CommandError {
+    /// A fault on the node's side; the details go to the log, the client gets the gist.
+    pub fn internal(e: impl std::fmt::Display) -> CommandError {
+        tracing::error!(error = %e, "request failed");
+        CommandError::Internal(format!("the node failed to do this: {e}; see its journal"))
+    }
 }
 
 /// Remembered answers to commands, so a repeated command_id gets the same answer.
@@ -62,7 +69,7 @@ const REMEMBERED_COMMANDS: usize = 1024;
 
 #[derive(Default)]
 struct Inner {
-    replies: HashMap<String, (StatusCode, serde_json::Value)>,
+    replies: HashMap<String, Result<CommandReply, CommandError>>,
     reply_order: Vec<String>,
     last_take: Option<TakeOutcome>,
     last_live: Vec<LiveCamera>,
@@ -88,6 +95,7 @@ pub struct Node {
     /// Set before the cameras stop: frames are no longer kept, so every lent camera buffer
     /// goes back (the backend waits for them before it frees anything).
     releasing_frames: AtomicBool,
+    new_encoder: NewEncoder,
     pub(crate) metrics: NodeMetrics,
     health: HealthProbe,
 }
@@ -97,6 +105,45 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Node {
+    /// The node for `config` with the cameras its backend opened (none, and why, when it
+    /// could not), the takes recovery finalised at start, and how its takes get encoders.
+    pub(super) fn new(
+        config: NodeConfig,
+        token: Option<String>,
+        cameras: Vec<CameraInfo>,
+        camera_problem: Option<String>,
+        recovered: Vec<TakeName>,
+        new_encoder: NewEncoder,
+    ) -> Arc<Node> {
+        let metrics = NodeMetrics::new(cameras.len());
+        Arc::new(Node {
+            label: node_label(&config),
+            token,
+            stats: (0..cameras.len())
+                .map(|i| CameraStats::new(metrics.camera(i)))
+                .collect(),
+            metrics,
+            health: HealthProbe::new(config.health.sysfs_root.clone()),
+            cameras,
+            camera_problem,
+            active: RwLock::new(None),
+            inner: Mutex::new(Inner {
+                recovered,
+                ..Inner::default()
+            }),
+            command_lock: Mutex::new(()),
+            progress: Progress::new(),
+            releasing_frames: AtomicBool::new(false),
+            new_encoder,
+            config,
+        })
+    }
+
+    /// What the watchdog watches: frames arriving (or, without a camera, the status loop).
+    pub(super) fn progress(&self) -> Progress {
+        self.progress.clone()
+    }
+
     fn active(&self) -> Option<Arc<TakeHandle>> {
         self.active
             .read()
@@ -109,29 +156,28 @@ impl Node {
     }
 
     /// Called on the capture threads for every frame: must not block.
-    fn on_frame(&self, frame: Frame) {
+    pub(super) fn on_frame(&self, frame: Frame) {
         if self.releasing_frames.load(Ordering::SeqCst) {
             return;
         }
         self.progress.tick();
         if let Some(s) = self.stats.get(frame.camera) {
-            s.frames.fetch_add(1, Ordering::Relaxed);
-            s.counters.captured.inc();
+            s.count();
         }
         if let Some(take) = self.active() {
             take.offer(&frame);
         }
         if let Some(s) = self.stats.get(frame.camera) {
-            *lock(&s.latest) = Some(frame);
+            s.keep_latest(frame);
         }
     }
 
     /// Stops keeping frames (the preview's latest ones included) so that the camera gets
     /// every lent buffer back before it stops.
-    fn release_frames(&self) {
+    pub(super) fn release_frames(&self) {
         self.releasing_frames.store(true, Ordering::SeqCst);
         for s in &self.stats {
-            lock(&s.latest).take();
+            s.forget_latest();
         }
     }
 
@@ -140,7 +186,7 @@ impl Node {
     }
 
     pub(crate) fn latest_frame(&self, camera: usize) -> Option<Frame> {
-        self.stats.get(camera).and_then(|s| lock(&s.latest).clone())
+        self.stats.get(camera).and_then(CameraStats::latest)
     }
 
     fn state_of(take: &Option<Arc<TakeHandle>>) -> NodeState {
@@ -164,21 +210,8 @@ impl Node {
             .iter()
             .enumerate()
             .map(|(index, c)| {
-                let s = &self.stats[index];
                 let l = live.get(index).cloned().unwrap_or_default();
-                CameraStatus {
-                    index,
-                    label: naming::camera_label(index, n),
-                    model: c.model.clone(),
-                    mode: c.mode(),
-                    frames: s.frames.load(Ordering::Relaxed),
-                    take_frames: l.frames,
-                    fps: *lock(&s.fps),
-                    drops: l.drops,
-                    drop_bursts: l.bursts.clone(),
-                    last_frame_ns: lock(&s.latest).as_ref().map(|f| f.timestamp_ns),
-                    phase: None,
-                }
+                self.stats[index].camera_status(index, n, c, l)
             })
             .collect();
         let problem = self
@@ -237,7 +270,9 @@ impl Node {
         let cameras = self.cameras.len().max(1) as f64;
         let c = &self.config.camera;
         let per_camera = match self.config.recording.codec {
-            naming::Codec::H264 => f64::from(self.config.recording.h264_bitrate_kbps) * 1000.0 / 8.0,
+            naming::Codec::H264 => {
+                f64::from(self.config.recording.h264_bitrate_kbps) * 1000.0 / 8.0
+            }
             naming::Codec::Mjpeg => f64::from(c.width) * f64::from(c.height) * c.fps * 2.0 / 8.0,
         };
         (per_camera * cameras).ceil() as u64
@@ -258,19 +293,13 @@ impl Node {
     pub(crate) fn command(
         &self,
         command_id: &str,
-        run: impl FnOnce() -> Result<CommandReply, ApiError>,
-    ) -> (StatusCode, serde_json::Value) {
+        run: impl FnOnce() -> Result<CommandReply, CommandError>,
+    ) -> Result<CommandReply, CommandError> {
         let _one_at_a_time = lock(&self.command_lock);
         if let Some(answer) = lock(&self.inner).replies.get(command_id) {
             return answer.clone();
         }
-        let answer = match run() {
-            Ok(reply) => (
-                StatusCode::OK,
-                serde_json::to_value(reply).expect("reply serialises"),
-            ),
-            Err(e) => (e.status, serde_json::json!({ "error": e.message })),
-        };
+        let answer = run();
         let mut inner = lock(&self.inner);
         inner.replies.insert(command_id.to_owned(), answer.clone());
         inner.reply_order.push(command_id.to_owned());
@@ -284,16 +313,13 @@ impl Node {
     pub(crate) fn start_take(
         self: &Arc<Self>,
         req: &StartRequest,
-    ) -> Result<CommandReply, ApiError> {
+    ) -> Result<CommandReply, CommandError> {
         let arming = std::time::Instant::now();
         if let Some(p) = &self.camera_problem {
-            return Err(ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                format!("cannot record: {p}"),
-            ));
+            return Err(CommandError::Unavailable(format!("cannot record: {p}")));
         }
         if self.config.standalone {
-            return Err(ApiError::conflict(
+            return Err(CommandError::Conflict(
                 "this node runs as a standalone recorder (standalone = true) and takes no START"
                     .into(),
             ));
@@ -304,29 +330,26 @@ impl Node {
             } else {
                 "armed"
             };
-            return Err(ApiError::conflict(format!(
+            return Err(CommandError::Conflict(format!(
                 "take {} is {state}; stop or abort it before starting another",
                 t.take
             )));
         }
         let dir = self.recordings_dir().join(req.take.as_str());
         if dir.exists() {
-            return Err(ApiError::conflict(format!(
+            return Err(CommandError::Conflict(format!(
                 "take {} already exists on this node; choose a new take name (recordings are never overwritten)",
                 req.take
             )));
         }
-        let free = disk_space::free_bytes(&self.config.data_dir).map_err(ApiError::internal)?;
+        let free = disk_space::free_bytes(&self.config.data_dir).map_err(CommandError::internal)?;
         let floor = self.config.min_free_bytes();
         if free < floor {
-            return Err(ApiError::new(
-                StatusCode::INSUFFICIENT_STORAGE,
-                format!(
-                    "only {} free on the data partition, {} needed (recording.min_free_mb); free some space",
-                    disk_space::human(free),
-                    disk_space::human(floor)
-                ),
-            ));
+            return Err(CommandError::DiskFull(format!(
+                "only {} free on the data partition, {} needed (recording.min_free_mb); free some space",
+                disk_space::human(free),
+                disk_space::human(floor)
+            )));
         }
         // The directory made ahead for this moment, else a new one.
         let made = match spare_take_dir::claim(&self.recordings_dir(), &dir) {
@@ -337,12 +360,12 @@ impl Node {
         match made {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                return Err(ApiError::conflict(format!(
+                return Err(CommandError::Conflict(format!(
                     "take {} already exists on this node",
                     req.take
                 )))
             }
-            Err(e) => return Err(ApiError::internal(e)),
+            Err(e) => return Err(CommandError::internal(e)),
         }
         let spec = TakeSpec {
             take: req.take.clone(),
@@ -353,6 +376,7 @@ impl Node {
             segment_seconds: self.config.recording.segment_seconds,
             cameras: self.cameras.clone(),
             encoder: self.encoder_settings(self.config.recording.codec),
+            new_encoder: self.new_encoder,
             min_free_bytes: floor,
             data_dir: self.config.data_dir.clone(),
             layout: Layout::Take(TakeFiles::new(&req.take, &self.label, req.start_at_ns)),
@@ -360,7 +384,7 @@ impl Node {
         };
         let handle = self.launch(spec).map_err(|e| {
             let _ = std::fs::remove_dir_all(&dir);
-            ApiError::internal(e)
+            CommandError::internal(e)
         })?;
         // The last take's problem was about that take; this one starts with a clean slate.
         lock(&self.inner).problem = None;
@@ -416,7 +440,7 @@ impl Node {
 
     /// Makes the next take's directory ahead ([`spare_take_dir`]); a failure only costs the
     /// next START the time to make it.
-    fn prepare_spare_take_dir(&self) {
+    pub(super) fn prepare_spare_take_dir(&self) {
         if self.config.standalone || self.camera_problem.is_some() {
             return;
         }
@@ -427,12 +451,14 @@ impl Node {
         }
     }
 
-    pub(crate) fn stop_take(&self, req: &StopRequest) -> Result<CommandReply, ApiError> {
+    pub(crate) fn stop_take(&self, req: &StopRequest) -> Result<CommandReply, CommandError> {
         let Some(t) = self.active() else {
-            return Err(ApiError::conflict("no take is armed or recording".into()));
+            return Err(CommandError::Conflict(
+                "no take is armed or recording".into(),
+            ));
         };
         if req.stop_at_ns < t.start_at {
-            return Err(ApiError::bad_request(format!(
+            return Err(CommandError::BadRequest(format!(
                 "stop_at_ns {} is before the take's start_at_ns {}",
                 req.stop_at_ns, t.start_at
             )));
@@ -442,9 +468,9 @@ impl Node {
         Ok(self.reply(&req.command_id, &Some(t)))
     }
 
-    pub(crate) fn mark_take(&self, req: &MarkRequest) -> Result<CommandReply, ApiError> {
+    pub(crate) fn mark_take(&self, req: &MarkRequest) -> Result<CommandReply, CommandError> {
         let Some(t) = self.active() else {
-            return Err(ApiError::conflict(
+            return Err(CommandError::Conflict(
                 "no take is armed or recording; MARK needs one".into(),
             ));
         };
@@ -454,7 +480,7 @@ impl Node {
         Ok(reply)
     }
 
-    pub(crate) fn abort_take(&self, req: &AbortRequest) -> Result<CommandReply, ApiError> {
+    pub(crate) fn abort_take(&self, req: &AbortRequest) -> Result<CommandReply, CommandError> {
         let Some(t) = self.active() else {
             return Ok(self.reply(&req.command_id, &None));
         };
@@ -465,13 +491,13 @@ impl Node {
     }
 
     /// `DELETE /v1/takes/{take}`: never the take being armed, recorded or finished right
-    /// now; the rest is [`take_deletion::delete`]. Runs under the command lock so a START
+    /// now; the rest is [`deletion::delete`]. Runs under the command lock so a START
     /// cannot race it.
     pub(crate) fn delete_take(
         &self,
         take: &TakeName,
         verified: &[camrig_protocol::manifest::FileEntry],
-    ) -> Result<camrig_protocol::api::DeleteTakeReply, ApiError> {
+    ) -> Result<camrig_protocol::api::DeleteTakeReply, CommandError> {
         let _one_at_a_time = lock(&self.command_lock);
         if let Some(t) = self.active().filter(|t| &t.take == take) {
             let state = if t.stop_at().is_some() {
@@ -481,19 +507,19 @@ impl Node {
             } else {
                 "armed"
             };
-            return Err(ApiError::conflict(format!(
+            return Err(CommandError::Conflict(format!(
                 "take {take} is {state} on this node; it can be deleted once it is complete and downloaded"
             )));
         }
-        take_deletion::delete(&self.recordings_dir(), take, verified).map_err(|e| match e {
-            take_deletion::DeleteError::Unknown(_) => ApiError::not_found(e.to_string()),
-            take_deletion::DeleteError::Refused(m) => ApiError::conflict(m),
-            e @ take_deletion::DeleteError::Io { .. } => ApiError::internal(e),
+        deletion::delete(&self.recordings_dir(), take, verified).map_err(|e| match e {
+            deletion::DeleteError::Unknown(_) => CommandError::NotFound(e.to_string()),
+            deletion::DeleteError::Refused(m) => CommandError::Conflict(m),
+            e @ deletion::DeleteError::Io { .. } => CommandError::internal(e),
         })
     }
 
     /// Stops whatever records now and waits (bounded) until its files are final.
-    async fn stop_everything(&self, reason: StopReason) {
+    pub(super) async fn stop_everything(&self, reason: StopReason) {
         if let Some(t) = self.active() {
             t.stop_now(reason);
         }
@@ -507,23 +533,14 @@ impl Node {
     }
 
     /// Once a second: fps, disk guard, STATUS=, and the watchdog when there is no camera.
-    async fn status_loop(self: Arc<Self>) {
+    pub(super) async fn status_loop(self: Arc<Self>) {
         let mut ticker = tokio::time::interval(Duration::from_secs(1));
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut last: Vec<(u64, Instant)> = self
-            .stats
-            .iter()
-            .map(|s| (s.frames.load(Ordering::Relaxed), Instant::now()))
-            .collect();
+        let mut last: Vec<FrameCount> = self.stats.iter().map(CameraStats::frame_count).collect();
         loop {
             ticker.tick().await;
-            for (i, s) in self.stats.iter().enumerate() {
-                let now = (s.frames.load(Ordering::Relaxed), Instant::now());
-                let dt = now.1.duration_since(last[i].1).as_secs_f64();
-                if dt > 0.0 {
-                    *lock(&s.fps) = (now.0 - last[i].0) as f64 / dt;
-                }
-                last[i] = now;
+            for (s, last) in self.stats.iter().zip(&mut last) {
+                s.measure_fps(last);
             }
             if let Some(t) = self.active() {
                 if t.is_recording() {
@@ -552,6 +569,48 @@ impl Node {
             camrig_systemd::notify::status(&status_line::render(&status));
         }
     }
+
+    /// Standalone recorder: every camera from now until shutdown, in a new dated directory.
+    pub(super) fn start_standalone(self: &Arc<Self>) -> std::io::Result<()> {
+        let node = self;
+        let now: UnixNanos = now_unix_ns();
+        let stamp = naming::stamp(now);
+        let recordings = node.recordings_dir();
+        // A restart within the same second must still get a new directory, never reuse one.
+        let mut dir = recordings.join(&stamp);
+        let mut n = 1;
+        while let Err(e) = std::fs::create_dir(&dir) {
+            if e.kind() != std::io::ErrorKind::AlreadyExists {
+                return Err(e);
+            }
+            n += 1;
+            dir = recordings.join(format!("{stamp}_{n}"));
+        }
+        let name = dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let take = TakeName::parse(&name).map_err(std::io::Error::other)?;
+        let codec = node.config.recording.standalone_codec;
+        let spec = TakeSpec {
+            take,
+            dir: dir.clone(),
+            node: node.label.clone(),
+            start_at: now,
+            codec,
+            segment_seconds: 0,
+            cameras: node.cameras.clone(),
+            encoder: node.encoder_settings(codec),
+            new_encoder: node.new_encoder,
+            min_free_bytes: node.config.min_free_bytes(),
+            data_dir: node.config.data_dir.clone(),
+            layout: Layout::Standalone,
+            counters: node.stats.iter().map(|s| s.counters.clone()).collect(),
+        };
+        node.launch(spec)?;
+        tracing::info!(dir = %dir.display(), "standalone recording started");
+        Ok(())
+    }
 }
 
 /// The node's `<node>` label: the configured name, else its IP address.
@@ -575,144 +634,4 @@ fn first_lan_ipv4() -> Option<IpAddr> {
         }
     }
     None
-}
-
-/// Runs the node until `shutdown` completes, then closes every file and returns.
-pub async fn run(
-    config: NodeConfig,
-    listener: TcpListener,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> Result<(), NodeError> {
-    config.validate()?;
-    let token = config.resolve_token()?;
-    let recordings = config.recordings_dir();
-    std::fs::create_dir_all(&recordings).map_err(|source| NodeError::DataDir {
-        path: recordings.clone(),
-        source,
-    })?;
-    take_deletion::finish_interrupted(&recordings);
-    let recovered = recovery::recover_all(&recordings);
-
-    let (mut backend, camera_problem) = match capture::open(&config) {
-        Ok(b) => (Some(b), None),
-        Err(e) => {
-            tracing::error!("{e}");
-            (None, Some(e.to_string()))
-        }
-    };
-    let cameras = backend
-        .as_ref()
-        .map(|b| b.cameras().to_vec())
-        .unwrap_or_default();
-    let metrics = NodeMetrics::new(cameras.len());
-    let node = Arc::new(Node {
-        label: node_label(&config),
-        token,
-        stats: (0..cameras.len())
-            .map(|i| CameraStats {
-                frames: AtomicU64::new(0),
-                latest: Mutex::new(None),
-                fps: Mutex::new(0.0),
-                counters: metrics.camera(i),
-            })
-            .collect(),
-        metrics,
-        health: HealthProbe::new(config.health.sysfs_root.clone()),
-        cameras,
-        camera_problem,
-        active: RwLock::new(None),
-        inner: Mutex::new(Inner {
-            recovered: recovered.clone(),
-            ..Inner::default()
-        }),
-        command_lock: Mutex::new(()),
-        progress: Progress::new(),
-        releasing_frames: AtomicBool::new(false),
-        config,
-    });
-    if let Some(b) = backend.as_mut() {
-        let weak = Arc::downgrade(&node);
-        b.start(Arc::new(move |frame| {
-            if let Some(n) = weak.upgrade() {
-                n.on_frame(frame);
-            }
-        }))?;
-    }
-    if node.config.standalone && !node.cameras.is_empty() {
-        start_standalone(&node).map_err(NodeError::Standalone)?;
-    }
-    node.prepare_spare_take_dir();
-
-    let status_task = tokio::spawn(node.clone().status_loop());
-    let watchdog_task = tokio::spawn(camrig_systemd::watchdog::run(node.progress.clone()));
-    let app = http_api::router(node.clone());
-    tracing::info!(
-        listen = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(),
-        node = %node.label,
-        cameras = node.cameras.len(),
-        "camrig-node serving"
-    );
-    camrig_systemd::notify::ready();
-
-    let closing = node.clone();
-    let served = axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
-            shutdown.await;
-            camrig_systemd::notify::stopping();
-            let reason = if closing.config.standalone {
-                StopReason::Requested
-            } else {
-                StopReason::Shutdown
-            };
-            closing.stop_everything(reason).await;
-        })
-        .await;
-    status_task.abort();
-    watchdog_task.abort();
-    node.release_frames();
-    if let Some(mut b) = backend {
-        tokio::task::spawn_blocking(move || b.stop()).await.ok();
-    }
-    tracing::info!("camrig-node stopped");
-    served.map_err(NodeError::Serve)
-}
-
-/// Standalone recorder: every camera from now until shutdown, in a new dated directory.
-fn start_standalone(node: &Arc<Node>) -> std::io::Result<()> {
-    let now: UnixNanos = now_unix_ns();
-    let stamp = naming::stamp(now);
-    let recordings = node.recordings_dir();
-    // A restart within the same second must still get a new directory, never reuse one.
-    let mut dir = recordings.join(&stamp);
-    let mut n = 1;
-    while let Err(e) = std::fs::create_dir(&dir) {
-        if e.kind() != std::io::ErrorKind::AlreadyExists {
-            return Err(e);
-        }
-        n += 1;
-        dir = recordings.join(format!("{stamp}_{n}"));
-    }
-    let name = dir
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let take = TakeName::parse(&name).map_err(std::io::Error::other)?;
-    let codec = node.config.recording.standalone_codec;
-    let spec = TakeSpec {
-        take,
-        dir: dir.clone(),
-        node: node.label.clone(),
-        start_at: now,
-        codec,
-        segment_seconds: 0,
-        cameras: node.cameras.clone(),
-        encoder: node.encoder_settings(codec),
-        min_free_bytes: node.config.min_free_bytes(),
-        data_dir: node.config.data_dir.clone(),
-        layout: Layout::Standalone,
-        counters: node.stats.iter().map(|s| s.counters.clone()).collect(),
-    };
-    node.launch(spec)?;
-    tracing::info!(dir = %dir.display(), "standalone recording started");
-    Ok(())
 }

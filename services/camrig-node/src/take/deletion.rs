@@ -20,8 +20,8 @@ use camrig_protocol::manifest::{FileEntry, ManifestState, TakeManifest};
 use camrig_protocol::take_name::TakeName;
 use camrig_protocol::{now_unix_ns, UnixNanos};
 
-use crate::segment_writer::{sync_dir, write_atomic};
-use crate::take_listing::manifest_file;
+use crate::take::listing::manifest_file;
+use crate::take::segment_writer::{sync_dir, write_atomic};
 
 /// Where tombstones of deleted takes live, under the recordings directory.
 pub const DELETED_DIR: &str = ".deleted";

@@ -9,7 +9,7 @@
 //!
 //! Each camera has two threads, as a sensor has a shutter and a readout: the *shutter*
 //! thread sleeps until the frame is due (absolute, real-time priority, see
-//! [`crate::capture_timing`]), reads the clock and hands `(sequence, timestamp)` over; the
+//! [`crate::camera::capture_timing`]), reads the clock and hands `(sequence, timestamp)` over; the
 //! *render* thread (normal priority) draws the picture and feeds the sink. The shutter thread
 //! holds a CPU for microseconds, so on a busy machine every node's clock read for a frame
 //! happens before anyone renders or encodes it: the start spread across a rig is wake-up
@@ -23,10 +23,10 @@ use std::thread::JoinHandle;
 
 use camrig_protocol::now_unix_ns;
 
-use crate::capture::{CameraInfo, CaptureBackend, CaptureError, Frame, FramePixels, FrameSink};
-use crate::capture_timing;
+use crate::camera::capture_timing;
+use crate::camera::test_pattern::{TestPattern, XorShift};
+use crate::camera::{CameraInfo, CaptureBackend, CaptureError, Frame, FramePixels, FrameSink};
 use crate::config::{CameraConfig, SyntheticConfig};
-use crate::test_pattern::{TestPattern, XorShift};
 
 pub struct SyntheticBackend {
     cameras: Vec<CameraInfo>,

@@ -12,9 +12,9 @@ use camrig_protocol::naming::{self, TakeFiles};
 use camrig_protocol::take_name::TakeName;
 use camrig_protocol::timestamps;
 
-use crate::access_units;
-use crate::segment_writer::{sha256_file, write_atomic};
-use crate::take_listing::manifest_file;
+use crate::take::access_units;
+use crate::take::listing::manifest_file;
+use crate::take::segment_writer::{sha256_file, write_atomic};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RecoveryError {
@@ -111,7 +111,8 @@ fn recover_take(
     // leave it empty. Its content is in the manifest, so it is rendered again; a file with
     // content is the last atomically written one and is kept as it is.
     if std::fs::metadata(&markers_path).is_ok_and(|md| md.len() == 0) {
-        let text = crate::markers::render(m.take.as_str(), &m.node, m.start_at_ns, &m.markers);
+        let text =
+            crate::take::markers::render(m.take.as_str(), &m.node, m.start_at_ns, &m.markers);
         write_atomic(&markers_path, text.as_bytes()).map_err(io(&markers_path))?;
     }
     if markers_path.exists() {
@@ -119,7 +120,7 @@ fn recover_take(
         m.files.push(sha256_file(&markers_path).map_err(io(dir))?);
     }
     // The space the dead node held back for its final manifest is not recorded data.
-    let _ = std::fs::remove_file(dir.join(crate::take_recorder::RESERVE_FILE));
+    let _ = std::fs::remove_file(dir.join(crate::take::recorder::RESERVE_FILE));
     m.state = ManifestState::Recovered;
     m.stop_reason = Some(StopReason::Crashed);
     let json = serde_json::to_vec_pretty(&m).expect("manifest serialises");

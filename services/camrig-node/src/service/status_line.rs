@@ -5,7 +5,7 @@
 
 use camrig_protocol::api::{NodeState, NodeStatus};
 
-use crate::{clock_health, disk_space};
+use super::{clock_health, disk_space};
 
 pub fn render(s: &NodeStatus) -> String {
     let mut out = String::from(match s.state {

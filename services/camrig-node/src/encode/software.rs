@@ -1,8 +1,6 @@
-//! Video encoders behind one trait: MJPEG (one baseline JPEG per frame, `jpeg-encoder`) and
-//! software H.264 (OpenH264, Annex-B with SPS/PPS before every IDR). A hardware encoder
-//! (V4L2 M2M on a Pi 4) plugs in behind the same [`FrameEncoder`].
+//! Software encoders for any machine: MJPEG ([`MjpegEncoder`], `jpeg-encoder`) and H.264
+//! ([`SoftH264Encoder`], OpenH264), and [`encode_jpeg`] for preview stills.
 
-use camrig_protocol::naming::Codec;
 use jpeg_encoder::{Encoder as JpegEncoder, JpegColorType, SamplingFactor};
 use openh264::encoder::{
     BitRate, Encoder as H264Encoder, EncoderConfig, FrameRate, FrameType, IntraFramePeriod,
@@ -11,77 +9,8 @@ use openh264::encoder::{
 use openh264::formats::YUVSlices;
 use openh264::OpenH264API;
 
-use crate::capture::{Frame, PixelPath};
-
-#[derive(Debug, thiserror::Error)]
-pub enum EncodeError {
-    #[error("jpeg encoding failed: {0}")]
-    Jpeg(#[from] jpeg_encoder::EncodingError),
-    #[error("h264 encoding failed: {0}")]
-    H264(#[from] openh264::Error),
-    #[error("h264 encoder produced no picture for a frame")]
-    H264Skipped,
-    #[error("hardware encoder: {0}")]
-    V4l2(#[from] crate::v4l2_encoder::V4l2Error),
-    #[error("hardware encoder did not make a key frame where one was asked for")]
-    NotKey,
-}
-
-/// Encodes frames one by one into a byte stream that can be concatenated into a file.
-pub trait FrameEncoder: Send {
-    /// Appends the encoded frame to `out`. `key` asks for a frame that decodes alone (the
-    /// first of a segment); for H.264 it carries SPS/PPS too. Returns how the frame's pixels
-    /// reached the encoder (imported, read in place, converted, copied).
-    fn encode(
-        &mut self,
-        frame: &Frame,
-        key: bool,
-        out: &mut Vec<u8>,
-    ) -> Result<PixelPath, EncodeError>;
-}
-
-#[derive(Clone, Copy, Debug)]
-pub struct EncoderSettings {
-    pub codec: Codec,
-    pub mjpeg_quality: u8,
-    pub h264_bitrate_kbps: u32,
-    pub fps: f64,
-    pub hardware: HardwareEncoder,
-}
-
-/// `recording.encoder`: which encoder implementation takes the frames.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum HardwareEncoder {
-    /// A V4L2 memory-to-memory encoder for the codec when the machine has one (Pi 4), else
-    /// software (Pi 5, PCs).
-    #[default]
-    Auto,
-    /// Always software (OpenH264, jpeg-encoder).
-    Software,
-    /// Only the V4L2 encoder: frames fail (and are counted) if there is none.
-    V4l2,
-}
-
-pub fn new_encoder(settings: EncoderSettings) -> Result<Box<dyn FrameEncoder>, EncodeError> {
-    use crate::v4l2_encoder::{coded_formats, find_encoder, V4l2Error, V4l2FrameEncoder};
-    if settings.hardware != HardwareEncoder::Software {
-        match find_encoder(coded_formats(settings.codec)) {
-            Some(device) => return Ok(Box::new(V4l2FrameEncoder::new(device, settings))),
-            None if settings.hardware == HardwareEncoder::V4l2 => {
-                return Err(V4l2Error::NoDevice(format!("{:?}", settings.codec)).into())
-            }
-            None => {}
-        }
-    }
-    Ok(match settings.codec {
-        Codec::Mjpeg => Box::new(MjpegEncoder {
-            quality: settings.mjpeg_quality,
-            scratch: Vec::new(),
-        }),
-        Codec::H264 => Box::new(SoftH264Encoder::new(settings)?),
-    })
-}
+use super::{EncodeError, EncoderSettings, FrameEncoder};
+use crate::camera::{Frame, PixelPath};
 
 pub struct MjpegEncoder {
     pub quality: u8,
@@ -126,7 +55,7 @@ pub struct I420Image<'a> {
 }
 
 impl<'a> I420Image<'a> {
-    pub fn of(frame: &Frame, pixels: &'a crate::capture::I420Planes<'_>) -> I420Image<'a> {
+    pub fn of(frame: &Frame, pixels: &'a crate::camera::I420Planes<'_>) -> I420Image<'a> {
         I420Image {
             width: frame.width as usize,
             height: frame.height as usize,
@@ -218,16 +147,18 @@ impl FrameEncoder for SoftH264Encoder {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::encode::HardwareEncoder;
+    use camrig_protocol::naming::Codec;
 
     fn frame(w: u32, h: u32) -> Frame {
-        let mut p = crate::test_pattern::TestPattern::new(w, h, 0, "cam1");
+        let mut p = crate::camera::test_pattern::TestPattern::new(w, h, 0, "cam1");
         Frame {
             camera: 0,
             sequence: 0,
             timestamp_ns: 0,
             width: w,
             height: h,
-            pixels: crate::capture::FramePixels::I420(p.render(0, 0)),
+            pixels: crate::camera::FramePixels::I420(p.render(0, 0)),
         }
     }
 
@@ -246,7 +177,7 @@ mod tests {
 
     #[test]
     fn h264_key_frames_carry_sps_and_pps() {
-        let mut e = new_encoder(EncoderSettings {
+        let mut e = SoftH264Encoder::new(EncoderSettings {
             codec: Codec::H264,
             mjpeg_quality: 80,
             h264_bitrate_kbps: 500,
@@ -258,7 +189,7 @@ mod tests {
         for i in 0..3 {
             let mut out = Vec::new();
             e.encode(&f, i == 2, &mut out).unwrap();
-            let types = crate::access_units::nal_types(&out);
+            let types = crate::take::access_units::nal_types(&out);
             if i == 0 || i == 2 {
                 assert!(
                     types.contains(&7) && types.contains(&8) && types.contains(&5),

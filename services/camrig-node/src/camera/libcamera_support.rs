@@ -1,7 +1,7 @@
 //! The parts of the libcamera backend that need no libcamera: choosing cameras from the
 //! config, mapping sensor timestamps to wall clock, widening 32-bit sequence numbers, and
 //! converting the pixel formats cameras deliver into the node's I420 frames. Pure, so they are
-//! unit-tested on every PC; [`crate::libcamera_camera`] (cargo feature `libcamera`) uses them.
+//! unit-tested on every PC; [`crate::camera::libcamera_backend`] (cargo feature `libcamera`) uses them.
 
 use camrig_protocol::UnixNanos;
 
@@ -181,21 +181,6 @@ impl Layout {
             "BGR888" => Layout::Bgr888,
             _ => return None,
         })
-    }
-
-    /// The same memory layout as a V4L2 pixel format, for handing the camera's buffer to a
-    /// V4L2 encoder as it is. The packed RGB names are swapped between the two worlds:
-    /// libcamera (DRM) names the word order, V4L2 the byte order, so libcamera's `BGR888`
-    /// (bytes R, G, B) is V4L2's `RGB24`.
-    pub fn v4l2_fourcc(self) -> u32 {
-        use crate::v4l2_sys as v4l2;
-        match self {
-            Layout::Yuv420 => v4l2::PIX_FMT_YUV420,
-            Layout::Nv12 => v4l2::PIX_FMT_NV12,
-            Layout::Yuyv => v4l2::PIX_FMT_YUYV,
-            Layout::Rgb888 => v4l2::PIX_FMT_BGR24,
-            Layout::Bgr888 => v4l2::PIX_FMT_RGB24,
-        }
     }
 
     /// Preference when the config names none: formats that need no conversion first.
@@ -452,15 +437,6 @@ mod tests {
         assert_eq!(w.widen(u32::MAX - 1), u64::from(u32::MAX - 1));
         assert_eq!(w.widen(u32::MAX), u64::from(u32::MAX));
         assert_eq!(w.widen(1), (1u64 << 32) + 1, "one frame lost at the wrap");
-    }
-
-    #[test]
-    fn packed_rgb_names_swap_between_libcamera_and_v4l2() {
-        use crate::v4l2_sys as v4l2;
-        // vimc's BGR888 is bytes R, G, B: V4L2 RGB24 ("RGB3").
-        assert_eq!(Layout::Bgr888.v4l2_fourcc(), v4l2::PIX_FMT_RGB24);
-        assert_eq!(Layout::Rgb888.v4l2_fourcc(), v4l2::PIX_FMT_BGR24);
-        assert_eq!(Layout::Yuv420.v4l2_fourcc(), v4l2::PIX_FMT_YUV420);
     }
 
     #[test]

@@ -13,15 +13,16 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use camrig_protocol::api::{
-    AbortRequest, DeleteTakeRequest, MarkRequest, StartRequest, StopRequest, TimeReply,
-    MAX_BODY_BYTES, MAX_DELETE_BODY_BYTES,
+    AbortRequest, CommandReply, DeleteTakeRequest, MarkRequest, StartRequest, StopRequest,
+    TimeReply, MAX_BODY_BYTES, MAX_DELETE_BODY_BYTES,
 };
 use camrig_protocol::now_unix_ns;
 use camrig_protocol::take_name::TakeName;
 use serde::de::DeserializeOwned;
 
-use crate::node::Node;
-use crate::{preview, take_listing};
+use super::node::{CommandError, Node};
+use super::preview;
+use crate::take::listing;
 
 /// An error answer: a status and a message for the client.
 #[derive(Debug)]
@@ -42,10 +43,6 @@ impl ApiError {
         ApiError::new(StatusCode::BAD_REQUEST, message)
     }
 
-    pub fn conflict(message: String) -> ApiError {
-        ApiError::new(StatusCode::CONFLICT, message)
-    }
-
     pub fn not_found(message: String) -> ApiError {
         ApiError::new(StatusCode::NOT_FOUND, message)
     }
@@ -57,6 +54,21 @@ impl ApiError {
             StatusCode::INTERNAL_SERVER_ERROR,
             format!("the node failed to do this: {e}; see its journal"),
         )
+    }
+}
+
+/// The state machine's reasons, as HTTP statuses.
+impl From<CommandError> for ApiError {
+    fn from(e: CommandError) -> ApiError {
+        let status = match &e {
+            CommandError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            CommandError::NotFound(_) => StatusCode::NOT_FOUND,
+            CommandError::Conflict(_) => StatusCode::CONFLICT,
+            CommandError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            CommandError::DiskFull(_) => StatusCode::INSUFFICIENT_STORAGE,
+            CommandError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        ApiError::new(status, e.to_string())
     }
 }
 
@@ -149,8 +161,11 @@ struct RawStart {
     command_id: String,
 }
 
-fn command_response((status, body): (StatusCode, serde_json::Value)) -> Response {
-    (status, Json(body)).into_response()
+fn command_response(answer: Result<CommandReply, CommandError>) -> Response {
+    match answer {
+        Ok(reply) => Json(reply).into_response(),
+        Err(e) => ApiError::from(e).into_response(),
+    }
 }
 
 async fn start(
@@ -207,11 +222,11 @@ async fn status(State(node): State<Arc<Node>>) -> Response {
     }
 }
 
-/// `GET /metrics`: Prometheus's text format ([`crate::metrics`]), behind the rig token.
+/// `GET /metrics`: Prometheus's text format ([`super::metrics`]), behind the rig token.
 async fn metrics(State(node): State<Arc<Node>>) -> Response {
     let n = node.clone();
     match tokio::task::spawn_blocking(move || n.metrics.render(&n.status())).await {
-        Ok(text) => ([(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)], text).into_response(),
+        Ok(text) => ([(header::CONTENT_TYPE, super::metrics::CONTENT_TYPE)], text).into_response(),
         Err(e) => ApiError::internal(e).into_response(),
     }
 }
@@ -226,7 +241,7 @@ async fn time() -> Json<TimeReply> {
 
 async fn list_takes(State(node): State<Arc<Node>>) -> Result<Response, ApiError> {
     let dir = node.recordings_dir();
-    let takes = tokio::task::spawn_blocking(move || take_listing::list(&dir))
+    let takes = tokio::task::spawn_blocking(move || listing::list(&dir))
         .await
         .map_err(ApiError::internal)?
         .map_err(ApiError::internal)?;
@@ -239,7 +254,7 @@ async fn manifest(
 ) -> Result<Response, ApiError> {
     let take = TakeName::parse(&take).map_err(|e| ApiError::bad_request(e.to_string()))?;
     let dir = node.recordings_dir().join(take.as_str());
-    let found = tokio::task::spawn_blocking(move || take_listing::manifest_file(&dir))
+    let found = tokio::task::spawn_blocking(move || listing::manifest_file(&dir))
         .await
         .map_err(ApiError::internal)?;
     match found {
@@ -250,7 +265,7 @@ async fn manifest(
     }
 }
 
-/// Deletes a finished take whose files the controller verified; see [`crate::take_deletion`].
+/// Deletes a finished take whose files the controller verified; see [`crate::take::deletion`].
 async fn delete_take(
     State(node): State<Arc<Node>>,
     Path(take): Path<String>,

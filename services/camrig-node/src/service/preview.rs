@@ -1,8 +1,9 @@
 //! Preview stills: the latest frame of a camera, scaled down (at most [`MAX_WIDTH`] wide)
 //! and JPEG-encoded on demand, so a browser can check framing without touching the take.
 
-use crate::capture::Frame;
-use crate::encoder::{encode_jpeg, EncodeError, I420Image};
+use crate::camera::Frame;
+use crate::encode::software::{encode_jpeg, I420Image};
+use crate::encode::EncodeError;
 
 pub const MAX_WIDTH: u32 = 320;
 
@@ -53,14 +54,14 @@ mod tests {
 
     #[test]
     fn previews_are_small_jpegs() {
-        let mut p = crate::test_pattern::TestPattern::new(1280, 720, 0, "cam1");
+        let mut p = crate::camera::test_pattern::TestPattern::new(1280, 720, 0, "cam1");
         let f = Frame {
             camera: 0,
             sequence: 0,
             timestamp_ns: 0,
             width: 1280,
             height: 720,
-            pixels: crate::capture::FramePixels::I420(p.render(0, 0)),
+            pixels: crate::camera::FramePixels::I420(p.render(0, 0)),
         };
         let j = jpeg(&f).unwrap();
         assert_eq!(&j[..2], &[0xFF, 0xD8]);

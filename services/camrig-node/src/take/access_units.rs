@@ -57,7 +57,8 @@ fn nal_units(data: &[u8]) -> Vec<(usize, usize, u8)> {
     units
 }
 
-/// The NAL unit types in a stream, in order (tests and diagnostics).
+/// The NAL unit types in a stream, in order (tests).
+#[cfg(test)]
 pub fn nal_types(data: &[u8]) -> Vec<u8> {
     nal_units(data).into_iter().map(|(_, _, t)| t).collect()
 }
