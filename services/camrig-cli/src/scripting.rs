@@ -252,9 +252,14 @@ mod tests {
         assert_eq!(parse_duration("30s").unwrap(), Duration::from_secs(30));
         assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
         assert_eq!(parse_duration("1h").unwrap(), Duration::from_secs(3600));
-        assert_eq!(parse_duration("1500ms").unwrap(), Duration::from_millis(1500));
+        assert_eq!(
+            parse_duration("1500ms").unwrap(),
+            Duration::from_millis(1500)
+        );
         assert_eq!(parse_duration("12").unwrap(), Duration::from_secs(12));
-        assert!(parse_duration("0s").unwrap_err().contains("longer than zero"));
+        assert!(parse_duration("0s")
+            .unwrap_err()
+            .contains("longer than zero"));
         assert!(parse_duration("3d").unwrap_err().contains("unknown unit"));
         assert!(parse_duration("abc").is_err());
     }
@@ -285,7 +290,11 @@ mod tests {
             message: (state == "failed").then(|| "rsync exited 23".into()),
         };
         let report = DownloadReport {
-            downloads: vec![d("a", "n1", "verified"), d("a", "n2", "verified"), d("b", "n1", "failed")],
+            downloads: vec![
+                d("a", "n1", "verified"),
+                d("a", "n2", "verified"),
+                d("b", "n1", "failed"),
+            ],
             failed: 1,
             seconds: 2.0,
         };

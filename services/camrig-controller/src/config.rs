@@ -447,7 +447,9 @@ impl Config {
             None => None,
             Some(w) => {
                 let url = w.url.trim().to_owned();
-                if reqwest::Url::parse(&url).map_or(true, |u| u.scheme() != "http" || u.host().is_none()) {
+                if reqwest::Url::parse(&url)
+                    .map_or(true, |u| u.scheme() != "http" || u.host().is_none())
+                {
                     return Err(invalid(
                         origin,
                         "webhook.url",
@@ -455,7 +457,11 @@ impl Config {
                     ));
                 }
                 if w.timeout_ms == 0 || w.timeout_ms > 60_000 {
-                    return Err(invalid(origin, "webhook.timeout_ms", "must be 1-60000 (ms)"));
+                    return Err(invalid(
+                        origin,
+                        "webhook.timeout_ms",
+                        "must be 1-60000 (ms)",
+                    ));
                 }
                 if w.retries > 10 {
                     return Err(invalid(origin, "webhook.retries", "must be 0-10"));
@@ -652,7 +658,9 @@ rsync_source = "camrig@192.168.1.101:/var/lib/camrig/recordings"
             "{MINIMAL}\n[[node]]\naddress = \"192.168.1.101\"\nport = 9000\nrsync_source = \"/x\"\n"
         ));
         assert!(e.contains("node[1].address"), "{e}");
-        assert!(problem(&format!("{MINIMAL}[health]\nmax_temp_c = -3\n")).contains("health.max_temp_c"));
+        assert!(
+            problem(&format!("{MINIMAL}[health]\nmax_temp_c = -3\n")).contains("health.max_temp_c")
+        );
         let e = problem(&format!("{MINIMAL}[webhook]\nurl = \"https://x/y\"\n"));
         assert!(e.contains("webhook.url") && e.contains("https"), "{e}");
         let c = parse(&format!(

@@ -22,7 +22,6 @@ use tokio::io::AsyncReadExt;
 use tokio::sync::mpsc::UnboundedReceiver;
 use tokio::sync::Semaphore;
 
-use crate::webhook::{WebhookEvent, WebhookKind};
 use crate::download_verifier::{Verified, Verifier};
 use crate::rig::Rig;
 use crate::rsync::{self, SshSetup};
@@ -32,6 +31,7 @@ use crate::views::{
     DownloadPhase, DownloadProgress, DownloadsView, FileState, NodeDownload, TakeDownload,
     TakeState,
 };
+use crate::webhook::{WebhookEvent, WebhookKind};
 
 /// How long a download waits for a node to finalise a just-stopped take's manifest.
 const MANIFEST_WAIT: Duration = Duration::from_secs(30);
@@ -206,7 +206,10 @@ impl Rig {
         let progress = self.downloads.progress(take_id, &address);
         let label = crate::metrics::NodeLabel::new(&address);
         let bytes = progress.as_ref().map_or(0, |p| p.bytes_done);
-        self.metrics.download_bytes.get_or_create(&label).inc_by(bytes);
+        self.metrics
+            .download_bytes
+            .get_or_create(&label)
+            .inc_by(bytes);
         let event = match &result {
             Ok(()) => {
                 tracing::info!(take = %take, node = address, "download verified and sorted");

@@ -10,11 +10,11 @@ use crate::config::Config;
 use crate::download::Downloads;
 use crate::fleet::{Blocker, Fleet};
 use crate::metrics::ControllerMetrics;
-use crate::webhook::Webhook;
 use crate::ssh_master::SshMasters;
 use crate::take_store::{Store, StoreError};
 use crate::views::{NodeDeletionEvent, RigView, TakeView};
 use crate::views::{NodeDownload, RigState, TakeDownload, TakeNodeState};
+use crate::webhook::Webhook;
 
 pub struct Rig {
     pub config: Config,
@@ -110,7 +110,9 @@ impl Rig {
         let start_blockers: Vec<String> = (0..nodes.len())
             .filter_map(|i| self.fleet.blocker(i, &self.config))
             .map(|b: Blocker| b.message().to_owned())
-            .chain((0..nodes.len()).filter_map(|i| self.fleet.health_warning(i, &self.config, None)))
+            .chain(
+                (0..nodes.len()).filter_map(|i| self.fleet.health_warning(i, &self.config, None)),
+            )
             .collect();
         let nodes_busy = (0..nodes.len()).any(|i| {
             self.fleet

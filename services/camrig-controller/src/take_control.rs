@@ -15,9 +15,9 @@ use futures_util::future::join_all;
 use crate::fleet::Blocker;
 use crate::rig::Rig;
 use crate::take_store::{NewTake, NewTakeNode, StoreError};
-use crate::webhook::{WebhookEvent, WebhookKind};
 use crate::views::{MarkTake, MarkerNodeView, MarkerView, NodeFailure, StartTake, TakeView};
 use crate::views::{TakeNodeState, TakeState};
+use crate::webhook::{WebhookEvent, WebhookKind};
 
 /// Longest MARK note accepted (characters).
 pub const MAX_NOTE_CHARS: usize = 500;
@@ -124,7 +124,10 @@ impl Rig {
                 }
                 Some(Blocker::CannotRecord(m)) => refusals.push(m),
             }
-            match self.fleet.health_warning(i, &self.config, req.planned_seconds) {
+            match self
+                .fleet
+                .health_warning(i, &self.config, req.planned_seconds)
+            {
                 None => {}
                 Some(m) if !req.override_health => {
                     refusals.push(format!("{m}; fix it, or override the health check"))

@@ -10,7 +10,8 @@
 //! `DELETE /v1/takes/{take}` ([`DeleteTakeRequest`] → [`DeleteTakeReply`]; 409 while the
 //! take is armed, recording or stopping, or when the file list is not exactly the manifest;
 //! 404 for a take never on this node; repeating it answers the first answer again) and
-//! `GET /v1/cameras/{n}/preview.jpg`.
+//! `GET /v1/cameras/{n}/preview.jpg`. `GET /metrics` (same token) is Prometheus's text
+//! format (see the controller's API.md, "Metrics").
 
 use crate::manifest::{ClockHealth, FileEntry, ManifestState, MarkerFrame, StopReason};
 use crate::take_name::TakeName;

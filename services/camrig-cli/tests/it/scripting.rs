@@ -41,7 +41,10 @@ fn the_cli_in_scripts() {
     assert_eq!(code, 0);
     assert!(version.starts_with("camrig "), "{version}");
     let (_, help, _) = run("http://127.0.0.1:9", &["--help"]);
-    assert!(help.contains("Exit codes:") && help.contains("130"), "{help}");
+    assert!(
+        help.contains("Exit codes:") && help.contains("130"),
+        "{help}"
+    );
 
     // An unreachable controller: exit 1 and, with --json, an error document.
     let (code, v) = json("http://127.0.0.1:9", &["status", "--json"]);
@@ -88,11 +91,19 @@ fn the_cli_in_scripts() {
     };
     assert_eq!(rig["state"], "idle");
     for field in ["nodes", "start_blockers", "current_take", "version"] {
-        assert!(rig.get(field).is_some(), "status --json lacks {field}: {rig}");
+        assert!(
+            rig.get(field).is_some(),
+            "status --json lacks {field}: {rig}"
+        );
     }
     let node = &rig["nodes"][0];
     assert_eq!(node["address"], "127.0.0.2");
-    assert!(node["status"]["health"]["recordable_seconds"].as_u64().unwrap() > 0);
+    assert!(
+        node["status"]["health"]["recordable_seconds"]
+            .as_u64()
+            .unwrap()
+            > 0
+    );
 
     // record --json: start, wait, stop.
     let (code, r) = json(&url, &["record", "cli_rec1", "--duration", "2s", "--json"]);
@@ -157,7 +168,8 @@ fn the_cli_in_scripts() {
         .unwrap()
         .clone();
     assert_eq!(t2["state"], "stopped", "{t2}");
-    let secs = (t2["stop_at_ns"].as_i64().unwrap() - t2["start_at_ns"].as_i64().unwrap()) as f64 / 1e9;
+    let secs =
+        (t2["stop_at_ns"].as_i64().unwrap() - t2["start_at_ns"].as_i64().unwrap()) as f64 / 1e9;
     assert!(secs < 10.0, "stopped at Ctrl-C, not after 60 s: {secs}");
 
     // Plain download on a pipe: one summary line per take.
@@ -166,14 +178,18 @@ fn the_cli_in_scripts() {
     let lines: Vec<&str> = stdout.lines().collect();
     assert_eq!(lines.len(), 1, "{stdout}");
     assert!(
-        lines[0].starts_with("take cli_rec2: verified, ") && lines[0].contains(" bytes, 1 node(s), "),
+        lines[0].starts_with("take cli_rec2: verified, ")
+            && lines[0].contains(" bytes, 1 node(s), "),
         "{stdout}"
     );
 
     // start --json refused: the error document on stdout, exit 1.
     let (code, v) = json(&url, &["start", "bad/name", "--json"]);
     assert_eq!(code, 1);
-    assert!(v["error"].as_str().unwrap().contains("1-64 characters"), "{v}");
+    assert!(
+        v["error"].as_str().unwrap().contains("1-64 characters"),
+        "{v}"
+    );
     let (code, s) = json(&url, &["start", "cli_rec3", "--json"]);
     assert_eq!(code, 0, "{s}");
     assert_eq!(s["name"], "cli_rec3");

@@ -85,7 +85,11 @@ fn webhook_receiver() -> (String, Arc<Mutex<Vec<Value>>>) {
             if reader.read_exact(&mut body).is_err() {
                 continue;
             }
-            let status = if first { "500 Internal Server Error" } else { "200 OK" };
+            let status = if first {
+                "500 Internal Server Error"
+            } else {
+                "200 OK"
+            };
             if !first {
                 seen.lock()
                     .unwrap()
@@ -118,7 +122,10 @@ fn metrics_move_during_a_take_and_the_webhook_hears_it_in_order() {
         (r.get("/api/rig").1["nodes"][0]["reachable"] == true).then_some(())
     });
     let before = scrape(&rig, controller_metrics.clone(), None);
-    assert_eq!(before[&format!("camrig_controller_node_reachable{{node={address}}}")], 1.0);
+    assert_eq!(
+        before[&format!("camrig_controller_node_reachable{{node={address}}}")],
+        1.0
+    );
     assert_eq!(before["camrig_controller_takes_started_total{}"], 0.0);
 
     rig.start_take("obs_01");
@@ -129,14 +136,26 @@ fn metrics_move_during_a_take_and_the_webhook_hears_it_in_order() {
     assert_eq!(node_during["camrig_node_state{state=recording}"], 1.0);
     let during = scrape(&rig, controller_metrics.clone(), None);
     assert_eq!(during["camrig_controller_takes_started_total{}"], 1.0);
-    assert_eq!(during["camrig_controller_start_fanout_seconds_count{}"], 1.0);
-    assert_eq!(during[&format!("camrig_controller_node_recording{{node={address}}}")], 1.0);
+    assert_eq!(
+        during["camrig_controller_start_fanout_seconds_count{}"],
+        1.0
+    );
+    assert_eq!(
+        during[&format!("camrig_controller_node_recording{{node={address}}}")],
+        1.0
+    );
     assert!(during[&format!("camrig_controller_node_clock_rtt_seconds{{node={address}}}")] > 0.0);
-    assert!(during[&format!("camrig_controller_node_clock_offset_seconds{{node={address}}}")].is_finite());
+    assert!(
+        during[&format!("camrig_controller_node_clock_offset_seconds{{node={address}}}")]
+            .is_finite()
+    );
 
     std::thread::sleep(Duration::from_millis(500));
     let node_later = scrape(&rig, node_metrics, Some(TOKEN));
-    assert!(node_later["camrig_node_frames_kept_total{camera=1}"] > kept_during, "kept frames move");
+    assert!(
+        node_later["camrig_node_frames_kept_total{camera=1}"] > kept_during,
+        "kept frames move"
+    );
 
     let (status, stopped) = rig.post("/api/takes/current/stop", json!({}));
     assert_eq!(status, 200, "{stopped}");
@@ -146,12 +165,16 @@ fn metrics_move_during_a_take_and_the_webhook_hears_it_in_order() {
     let m = rig.node_manifest(0, "obs_01");
     let after = scrape(&rig, controller_metrics, None);
     assert_eq!(
-        after[&format!("camrig_controller_download_files_verified_total{{node={address}}}")] as usize,
+        after[&format!("camrig_controller_download_files_verified_total{{node={address}}}")]
+            as usize,
         m.files.len() + 1,
         "every file and the manifest"
     );
     assert!(after[&format!("camrig_controller_download_bytes_total{{node={address}}}")] > 0.0);
-    assert_eq!(after[&format!("camrig_controller_download_failures_total{{node={address}}}")], 0.0);
+    assert_eq!(
+        after[&format!("camrig_controller_download_failures_total{{node={address}}}")],
+        0.0
+    );
 
     // The webhook: started, stopped, downloaded, in that order, the first POST retried.
     let got = rig.wait_for("three webhook events", Duration::from_secs(20), |_| {
@@ -159,7 +182,11 @@ fn metrics_move_during_a_take_and_the_webhook_hears_it_in_order() {
         (e.len() >= 3).then(|| e.clone())
     });
     let kinds: Vec<&str> = got.iter().map(|e| e["event"].as_str().unwrap()).collect();
-    assert_eq!(kinds, ["take_started", "take_stopped", "take_downloaded"], "{got:?}");
+    assert_eq!(
+        kinds,
+        ["take_started", "take_stopped", "take_downloaded"],
+        "{got:?}"
+    );
     assert!(got.iter().all(|e| e["take"] == "obs_01"));
     assert!(got[0]["at_ns"].as_i64() <= got[1]["at_ns"].as_i64());
     assert_eq!(got[2]["node"], address.as_str());
@@ -211,7 +238,11 @@ fn a_hot_throttled_node_holds_start_back_until_overridden() {
         "{warning}"
     );
     assert!(view["nodes"][0]["health_warning"].is_null(), "{view}");
-    assert_eq!(view["nodes"][0]["status"]["health"]["throttling"], Value::Null, "unknown, not fine");
+    assert_eq!(
+        view["nodes"][0]["status"]["health"]["throttling"],
+        Value::Null,
+        "unknown, not fine"
+    );
     assert!(!view["start_ready"].as_bool().unwrap());
 
     rig.wait_for("clocks measured", Duration::from_secs(20), |r| {
@@ -226,7 +257,10 @@ fn a_hot_throttled_node_holds_start_back_until_overridden() {
     let (status, body) = rig.post("/api/takes", json!({ "name": "hot_01" }));
     assert_eq!(status, 409, "{body}");
     let e = body["error"].as_str().unwrap();
-    assert!(e.contains(&hot) && e.contains("override the health check"), "{e}");
+    assert!(
+        e.contains(&hot) && e.contains("override the health check"),
+        "{e}"
+    );
 
     // A planned take longer than the disk holds is refused on the healthy node too.
     let (status, body) = rig.post(
@@ -234,7 +268,10 @@ fn a_hot_throttled_node_holds_start_back_until_overridden() {
         json!({ "name": "hot_01", "override_health": false, "planned_seconds": 1_000_000_000u64 }),
     );
     assert_eq!(status, 409, "{body}");
-    assert!(body["error"].as_str().unwrap().contains("disk holds"), "{body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("disk holds"),
+        "{body}"
+    );
 
     let (status, take) = rig.post(
         "/api/takes",
@@ -242,7 +279,10 @@ fn a_hot_throttled_node_holds_start_back_until_overridden() {
     );
     assert_eq!(status, 201, "{take}");
     let note = take["override_note"].as_str().unwrap();
-    assert!(note.contains("health override") && note.contains(&hot), "{note}");
+    assert!(
+        note.contains("health override") && note.contains(&hot),
+        "{note}"
+    );
     let (status, _) = rig.post("/api/takes/current/stop", json!({}));
     assert_eq!(status, 200);
     assert!(rig.take("hot_01")["override_note"]

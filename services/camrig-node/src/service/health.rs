@@ -54,10 +54,7 @@ impl HealthProbe {
                 t.contains("cpu") || t.contains("pkg") || t.contains("soc")
             })
         };
-        let zone = zones
-            .iter()
-            .find(|z| is_cpu(z))
-            .or_else(|| zones.first())?;
+        let zone = zones.iter().find(|z| is_cpu(z)).or_else(|| zones.first())?;
         let milli: i64 = read_trimmed(&zone.join("temp"))?.parse().ok()?;
         Some(milli as f64 / 1000.0)
     }

@@ -300,7 +300,11 @@ impl NodeMetrics {
                 .set(c.take_frames as i64);
             self.take_drops.get_or_create(&label).set(c.drops as i64);
             if let Some(p) = &c.phase {
-                for s in [LockState::Locking, LockState::Locked, LockState::Unavailable] {
+                for s in [
+                    LockState::Locking,
+                    LockState::Locked,
+                    LockState::Unavailable,
+                ] {
                     self.phase_state
                         .get_or_create(&PhaseStateLabel {
                             camera: camera.clone(),
@@ -330,8 +334,7 @@ impl NodeMetrics {
         );
         let health = status.health.clone().unwrap_or_default();
         self.recordable.set(health.recordable_seconds as i64);
-        self.temperature
-            .set(health.cpu_temp_c.unwrap_or(f64::NAN));
+        self.temperature.set(health.cpu_temp_c.unwrap_or(f64::NAN));
         self.mem_available
             .set(health.mem_available_bytes.map_or(f64::NAN, |b| b as f64));
         self.throttling_known
@@ -339,7 +342,11 @@ impl NodeMetrics {
         self.firmware_flag.clear();
         if let Some(t) = &health.throttling {
             for (flag, now, since_boot) in [
-                ("under_voltage", t.under_voltage_now, t.under_voltage_since_boot),
+                (
+                    "under_voltage",
+                    t.under_voltage_now,
+                    t.under_voltage_since_boot,
+                ),
                 ("throttled", t.throttled_now, t.throttled_since_boot),
                 ("freq_capped", t.freq_capped_now, t.freq_capped_since_boot),
                 (

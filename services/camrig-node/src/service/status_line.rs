@@ -39,9 +39,15 @@ pub fn render(s: &NodeStatus) -> String {
             c.drops
         ));
     }
-    out.push_str(&format!(" | disk {} free", disk_space::human(s.disk_free_bytes)));
+    out.push_str(&format!(
+        " | disk {} free",
+        disk_space::human(s.disk_free_bytes)
+    ));
     if let Some(h) = &s.health {
-        out.push_str(&format!(" ({} of recording)", duration(h.recordable_seconds)));
+        out.push_str(&format!(
+            " ({} of recording)",
+            duration(h.recordable_seconds)
+        ));
     }
     out.push_str(&format!(" | {}", clock_health::summary(&s.clock)));
     if let Some(h) = &s.health {
@@ -124,7 +130,9 @@ mod tests {
         let mut hot = s.clone();
         hot.health = Some(camrig_protocol::health::NodeHealth {
             cpu_temp_c: Some(84.4),
-            throttling: Some(camrig_protocol::health::Throttling::from_get_throttled(0x50005)),
+            throttling: Some(camrig_protocol::health::Throttling::from_get_throttled(
+                0x50005,
+            )),
             recordable_seconds: 3 * 3600 + 300,
             ..Default::default()
         });

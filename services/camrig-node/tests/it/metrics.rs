@@ -78,7 +78,10 @@ fn metrics_move_during_a_take_and_health_reads_the_seam() {
     let node = Node::builder()
         .codec("mjpeg")
         .synthetic("drop_every = 10")
-        .top(&format!("[health]\nsysfs_root = \"{}\"", fake.path().display()))
+        .top(&format!(
+            "[health]\nsysfs_root = \"{}\"",
+            fake.path().display()
+        ))
         .start();
 
     // The rig token guards /metrics like the rest of the API.
@@ -133,8 +136,14 @@ fn metrics_move_during_a_take_and_health_reads_the_seam() {
     let gap = after["camrig_node_frames_dropped_total{camera=1,reason=sequence_gap}"];
     assert!(kept > kept_during, "{kept} after {kept_during}");
     let m = node.manifest("m1");
-    assert_eq!(kept as u64, m.cameras[0].frames, "kept = the manifest's frames");
-    assert_eq!(gap as u64, m.cameras[0].drops, "every drop counted with its cause");
+    assert_eq!(
+        kept as u64, m.cameras[0].frames,
+        "kept = the manifest's frames"
+    );
+    assert_eq!(
+        gap as u64, m.cameras[0].drops,
+        "every drop counted with its cause"
+    );
     assert!(gap >= 5.0, "every 10th frame of ~75 dropped: {gap}");
     assert_eq!(
         after["camrig_node_take_dropped_frames{camera=1}"],
@@ -153,10 +162,15 @@ fn metrics_move_during_a_take_and_health_reads_the_seam() {
     let h = s.health.clone().expect("health in status");
     assert_eq!(h.cpu_temp_c, Some(84.312));
     assert!(h.throttling.as_ref().unwrap().under_voltage_now);
-    assert!(h.take_rate_measured, "the take's rate replaces the estimate");
+    assert!(
+        h.take_rate_measured,
+        "the take's rate replaces the estimate"
+    );
     let bursts = &s.cameras[0].drop_bursts;
     assert!(!bursts.is_empty());
-    assert!(bursts.iter().all(|b| b.cause == DropCause::SequenceGap && b.frames == 1));
+    assert!(bursts
+        .iter()
+        .all(|b| b.cause == DropCause::SequenceGap && b.frames == 1));
 
     // The log: each burst with camera, frame index and cause; the take's summary at STOP.
     let log = node.log_text();
@@ -169,7 +183,10 @@ fn metrics_move_during_a_take_and_health_reads_the_seam() {
     );
     assert!(
         log.lines().any(|l| l.contains("take finished")
-            && l.contains(&format!("cam1 {} (sequence_gap {})", m.cameras[0].drops, m.cameras[0].drops))),
+            && l.contains(&format!(
+                "cam1 {} (sequence_gap {})",
+                m.cameras[0].drops, m.cameras[0].drops
+            ))),
         "{log}"
     );
 }
@@ -178,7 +195,10 @@ fn metrics_move_during_a_take_and_health_reads_the_seam() {
 fn a_board_without_firmware_flags_says_unknown() {
     let empty = tempfile::tempdir().unwrap();
     let node = Node::builder()
-        .top(&format!("[health]\nsysfs_root = \"{}\"", empty.path().display()))
+        .top(&format!(
+            "[health]\nsysfs_root = \"{}\"",
+            empty.path().display()
+        ))
         .start();
     let s = node.status();
     let h = s.health.unwrap();
