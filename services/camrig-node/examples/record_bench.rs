@@ -40,9 +40,9 @@ fn main() {
                     .and_then(|s| s.parse().ok())
                     .expect("--noise N (0-64)")
             }
-            other => panic!(
-                "unknown argument {other}; usage: record_bench [--seconds N] [--noise N]"
-            ),
+            other => {
+                panic!("unknown argument {other}; usage: record_bench [--seconds N] [--noise N]")
+            }
         }
     }
     let binary = node_binary();
@@ -82,7 +82,11 @@ fn cpu_ticks(pid: u32) -> u64 {
 /// CPU ticks per thread name (`rec-cam1`, `synthetic-draw1`, …) of process `pid`.
 fn thread_ticks(pid: u32) -> std::collections::HashMap<String, u64> {
     let mut out = std::collections::HashMap::new();
-    for task in std::fs::read_dir(format!("/proc/{pid}/task")).into_iter().flatten().flatten() {
+    for task in std::fs::read_dir(format!("/proc/{pid}/task"))
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
         let Ok(stat) = std::fs::read_to_string(task.path().join("stat")) else {
             continue;
         };
@@ -175,7 +179,11 @@ fn run(binary: &Path, codec: &str, seconds: u64, noise: u8) -> Value {
     let cpu_percent = (t1 - t0) as f64 / hz / wall * 100.0;
     let thread_percent = |name: &str| {
         let used = threads1.get(name).copied().unwrap_or(0)
-            - threads0.get(name).copied().unwrap_or(0).min(threads1.get(name).copied().unwrap_or(0));
+            - threads0
+                .get(name)
+                .copied()
+                .unwrap_or(0)
+                .min(threads1.get(name).copied().unwrap_or(0));
         (used as f64 / hz / wall * 1000.0).round() / 10.0
     };
     let per_camera: Vec<Value> = (1..=CAMERAS)
