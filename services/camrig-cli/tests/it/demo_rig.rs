@@ -134,8 +134,12 @@ async fn browser(driver_port: u16, profile: &Path) -> Client {
         .expect("chromedriver session")
 }
 
+/// `camrig demo` puts its nodes on fixed addresses (127.0.0.2:8081, …): one demo at a time.
+pub static ONE_DEMO_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn demo_rig_driven_from_the_browser_and_the_cli() {
+    let _one_demo = ONE_DEMO_AT_A_TIME.lock().await;
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let url = format!("http://127.0.0.1:{port}");

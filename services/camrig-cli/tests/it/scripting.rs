@@ -12,7 +12,7 @@ use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use serde_json::Value;
 
-use crate::demo_rig::{camrig, free_port, Guard};
+use crate::demo_rig::{camrig, free_port, Guard, ONE_DEMO_AT_A_TIME};
 
 /// Runs `camrig args…` with stdout piped (not a terminal): (exit code, stdout, stderr).
 fn run(url: &str, args: &[&str]) -> (i32, String, String) {
@@ -52,6 +52,7 @@ fn the_cli_in_scripts() {
     assert!(v["error"].as_str().unwrap().contains("cannot reach"), "{v}");
     assert_eq!(v["exit_code"], 1);
 
+    let _one_demo = ONE_DEMO_AT_A_TIME.blocking_lock();
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let url = format!("http://127.0.0.1:{port}");
