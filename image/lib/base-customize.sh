@@ -1,7 +1,8 @@
 #!/bin/sh
 # mmdebstrap customize hook for camrig's cached base root filesystems (runs on the host
-# with the new root as $1, after every package is installed). Everything here is part of
-# the base's cache key.
+# with the new root as $1, after every package is installed), and the last step of each
+# role/source layer (lib/base-rootfs.sh): idempotent. Everything here is part of the base's
+# cache key.
 set -eu
 root="$1"
 
@@ -35,6 +36,8 @@ keep_only() {
 for kdir in "$root"/usr/lib/modules/*; do
 	k=$kdir/kernel
 	[ -d "$k" ] || continue
+	# Pruned already (a layer's second run): depmod is emulated on arm64, skip it.
+	[ ! -e "$kdir/.camrig-pruned" ] || continue
 	for d in sound drivers/gpu drivers/infiniband drivers/isdn drivers/bluetooth \
 		drivers/iio drivers/comedi drivers/target drivers/mtd drivers/accel drivers/md \
 		drivers/firewire drivers/parport drivers/pcmcia drivers/atm drivers/nfc drivers/fpga \
@@ -67,6 +70,7 @@ for kdir in "$root"/usr/lib/modules/*; do
 	# ip_tables at every boot, and it failed with a page of unknown symbols.
 	rm -rf "$k/net/ipv4/netfilter" "$k/net/ipv6/netfilter"
 	chroot "$root" depmod -a "$(basename "$kdir")"
+	: >"$kdir/.camrig-pruned"
 done
 
 # udev reads the compiled hwdb.bin; its sources are not needed at run time.
@@ -75,3 +79,7 @@ rm -f "$root"/var/cache/debconf/*-old
 
 # apt's package lists are not needed on a read-only appliance.
 rm -rf "$root"/var/lib/apt/lists/* "$root"/var/cache/apt/*.bin
+
+# The initramfs was compressed at zstd level 1 in the chroot (initramfs/conf.d/camrig): level
+# 19 here, with the build host's own zstd instead of an emulated one.
+"$(dirname "$0")/initramfs-recompress" "$root"

@@ -45,3 +45,14 @@ ensure_binfmt() {
 			die "cannot run $arch binaries: install qemu-user-static and binfmt-support"
 	fi
 }
+
+# rpios_archive_id MIRROR KEYRING: what a Raspberry Pi OS archive serves, as a cache key: its
+# trixie Release file (every index's hash) and the key it is checked with, not its URL (ci/
+# rpios-test serves its stand-in on a free port each run; a new Release rebuilds what
+# depends on the archive).
+rpios_archive_id() {
+	local mirror=$1 keyring=$2 release
+	release=$(curl -fsS --max-time 60 "$mirror/dists/trixie/Release") ||
+		die "cannot fetch $mirror/dists/trixie/Release: is --rpios-mirror right, and the archive reachable?"
+	{ echo "$release"; sha256sum <"$keyring"; } | sha256sum | cut -c1-16
+}

@@ -2,7 +2,8 @@
 # camrig's own .deb packages, built with cargo-deb for the image's architecture: native for
 # amd64, cross-compiled for arm64 with Debian's gcc-aarch64-linux-gnu as linker and C
 # compiler (openh264's and SQLite's C parts). The node is the exception: it links libcamera,
-# so it is built in a trixie build environment (build_libcamera_node_deb).
+# so it is built in a trixie build environment with the image's package sources
+# (build_libcamera_node_deb).
 
 CARGO_DEB_VERSION=${CARGO_DEB_VERSION:-}
 
@@ -16,20 +17,30 @@ ensure_cargo_deb() {
 }
 
 # build_libcamera_node_deb ARCH OUTDIR: the camrig-node .deb with real camera support (cargo
-# feature `libcamera`) into OUTDIR; returns 1 when the node is built on the host without it.
-# The node links libcamera 0.4, which the host's Debian 12 does not have, so it is built in
-# the trixie build environments (image/camera-test/node-deb): natively for amd64, with an
-# arm64 cross environment (libcamera-dev:arm64 via multiarch) for arm64. Raspberry Pi OS
-# images (`$sources` rpios, set by image/build) ship Raspberry Pi's own libcamera (another
-# soname) that this archive cannot reach here, so their node stays without the feature.
+# feature `libcamera`) into OUTDIR, built against the libcamera of the image it goes into.
+# The host's Debian 12 has no usable libcamera, so it is built in the trixie build
+# environments (image/camera-test/node-deb): natively for amd64, with an arm64 cross
+# environment (libcamera-dev:arm64 via multiarch) for arm64; for Raspberry Pi OS images
+# (`$sources` rpios, set by image/build) that cross environment also has the image's own
+# Raspberry Pi OS archive ($rpios_mirror, $rpios_keyring), whose libcamera-dev it takes.
 build_libcamera_node_deb() {
-	local arch=$1 outdir=$2
-	if [ "${sources:-debian}" != debian ]; then
-		log "camrig-node for $arch/${sources}: without libcamera (built against Debian's libcamera 0.4 only)"
-		return 1
+	local arch=$1 outdir=$2 args=(--arch "$arch")
+	if [ "${sources:-debian}" = rpios ]; then
+		args+=(--sources rpios --rpios-mirror "$rpios_mirror" --rpios-keyring "$rpios_keyring")
 	fi
-	"$IMAGE_DIR/camera-test/node-deb" --arch "$arch" "$outdir" ||
-		die "the libcamera node package failed to build ($arch)"
+	"$IMAGE_DIR/camera-test/node-deb" "${args[@]}" "$outdir" ||
+		die "the libcamera node package failed to build ($arch, ${sources:-debian} sources)"
+}
+
+# deb_runtime_packages DIR: the libcamera runtime packages the .debs in DIR depend on (the
+# node's libcamera0.x, named by dpkg-shlibdeps when it was built), one per line: the image
+# installs them in its layer, so no list names a libcamera soname.
+deb_runtime_packages() {
+	local deb
+	for deb in "$1"/*.deb; do
+		[ -e "$deb" ] || continue
+		dpkg-deb -f "$deb" Depends | tr ',' '\n' | sed -E 's/^ *([^ (|]+).*/\1/' | grep '^libcamera' || true
+	done | sort -u
 }
 
 # build_debs ARCH OUTDIR CRATE... : one .deb per crate into OUTDIR.
@@ -54,7 +65,8 @@ build_debs() {
 	rm -f "$outdir"/*.deb
 	local crate
 	for crate in "$@"; do
-		if [ "$crate" = camrig-node ] && build_libcamera_node_deb "$arch" "$outdir"; then
+		if [ "$crate" = camrig-node ]; then
+			build_libcamera_node_deb "$arch" "$outdir"
 			continue
 		fi
 		log "cargo deb -p $crate --target $target"

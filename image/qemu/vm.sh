@@ -55,7 +55,10 @@ vm_start() {
 	*) echo "vm_start: unknown arch $arch" >&2; return 1 ;;
 	esac
 	: >"$log"
-	"${qemu[@]}" "${machine[@]}" -accel tcg,thread=multi -smp 2 -m 1024 \
+	# setpriv --pdeathsig: QEMU dies with the script that started it, even a script killed
+	# with SIGKILL (whose EXIT trap never runs): no orphaned guest holds its ports and CPU
+	# for the next run.
+	setpriv --pdeathsig KILL "${qemu[@]}" "${machine[@]}" -accel tcg,thread=multi -smp 2 -m 1024 \
 		-nographic -monitor none -serial "file:$log" -no-reboot \
 		-kernel "$prefix.vmlinuz" -initrd "$prefix.initrd" -append "$cmdline" \
 		-drive "if=none,id=disk0,file=$disk,format=raw,cache=unsafe" \

@@ -264,7 +264,9 @@ mod camera {
             pixel_format,
             ..CameraConfig::default()
         };
-        let mut backend = libcamera_backend::open(&config)?;
+        // The check tool measures the encoder path; the phase lock runs as on a node.
+        let mut backend =
+            libcamera_backend::open(&config, &camrig_node::config::PhaseConfig::default())?;
         let info = backend.cameras()[0].clone();
         let (tx, rx) = mpsc::sync_channel::<Frame>(QUEUE_FRAMES);
         let dropped = Arc::new(Mutex::new(0u64));

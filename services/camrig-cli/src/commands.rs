@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use camrig_protocol::views::{
-    DeleteFromNodes, DownloadPhase, FileState, NodeDeletionState, NodeDownload, RigView, StartTake,
+    DeleteFromNodes, DownloadPhase, NodeDeletionState, NodeDownload, RigView, StartTake,
     TakeDownload, TakeNodeView, TakeView,
 };
 use camrig_protocol::UnixNanos;
@@ -124,14 +124,99 @@ pub async fn mark(client: &ControllerClient, note: &str) -> Result<(), ClientErr
     Ok(())
 }
 
+/// STOP. An error when any node of the take did not stop: the controller keeps the take
+/// open and names the node (the message carries the recovery), or a node was lost during
+/// the take (it did not take the STOP either; if it still records, `camrig abort-node`).
 pub async fn stop(client: &ControllerClient) -> Result<(), ClientError> {
     let take = client.stop().await?;
-    println!(
-        "take {} stops at {}",
-        take.name,
-        take.stop_at_ns.map(format_instant).unwrap_or_default()
-    );
+    if take.state == camrig_protocol::views::TakeState::Cancelled {
+        println!(
+            "take {} cancelled: STOP came before its start instant, nothing was recorded",
+            take.name
+        );
+    } else {
+        println!(
+            "take {} stops at {}",
+            take.name,
+            take.stop_at_ns.map(format_instant).unwrap_or_default()
+        );
+    }
     print_take_nodes(&take);
+    let failed: Vec<&str> = take
+        .nodes
+        .iter()
+        .filter(|n| n.state == camrig_protocol::views::TakeNodeState::Failed)
+        .map(|n| n.address.as_str())
+        .collect();
+    if !failed.is_empty() {
+        return Err(ClientError::Refused {
+            status: 200,
+            message: format!(
+                "{} node(s) did not stop: {} (lost during the take, see above); if one still records when it is back, abort it: camrig abort-node <address>",
+                failed.len(),
+                failed.join(", ")
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// VERIFY: prints what no longer matches; returns how many files failed.
+pub async fn verify(client: &ControllerClient, take: &str) -> Result<usize, ClientError> {
+    let v = client.verify(take).await?;
+    if v.ok {
+        println!(
+            "take {take}: all {} sorted files still match their manifests",
+            v.files_checked
+        );
+    } else {
+        println!(
+            "take {take}: {} of {} sorted files no longer verified:",
+            v.failed.len(),
+            v.files_checked
+        );
+        for f in &v.failed {
+            println!("  {:<18} {}: {}", f.address, f.name, f.reason);
+        }
+        println!("run `camrig download {take}` to fetch them again");
+    }
+    Ok(v.failed.len())
+}
+
+/// Aborts whatever node `node` (its address or 0-based index) records.
+pub async fn abort_node(client: &ControllerClient, node: &str) -> Result<(), ClientError> {
+    let rig = client.rig().await?;
+    let index = match node.parse::<usize>() {
+        Ok(i) if i < rig.nodes.len() => i,
+        _ => rig
+            .nodes
+            .iter()
+            .position(|n| n.address == node || (!n.name.is_empty() && n.name == node))
+            .ok_or_else(|| ClientError::Refused {
+                status: 404,
+                message: format!(
+                    "no node {node:?}; the rig's nodes are {}",
+                    rig.nodes
+                        .iter()
+                        .map(|n| n.address.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            })?,
+    };
+    let reply = client.abort_node(index).await?;
+    match &reply.node_take {
+        Some(t) => println!(
+            "node {} aborted take {t} (it was {}); what it recorded is kept on the node",
+            reply.address,
+            format!("{:?}", reply.node_state).to_lowercase()
+        ),
+        None => println!("node {} was not recording; nothing to abort", reply.address),
+    }
+    if let Some(take) = &reply.take {
+        println!("take {}: {}", take.name, take.state);
+        print_take_nodes(take);
+    }
     Ok(())
 }
 
@@ -155,12 +240,17 @@ pub async fn takes(client: &ControllerClient) -> Result<(), ClientError> {
             .map(|s| format!("{:.1} s", (s - t.start_at_ns) as f64 / 1e9))
             .unwrap_or_else(|| "-".into());
         println!(
-            "{:<24} {:<10} {:<24} {:>9}  download: {}{}",
+            "{:<24} {:<10} {:<24} {:>9}  download: {}  sync: {}{}",
             t.name,
             t.state,
             format_instant(t.start_at_ns),
             duration,
             t.download,
+            match (&t.sync_verdict, &t.sync_error) {
+                (Some(v), _) => v.clone(),
+                (None, Some(e)) => format!("no report ({e})"),
+                (None, None) => "-".into(),
+            },
             if t.markers.is_empty() {
                 String::new()
             } else {
@@ -168,11 +258,7 @@ pub async fn takes(client: &ControllerClient) -> Result<(), ClientError> {
             }
         );
         for n in &t.nodes {
-            let verified = n
-                .files
-                .iter()
-                .filter(|f| f.state == FileState::Verified)
-                .count();
+            let verified = n.files_verified();
             println!(
                 "  {:<18} {:<10} files {}/{} verified{}{}",
                 n.address,
@@ -338,11 +424,7 @@ pub async fn delete_from_nodes(
     }
     println!("take {}: the nodes' recordings will be removed for good; the verified copies on the controller stay", t.name);
     for n in &targets {
-        let verified = n
-            .files
-            .iter()
-            .filter(|f| f.state == FileState::Verified)
-            .count();
+        let verified = n.files_verified();
         println!(
             "  {:<18} download {:<9} files {}/{} verified{}",
             n.address,
@@ -410,6 +492,70 @@ async fn confirm(question: &str) -> bool {
     .unwrap_or(false)
 }
 
+/// `camrig sync-report TAKE`: the verdict and the numbers behind it.
+pub async fn sync_report(client: &ControllerClient, take: &str) -> Result<(), ClientError> {
+    let r = client.sync_report(take).await?;
+    println!(
+        "{}: {}  (skew p50 {:.1} µs, p99 {:.1} µs, max {:.1} µs; bound {}; tolerance {:.1} µs)",
+        r.take,
+        r.verdict.as_str().to_uppercase(),
+        r.skew_us.p50,
+        r.skew_us.p99,
+        r.skew_us.max,
+        r.skew_bound_us
+            .map_or_else(|| "unknown".to_owned(), |b| format!("{b:.1} µs")),
+        r.tolerance_us
+    );
+    for c in &r.cameras {
+        println!(
+            "  {:<18} {:<5} {:>7} frames  {:>4} drops  grid deviation p99 {:.1} µs",
+            c.node,
+            c.camera,
+            c.frames,
+            c.drops.len(),
+            c.grid_deviation_us.p99
+        );
+    }
+    println!("  common slots {} frames", r.common.frames);
+    for reason in &r.reasons {
+        println!("  fail: {reason}");
+    }
+    Ok(())
+}
+
+/// `camrig export`: runs here, with ffmpeg and mkvmerge.
+pub fn export(
+    take_dir: &std::path::Path,
+    format: &str,
+    trim_common: bool,
+    out: Option<std::path::PathBuf>,
+) -> Result<(), camrig_controller::export::ExportError> {
+    use camrig_controller::export;
+    let opts = export::Options {
+        format: export::Format::parse(format)?,
+        trim_common,
+        out_dir: out,
+    };
+    let summary = export::export(take_dir, &opts, |done, total| {
+        if done < total {
+            eprintln!("exporting camera {}/{total}", done + 1);
+        }
+    })?;
+    for c in &summary.cameras {
+        println!(
+            "{}  {} frames{}",
+            c.file,
+            c.frames,
+            if c.filled.is_empty() {
+                String::new()
+            } else {
+                format!(", {} filled", c.filled.len())
+            }
+        );
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -432,5 +578,222 @@ mod tests {
         assert_eq!(human_bytes(999), "999 B");
         assert_eq!(human_bytes(1_500_000), "1.5 MB");
         assert_eq!(human_bytes(32_000_000_000), "32.0 GB");
+    }
+}
+
+/// What `camrig camera-settings set` asks for; `None` leaves a setting on automatic (a PUT
+/// replaces the rig's settings whole).
+#[derive(Debug, Default)]
+pub struct SettingsArgs {
+    pub exposure_us: Option<String>,
+    pub analogue_gain: Option<String>,
+    pub awb: Option<String>,
+    pub focus: Option<String>,
+    pub noise_reduction: Option<String>,
+    pub frame_rate: Option<String>,
+}
+
+/// `auto` or a number, as the API takes it.
+fn auto_or_number(flag: &str, v: &str) -> Result<serde_json::Value, ClientError> {
+    if v == "auto" {
+        return Ok(serde_json::json!("auto"));
+    }
+    v.parse::<f64>()
+        .ok()
+        .filter(|n| n.is_finite())
+        .and_then(|n| {
+            if n.fract() == 0.0 && n >= 0.0 {
+                Some(serde_json::json!(n as u64))
+            } else {
+                serde_json::Number::from_f64(n).map(serde_json::Value::Number)
+            }
+        })
+        .ok_or_else(|| ClientError::Refused {
+            status: 0,
+            message: format!("--{flag} {v:?}: give a number or auto"),
+        })
+}
+
+impl SettingsArgs {
+    /// The JSON body of `PUT /api/camera-settings`.
+    pub fn body(&self) -> Result<serde_json::Value, ClientError> {
+        let mut body = serde_json::Map::new();
+        for (key, flag, v) in [
+            ("exposure_us", "exposure-us", &self.exposure_us),
+            ("analogue_gain", "gain", &self.analogue_gain),
+            ("focus", "focus", &self.focus),
+            ("frame_rate", "frame-rate", &self.frame_rate),
+        ] {
+            if let Some(v) = v {
+                body.insert(key.into(), auto_or_number(flag, v)?);
+            }
+        }
+        if let Some(awb) = &self.awb {
+            // "R,B" is fixed colour gains; anything else a mode name (or auto).
+            let value = match awb.split_once(',') {
+                Some((r, b)) => match (r.trim().parse::<f64>(), b.trim().parse::<f64>()) {
+                    (Ok(red), Ok(blue)) => serde_json::json!({ "red": red, "blue": blue }),
+                    _ => {
+                        return Err(ClientError::Refused {
+                            status: 0,
+                            message: format!(
+                            "--awb {awb:?}: colour gains are two numbers, red,blue (e.g. 1.8,1.5)"
+                        ),
+                        })
+                    }
+                },
+                None => serde_json::json!(awb),
+            };
+            body.insert("awb".into(), value);
+        }
+        if let Some(nr) = &self.noise_reduction {
+            body.insert("noise_reduction".into(), serde_json::json!(nr));
+        }
+        Ok(serde_json::Value::Object(body))
+    }
+}
+
+pub async fn camera_settings_show(client: &ControllerClient) -> Result<(), ClientError> {
+    print!(
+        "{}",
+        format_camera_settings(&client.camera_settings().await?)
+    );
+    Ok(())
+}
+
+pub async fn camera_settings_set(
+    client: &ControllerClient,
+    args: &SettingsArgs,
+    nodes: &[String],
+) -> Result<(), ClientError> {
+    let view = client.put_camera_settings(&args.body()?, nodes).await?;
+    print!("{}", format_camera_settings(&view));
+    Ok(())
+}
+
+/// LOCK: `reference` is `NODE:CAMERA` (e.g. 192.168.1.101:0); none locks each camera to its
+/// own values.
+pub async fn camera_settings_lock(
+    client: &ControllerClient,
+    reference: Option<&str>,
+) -> Result<(), ClientError> {
+    let body = match reference {
+        None => serde_json::json!({}),
+        Some(r) => {
+            let (node, camera) = r
+                .rsplit_once(':')
+                .and_then(|(n, c)| Some((n, c.parse::<usize>().ok()?)))
+                .ok_or_else(|| ClientError::Refused {
+                    status: 0,
+                    message: format!(
+                        "--reference {r:?}: give NODE:CAMERA, e.g. 192.168.1.101:0 (cameras count from 0)"
+                    ),
+                })?;
+            serde_json::json!({ "reference": { "node": node, "camera": camera } })
+        }
+    };
+    let view = client.camera_settings_action("lock", &body).await?;
+    print!("{}", format_camera_settings(&view));
+    Ok(())
+}
+
+pub async fn camera_settings_unlock(client: &ControllerClient) -> Result<(), ClientError> {
+    let view = client
+        .camera_settings_action("unlock", &serde_json::json!({}))
+        .await?;
+    print!("{}", format_camera_settings(&view));
+    Ok(())
+}
+
+/// The rig's camera settings and every camera's, asked and applied, as a terminal table.
+pub fn format_camera_settings(v: &serde_json::Value) -> String {
+    let show = |v: &serde_json::Value| match v {
+        serde_json::Value::Null => "-".to_owned(),
+        serde_json::Value::String(s) => s.clone(),
+        serde_json::Value::Object(o) => format!(
+            "{}/{}",
+            o.get("red").map(|x| x.to_string()).unwrap_or_default(),
+            o.get("blue").map(|x| x.to_string()).unwrap_or_default()
+        ),
+        serde_json::Value::Array(a) => a
+            .iter()
+            .map(|x| x.to_string())
+            .collect::<Vec<_>>()
+            .join("/"),
+        other => other.to_string(),
+    };
+    let mut out = format!(
+        "rig: exposure_us {}, analogue_gain {}, awb {}, focus {}, noise_reduction {}, frame_rate {}{}\n",
+        show(&v["exposure_us"]),
+        show(&v["analogue_gain"]),
+        show(&v["awb"]),
+        show(&v["focus"]),
+        show(&v["noise_reduction"]),
+        show(&v["frame_rate"]),
+        if v["locked"] == true { " (locked)" } else { "" }
+    );
+    out.push_str(&format!(
+        "{:<18} {:<14} {:>10} {:>10} {:>6} {:>7} {:>12} {:>12}\n",
+        "NODE", "CAMERA", "EXPOSURE", "APPLIED", "GAIN", "APPLIED", "AWB", "APPLIED"
+    ));
+    for n in v["nodes"].as_array().into_iter().flatten() {
+        let address = n["address"].as_str().unwrap_or("?");
+        if let Some(e) = n["error"].as_str() {
+            out.push_str(&format!("{address:<18} {e}\n"));
+            continue;
+        }
+        for c in n["cameras"].as_array().into_iter().flatten() {
+            let s = &c["settings"];
+            let a = &c["applied"];
+            out.push_str(&format!(
+                "{:<18} {:<14} {:>10} {:>10} {:>6} {:>7} {:>12} {:>12}\n",
+                address,
+                format!("{} {}", c["index"], c["model"].as_str().unwrap_or("")),
+                show(&s["exposure_us"]),
+                show(&a["exposure_us"]),
+                show(&s["analogue_gain"]),
+                show(&a["analogue_gain"]),
+                show(&s["awb"]),
+                show(&a["colour_gains"]),
+            ));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod settings_tests {
+    use super::*;
+
+    #[test]
+    fn set_flags_become_the_api_body() {
+        let args = SettingsArgs {
+            exposure_us: Some("8000".into()),
+            analogue_gain: Some("auto".into()),
+            awb: Some("1.8,1.5".into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            args.body().unwrap(),
+            serde_json::json!({ "exposure_us": 8000, "analogue_gain": "auto", "awb": { "red": 1.8, "blue": 1.5 } })
+        );
+        let mode = SettingsArgs {
+            awb: Some("daylight".into()),
+            analogue_gain: Some("2.5".into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            mode.body().unwrap(),
+            serde_json::json!({ "analogue_gain": 2.5, "awb": "daylight" })
+        );
+        let bad = SettingsArgs {
+            exposure_us: Some("long".into()),
+            ..Default::default()
+        };
+        assert!(bad
+            .body()
+            .unwrap_err()
+            .to_string()
+            .contains("--exposure-us"));
     }
 }

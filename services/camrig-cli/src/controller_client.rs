@@ -3,8 +3,8 @@
 use std::time::Duration;
 
 use camrig_protocol::views::{
-    ApiErrorBody, DeleteFromNodes, DownloadsView, MarkTake, MarkerView, RigView, StartTake,
-    TakeView,
+    AbortNodeView, ApiErrorBody, DeleteFromNodes, DownloadsView, MarkTake, MarkerView, RigView,
+    StartTake, TakeView, VerifyView,
 };
 
 /// What went wrong with a request, for a person: the cause, not reqwest's outermost error.
@@ -111,9 +111,53 @@ impl ControllerClient {
         .await
     }
 
+    /// `GET /api/camera-settings`.
+    pub async fn camera_settings(&self) -> Result<serde_json::Value, ClientError> {
+        self.call(self.http.get(self.url("/api/camera-settings")))
+            .await
+    }
+
+    /// `PUT /api/camera-settings[?nodes=a,b]`.
+    pub async fn put_camera_settings(
+        &self,
+        settings: &serde_json::Value,
+        nodes: &[String],
+    ) -> Result<serde_json::Value, ClientError> {
+        let mut req = self.http.put(self.url("/api/camera-settings"));
+        if !nodes.is_empty() {
+            req = req.query(&[("nodes", nodes.join(","))]);
+        }
+        self.call(req.json(settings)).await
+    }
+
+    /// `POST /api/camera-settings/lock` or `/unlock` with `body`.
+    pub async fn camera_settings_action(
+        &self,
+        action: &str,
+        body: &serde_json::Value,
+    ) -> Result<serde_json::Value, ClientError> {
+        self.call(
+            self.http
+                .post(self.url(&format!("/api/camera-settings/{action}")))
+                .json(body),
+        )
+        .await
+    }
+
     pub async fn stop(&self) -> Result<TakeView, ClientError> {
         self.call(self.http.post(self.url("/api/takes/current/stop")))
             .await
+    }
+
+    /// Tells node `index` to abort whatever it records (the recovery for a node that did
+    /// not take STOP).
+    pub async fn abort_node(&self, index: usize) -> Result<AbortNodeView, ClientError> {
+        self.call(
+            self.http
+                .post(self.url(&format!("/api/nodes/{index}/abort")))
+                .json(&serde_json::json!({})),
+        )
+        .await
     }
 
     pub async fn download(&self, take: Option<&str>) -> Result<DownloadsView, ClientError> {
@@ -136,6 +180,31 @@ impl ControllerClient {
                 .post(self.url(&format!("/api/takes/{take}/delete-from-nodes")))
                 .timeout(Duration::from_secs(3600))
                 .json(req),
+        )
+        .await
+    }
+
+    /// VERIFY: the controller hashes every sorted copy of the take again (slow for a long
+    /// take, hence the generous timeout).
+    pub async fn verify(&self, take: &str) -> Result<VerifyView, ClientError> {
+        self.call(
+            self.http
+                .post(self.url(&format!("/api/takes/{take}/verify")))
+                .timeout(Duration::from_secs(3600))
+                .json(&serde_json::json!({})),
+        )
+        .await
+    }
+
+    /// Makes the take's sync report again (re-reads every node's timestamps).
+    pub async fn sync_report(
+        &self,
+        take: &str,
+    ) -> Result<camrig_controller::sync_report::SyncReport, ClientError> {
+        self.call(
+            self.http
+                .post(self.url(&format!("/api/takes/{take}/sync-report")))
+                .timeout(Duration::from_secs(600)),
         )
         .await
     }

@@ -3,14 +3,24 @@
 //! 127.0.0.3, … (so downloads sort into per-IP folders as on a real rig), configs, data,
 //! logs and `video_downloads` under one directory. Downloads go through rsync with a
 //! local-path source. Ctrl-C or SIGTERM stops every process with SIGTERM and waits.
+//!
+//! Addresses: a node's default address (or the controller's default port) that is taken,
+//! by a second demo or a test run, is replaced by the next free one, and the demo says
+//! which it chose. Supervision, as systemd's `Restart=on-failure`: a process that dies
+//! once the rig is up is restarted (a node recovers its interrupted take, the controller
+//! its take history) and reported; the rest keeps running. One that keeps dying
+//! ([`RESTART_BURST`] times within [`RESTART_INTERVAL`]) ends the demo.
 
 use std::fmt::Write as _;
 use std::fs;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use camrig_config::controller::{ControllerFile, NodeEntry};
+use camrig_config::node::{CameraSource, NodeConfig};
+use camrig_protocol::naming::Codec;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
@@ -22,11 +32,20 @@ pub const NODE_PORT: u16 = 8081;
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long processes get to close their files after SIGTERM before SIGKILL.
 const STOP_TIMEOUT: Duration = Duration::from_secs(20);
+/// The controller's default web UI port.
+pub const DEFAULT_PORT: u16 = 8080;
+/// A process restarted this many times within [`RESTART_INTERVAL`] is given up on
+/// (systemd's `StartLimitBurst=` / `StartLimitIntervalSec=`).
+pub const RESTART_BURST: usize = 5;
+pub const RESTART_INTERVAL: Duration = Duration::from_secs(30);
+/// Wait before a restart (systemd's `RestartSec=`).
+const RESTART_DELAY: Duration = Duration::from_millis(500);
 
 #[derive(Clone, Debug)]
 pub struct DemoOptions {
     pub nodes: usize,
-    pub port: u16,
+    /// The web UI's port; `None`: [`DEFAULT_PORT`], or a free one when that is taken.
+    pub port: Option<u16>,
     pub dir: Option<PathBuf>,
 }
 
@@ -55,12 +74,95 @@ pub enum DemoError {
     },
     #[error("the rig did not come up within {0} s: {1}")]
     Timeout(u64, String),
+    #[error("port {0} on 127.0.0.1 is taken; choose another with --port, or leave --port out and the demo picks a free one")]
+    PortTaken(u16),
+    #[error("no free loopback address for node {0} (tried 127.0.0.2 to 127.0.255.254)")]
+    NoFreeAddress(usize),
+    #[error("{what} keeps dying ({restarts} restarts within {} s), giving up; its log {log}:\n{tail}", RESTART_INTERVAL.as_secs())]
+    KeepsDying {
+        what: String,
+        restarts: usize,
+        log: String,
+        tail: String,
+    },
 }
 
-/// The loopback address of demo node `i` (0-based): 127.0.0.2, 127.0.0.3, …
+/// The default loopback address of demo node `i` (0-based): 127.0.0.2, 127.0.0.3, …
 pub fn node_ip(i: usize) -> Ipv4Addr {
     let n = i as u32 + 2;
     Ipv4Addr::new(127, 0, (n / 256) as u8, (n % 256) as u8)
+}
+
+/// Whether `ip:port` can be listened on now.
+fn is_free(ip: Ipv4Addr, port: u16) -> bool {
+    std::net::TcpListener::bind((ip, port)).is_ok()
+}
+
+/// A claim on a node address for this demo's lifetime: an exclusive `flock` on
+/// `<tmp>/camrig-demo-addresses/<ip>.lock`. Two demos starting at the same moment both see
+/// a port free before either node listens; the lock makes the second pick another.
+pub struct AddressClaim {
+    _lock: nix::fcntl::Flock<fs::File>,
+}
+
+fn claim_address(ip: Ipv4Addr) -> Option<AddressClaim> {
+    let dir = std::env::temp_dir().join("camrig-demo-addresses");
+    fs::create_dir_all(&dir).ok()?;
+    let file = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(dir.join(format!("{ip}.lock")))
+        .ok()?;
+    let lock = nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock).ok()?;
+    // Claimed, and nothing else (a demo of an older camrig, a test) listens there.
+    is_free(ip, NODE_PORT).then_some(AddressClaim { _lock: lock })
+}
+
+/// The nodes' addresses: node `i`'s default ([`node_ip`]) when it is free, else the next
+/// free one after the addresses already chosen, so a second demo (or a test run) beside
+/// this one gets its own. Each comes with its claim, held while the demo runs.
+pub fn choose_node_ips(nodes: usize) -> Result<Vec<(Ipv4Addr, AddressClaim)>, DemoError> {
+    let mut chosen: Vec<(Ipv4Addr, AddressClaim)> = Vec::with_capacity(nodes);
+    let mut next = 0usize;
+    for i in 0..nodes {
+        next = next.max(i);
+        loop {
+            // 127.0.0.2 … 127.0.255.254: skip .0 and .255 of each /24.
+            if next >= 65_533 {
+                return Err(DemoError::NoFreeAddress(i));
+            }
+            let ip = node_ip(next);
+            next += 1;
+            let last = ip.octets()[3];
+            if last == 0 || last == 255 || chosen.iter().any(|(c, _)| *c == ip) {
+                continue;
+            }
+            if let Some(claim) = claim_address(ip) {
+                chosen.push((ip, claim));
+                break;
+            }
+        }
+    }
+    Ok(chosen)
+}
+
+/// The web UI's port: the one asked for (an error when taken), else [`DEFAULT_PORT`] or,
+/// when that is taken, a free one.
+pub fn choose_port(asked: Option<u16>) -> Result<u16, DemoError> {
+    let lo = Ipv4Addr::LOCALHOST;
+    match asked {
+        Some(p) if is_free(lo, p) => Ok(p),
+        Some(p) => Err(DemoError::PortTaken(p)),
+        None if is_free(lo, DEFAULT_PORT) => Ok(DEFAULT_PORT),
+        None => std::net::TcpListener::bind((lo, 0))
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .map_err(|source| DemoError::Io {
+                path: PathBuf::from("127.0.0.1:0"),
+                source,
+            }),
+    }
 }
 
 /// Finds a sibling binary of the running `camrig` (the cargo target dir, or /usr/bin),
@@ -105,77 +207,86 @@ fn random_token() -> String {
     )
 }
 
-/// TOML string literal (basic string with escapes).
-fn toml_str(s: &str) -> String {
-    let mut out = String::from("\"");
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            c if c.is_control() => {
-                let _ = write!(out, "\\u{:04x}", c as u32);
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
-}
-
 /// The node config the demo writes: one small synthetic camera so a laptop runs several.
 pub fn node_config(ip: Ipv4Addr, data_dir: &Path, token: &str) -> String {
+    let mut c = NodeConfig {
+        listen: SocketAddr::from((ip, NODE_PORT)),
+        data_dir: data_dir.to_owned(),
+        token: token.to_owned(),
+        ..NodeConfig::default()
+    };
+    c.recording.codec = Codec::H264;
+    c.recording.segment_seconds = 10;
+    c.recording.min_free_mb = 256;
+    c.recording.h264_bitrate_kbps = 1500;
+    c.camera.source = CameraSource::Synthetic;
+    c.camera.count = 1;
+    c.camera.width = 640;
+    c.camera.height = 360;
+    c.camera.fps = 30.0;
     format!(
-        "# camrig demo node {ip} (written by camrig demo)\n\
-         listen = \"{ip}:{NODE_PORT}\"\n\
-         data_dir = {}\n\
-         token = {}\n\n\
-         [recording]\n\
-         codec = \"h264\"\n\
-         segment_seconds = 10\n\
-         min_free_mb = 256\n\
-         h264_bitrate_kbps = 1500\n\n\
-         [camera]\n\
-         source = \"synthetic\"\n\
-         count = 1\n\
-         width = 640\n\
-         height = 360\n\
-         fps = 30\n",
-        toml_str(&data_dir.to_string_lossy()),
-        toml_str(token)
+        "# camrig demo node {ip} (written by camrig demo)\n{}",
+        c.to_toml()
     )
 }
 
-/// The controller config the demo writes.
-pub fn controller_config(dir: &Path, port: u16, token: &str, nodes: usize) -> String {
-    let mut out = format!(
-        "# camrig demo controller (written by camrig demo)\n\
-         listen = \"127.0.0.1:{port}\"\n\
-         data_dir = {}\n\
-         downloads_dir = {}\n\
-         token = {}\n\
-         # Every demo process shares this machine's clock, which may run without NTP.\n\
-         require_node_sync = false\n",
-        toml_str(&dir.join("controller").to_string_lossy()),
-        toml_str(&dir.join("video_downloads").to_string_lossy()),
-        toml_str(token)
-    );
-    for i in 0..nodes {
-        let ip = node_ip(i);
-        let recordings = dir.join("nodes").join(ip.to_string()).join("recordings");
-        let _ = write!(
-            out,
-            "\n[[node]]\naddress = \"{ip}\"\nport = {NODE_PORT}\nrsync_source = {}\n",
-            toml_str(&recordings.to_string_lossy())
-        );
-    }
-    out
+/// The controller config the demo writes, for nodes on `ips`.
+pub fn controller_config(dir: &Path, port: u16, token: &str, ips: &[Ipv4Addr]) -> String {
+    let file = ControllerFile {
+        listen: format!("127.0.0.1:{port}"),
+        data_dir: dir.join("controller"),
+        downloads_dir: Some(dir.join("video_downloads")),
+        token: token.to_owned(),
+        // Every demo process shares this machine's clock, which may run without NTP.
+        require_node_sync: false,
+        node: ips
+            .iter()
+            .map(|ip| {
+                let recordings = dir.join("nodes").join(ip.to_string()).join("recordings");
+                NodeEntry {
+                    port: NODE_PORT,
+                    rsync_source: Some(recordings.to_string_lossy().into_owned()),
+                    ..NodeEntry::new(ip.to_string())
+                }
+            })
+            .collect(),
+        ..ControllerFile::default()
+    };
+    format!(
+        "# camrig demo controller (written by camrig demo)\n{}",
+        file.to_toml()
+    )
+}
+
+/// One supervised process: how to start it again, and its restarts.
+struct Supervised {
+    what: String,
+    program: PathBuf,
+    args: Vec<std::ffi::OsString>,
+    log: PathBuf,
+    child: Child,
+    restarts: Vec<Instant>,
+}
+
+/// What the supervisor did about a process that died.
+#[derive(Clone, Debug)]
+pub struct Restarted {
+    pub what: String,
+    pub status: String,
+    pub pid: u32,
 }
 
 /// A running demo rig; dropping it stops every process.
 pub struct DemoRig {
     pub dir: PathBuf,
     pub url: String,
-    children: Vec<(String, Child, PathBuf)>,
+    /// The nodes' addresses, in order.
+    pub node_ips: Vec<Ipv4Addr>,
+    /// The defaults that were taken, as (default, chosen instead) lines to show.
+    pub substitutions: Vec<String>,
+    children: Vec<Supervised>,
+    /// The node addresses, claimed until the demo is dropped.
+    _claims: Vec<AddressClaim>,
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> DemoError + '_ {
@@ -203,41 +314,77 @@ impl DemoRig {
         fs::create_dir_all(dir.join("logs")).map_err(io_err(&dir))?;
         let dir = dir.canonicalize().map_err(io_err(&dir))?;
         let token = random_token();
+        let port = choose_port(opts.port)?;
+        let (node_ips, claims): (Vec<Ipv4Addr>, Vec<AddressClaim>) =
+            choose_node_ips(opts.nodes)?.into_iter().unzip();
+        let mut substitutions = Vec::new();
+        if opts.port.is_none() && port != DEFAULT_PORT {
+            substitutions.push(format!(
+                "port {DEFAULT_PORT} is taken: the web UI uses {port}"
+            ));
+        }
+        for (i, ip) in node_ips.iter().enumerate() {
+            if *ip != node_ip(i) {
+                substitutions.push(format!(
+                    "{}:{NODE_PORT} is taken: node {} uses {ip}:{NODE_PORT}",
+                    node_ip(i),
+                    i + 1
+                ));
+            }
+        }
         let mut rig = DemoRig {
-            url: format!("http://127.0.0.1:{}/", opts.port),
+            url: format!("http://127.0.0.1:{port}/"),
             dir: dir.clone(),
+            node_ips: node_ips.clone(),
+            substitutions,
             children: Vec::new(),
+            _claims: claims,
         };
-        for i in 0..opts.nodes {
-            let ip = node_ip(i);
+        for ip in &node_ips {
             let node_dir = dir.join("nodes").join(ip.to_string());
             fs::create_dir_all(node_dir.join("recordings")).map_err(io_err(&node_dir))?;
             let config = node_dir.join("node.toml");
-            fs::write(&config, node_config(ip, &node_dir, &token)).map_err(io_err(&config))?;
-            let mut cmd = Command::new(&node_bin);
-            cmd.arg("--config").arg(&config).args(["--synthetic", "1"]);
+            fs::write(&config, node_config(*ip, &node_dir, &token)).map_err(io_err(&config))?;
             rig.spawn(
                 &format!("node {ip}"),
-                cmd,
+                &node_bin,
+                vec![
+                    "--config".into(),
+                    config.into_os_string(),
+                    "--synthetic".into(),
+                    "1".into(),
+                ],
                 &dir.join("logs").join(format!("node-{ip}.log")),
             )?;
         }
         let config = dir.join("controller.toml");
-        fs::write(
-            &config,
-            controller_config(&dir, opts.port, &token, opts.nodes),
-        )
-        .map_err(io_err(&config))?;
-        let mut cmd = Command::new(&controller_bin);
-        cmd.arg("--config").arg(&config);
-        rig.spawn("controller", cmd, &dir.join("logs").join("controller.log"))?;
+        fs::write(&config, controller_config(&dir, port, &token, &node_ips))
+            .map_err(io_err(&config))?;
+        rig.spawn(
+            "controller",
+            &controller_bin,
+            vec!["--config".into(), config.into_os_string()],
+            &dir.join("logs").join("controller.log"),
+        )?;
         Ok(rig)
     }
 
-    fn spawn(&mut self, what: &str, mut cmd: Command, log: &Path) -> Result<(), DemoError> {
-        let file = fs::File::create(log).map_err(io_err(log))?;
+    /// Starts a process with its output appended to `log` (a restart keeps the earlier
+    /// lines).
+    fn start_process(
+        what: &str,
+        program: &Path,
+        args: &[std::ffi::OsString],
+        log: &Path,
+    ) -> Result<Child, DemoError> {
+        let file = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .map_err(io_err(log))?;
         let err = file.try_clone().map_err(io_err(log))?;
-        let child = cmd
+        Command::new(program)
+            .args(args)
             .stdin(Stdio::null())
             .stdout(file)
             .stderr(err)
@@ -247,22 +394,78 @@ impl DemoRig {
             .map_err(|source| DemoError::Spawn {
                 what: what.to_owned(),
                 source,
-            })?;
-        self.children.push((what.to_owned(), child, log.to_owned()));
+            })
+    }
+
+    fn spawn(
+        &mut self,
+        what: &str,
+        program: &Path,
+        args: Vec<std::ffi::OsString>,
+        log: &Path,
+    ) -> Result<(), DemoError> {
+        let child = Self::start_process(what, program, &args, log)?;
+        self.children.push(Supervised {
+            what: what.to_owned(),
+            program: program.to_owned(),
+            args,
+            log: log.to_owned(),
+            child,
+            restarts: Vec::new(),
+        });
         Ok(())
     }
 
-    /// The first process that has exited, as an error with its log's tail.
+    /// Process ids by name (`controller`, `node 127.0.0.2`, …).
+    pub fn pids(&self) -> Vec<(String, u32)> {
+        self.children
+            .iter()
+            .map(|c| (c.what.clone(), c.child.id()))
+            .collect()
+    }
+
+    /// Once the rig is up: restarts every process that has exited, as systemd's
+    /// `Restart=on-failure` would, and says what it did. A process that keeps dying is an
+    /// error that ends the demo.
+    pub async fn supervise(&mut self) -> Result<Vec<Restarted>, DemoError> {
+        let mut done = Vec::new();
+        for c in &mut self.children {
+            let Ok(Some(status)) = c.child.try_wait() else {
+                continue;
+            };
+            let now = Instant::now();
+            c.restarts
+                .retain(|t| now.duration_since(*t) < RESTART_INTERVAL);
+            if c.restarts.len() >= RESTART_BURST {
+                return Err(DemoError::KeepsDying {
+                    what: c.what.clone(),
+                    restarts: c.restarts.len(),
+                    log: c.log.display().to_string(),
+                    tail: log_tail(&c.log),
+                });
+            }
+            tokio::time::sleep(RESTART_DELAY).await;
+            c.child = Self::start_process(&c.what, &c.program, &c.args, &c.log)?;
+            c.restarts.push(Instant::now());
+            done.push(Restarted {
+                what: c.what.clone(),
+                status: status.to_string(),
+                pid: c.child.id(),
+            });
+        }
+        Ok(done)
+    }
+
+    /// The first process that has exited, as an error with its log's tail (during
+    /// start-up, where a death is a configuration problem, not something to restart).
     pub fn check_alive(&mut self) -> Result<(), DemoError> {
-        for (what, child, log) in &mut self.children {
-            if let Ok(Some(status)) = child.try_wait() {
-                let text = fs::read_to_string(&*log).unwrap_or_default();
-                let tail: Vec<&str> = text.lines().rev().take(15).collect();
+        for c in &mut self.children {
+            if let Ok(Some(status)) = c.child.try_wait() {
                 return Err(DemoError::DiedEarly {
-                    what: what.clone(),
+                    what: c.what.clone(),
                     status: status.to_string(),
-                    log: log.display().to_string(),
-                    tail: tail.into_iter().rev().collect::<Vec<_>>().join("\n"),
+                    log: c.log.display().to_string(),
+                    tail: log_tail(&c.log),
                 });
             }
         }
@@ -296,11 +499,11 @@ impl DemoRig {
 
     /// SIGTERM to every process (controller first), then waits; SIGKILL after a timeout.
     pub fn stop(&mut self) {
-        for (_, child, _) in self.children.iter().rev() {
-            let _ = kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM);
+        for c in self.children.iter().rev() {
+            let _ = kill(Pid::from_raw(c.child.id() as i32), Signal::SIGTERM);
         }
         let deadline = Instant::now() + STOP_TIMEOUT;
-        for (what, child, _) in self.children.iter_mut().rev() {
+        for Supervised { what, child, .. } in self.children.iter_mut().rev() {
             loop {
                 match child.try_wait() {
                     Ok(Some(status)) => {
@@ -326,6 +529,13 @@ impl DemoRig {
         }
         self.children.clear();
     }
+}
+
+/// The last 15 lines of a log.
+fn log_tail(log: &Path) -> String {
+    let text = fs::read_to_string(log).unwrap_or_default();
+    let tail: Vec<&str> = text.lines().rev().take(15).collect();
+    tail.into_iter().rev().collect::<Vec<_>>().join("\n")
 }
 
 impl Drop for DemoRig {
@@ -361,9 +571,21 @@ pub async fn run(opts: DemoOptions) -> Result<(), DemoError> {
         _ = int.recv() => { rig.stop(); return Ok(()) }
     }
     println!("camrig demo is running.");
+    for line in &rig.substitutions {
+        println!("  note:       {line}");
+    }
     println!("  web UI:     {}", rig.url);
-    for i in 0..opts.nodes {
-        println!("  node {}:  {}:{NODE_PORT}", i + 1, node_ip(i));
+    let pids = rig.pids();
+    for (i, ip) in rig.node_ips.iter().enumerate() {
+        let pid = pids
+            .iter()
+            .find(|(what, _)| *what == format!("node {ip}"))
+            .map(|(_, pid)| *pid)
+            .unwrap_or_default();
+        println!("  node {}:     {ip}:{NODE_PORT} (pid {pid})", i + 1);
+    }
+    if let Some((_, pid)) = pids.iter().find(|(what, _)| what == "controller") {
+        println!("  controller: pid {pid}");
     }
     println!(
         "  downloads:  {}",
@@ -380,9 +602,19 @@ pub async fn run(opts: DemoOptions) -> Result<(), DemoError> {
         tokio::select! {
             _ = term.recv() => break Ok(()),
             _ = int.recv() => break Ok(()),
-            _ = ticker.tick() => {
-                if let Err(e) = rig.check_alive() { break Err(e) }
-            }
+            _ = ticker.tick() => match rig.supervise().await {
+                Ok(restarted) => {
+                    for r in restarted {
+                        let recovery = if r.what == "controller" {
+                            "it picks up its take history and any running take"
+                        } else {
+                            "it recovers an interrupted take; the controller shows it lost from that take"
+                        };
+                        println!("{} exited ({}); restarted it as pid {} ({recovery})", r.what, r.status, r.pid);
+                    }
+                }
+                Err(e) => break Err(e),
+            },
         }
     };
     println!("stopping the demo rig…");
@@ -407,14 +639,19 @@ mod tests {
 
     #[test]
     fn generated_controller_config_is_valid() {
-        let text = controller_config(Path::new("/tmp/d \"x\""), 8080, "tok", 2);
-        let c = camrig_controller::config::Config::parse(&text, Path::new("demo")).unwrap();
+        let text = controller_config(
+            Path::new("/tmp/d \"x\""),
+            8080,
+            "tok",
+            &[node_ip(0), node_ip(1)],
+        );
+        let c = camrig_config::controller::Config::parse(&text, Path::new("demo")).unwrap();
         assert_eq!(c.nodes.len(), 2);
         assert_eq!(c.nodes[1].address, "127.0.0.3");
         assert!(!c.require_node_sync);
         assert_eq!(
             c.nodes[0].rsync_source,
-            camrig_controller::config::RsyncSource::Local(
+            camrig_config::controller::RsyncSource::Local(
                 "/tmp/d \"x\"/nodes/127.0.0.2/recordings".into()
             )
         );

@@ -19,7 +19,8 @@ Exit codes:
   1    the controller refused or failed the command (message on stderr; with --json also
        {\"error\": ..., \"exit_code\": 1} on stdout), or it cannot be reached
   2    bad arguments
-  3    some node downloads failed verification or transfer (run download again to retry)
+  3    some node downloads failed verification or transfer (run download again to retry),
+       or VERIFY found sorted copies that no longer match
   130  camrig record was interrupted (Ctrl-C/SIGTERM); the take was stopped cleanly
 camrig provision keeps camrig-provision's own exit codes (see camrig provision --help).";
 
@@ -86,12 +87,21 @@ enum Cmd {
         #[arg(default_value = "")]
         note: String,
     },
-    /// Stop the running take.
+    /// Stop the running take. Exits 1 when any node of the take did not stop.
     Stop,
+    /// Abort whatever one node records (the recovery for a node that did not take STOP);
+    /// what it recorded is kept on the node.
+    AbortNode {
+        /// The node's address (or its 0-based index in the rig).
+        node: String,
+    },
     /// List takes with their download and verification state.
     Takes,
     /// Download, verify and sort a take (or every take not yet downloaded).
     Download { take: Option<String> },
+    /// Hash a take's sorted copies again against the manifests; a missing or damaged one
+    /// turns back to not verified (exit 3) and `camrig download` fetches it again.
+    Verify { take: String },
     /// Delete a verified take from the nodes (asks first). The controller checks its
     /// sorted copies again; each node deletes only if they match its manifest exactly.
     DeleteFromNodes {
@@ -103,14 +113,35 @@ enum Cmd {
         #[arg(long)]
         yes: bool,
     },
+    /// Show or change the rig's camera settings (exposure, gain, white balance, …).
+    #[command(subcommand)]
+    CameraSettings(SettingsCmd),
+    /// Make a verified take's sync report again on the controller and show its verdict.
+    SyncReport { take: String },
+    /// Export a sorted take (video_downloads/<take>) as one video file per camera, every
+    /// frame at its true time. Runs here, on any machine the take was copied to.
+    Export {
+        /// The sorted take directory (video_downloads/<take>).
+        take_dir: PathBuf,
+        /// Container: mkv or mp4.
+        #[arg(long, default_value = "mkv")]
+        format: String,
+        /// `common`: cut every camera to the slot range all cover, filling drops with the
+        /// previous frame, so every file has the same frame count.
+        #[arg(long, value_parser = ["common"])]
+        trim: Option<String>,
+        /// Output directory (default <take dir>/export/).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// Run a controller and N synthetic-camera nodes on this machine.
     Demo {
-        /// Number of nodes (127.0.0.2, 127.0.0.3, …).
+        /// Number of nodes (127.0.0.2, 127.0.0.3, …, or the next free addresses).
         #[arg(long, default_value_t = 2)]
         nodes: usize,
-        /// Web UI port on 127.0.0.1.
-        #[arg(long, default_value_t = 8080)]
-        port: u16,
+        /// Web UI port on 127.0.0.1 [default: 8080, or a free one when 8080 is taken].
+        #[arg(long)]
+        port: Option<u16>,
         /// Directory for configs, recordings, downloads and logs (default: a new one in /tmp).
         #[arg(long)]
         dir: Option<PathBuf>,
@@ -118,6 +149,44 @@ enum Cmd {
     /// Turn a site file into one identity and one flashable card per Pi.
     #[command(subcommand)]
     Provision(camrig_provision::Command),
+}
+
+#[derive(Subcommand)]
+enum SettingsCmd {
+    /// Every camera's settings and the values it applied to its latest frame.
+    Show,
+    /// Set the same settings on every camera (settings not given are automatic).
+    Set {
+        /// Exposure time in µs, or auto.
+        #[arg(long)]
+        exposure_us: Option<String>,
+        /// Analogue gain (1.0 = none), or auto.
+        #[arg(long)]
+        gain: Option<String>,
+        /// White balance: auto, a mode (daylight, tungsten, …) or colour gains red,blue.
+        #[arg(long)]
+        awb: Option<String>,
+        /// Lens position in dioptres, or auto.
+        #[arg(long)]
+        focus: Option<String>,
+        /// auto, off, fast, high_quality or minimal.
+        #[arg(long)]
+        noise_reduction: Option<String>,
+        /// Frames per second (the nodes' camera.fps), or auto.
+        #[arg(long)]
+        frame_rate: Option<String>,
+        /// Only these node addresses (repeatable); default every node.
+        #[arg(long = "node")]
+        nodes: Vec<String>,
+    },
+    /// Freeze exposure, gain and colour where they are: every camera takes the reference
+    /// camera's values (NODE:CAMERA), or its own without --reference.
+    Lock {
+        #[arg(long)]
+        reference: Option<String>,
+    },
+    /// Back to automatic exposure, gain, white balance and focus.
+    Unlock,
 }
 
 fn main() -> ExitCode {
@@ -198,6 +267,7 @@ fn main() -> ExitCode {
             }
             Cmd::Mark { note } => commands::mark(&client, &note).await,
             Cmd::Stop => commands::stop(&client).await,
+            Cmd::AbortNode { node } => commands::abort_node(&client, &node).await,
             Cmd::Takes => commands::takes(&client).await,
             // Not a terminal (a script, a pipe, cron): one summary line per take instead of
             // progress bars.
@@ -232,8 +302,54 @@ fn main() -> ExitCode {
                 }
                 Err(e) => Err(e),
             },
+            Cmd::Verify { take } => match commands::verify(&client, &take).await {
+                Ok(0) => Ok(()),
+                Ok(_) => return ExitCode::from(3),
+                Err(e) => Err(e),
+            },
             Cmd::DeleteFromNodes { take, nodes, yes } => {
                 commands::delete_from_nodes(&client, &take, &nodes, yes).await
+            }
+            Cmd::CameraSettings(c) => match c {
+                SettingsCmd::Show => commands::camera_settings_show(&client).await,
+                SettingsCmd::Set {
+                    exposure_us,
+                    gain,
+                    awb,
+                    focus,
+                    noise_reduction,
+                    frame_rate,
+                    nodes,
+                } => {
+                    let args = commands::SettingsArgs {
+                        exposure_us,
+                        analogue_gain: gain,
+                        awb,
+                        focus,
+                        noise_reduction,
+                        frame_rate,
+                    };
+                    commands::camera_settings_set(&client, &args, &nodes).await
+                }
+                SettingsCmd::Lock { reference } => {
+                    commands::camera_settings_lock(&client, reference.as_deref()).await
+                }
+                SettingsCmd::Unlock => commands::camera_settings_unlock(&client).await,
+            },
+            Cmd::SyncReport { take } => commands::sync_report(&client, &take).await,
+            Cmd::Export {
+                take_dir,
+                format,
+                trim,
+                out,
+            } => {
+                return match commands::export(&take_dir, &format, trim.is_some(), out) {
+                    Ok(()) => ExitCode::SUCCESS,
+                    Err(e) => {
+                        eprintln!("camrig export: {e}");
+                        ExitCode::FAILURE
+                    }
+                };
             }
             Cmd::Provision(_) => unreachable!("handled before the runtime starts"),
             Cmd::Demo { nodes, port, dir } => {
@@ -292,9 +408,21 @@ async fn json_command(client: &ControllerClient, command: &Cmd) -> Option<ExitCo
                 print(&v);
                 ExitCode::SUCCESS
             }),
+        // As without --json: exit 1 when a node of the take did not stop (the take, with
+        // each node's state, is still printed).
         Cmd::Stop => client.stop().await.map(|v| {
             print(&v);
-            ExitCode::SUCCESS
+            let failed = v
+                .nodes
+                .iter()
+                .filter(|n| n.state == camrig_protocol::views::TakeNodeState::Failed)
+                .count();
+            if failed > 0 {
+                eprintln!("camrig: {failed} node(s) did not stop; see the take's nodes");
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            }
         }),
         Cmd::Download { take } => scripting::download_report(client, take.as_deref())
             .await

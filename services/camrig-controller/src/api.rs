@@ -6,18 +6,20 @@ use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::rejection::{JsonRejection, PathRejection};
-use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use camrig_protocol::camera_settings::CameraSettings;
 use futures_util::stream::{self, Stream, StreamExt};
 
+use crate::camera_settings::LockRequest;
 use crate::http_error::ApiError;
 use crate::rig::Rig;
-use crate::views::{DeleteFromNodes, MarkTake, StartTake};
+use crate::views::{DeleteFromNodes, ExportRequest, MarkTake, StartTake};
 
 /// Largest request body accepted (413 beyond), as on the node.
 pub const MAX_BODY_BYTES: usize = camrig_protocol::api::MAX_BODY_BYTES;
@@ -33,19 +35,38 @@ pub fn router(rig: Arc<Rig>) -> Router {
         .route("/api/takes/current/stop", post(stop_take))
         .route("/api/takes/{name}", get(get_take))
         .route("/api/takes/{name}/download", post(download_take))
+        .route("/api/takes/{name}/verify", post(verify_take))
+        .route(
+            "/api/takes/{name}/sync-report",
+            get(get_sync_report).post(make_sync_report),
+        )
+        .route("/api/takes/{name}/frames.csv", get(get_frames_csv))
+        .route("/api/takes/{name}/export", post(export_take))
         .route(
             "/api/takes/{name}/delete-from-nodes",
             post(delete_from_nodes),
         )
         .route("/api/downloads", get(list_downloads).post(download_pending))
+        .route("/api/nodes/{index}/abort", post(abort_node))
         .route("/api/events", get(events))
+        .route(
+            "/api/camera-settings",
+            get(get_camera_settings).put(put_camera_settings),
+        )
+        .route("/api/camera-settings/lock", post(lock_camera_settings))
+        .route("/api/camera-settings/unlock", post(unlock_camera_settings))
         .route(
             "/api/nodes/{index}/cameras/{camera}/preview.jpg",
             get(preview),
         )
         .route("/metrics", get(metrics))
         .route("/api", get(api_not_found))
-        .route("/api/{*rest}", get(api_not_found).post(api_not_found))
+        .route(
+            "/api/{*rest}",
+            get(api_not_found).post(api_not_found).put(api_not_found),
+        )
+        // After every route: it applies to the routes already added.
+        .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(rig)
 }
@@ -137,6 +158,14 @@ async fn download_take(
         .into_response())
 }
 
+async fn verify_take(
+    State(rig): State<Arc<Rig>>,
+    path: Result<Path<String>, PathRejection>,
+) -> ApiResult<Response> {
+    let name = take_name(path)?;
+    Ok(Json(rig.verify_take(&name).await?).into_response())
+}
+
 /// The body is optional: none (or `{}`) means every node that recorded the take.
 async fn delete_from_nodes(
     State(rig): State<Arc<Rig>>,
@@ -153,12 +182,84 @@ async fn delete_from_nodes(
     Ok(Json(rig.delete_from_nodes(&name, req).await?).into_response())
 }
 
+/// The take's sync report as written beside its node folders (404 before there is one).
+async fn get_sync_report(
+    State(rig): State<Arc<Rig>>,
+    path: Result<Path<String>, PathRejection>,
+) -> ApiResult<Response> {
+    let name = take_name(path)?;
+    let take = rig
+        .store
+        .take_by_name(&name)?
+        .ok_or_else(|| ApiError::not_found(format!("no take named {name:?}")))?;
+    let dir = rig.take_dir(&name);
+    match crate::take_dir::read_report(&dir, &name) {
+        Ok(r) => Ok(Json(r).into_response()),
+        Err(crate::take_dir::TakeDirError::Missing { .. }) => Err(ApiError::not_found(
+            take.sync_error.map_or_else(
+                || format!("take {name} has no sync report yet: it is made when the take is verified (POST to make it now)"),
+                |e| format!("take {name} has no sync report: {e}"),
+            ),
+        )),
+        Err(e) => Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, e.to_string())),
+    }
+}
+
+/// Makes the sync report again (or for the first time), from the sorted files.
+async fn make_sync_report(
+    State(rig): State<Arc<Rig>>,
+    path: Result<Path<String>, PathRejection>,
+) -> ApiResult<Response> {
+    let name = take_name(path)?;
+    Ok(Json(rig.make_sync_report(&name).await?).into_response())
+}
+
+async fn get_frames_csv(
+    State(rig): State<Arc<Rig>>,
+    path: Result<Path<String>, PathRejection>,
+) -> ApiResult<Response> {
+    let name = take_name(path)?;
+    let p = crate::take_dir::frames_path(&rig.take_dir(&name), &name);
+    let csv = tokio::fs::read(&p).await.map_err(|_| {
+        ApiError::not_found(format!(
+            "take {name} has no frames table yet (it comes with the sync report)"
+        ))
+    })?;
+    Ok(([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], csv).into_response())
+}
+
+/// Starts an export on the controller; progress in the take's `export`.
+async fn export_take(
+    State(rig): State<Arc<Rig>>,
+    path: Result<Path<String>, PathRejection>,
+    raw: axum::body::Bytes,
+) -> ApiResult<Response> {
+    let name = take_name(path)?;
+    let req: ExportRequest = if raw.iter().all(u8::is_ascii_whitespace) {
+        serde_json::from_str("{}").expect("defaults")
+    } else {
+        serde_json::from_slice(&raw)
+            .map_err(|e| ApiError::bad_request(format!("bad JSON body: {e}")))?
+    };
+    Ok((StatusCode::ACCEPTED, Json(rig.start_export(&name, req)?)).into_response())
+}
+
 async fn list_downloads(State(rig): State<Arc<Rig>>) -> ApiResult<Response> {
     Ok(Json(rig.downloads_view()?).into_response())
 }
 
 async fn download_pending(State(rig): State<Arc<Rig>>) -> ApiResult<Response> {
     Ok((StatusCode::ACCEPTED, Json(rig.download_pending()?)).into_response())
+}
+
+async fn abort_node(
+    State(rig): State<Arc<Rig>>,
+    path: Result<Path<usize>, PathRejection>,
+) -> ApiResult<Response> {
+    let Path(index) = path.map_err(|e| {
+        ApiError::bad_request(format!("node index must be a number: {}", e.body_text()))
+    })?;
+    Ok(Json(rig.abort_node(index).await?).into_response())
 }
 
 async fn preview(
@@ -212,6 +313,60 @@ async fn metrics(State(rig): State<Arc<Rig>>) -> Response {
         rig.metrics.render(&rig.fleet, &rig.config),
     )
         .into_response()
+}
+
+async fn get_camera_settings(State(rig): State<Arc<Rig>>) -> Response {
+    Json(rig.camera_settings_view().await).into_response()
+}
+
+/// `?nodes=a,b`: only those nodes (by address); none = every node.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SettingsTargets {
+    #[serde(default)]
+    nodes: String,
+}
+
+async fn put_camera_settings(
+    State(rig): State<Arc<Rig>>,
+    query: Result<Query<SettingsTargets>, QueryRejection>,
+    parsed: Result<Json<CameraSettings>, JsonRejection>,
+) -> ApiResult<Response> {
+    let Query(targets) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let settings = body(parsed)?;
+    let nodes: Vec<String> = targets
+        .nodes
+        .split(',')
+        .map(str::trim)
+        .filter(|a| !a.is_empty())
+        .map(str::to_owned)
+        .collect();
+    Ok(Json(rig.put_camera_settings(settings, &nodes).await?).into_response())
+}
+
+/// The body is optional: none (or `{}`) locks each camera to its own values.
+async fn lock_camera_settings(
+    State(rig): State<Arc<Rig>>,
+    raw: axum::body::Bytes,
+) -> ApiResult<Response> {
+    let req: LockRequest = if raw.iter().all(u8::is_ascii_whitespace) {
+        LockRequest::default()
+    } else {
+        serde_json::from_slice(&raw)
+            .map_err(|e| ApiError::bad_request(format!("bad JSON body: {e}")))?
+    };
+    Ok(Json(rig.lock_camera_settings(req).await?).into_response())
+}
+
+async fn unlock_camera_settings(State(rig): State<Arc<Rig>>) -> ApiResult<Response> {
+    Ok(Json(rig.unlock_camera_settings().await?).into_response())
+}
+
+async fn method_not_allowed(method: axum::http::Method) -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        format!("{method} is not allowed on this endpoint; see API.md for each endpoint's methods"),
+    )
 }
 
 async fn api_not_found() -> ApiError {
@@ -422,6 +577,21 @@ mod tests {
         let (s, _, body) = call(&rig, "GET", "/api/bogus", None).await;
         assert_eq!(s, StatusCode::NOT_FOUND);
         assert!(error_of(&body).contains("API.md"));
+        // A wrong method gets a JSON error too, not an empty 405.
+        for (method, path) in [
+            ("PUT", "/api/takes"),
+            ("DELETE", "/api/takes/t1"),
+            ("GET", "/api/takes/current/stop"),
+            ("PATCH", "/api/bogus"),
+        ] {
+            let (s, ctype, body) = call(&rig, method, path, None).await;
+            assert_eq!(s, StatusCode::METHOD_NOT_ALLOWED, "{method} {path}");
+            assert!(
+                ctype.starts_with("application/json"),
+                "{method} {path}: {ctype}"
+            );
+            assert!(error_of(&body).contains(method), "{body}");
+        }
         assert!(
             rig.store.list_takes().unwrap().is_empty(),
             "nothing was recorded"

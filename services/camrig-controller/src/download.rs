@@ -234,6 +234,9 @@ impl Rig {
             p.message = reason.map(str::to_owned);
         });
         self.changed();
+        if result.is_ok() {
+            self.report_if_verified(take.as_str()).await;
+        }
     }
 
     async fn download_node_inner(

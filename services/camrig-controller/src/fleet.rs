@@ -7,6 +7,8 @@ use std::sync::RwLock;
 use std::time::{Duration, Instant};
 
 use camrig_protocol::api::{NodeState, NodeStatus};
+use camrig_protocol::grid::FrameGrid;
+use camrig_protocol::phase::LockState;
 use camrig_protocol::{now_unix_ns, UnixNanos};
 
 use crate::clock_probe::{self, ClockSample};
@@ -57,6 +59,9 @@ pub enum Blocker {
     /// The node cannot record at all (no camera, free space below its floor); nothing
     /// overrides this.
     CannotRecord(String),
+    /// A camera is still pulling its frames onto the rig's grid (`locking`); the clock
+    /// override lets it through, recorded as for the clock.
+    Phase(String),
 }
 
 impl Blocker {
@@ -65,7 +70,8 @@ impl Blocker {
             Blocker::Unreachable(m)
             | Blocker::Clock(m)
             | Blocker::Busy(m)
-            | Blocker::CannotRecord(m) => m,
+            | Blocker::CannotRecord(m)
+            | Blocker::Phase(m) => m,
         }
     }
 }
@@ -255,7 +261,7 @@ impl Fleet {
                     config.max_clock_offset_ns as f64 / 1e6
                 )))
             }
-            Some(_) => None,
+            Some(_) => phase_blocker(&who, status),
         }
     }
 
@@ -300,6 +306,43 @@ impl Fleet {
         (!problems.is_empty()).then(|| format!("node {who}: {}", problems.join("; ")))
     }
 
+    /// What does not block START but is recorded with the take: cameras whose phase lock is
+    /// `unavailable` (no frame-duration control, no headroom, switched off), with the reason.
+    pub fn phase_warnings(&self, index: usize) -> Vec<String> {
+        let slot = &self.nodes[index];
+        let who = slot.config.display();
+        let live = slot.live.read().expect("fleet lock poisoned");
+        let Some(status) = live.status.as_ref().filter(|_| is_fresh(live.last_ok)) else {
+            return Vec::new();
+        };
+        status
+            .cameras
+            .iter()
+            .filter_map(|c| {
+                let p = c.phase.as_ref()?;
+                (p.state == LockState::Unavailable).then(|| {
+                    format!(
+                        "node {who} cam{}: phase lock unavailable ({}); its frames are not on the rig's grid",
+                        c.index + 1,
+                        p.reason.as_deref().unwrap_or("no reason given")
+                    )
+                })
+            })
+            .collect()
+    }
+
+    /// The rig's frame grid, from the frame rate of the first camera a node reports: where
+    /// START and STOP are placed. `None` before any node answered.
+    pub fn grid(&self) -> Option<FrameGrid> {
+        self.nodes.iter().find_map(|slot| {
+            let live = slot.live.read().expect("fleet lock poisoned");
+            let status = live.status.as_ref()?;
+            let mode = &status.cameras.first()?.mode;
+            let fps: f64 = mode.rsplit_once('@')?.1.parse().ok()?;
+            FrameGrid::new(fps).ok()
+        })
+    }
+
     pub fn view(&self, index: usize, config: &Config) -> NodeView {
         let slot = &self.nodes[index];
         let live = slot.live.read().expect("fleet lock poisoned").clone();
@@ -340,6 +383,35 @@ fn minutes(seconds: u64) -> String {
 
 fn is_fresh(last_ok: Option<Instant>) -> bool {
     last_ok.is_some_and(|t| t.elapsed() < UNREACHABLE_AFTER)
+}
+
+/// A node blocks START while any of its cameras is `locking`: its frames are not yet on the
+/// grid, so the take's first frames would not be the same slots as the other nodes'.
+fn phase_blocker(who: &str, status: &NodeStatus) -> Option<Blocker> {
+    let locking: Vec<String> = status
+        .cameras
+        .iter()
+        .filter_map(|c| {
+            let p = c.phase.as_ref()?;
+            (p.state == LockState::Locking).then(|| {
+                format!(
+                    "cam{} is still phase-locking (error p99 {:.1} µs over the last second{})",
+                    c.index + 1,
+                    p.error_ns.p99 as f64 / 1e3,
+                    p.reason
+                        .as_deref()
+                        .map(|r| format!("; {r}"))
+                        .unwrap_or_default()
+                )
+            })
+        })
+        .collect();
+    (!locking.is_empty()).then(|| {
+        Blocker::Phase(format!(
+            "node {who}: {}: its frames are not on the rig's grid yet",
+            locking.join(", ")
+        ))
+    })
 }
 
 #[cfg(test)]

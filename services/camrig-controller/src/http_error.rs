@@ -6,6 +6,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 
+use crate::camera_settings::SettingsError;
 use crate::take_control::TakeError;
 use crate::take_store::StoreError;
 use crate::views::{ApiErrorBody, NodeFailure};
@@ -58,13 +59,50 @@ impl From<StoreError> for ApiError {
     }
 }
 
+impl From<SettingsError> for ApiError {
+    fn from(e: SettingsError) -> ApiError {
+        let status = match &e {
+            SettingsError::TakeRunning(_) | SettingsError::NoReference(_) => StatusCode::CONFLICT,
+            SettingsError::BadRequest(_) | SettingsError::Unsupported(_) => StatusCode::BAD_REQUEST,
+            SettingsError::NodesUnreadable(_) => StatusCode::BAD_GATEWAY,
+            SettingsError::ApplyFailed { conflict: true, .. } => StatusCode::CONFLICT,
+            SettingsError::ApplyFailed {
+                conflict: false, ..
+            } => StatusCode::BAD_GATEWAY,
+            SettingsError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        let nodes = match &e {
+            SettingsError::NodesUnreadable(f) | SettingsError::ApplyFailed { failures: f, .. } => {
+                f.clone()
+            }
+            _ => Vec::new(),
+        };
+        if let SettingsError::Store(inner) = e {
+            return inner.into();
+        }
+        ApiError {
+            status,
+            message: e.to_string(),
+            nodes,
+        }
+    }
+}
+
 impl From<TakeError> for ApiError {
     fn from(e: TakeError) -> ApiError {
         let status = match &e {
             TakeError::BadName(_) | TakeError::NoteTooLong(_) | TakeError::BadNode(_) => {
                 StatusCode::BAD_REQUEST
             }
-            TakeError::UnknownTake(_) => StatusCode::NOT_FOUND,
+            TakeError::UnknownTake(_) | TakeError::UnknownNode(_) => StatusCode::NOT_FOUND,
+            TakeError::StopIncomplete { conflict: true, .. }
+            | TakeError::AbortFailed { conflict: true, .. } => StatusCode::CONFLICT,
+            TakeError::StopIncomplete {
+                conflict: false, ..
+            }
+            | TakeError::AbortFailed {
+                conflict: false, ..
+            } => StatusCode::BAD_GATEWAY,
             TakeError::TakeRunning(_)
             | TakeError::NameUsed(_)
             | TakeError::NotReady(_)
@@ -85,9 +123,10 @@ impl From<TakeError> for ApiError {
             return inner.into();
         }
         let nodes = match &e {
-            TakeError::ArmFailed { failures, .. } | TakeError::DeleteFailed { failures, .. } => {
-                failures.clone()
-            }
+            TakeError::ArmFailed { failures, .. }
+            | TakeError::DeleteFailed { failures, .. }
+            | TakeError::StopIncomplete { failures, .. }
+            | TakeError::AbortFailed { failures, .. } => failures.clone(),
             _ => Vec::new(),
         };
         ApiError {

@@ -11,17 +11,24 @@
 //! - [`rsync`], [`download`] and [`download_verifier`]: pulling, verifying (while the
 //!   transfer goes on) and sorting recorded files; [`ssh_master`] keeps one SSH
 //!   connection per node open so a download starts without a handshake.
+//! - [`camera_settings`]: rig-wide camera settings, LOCK and UNLOCK, checked then fanned out.
 //! - [`node_deletion`]: DELETE FROM NODES, for verified takes only, re-checked first.
 //! - [`api`], [`http_error`], [`views`]: the HTTP surface and its JSON.
 //! - [`status_line`]: the systemd STATUS= line.
+//! - [`sync_report`] (pure) and [`take_dir`] (the sorted take on disk): each verified take's
+//!   sync report and frames table; [`export`]: one video file per camera, true frame times;
+//!   [`take_reports`]: running both on the controller.
 //! - [`metrics`]: the Prometheus `/metrics` series; [`webhook`]: take events POSTed to
 //!   the studio's URL.
 
 pub mod api;
+pub mod camera_settings;
 pub mod clock_probe;
-pub mod config;
+/// The controller's config schema lives in camrig-config (one schema for readers and writers).
+pub use camrig_config::controller as config;
 pub mod download;
 pub mod download_verifier;
+pub mod export;
 pub mod fleet;
 pub mod http_error;
 pub mod metrics;
@@ -31,8 +38,12 @@ pub mod rig;
 pub mod rsync;
 pub mod ssh_master;
 pub mod status_line;
+pub mod sync_report;
 pub mod take_control;
+pub mod take_dir;
+pub mod take_reports;
 pub mod take_store;
+pub mod take_verification;
 /// The `/api` bodies live in camrig-protocol (the CLI reads them without the controller).
 pub use camrig_protocol::views;
 pub mod webhook;
@@ -81,6 +92,10 @@ pub async fn run(
     store.fail_interrupted_downloads()?;
     store.fail_interrupted_deletions()?;
     let rig = Rig::new(config, store);
+    {
+        let r = rig.clone();
+        tokio::spawn(async move { r.report_unreported().await });
+    }
     if let Some(take) = rig.store.current_take()? {
         tracing::info!(
             take = take.name,

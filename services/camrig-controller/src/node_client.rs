@@ -7,6 +7,7 @@ use camrig_protocol::api::{
     AbortRequest, CommandReply, DeleteTakeReply, DeleteTakeRequest, ErrorBody, MarkRequest,
     NodeStatus, StartRequest, StopRequest, TimeReply,
 };
+use camrig_protocol::camera_settings::{ApplySettingsRequest, NodeCameraSettings};
 use camrig_protocol::manifest::TakeManifest;
 use camrig_protocol::take_name::TakeName;
 
@@ -149,6 +150,19 @@ impl NodeClient {
                 .json(req),
         )
         .await
+    }
+
+    pub async fn camera_settings(&self) -> Result<NodeCameraSettings, NodeError> {
+        self.json(self.http.get(self.url("/v1/camera-settings")))
+            .await
+    }
+
+    pub async fn apply_camera_settings(
+        &self,
+        req: &ApplySettingsRequest,
+    ) -> Result<NodeCameraSettings, NodeError> {
+        self.json(self.http.put(self.url("/v1/camera-settings")).json(req))
+            .await
     }
 
     /// The latest preview JPEG of camera `n` (1-based).

@@ -24,6 +24,7 @@ pub struct Rig {
     pub ssh_masters: SshMasters,
     pub metrics: ControllerMetrics,
     pub webhook: Webhook,
+    pub exports: crate::take_reports::Exports,
     /// Serialises START/MARK/STOP and the take monitor: one command at a time. Shared so
     /// START can hand its guard to the bookkeeping it finishes after answering.
     pub(crate) command_lock: Arc<Mutex<()>>,
@@ -32,6 +33,8 @@ pub struct Rig {
     changes: watch::Sender<u64>,
     /// Every change of a node deletion, for the SSE `node_deletion` event.
     deletions: broadcast::Sender<NodeDeletionEvent>,
+    /// The camera settings this controller last applied to the rig.
+    pub(crate) rig_settings: std::sync::Mutex<crate::camera_settings::RigSettings>,
 }
 
 impl Rig {
@@ -48,10 +51,12 @@ impl Rig {
             fleet,
             downloads,
             ssh_masters,
+            exports: Default::default(),
             command_lock: Arc::new(Mutex::new(())),
             deletion_lock: Mutex::new(()),
             changes: watch::channel(0).0,
             deletions: broadcast::channel(64).0,
+            rig_settings: Default::default(),
         })
     }
 
@@ -90,6 +95,7 @@ impl Rig {
         {
             take.download = TakeDownload::Downloading;
         }
+        take.export = self.exports.get(take.id);
         take
     }
 
@@ -125,7 +131,13 @@ impl Rig {
             None if nodes_busy => RigState::Stopping,
             None => RigState::Idle,
             Some(t) => {
-                if t.nodes.iter().any(|n| n.state == TakeNodeState::Recording) {
+                let any = |state: TakeNodeState| t.nodes.iter().any(|n| n.state == state);
+                if !any(TakeNodeState::Recording) && !any(TakeNodeState::Armed) {
+                    // Every node of the take was lost: nothing is armed, nothing records.
+                    RigState::Failed
+                } else if t.stop_at_ns.is_some() {
+                    RigState::Stopping
+                } else if any(TakeNodeState::Recording) {
                     RigState::Recording
                 } else {
                     RigState::Armed

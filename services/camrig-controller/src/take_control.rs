@@ -15,8 +15,10 @@ use futures_util::future::join_all;
 use crate::fleet::Blocker;
 use crate::rig::Rig;
 use crate::take_store::{NewTake, NewTakeNode, StoreError};
-use crate::views::{MarkTake, MarkerNodeView, MarkerView, NodeFailure, StartTake, TakeView};
-use crate::views::{TakeNodeState, TakeState};
+use crate::views::{
+    AbortNodeView, MarkTake, MarkerNodeView, MarkerView, NodeFailure, StartTake, TakeNodeState,
+    TakeState, TakeView,
+};
 use crate::webhook::{WebhookEvent, WebhookKind};
 
 /// Longest MARK note accepted (characters).
@@ -46,6 +48,20 @@ pub enum TakeError {
     },
     #[error("no take is recording; start one first")]
     NoTake,
+    #[error("take {take} is not stopped: {} node(s) did not take the STOP and may still record: {}; STOP again, or abort that node (`camrig abort-node <address>`, or Abort in the web UI)", .failures.len(), describe(.failures))]
+    StopIncomplete {
+        take: String,
+        /// Some node refused (4xx) rather than being unreachable.
+        conflict: bool,
+        failures: Vec<NodeFailure>,
+    },
+    #[error("abort failed: {}", describe(.failures))]
+    AbortFailed {
+        conflict: bool,
+        failures: Vec<NodeFailure>,
+    },
+    #[error("{0}")]
+    UnknownNode(String),
     #[error("no take named {0:?}")]
     UnknownTake(String),
     #[error("take {0:?} is still recording; stop it before downloading")]
@@ -86,6 +102,16 @@ pub fn new_command_id() -> String {
 }
 
 impl Rig {
+    /// START and STOP fall half a frame period between two grid instants (at or after `at`),
+    /// so a camera locked to the grid never has a frame on the edge of a take: every locked
+    /// camera's first and last frame are the same slot. Segment cuts follow from START.
+    fn place_on_grid(&self, at: UnixNanos) -> UnixNanos {
+        match self.fleet.grid() {
+            Some(grid) => grid.midpoint_at_or_after(at),
+            None => at,
+        }
+    }
+
     pub async fn start_take(self: &Arc<Self>, req: StartTake) -> Result<TakeView, TakeError> {
         let began = std::time::Instant::now();
         let name = TakeName::parse(req.name.trim())?;
@@ -119,8 +145,14 @@ impl Rig {
                     refusals.push(format!("{m}; wait for the clock, or override"))
                 }
                 Some(Blocker::Clock(m)) => overridden.push(m),
+                Some(Blocker::Phase(m)) if !req.override_clock => {
+                    refusals.push(format!("{m}; wait until it shows `locked`, or override"))
+                }
+                Some(Blocker::Phase(m)) => overridden.push(m),
                 Some(Blocker::Busy(m)) => {
-                    refusals.push(format!("{m}; stop it or wait until it finishes"))
+                    refusals.push(format!(
+                    "{m}; wait until it finishes, or abort it (`camrig abort-node`, or Abort in the web UI)"
+                ))
                 }
                 Some(Blocker::CannotRecord(m)) => refusals.push(m),
             }
@@ -139,10 +171,17 @@ impl Rig {
             self.metrics.starts_refused.inc();
             return Err(TakeError::NotReady(refusals));
         }
+        // Cameras that cannot lock do not block START; the take records that they did not.
+        for i in 0..nodes.len() {
+            for w in self.fleet.phase_warnings(i) {
+                tracing::warn!("{w}");
+                overridden.push(format!("warning: {w}"));
+            }
+        }
 
         let command_id = new_command_id();
         let created = now_unix_ns();
-        let start_at = created + self.config.start_lead.as_nanos() as UnixNanos;
+        let start_at = self.place_on_grid(created + self.config.start_lead.as_nanos() as UnixNanos);
         let id = self.store.insert_take(&NewTake {
             name: name.as_str(),
             command_id: &command_id,
@@ -331,14 +370,34 @@ impl Rig {
         })
     }
 
+    /// STOP: every node still in the take gets the take's one stop instant. The take is
+    /// `stopped` only when every such node took it (a node lost earlier keeps its reason and
+    /// does not hold the take open); otherwise it stays open, the answer names each node
+    /// that did not take it and why, and the recovery is STOP again or abort that node
+    /// ([`Rig::abort_node`]). A STOP whose instant falls before the take's start instant
+    /// cancels the take instead ([`Rig::cancel_take`]).
     pub async fn stop_take(self: &Arc<Self>) -> Result<TakeView, TakeError> {
         let _guard = self.command_lock.lock().await;
         let take = self.store.current_take()?.ok_or(TakeError::NoTake)?;
-        let stop_at = now_unix_ns() + self.config.stop_lead.as_nanos() as UnixNanos;
-        self.store.set_stop(take.id, stop_at)?;
+        // A STOP again (some node did not take the first) keeps the first instant: every
+        // node's take ends at the same instant.
+        let stop_at = match take.stop_at_ns {
+            Some(at) => at,
+            None => {
+                let at = self
+                    .place_on_grid(now_unix_ns() + self.config.stop_lead.as_nanos() as UnixNanos);
+                self.store.set_stop(take.id, at)?;
+                at
+            }
+        };
+        if stop_at <= take.start_at_ns {
+            return self.cancel_take(take).await;
+        }
         let request = StopRequest {
             stop_at_ns: stop_at,
-            command_id: new_command_id(),
+            // One id per take: a node that took a STOP whose answer was lost answers the
+            // repeat as it did the first time.
+            command_id: format!("{}-stop", take.command_id),
         };
         // Nodes we lost during the take get the STOP too: one that is back and still
         // recording must not record forever.
@@ -349,6 +408,8 @@ impl Rig {
             .filter_map(|n| self.fleet.by_address(&n.address).map(|slot| (n, slot)))
             .collect();
         let replies = join_all(targets.iter().map(|(_, n)| n.client.stop(&request))).await;
+        let mut failures = Vec::new();
+        let mut conflict = false;
         for ((node, slot), reply) in targets.iter().zip(replies) {
             let index = self
                 .fleet
@@ -360,6 +421,7 @@ impl Rig {
                 take.id,
                 &node.address,
                 self.fleet.clock(index).map(|c| c.offset_ns),
+                self.fleet.clock(index).map(|c| c.rtt_ns),
             )?;
             match reply {
                 Ok(_) => self.store.set_node_state(
@@ -370,13 +432,54 @@ impl Rig {
                 )?,
                 // A node already lost keeps the reason it was lost for.
                 Err(_) if node.state == TakeNodeState::Failed => {}
-                Err(e) => self.store.set_node_state(
-                    take.id,
-                    &node.address,
-                    TakeNodeState::Failed,
-                    Some(&format!("STOP not taken: {e}")),
-                )?,
+                Err(e) => {
+                    // A node that refuses because it records nothing (it ended the take
+                    // itself) holds nothing open: ask it what it is doing.
+                    let idle = match slot.client.status().await {
+                        Ok(s) => {
+                            s.state == NodeState::Idle
+                                || s.take.as_ref().map(TakeName::as_str) != Some(take.name.as_str())
+                        }
+                        Err(_) => false,
+                    };
+                    if idle && e.is_conflict() {
+                        self.store.set_node_state(
+                            take.id,
+                            &node.address,
+                            TakeNodeState::Failed,
+                            Some(&format!("not recording the take when STOP came: {e}")),
+                        )?;
+                        continue;
+                    }
+                    conflict |= e.is_conflict();
+                    // Still armed or recording as far as we know: the state stays, the
+                    // reason says STOP did not get through.
+                    self.store.set_node_state(
+                        take.id,
+                        &node.address,
+                        node.state,
+                        Some(&format!("STOP not taken: {e}")),
+                    )?;
+                    failures.push(NodeFailure {
+                        address: node.address.clone(),
+                        error: e.to_string(),
+                    });
+                }
             }
+        }
+        self.changed();
+        if !failures.is_empty() {
+            tracing::warn!(
+                take = take.name,
+                stop_at,
+                failed = failures.len(),
+                "stop not taken by every node; the take stays open"
+            );
+            return Err(TakeError::StopIncomplete {
+                take: take.name,
+                conflict,
+                failures,
+            });
         }
         self.store.set_take_state(take.id, TakeState::Stopped)?;
         tracing::info!(take = take.name, stop_at, "stop fanned out");
@@ -385,6 +488,168 @@ impl Rig {
             .send(WebhookEvent::new(WebhookKind::TakeStopped, &take.name));
         let take = self.store.take(take.id)?.expect("take just written");
         Ok(self.take_view(take))
+    }
+
+    /// STOP before the take's start instant: nothing can have been recorded yet, so every
+    /// node is told to abort (the node removes the take's empty directory) and the take
+    /// becomes `cancelled`, its name free again. A node that began recording after all (a
+    /// repeated STOP that came late) keeps what it recorded and shows `stopped`.
+    async fn cancel_take(self: &Arc<Self>, take: TakeView) -> Result<TakeView, TakeError> {
+        let request = AbortRequest {
+            command_id: format!("{}-cancel", take.command_id),
+        };
+        let targets: Vec<_> = take
+            .nodes
+            .iter()
+            .filter(|n| was_armed(n.state))
+            .filter_map(|n| self.fleet.by_address(&n.address).map(|slot| (n, slot)))
+            .collect();
+        let replies = join_all(targets.iter().map(|(_, n)| n.client.abort(&request))).await;
+        let mut failures = Vec::new();
+        let mut conflict = false;
+        let mut recorded = false;
+        for ((node, _), reply) in targets.iter().zip(replies) {
+            match reply {
+                Ok(r) if r.state == NodeState::Recording => {
+                    recorded = true;
+                    self.store.set_node_state(
+                        take.id,
+                        &node.address,
+                        TakeNodeState::Stopped,
+                        Some("STOP came before the start instant but the node had begun recording; what it recorded is kept"),
+                    )?
+                }
+                Ok(_) => self.store.set_node_state(
+                    take.id,
+                    &node.address,
+                    TakeNodeState::Cancelled,
+                    Some("cancelled: STOP came before the take's start instant; nothing was recorded"),
+                )?,
+                Err(_) if node.state == TakeNodeState::Failed => {}
+                Err(e) => {
+                    conflict |= e.is_conflict();
+                    self.store.set_node_state(
+                        take.id,
+                        &node.address,
+                        node.state,
+                        Some(&format!("cancel (STOP before the start instant) not taken: {e}")),
+                    )?;
+                    failures.push(NodeFailure {
+                        address: node.address.clone(),
+                        error: e.to_string(),
+                    });
+                }
+            }
+        }
+        self.changed();
+        if !failures.is_empty() {
+            return Err(TakeError::StopIncomplete {
+                take: take.name,
+                conflict,
+                failures,
+            });
+        }
+        let state = if recorded {
+            TakeState::Stopped
+        } else {
+            TakeState::Cancelled
+        };
+        self.store.set_take_state(take.id, state)?;
+        tracing::info!(
+            take = take.name,
+            state = state.as_str(),
+            "STOP before the start instant: take cancelled"
+        );
+        self.changed();
+        self.webhook.send(
+            WebhookEvent::new(WebhookKind::TakeStopped, &take.name).detail(match state {
+                TakeState::Cancelled => {
+                    "cancelled: STOP came before its start instant, nothing was recorded"
+                }
+                _ => "STOP came before its start instant on some node",
+            }),
+        );
+        let take = self.store.take(take.id)?.expect("take just written");
+        Ok(self.take_view(take))
+    }
+
+    /// The recovery for a node that did not take STOP (or records a take the controller
+    /// does not run): tells node `index` to abort whatever it records. What it recorded is
+    /// kept on the node. If the node is part of the current take it shows `stopped`
+    /// (`aborted` when it had not begun recording), and the take is closed once no node of
+    /// it is armed or recording any more.
+    pub async fn abort_node(self: &Arc<Self>, index: usize) -> Result<AbortNodeView, TakeError> {
+        let _guard = self.command_lock.lock().await;
+        let slot = self.fleet.node(index).ok_or_else(|| {
+            TakeError::UnknownNode(format!(
+                "no node {index}; nodes are numbered 0-{}",
+                self.fleet.nodes().len().saturating_sub(1)
+            ))
+        })?;
+        let address = slot.config.address.clone();
+        let reply = slot
+            .client
+            .abort(&AbortRequest {
+                command_id: new_command_id(),
+            })
+            .await
+            .map_err(|e| TakeError::AbortFailed {
+                conflict: e.is_conflict(),
+                failures: vec![NodeFailure {
+                    address: address.clone(),
+                    error: e.to_string(),
+                }],
+            })?;
+        tracing::warn!(node = address, take = ?reply.take, state = ?reply.state, "node aborted by the operator");
+        let mut take_view = None;
+        if let Some(take) = self.store.current_take()? {
+            if let Some(node) = take
+                .nodes
+                .iter()
+                .find(|n| n.address == address && was_armed(n.state))
+            {
+                let (state, reason) = match reply.state {
+                    NodeState::Armed => (
+                        TakeNodeState::Aborted,
+                        "aborted by the operator before it began recording",
+                    ),
+                    NodeState::Recording => (
+                        TakeNodeState::Stopped,
+                        "aborted by the operator; what it recorded is kept",
+                    ),
+                    NodeState::Idle => (
+                        TakeNodeState::Stopped,
+                        "no longer recording when the operator aborted it",
+                    ),
+                };
+                self.store
+                    .set_node_state(take.id, &node.address, state, Some(reason))?;
+                let take = self.store.take(take.id)?.expect("current take");
+                if !take.nodes.iter().any(|n| is_active(n.state)) {
+                    if take.stop_at_ns.is_none() {
+                        self.store.set_stop(take.id, now_unix_ns())?;
+                    }
+                    self.store.set_take_state(take.id, TakeState::Stopped)?;
+                    tracing::info!(
+                        take = take.name,
+                        "no node records the take any more: stopped"
+                    );
+                    self.webhook.send(
+                        WebhookEvent::new(WebhookKind::TakeStopped, &take.name)
+                            .node(&address)
+                            .detail("no node records the take any more (the last was aborted)"),
+                    );
+                }
+                take_view = self.store.take(take.id)?.map(|t| self.take_view(t));
+            }
+        }
+        self.changed();
+        Ok(AbortNodeView {
+            address,
+            node_state: reply.state,
+            node_take: reply.take.map(|t| t.as_str().to_owned()),
+            take: take_view,
+        })
     }
 
     /// Compares the current take with what the nodes report: armed nodes that began

@@ -21,7 +21,7 @@ use crate::views::{
 };
 
 /// Bumped with every schema change; older databases are migrated in [`Store::open`].
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -108,11 +108,18 @@ CREATE TABLE files (
 ";
 
 /// Step `i` takes a database from version `i + 1` to `i + 2`.
-const MIGRATIONS: &[&str] = &["
+const MIGRATIONS: &[&str] = &[
+    "
 ALTER TABLE take_nodes ADD COLUMN node_deletion TEXT NOT NULL DEFAULT 'none';
 ALTER TABLE take_nodes ADD COLUMN node_deletion_reason TEXT;
 ALTER TABLE take_nodes ADD COLUMN node_deleted_ns INTEGER;
-"];
+",
+    "
+ALTER TABLE take_nodes ADD COLUMN rtt_stop_ns INTEGER;
+ALTER TABLE takes ADD COLUMN sync_verdict TEXT;
+ALTER TABLE takes ADD COLUMN sync_error TEXT;
+",
+];
 
 impl Store {
     pub fn open(path: &Path) -> Result<Store, StoreError> {
@@ -236,16 +243,34 @@ impl Store {
         })
     }
 
+    /// The controller's clock probe of a node at STOP (offset and round trip).
     pub fn set_node_offset_stop(
         &self,
         id: i64,
         address: &str,
         offset_ns: Option<i64>,
+        rtt_ns: Option<i64>,
     ) -> Result<(), StoreError> {
         self.with(|c| {
             c.execute(
-                "UPDATE take_nodes SET offset_stop_ns = ?3 WHERE take_id = ?1 AND address = ?2",
-                params![id, address, offset_ns],
+                "UPDATE take_nodes SET offset_stop_ns = ?3, rtt_stop_ns = ?4 WHERE take_id = ?1 AND address = ?2",
+                params![id, address, offset_ns, rtt_ns],
+            )
+            .map(drop)
+        })
+    }
+
+    /// Records the take's sync verdict (`pass`/`fail`), or why no report could be made.
+    pub fn set_sync(
+        &self,
+        id: i64,
+        verdict: Option<&str>,
+        error: Option<&str>,
+    ) -> Result<(), StoreError> {
+        self.with(|c| {
+            c.execute(
+                "UPDATE takes SET sync_verdict = ?2, sync_error = ?3 WHERE id = ?1",
+                params![id, verdict, error],
             )
             .map(drop)
         })
@@ -382,12 +407,16 @@ impl Store {
         })
     }
 
-    /// True when a take that was not aborted already uses `name`.
+    /// True when a take that was not aborted or cancelled (nothing recorded) uses `name`.
     pub fn name_in_use(&self, name: &str) -> Result<bool, StoreError> {
         self.with(|c| {
             c.query_row(
-                "SELECT COUNT(*) FROM takes WHERE name = ?1 AND state != ?2",
-                params![name, TakeState::Aborted.as_str()],
+                "SELECT COUNT(*) FROM takes WHERE name = ?1 AND state NOT IN (?2, ?3)",
+                params![
+                    name,
+                    TakeState::Aborted.as_str(),
+                    TakeState::Cancelled.as_str()
+                ],
                 |r| r.get::<_, i64>(0),
             )
             .map(|n| n > 0)
@@ -407,12 +436,13 @@ impl Store {
         id.map(|id| self.take(id)).transpose().map(Option::flatten)
     }
 
-    /// The newest take called `name` that was not aborted, else the newest aborted one.
+    /// The newest take called `name` that was not aborted or cancelled, else the newest
+    /// aborted or cancelled one.
     pub fn take_by_name(&self, name: &str) -> Result<Option<TakeView>, StoreError> {
         let id: Option<i64> = self.with(|c| {
             c.query_row(
-                "SELECT id FROM takes WHERE name = ?1 ORDER BY (state = ?2), id DESC LIMIT 1",
-                params![name, TakeState::Aborted.as_str()],
+                "SELECT id FROM takes WHERE name = ?1 ORDER BY (state IN (?2, ?3)), id DESC LIMIT 1",
+                params![name, TakeState::Aborted.as_str(), TakeState::Cancelled.as_str()],
                 |r| r.get(0),
             )
             .optional()
@@ -440,7 +470,8 @@ impl Store {
         self.with(|c| {
             let take = c
                 .query_row(
-                    "SELECT id, name, state, command_id, created_ns, start_at_ns, stop_at_ns, allow_partial, override_clock, override_note
+                    "SELECT id, name, state, command_id, created_ns, start_at_ns, stop_at_ns, allow_partial, override_clock, override_note,
+                            sync_verdict, sync_error
                      FROM takes WHERE id = ?1",
                     params![id],
                     |r| {
@@ -458,6 +489,9 @@ impl Store {
                             nodes: Vec::new(),
                             markers: Vec::new(),
                             download: TakeDownload::None,
+                            sync_verdict: r.get(10)?,
+                            sync_error: r.get(11)?,
+                            export: None,
                         })
                     },
                 )
@@ -467,7 +501,7 @@ impl Store {
             };
             let mut st = c.prepare(
                 "SELECT address, name, state, reason, offset_start_ns, rtt_start_ns, offset_stop_ns, download, download_reason,
-                        node_deletion, node_deletion_reason, node_deleted_ns
+                        node_deletion, node_deletion_reason, node_deleted_ns, rtt_stop_ns
                  FROM take_nodes WHERE take_id = ?1 ORDER BY rowid",
             )?;
             take.nodes = st
@@ -485,6 +519,7 @@ impl Store {
                         node_deletion: parsed(r, 9)?,
                         node_deletion_reason: r.get(10)?,
                         node_deleted_ns: r.get(11)?,
+                        rtt_stop_ns: r.get(12)?,
                         files: Vec::new(),
                         progress: None,
                     })

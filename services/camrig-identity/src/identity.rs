@@ -128,6 +128,9 @@ pub struct NodeSettings {
     pub camera: Option<Camera>,
     pub recording: Option<Recording>,
     pub synthetic: Option<Synthetic>,
+    /// The cameras' settings at start-up (the node config's `[camera_settings]`, one type
+    /// from node config to site file: `camrig_protocol::camera_settings::CameraSettings`).
+    pub camera_settings: Option<camrig_protocol::camera_settings::CameraSettings>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]

@@ -216,6 +216,8 @@ struct NodeToml<'a> {
     camera: Option<NodeCamera>,
     #[serde(skip_serializing_if = "Option::is_none")]
     synthetic: Option<NodeSynthetic>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    camera_settings: Option<camrig_protocol::camera_settings::CameraSettings>,
 }
 
 #[derive(Serialize)]
@@ -302,6 +304,7 @@ pub fn node_toml(id: &Identity) -> String {
             jitter_us: s.jitter_us,
             drop_every: s.drop_every,
         }),
+        camera_settings: settings.camera_settings,
     };
     with_header(&toml::to_string(&out).expect("node config serialises"))
 }

@@ -19,10 +19,11 @@
 //!   composition root [`service::run`] that picks the backends and runs it all ([`run`]).
 
 pub mod camera;
-pub mod config;
 pub mod encode;
 pub mod service;
 pub mod take;
 
+/// The node's config schema lives in camrig-config (one schema for readers and writers).
+pub use camrig_config::node as config;
 pub use config::NodeConfig;
 pub use service::run::run;

@@ -10,8 +10,11 @@
 //! `DELETE /v1/takes/{take}` ([`DeleteTakeRequest`] → [`DeleteTakeReply`]; 409 while the
 //! take is armed, recording or stopping, or when the file list is not exactly the manifest;
 //! 404 for a take never on this node; repeating it answers the first answer again) and
-//! `GET /v1/cameras/{n}/preview.jpg`. `GET /metrics` (same token) is Prometheus's text
-//! format (see the controller's API.md, "Metrics").
+//! `GET /v1/cameras/{n}/preview.jpg`, and `GET`/`PUT /v1/camera-settings`
+//! ([`crate::camera_settings::NodeCameraSettings`], [`crate::camera_settings::ApplySettingsRequest`];
+//! PUT is 409 while a take is armed or recording, 400 naming the camera and range).
+//! `GET /metrics` (same token) is Prometheus's text format (see the controller's API.md,
+//! "Metrics").
 
 use crate::manifest::{ClockHealth, FileEntry, ManifestState, MarkerFrame, StopReason};
 use crate::take_name::TakeName;

@@ -5,6 +5,7 @@
 //! - [`timestamps`]: the per-frame timestamp file formats (`.bin` int64 LE ns, timecode v2).
 //! - [`manifest`]: the JSON take manifest the node writes and the controller verifies against.
 //! - [`api`]: the JSON bodies of the node's HTTP API (`/v1/...`).
+//! - [`camera_settings`]: rig-wide camera settings, camera limits, per-frame applied values.
 //! - [`grid`]: the rig's frame grid (slot n at n × T since the epoch, T an exact rational).
 //! - [`phase`]: a camera's phase-lock state, live and per take.
 //! - [`health`]: a node's host health (temperature, firmware throttling, memory, disk time).
@@ -15,6 +16,7 @@
 //! with literals and shared verbatim by every binary.
 
 pub mod api;
+pub mod camera_settings;
 pub mod grid;
 pub mod health;
 pub mod manifest;

@@ -85,6 +85,11 @@ pub struct CameraRecord {
     /// Phase lock over the take (absent in manifests before phase lock).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub phase: Option<crate::phase::PhaseRecord>,
+    /// The camera settings in force at START (absent in manifests before camera settings).
+    /// They cannot change during a take (the node refuses), so these hold for every frame;
+    /// what the camera's algorithms applied per frame is in each segment's `metadata_csv`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub settings: Option<crate::camera_settings::CameraSettings>,
 }
 
 /// Per camera and take: how many kept frames reached the encoder each way. A camera's own
@@ -111,6 +116,10 @@ pub struct SegmentRecord {
     pub video: String,
     pub timestamps_bin: String,
     pub timestamps_txt: String,
+    /// `<segment stem>_metadata.csv`: per frame, the values the camera applied (absent in
+    /// manifests before it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metadata_csv: Option<String>,
     pub frames: u64,
     /// Index in the take (0-based, per camera) of the segment's first frame.
     pub first_frame_index: u64,
@@ -154,6 +163,33 @@ pub struct ClockHealth {
     /// The kernel's estimated error bound, if the clock is synchronised.
     pub est_error_ns: Option<i64>,
     pub measured_at_ns: UnixNanos,
+    /// The NTP daemon's (chrony's) offset of the system clock from its reference, when the
+    /// daemon could be asked (absent in manifests before it, and without chrony).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offset_ns: Option<i64>,
+    /// chrony's root delay: the round trip to the rig's master clock.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub root_delay_ns: Option<i64>,
+    /// chrony's root dispersion: the error accumulated on the way from the master clock.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub root_dispersion_ns: Option<i64>,
+}
+
+impl ClockHealth {
+    /// The daemon's bound on this clock's error from the master clock:
+    /// |offset| + root dispersion + half the root delay; `None` unless the clock was
+    /// synchronised and all three are known.
+    pub fn daemon_error_bound_ns(&self) -> Option<i64> {
+        match (
+            self.synced,
+            self.offset_ns,
+            self.root_dispersion_ns,
+            self.root_delay_ns,
+        ) {
+            (true, Some(o), Some(disp), Some(delay)) => Some(o.abs() + disp + delay / 2),
+            _ => None,
+        }
+    }
 }
 
 impl TakeManifest {
@@ -200,6 +236,9 @@ mod tests {
                 synced: true,
                 est_error_ns: Some(1000),
                 measured_at_ns: 9,
+                offset_ns: Some(-20_000),
+                root_delay_ns: Some(300_000),
+                root_dispersion_ns: Some(50_000),
             },
             clock_at_stop: None,
             files: vec![FileEntry {
@@ -218,6 +257,20 @@ mod tests {
         assert!(json.contains("\"codec\":\"h264\""), "{json}");
         assert_eq!(TakeManifest::parse(&json).unwrap(), m);
         assert_eq!(m.file("a.h264").unwrap().bytes, 3);
+        assert_eq!(m.clock_at_start.daemon_error_bound_ns(), Some(220_000));
+        // A manifest written before the daemon fields reads as "not known".
+        let old = json.replace(
+            ",\"offset_ns\":-20000,\"root_delay_ns\":300000,\"root_dispersion_ns\":50000",
+            "",
+        );
+        assert_ne!(old, json);
+        assert_eq!(
+            TakeManifest::parse(&old)
+                .unwrap()
+                .clock_at_start
+                .daemon_error_bound_ns(),
+            None
+        );
 
         let future = json.replace("\"format\":1", "\"format\":2");
         assert!(matches!(

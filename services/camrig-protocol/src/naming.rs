@@ -110,6 +110,11 @@ impl TakeFiles {
         format!("{}_timestamps.txt", self.segment_stem(camera, segment))
     }
 
+    /// Per-frame values the camera applied (exposure, gain, …), one CSV row per frame.
+    pub fn segment_metadata_csv(&self, camera: Option<&str>, segment: u32) -> String {
+        format!("{}_metadata.csv", self.segment_stem(camera, segment))
+    }
+
     pub fn markers(&self) -> String {
         format!("{}_markers.txt", self.prefix(None))
     }

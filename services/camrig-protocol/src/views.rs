@@ -61,9 +61,13 @@ wire_enum! {
         /// START sent, no node recording yet.
         Armed = "armed",
         Recording = "recording",
-        /// No take is current, but a node still records (up to the STOP instant) or
-        /// finishes its files: not idle yet.
+        /// Not idle yet: STOP sent and some node of the take did not take it and may still
+        /// record (see the take's nodes; STOP again or abort that node), or no take is
+        /// current but a node still records up to the STOP instant or finishes its files.
         Stopping = "stopping",
+        /// A take is open but no node of it is armed or recording any more (every one was
+        /// lost); STOP closes it.
+        Failed = "failed",
     }
 }
 
@@ -74,6 +78,9 @@ wire_enum! {
         Recording = "recording",
         Stopped = "stopped",
         Aborted = "aborted",
+        /// STOP came before the start instant: every node aborted, nothing recorded; the
+        /// name is free again.
+        Cancelled = "cancelled",
     }
 }
 
@@ -83,12 +90,17 @@ wire_enum! {
         Armed = "armed",
         Recording = "recording",
         Stopped = "stopped",
-        /// Lost mid-take, or failed to take the STOP.
+        /// Lost mid-take, or not recording the take any more when STOP came. A node that did
+        /// not take STOP keeps `armed`/`recording`, with the reason.
         Failed = "failed",
         /// Never armed: START failed on this node.
         ArmFailed = "arm_failed",
-        /// Armed, then told to abort because another node failed.
+        /// Armed, then told to abort because another node failed, or by the operator
+        /// before it began recording.
         Aborted = "aborted",
+        /// Armed, then the take was cancelled (STOP before its start instant) and the node
+        /// confirmed the abort: it recorded nothing.
+        Cancelled = "cancelled",
     }
 }
 
@@ -217,6 +229,46 @@ pub struct TakeView {
     pub markers: Vec<MarkerView>,
     /// Every node's files together.
     pub download: TakeDownload,
+    /// The sync report's verdict (`pass` or `fail`) once the take is verified and reported.
+    #[serde(default)]
+    pub sync_verdict: Option<String>,
+    /// Why no sync report could be made (a damaged or missing file), if so.
+    #[serde(default)]
+    pub sync_error: Option<String>,
+    /// The last export started on the controller, while it runs and after.
+    #[serde(default)]
+    pub export: Option<ExportProgress>,
+}
+
+/// An export of a take running (or run) on the controller (`POST /api/takes/{name}/export`).
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ExportProgress {
+    /// `running`, `done` or `failed`.
+    pub state: String,
+    pub format: String,
+    pub trim_common: bool,
+    /// Cameras written so far, of `cameras_total`.
+    pub cameras_done: usize,
+    pub cameras_total: usize,
+    /// Where the files go (on the controller).
+    pub out_dir: String,
+    pub message: Option<String>,
+}
+
+/// Body of `POST /api/takes/{name}/export`.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExportRequest {
+    /// `mkv` or `mp4`.
+    #[serde(default = "mkv")]
+    pub format: String,
+    /// Cut every camera to the common slot range, filling drops (`--trim common`).
+    #[serde(default)]
+    pub trim_common: bool,
+}
+
+fn mkv() -> String {
+    "mkv".into()
 }
 
 /// One node's part in a take.
@@ -229,6 +281,8 @@ pub struct TakeNodeView {
     pub offset_start_ns: Option<i64>,
     pub rtt_start_ns: Option<i64>,
     pub offset_stop_ns: Option<i64>,
+    #[serde(default)]
+    pub rtt_stop_ns: Option<i64>,
     pub download: NodeDownload,
     pub download_reason: Option<String>,
     /// Whether the node's copy was deleted (`POST /api/takes/{name}/delete-from-nodes`):
@@ -355,10 +409,50 @@ pub struct ApiErrorBody {
     pub nodes: Vec<NodeFailure>,
 }
 
+/// `POST /api/takes/{name}/verify`: every verified sorted copy checked again.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct VerifyView {
+    /// True when every copy still matches its manifest.
+    pub ok: bool,
+    pub files_checked: usize,
+    /// The copies that no longer match (now `failed`, fetched again by DOWNLOAD).
+    pub failed: Vec<FileFailure>,
+    pub take: TakeView,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct FileFailure {
+    pub address: String,
+    pub name: String,
+    pub reason: String,
+}
+
+/// `POST /api/nodes/{index}/abort`: what the node was doing when told to abort, and the
+/// current take afterwards when the node was part of it.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct AbortNodeView {
+    pub address: String,
+    /// The node's state as it took the abort (`idle` when it recorded nothing).
+    pub node_state: crate::api::NodeState,
+    /// The take the node was armed for or recording, if any.
+    pub node_take: Option<String>,
+    pub take: Option<TakeView>,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct NodeFailure {
     pub address: String,
     pub error: String,
+}
+
+impl TakeNodeView {
+    /// How many of the node's files the controller has verified.
+    pub fn files_verified(&self) -> usize {
+        self.files
+            .iter()
+            .filter(|f| f.state == FileState::Verified)
+            .count()
+    }
 }
 
 impl DownloadProgress {

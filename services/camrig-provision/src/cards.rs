@@ -304,6 +304,12 @@ fn node_identity(file: &SiteFile, node: &NodeSection, secrets: &Secrets) -> Iden
         camera: merge(&node.camera, &defaults.camera, merge_camera),
         recording: merge(&node.recording, &defaults.recording, merge_recording),
         synthetic: merge(&node.synthetic, &defaults.synthetic, merge_synthetic),
+        // Settings default to auto field by field, so a node's table replaces the defaults'.
+        camera_settings: node
+            .camera_settings
+            .as_ref()
+            .or(defaults.camera_settings.as_ref())
+            .map(|s| *s.get_ref()),
     });
     id
 }
@@ -440,6 +446,7 @@ fn index_span<T>(list: &[Spanned<T>], key: &str) -> Option<Range<usize>> {
 mod tests {
     use super::*;
     use crate::site;
+    use camrig_protocol::camera_settings::{AutoOr, Awb};
 
     const SITE: &str = r#"format = 1
 [rig]
@@ -486,6 +493,40 @@ address = "192.168.1.102"
         assert_eq!((camera.count, camera.fps), (Some(2), Some(25)));
         assert!(node.ssh.controller_key.is_some());
         assert_eq!(node.rig.controller, Ipv4Addr::new(192, 168, 1, 10));
+    }
+
+    #[test]
+    fn camera_settings_defaults_reach_every_nodes_config() {
+        let text = SITE.replace(
+            "[[node]]\nname = \"camrig-node-101\"",
+            "[node_defaults.camera_settings]\nexposure_us = 8000\nawb = { red = 1.5, blue = 2.0 }\n\
+             [[node]]\nname = \"camrig-node-101\"",
+        );
+        let text = text.replace(
+            "address = \"192.168.1.102\"\n",
+            "address = \"192.168.1.102\"\n[node.camera_settings]\nanalogue_gain = 2.5\n",
+        );
+        let cards = cards(&text).unwrap();
+        let n101 = camrig_identity::parse(&cards[1].text).unwrap();
+        let s = n101.node.as_ref().unwrap().camera_settings.unwrap();
+        assert_eq!(s.exposure_us, AutoOr::Fixed(8000));
+        assert_eq!(
+            s.awb,
+            Awb::Gains {
+                red: 1.5,
+                blue: 2.0
+            }
+        );
+        let config = camrig_identity::render::node_toml(&n101);
+        assert!(
+            config.contains("[camera_settings]") && config.contains("exposure_us = 8000"),
+            "{config}"
+        );
+        // A node's own table replaces the defaults whole: unset fields are auto.
+        let n102 = camrig_identity::parse(&cards[2].text).unwrap();
+        let s = n102.node.unwrap().camera_settings.unwrap();
+        assert_eq!(s.analogue_gain, AutoOr::Fixed(2.5));
+        assert_eq!(s.exposure_us, AutoOr::Auto);
     }
 
     #[test]

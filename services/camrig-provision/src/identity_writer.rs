@@ -115,6 +115,12 @@ fn node_table(node: &NodeSettings) -> Table {
     if let Some(s) = &node.synthetic {
         t["synthetic"] = Item::Table(synthetic_table(s));
     }
+    if let Some(s) = &node.camera_settings {
+        // The settings' own serialisation ("auto" or a number, awb a mode or gains).
+        let text = toml::to_string(s).expect("camera settings serialise");
+        let doc: DocumentMut = text.parse().expect("serialised settings parse");
+        t["camera_settings"] = Item::Table(doc.as_table().clone());
+    }
     t
 }
 

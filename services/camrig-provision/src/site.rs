@@ -14,6 +14,7 @@ use std::ops::Range;
 
 use camrig_identity::cidr::Ipv4Cidr;
 use camrig_identity::identity::{Camera, Recording, Synthetic};
+use camrig_protocol::camera_settings::CameraSettings;
 use serde::Deserialize;
 use toml::Spanned;
 
@@ -86,6 +87,8 @@ pub struct NodeDefaults {
     pub camera: Option<Spanned<Camera>>,
     pub recording: Option<Spanned<Recording>>,
     pub synthetic: Option<Spanned<Synthetic>>,
+    /// The cameras' settings at start-up; a node's own table replaces this one whole.
+    pub camera_settings: Option<Spanned<CameraSettings>>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -102,6 +105,7 @@ pub struct NodeSection {
     pub camera: Option<Spanned<Camera>>,
     pub recording: Option<Spanned<Recording>>,
     pub synthetic: Option<Spanned<Synthetic>>,
+    pub camera_settings: Option<Spanned<CameraSettings>>,
 }
 
 /// One thing wrong with a site file, at a line.

@@ -7,6 +7,10 @@
 //! - `download_ratio`: aggregate DOWNLOAD & SORT rate (rsync over ssh, verification included)
 //!   ÷ the controller's link rate, with nodes on slower links, in parallel and one node after
 //!   another.
+//! - `phase`: nodes with one sensor-model camera each (random rate error and phase), once
+//!   with the phase lock and once free-running: per grid slot, the spread of the cameras'
+//!   frame timestamps over a long take (`skew_us`), and how long each camera took from its
+//!   start to `locked` (`lock_ms`).
 
 use std::time::{Duration, Instant};
 
@@ -35,6 +39,9 @@ pub struct BenchOptions {
     pub download_fps: u32,
     pub download_noise: u8,
     pub download_take_secs: f64,
+    /// Nodes and seconds recorded for the phase-lock measurement.
+    pub phase_nodes: usize,
+    pub phase_take_secs: f64,
     /// Which measurements to run (each builds its own rig); all of them by default.
     pub parts: Vec<Part>,
 }
@@ -47,17 +54,22 @@ pub enum Part {
     /// Arm latency at the other rig sizes.
     Arm,
     Download,
+    /// Phase lock: frame skew across nodes with the loop and free-running.
+    Phase,
 }
 
 impl Part {
-    pub const ALL: [Part; 3] = [Part::Spread, Part::Arm, Part::Download];
+    pub const ALL: [Part; 4] = [Part::Spread, Part::Arm, Part::Download, Part::Phase];
 
     pub fn parse(s: &str) -> std::result::Result<Part, String> {
         match s {
             "spread" => Ok(Part::Spread),
             "arm" => Ok(Part::Arm),
             "download" => Ok(Part::Download),
-            _ => Err(format!("unknown part {s:?}: use spread, arm or download")),
+            "phase" => Ok(Part::Phase),
+            _ => Err(format!(
+                "unknown part {s:?}: use spread, arm, download or phase"
+            )),
         }
     }
 }
@@ -75,6 +87,8 @@ impl Default for BenchOptions {
             download_fps: 15,
             download_noise: 12,
             download_take_secs: 30.0,
+            phase_nodes: 10,
+            phase_take_secs: 60.0,
             parts: Part::ALL.to_vec(),
         }
     }
@@ -180,14 +194,13 @@ fn run_takes(
     Ok((names, arm, mark))
 }
 
-/// How late a frame's clock reading was behind its slot on the synthetic camera's grid
-/// (frame k due at k × period since the epoch; the bench injects no drift), in ms.
+/// A frame's signed distance from the nearest slot of the rig's grid (frame starts locked
+/// by the phase lock sit on it; negative = early), in ms.
 fn lateness_ms(ts: i64, fps: u32) -> f64 {
-    const FS_PER_NS: i128 = 1_000_000;
-    let period_fs = 1_000_000_000 * FS_PER_NS / i128::from(fps);
-    let k = i128::from(ts) * FS_PER_NS / period_fs;
-    let due = (k * period_fs + FS_PER_NS - 1) / FS_PER_NS;
-    (i128::from(ts) - due) as f64 / 1e6
+    match camrig_protocol::grid::FrameGrid::new(f64::from(fps)) {
+        Ok(grid) => grid.phase_error_ns(ts) as f64 / 1e6,
+        Err(_) => f64::NAN,
+    }
 }
 
 /// Every frame timestamp a node wrote for `take` (its segments' `.bin` files).
@@ -499,6 +512,101 @@ fn download_ratio(o: &BenchOptions, log: &mut dyn FnMut(&str)) -> Result<Value> 
     }))
 }
 
+/// What the phase measurement times, said in the output.
+const PHASE_MEASURE: &str = "one take per mode on a rig of nodes with one synthetic camera each (a sensor model: its own oscillator, random within ±30 ppm with slow wander, a random start phase, 18.904 µs lines, durations applied 2 frames late, 2 µs timestamp noise, 60 fps maximum), started once every camera is locked (with the loop) or at once (free-running); skew_us: per grid slot that every camera recorded, max − min of their frame timestamps; lock_ms: from each camera's first frame to `locked` (its `phase locked` log line). Every node reads the same CLOCK_REALTIME here: the clock error between Pis is not in these numbers";
+
+/// Frame timestamps of every node for `take`, grouped by grid slot: the spread (µs) of each
+/// slot every node recorded, and each frame's distance from its slot (µs).
+fn slot_skews(rig: &Rig, take: &str, fps: u32) -> Result<(Vec<f64>, Vec<f64>)> {
+    use std::collections::BTreeMap;
+    let grid = camrig_protocol::grid::FrameGrid::new(f64::from(fps))
+        .map_err(|e| RigError::Invalid(e.to_string()))?;
+    let mut slots: BTreeMap<i64, Vec<i64>> = BTreeMap::new();
+    let mut errors = Vec::new();
+    for i in 0..rig.nodes().len() {
+        let m = rig.manifest(i, take)?;
+        for ts in frame_timestamps(rig, i, &m)? {
+            slots.entry(grid.nearest_slot(ts)).or_default().push(ts);
+            errors.push(grid.phase_error_ns(ts).abs() as f64 / 1e3);
+        }
+    }
+    let n = rig.nodes().len();
+    let skews = slots
+        .values()
+        .filter(|ts| ts.len() == n)
+        .map(|ts| (ts.iter().max().expect("n > 0") - ts.iter().min().expect("n > 0")) as f64 / 1e3)
+        .collect();
+    Ok((skews, errors))
+}
+
+/// `lock_ms` of every node's `phase locked` log lines.
+fn node_lock_ms(rig: &Rig) -> Vec<f64> {
+    rig.nodes()
+        .iter()
+        .flat_map(|n| {
+            std::fs::read_to_string(n.dir.join("camrig-node.log"))
+                .unwrap_or_default()
+                .lines()
+                .filter(|l| l.contains("phase locked"))
+                .filter_map(|l| field_f64(l, "lock_ms"))
+                .take(1)
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+/// One phase-lock mode: a rig, one long take once START is allowed, its slot skews.
+fn phase_mode(o: &BenchOptions, lock: bool, log: &mut dyn FnMut(&str)) -> Result<Value> {
+    let settings = NodeSettings {
+        phase_lock: lock,
+        segment_seconds: 10,
+        ..NodeSettings::default()
+    };
+    let fps = settings.fps;
+    let rig = bench_rig(o.phase_nodes).node_settings(settings).build()?;
+    let began = Instant::now();
+    // With the loop, START is refused until every camera is locked.
+    rig.wait_start_ready(Duration::from_secs(60))?;
+    let ready_ms = ms_since(began);
+    let name = if lock {
+        "bench_phase_locked"
+    } else {
+        "bench_phase_free"
+    };
+    let (take, _) = timed_start(&rig, name)?;
+    let start_at = start_at_of(&take)?;
+    log(&format!(
+        "{name}: recording {} s on {} nodes",
+        o.phase_take_secs, o.phase_nodes
+    ));
+    sleep_until_ns(start_at + (o.phase_take_secs * 1e9) as i64);
+    rig.stop_take()?;
+    rig.wait_rig_idle(IDLE)?;
+    rig.wait_manifests_final(name, IDLE)?;
+    let (skews, errors) = slot_skews(&rig, name, fps)?;
+    let mut lock_losses = 0;
+    let mut outside = 0;
+    for i in 0..rig.nodes().len() {
+        for c in rig.manifest(i, name)?.cameras {
+            if let Some(p) = c.phase {
+                lock_losses += p.lock_losses;
+                outside += p.frames_outside_tolerance;
+            }
+        }
+    }
+    let mut v = json!({
+        "skew_us": summary(&skews),
+        "frame_error_us": summary(&errors),
+        "start_ready_ms": round3(ready_ms),
+    });
+    if lock {
+        v["lock_ms"] = summary(&node_lock_ms(&rig));
+        v["lock_losses"] = json!(lock_losses);
+        v["frames_outside_tolerance"] = json!(outside);
+    }
+    Ok(v)
+}
+
 /// Runs the measurements `o.parts` asks for and returns the JSON object `rig-bench` prints.
 pub fn run(o: &BenchOptions, log: &mut dyn FnMut(&str)) -> Result<Value> {
     let mut out = serde_json::Map::new();
@@ -550,6 +658,29 @@ pub fn run(o: &BenchOptions, log: &mut dyn FnMut(&str)) -> Result<Value> {
         out.insert("download_ratio".into(), download_ratio(o, log)?);
     }
 
+    if o.parts.contains(&Part::Phase) {
+        log(&format!(
+            "phase lock: {} nodes, with the loop",
+            o.phase_nodes
+        ));
+        let locked = phase_mode(o, true, log)?;
+        log(&format!(
+            "phase lock: {} nodes, free-running",
+            o.phase_nodes
+        ));
+        let free = phase_mode(o, false, log)?;
+        out.insert(
+            "phase".into(),
+            json!({
+                "nodes": o.phase_nodes,
+                "take_s": o.phase_take_secs,
+                "locked": locked,
+                "free_running": free,
+                "measured": PHASE_MEASURE,
+            }),
+        );
+    }
+
     out.insert(
         "frames".into(),
         json!("160x120 mjpeg @ 30 fps (download take: see download_ratio.frame)"),
@@ -566,6 +697,8 @@ pub fn run(o: &BenchOptions, log: &mut dyn FnMut(&str)) -> Result<Value> {
             "start_spread_p99_ms": 0.2,
             "arm_latency_p99_ms_at_50_nodes": 50.0,
             "download_ratio_parallel": 0.9,
+            "phase_locked_skew_p99_us": 50.0,
+            "phase_lock_p99_ms": 2000.0,
         }),
     );
     Ok(Value::Object(out))
@@ -588,11 +721,11 @@ mod tests {
 
     #[test]
     fn lateness_is_measured_from_the_grid_slot() {
-        // 30 fps: slot 3 is due at 100 ms exactly, slot 1 at 33.333334 ms (rounded up).
+        // 30 fps: slot 3 is at 100 ms exactly, slot 1 at 33.333333 ms (rounded).
         assert_eq!(lateness_ms(100_000_000, 30), 0.0);
         assert_eq!(lateness_ms(100_250_000, 30), 0.25);
-        assert_eq!(lateness_ms(33_333_334, 30), 0.0);
-        assert!((lateness_ms(66_666_000, 30) - 33.332666).abs() < 1e-9);
+        assert_eq!(lateness_ms(33_333_333, 30), 0.0);
+        assert_eq!(lateness_ms(99_990_000, 30), -0.01, "early by 10 µs");
     }
 
     #[test]

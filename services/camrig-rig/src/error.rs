@@ -28,6 +28,9 @@ pub enum RigError {
         name: String,
         looked_in: Vec<PathBuf>,
     },
+    /// A service config the rig was asked to write is not one the schema takes.
+    #[error("{0}")]
+    Config(String),
     #[error("timed out after {after:?} waiting for {what}")]
     Timeout { what: String, after: Duration },
     #[error("this kernel has no {qdisc} queueing discipline, so links cannot be given {feature}")]

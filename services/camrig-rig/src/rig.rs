@@ -302,7 +302,7 @@ impl Rig {
     fn write_controller_config(&self) -> Result<()> {
         std::fs::write(
             &self.controller_config,
-            services::controller_config(&self.controller_settings),
+            services::controller_config(&self.controller_settings)?,
         )
         .map_err(RigError::io("writing controller.toml"))
     }
@@ -374,7 +374,7 @@ impl Rig {
         let node = &mut self.nodes[i];
         std::fs::write(
             &node.config,
-            services::node_config(node.ip, &node.data_dir, RIG_TOKEN, s),
+            services::node_config(node.ip, &node.data_dir, RIG_TOKEN, s)?,
         )
         .map_err(RigError::io("writing node.toml"))?;
         let ns = self.network.host(node.host).netns().name().to_owned();

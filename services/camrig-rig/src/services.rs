@@ -1,7 +1,11 @@
 //! camrig's own services on rig hosts: where their binaries are, and the configuration files
 //! the harness writes for them (the keys of `node.example.toml` and `controller.example.toml`).
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, SocketAddr};
+
+use camrig_config::controller::{ControllerFile, NodeEntry};
+use camrig_config::node::{CameraSource, NodeConfig};
+use camrig_protocol::naming::Codec;
 use std::path::{Path, PathBuf};
 
 use crate::error::{Result, RigError};
@@ -46,6 +50,8 @@ pub struct NodeSettings {
     pub segment_seconds: u32,
     /// The synthetic camera's grain (`synthetic.noise`): 0 = clean bars (tiny files).
     pub noise: u8,
+    /// Phase lock on (`phase.lock`); off, the sensor models free-run.
+    pub phase_lock: bool,
 }
 
 impl Default for NodeSettings {
@@ -57,43 +63,44 @@ impl Default for NodeSettings {
             codec: "mjpeg".into(),
             segment_seconds: 2,
             noise: 0,
+            phase_lock: true,
         }
     }
 }
 
 /// A node's `node.toml`.
-pub fn node_config(ip: Ipv4Addr, data_dir: &Path, token: &str, s: &NodeSettings) -> String {
-    format!(
-        r#"# written by the camrig virtual rig
-listen = "{ip}:{NODE_PORT}"
-data_dir = "{data}"
-token = "{token}"
-auth = true
-
-[recording]
-codec = "{codec}"
-segment_seconds = {seg}
-min_free_mb = 64
-mjpeg_quality = 70
-
-[camera]
-source = "synthetic"
-count = 1
-width = {w}
-height = {h}
-fps = {fps}
-
-[synthetic]
-noise = {noise}
-"#,
-        data = data_dir.display(),
-        codec = s.codec,
-        seg = s.segment_seconds,
-        w = s.width,
-        h = s.height,
-        fps = s.fps,
-        noise = s.noise,
-    )
+pub fn node_config(ip: Ipv4Addr, data_dir: &Path, token: &str, s: &NodeSettings) -> Result<String> {
+    let codec = match s.codec.as_str() {
+        "mjpeg" => Codec::Mjpeg,
+        "h264" => Codec::H264,
+        other => {
+            return Err(RigError::Config(format!(
+                "node codec {other:?}: use \"mjpeg\" or \"h264\""
+            )))
+        }
+    };
+    let mut c = NodeConfig {
+        listen: SocketAddr::from((ip, NODE_PORT)),
+        data_dir: data_dir.to_owned(),
+        token: token.to_owned(),
+        auth: true,
+        ..NodeConfig::default()
+    };
+    c.recording.codec = codec;
+    c.recording.segment_seconds = s.segment_seconds;
+    c.recording.min_free_mb = 64;
+    c.recording.mjpeg_quality = 70;
+    c.camera.source = CameraSource::Synthetic;
+    c.camera.count = 1;
+    c.camera.width = s.width;
+    c.camera.height = s.height;
+    c.camera.fps = f64::from(s.fps);
+    c.synthetic.noise = s.noise;
+    c.phase.lock = s.phase_lock;
+    Ok(format!(
+        "# written by the camrig virtual rig\n{}",
+        c.to_toml()
+    ))
 }
 
 /// One node as the controller's config lists it.
@@ -120,44 +127,51 @@ pub struct ControllerSettings {
     pub extra: Vec<String>,
 }
 
-pub fn controller_config(c: &ControllerSettings) -> String {
-    let mut out = format!(
-        r#"# written by the camrig virtual rig
-listen = "{listen}:{CONTROLLER_PORT}"
-data_dir = "{data}"
-downloads_dir = "{downloads}"
-token = "{token}"
-ssh_key = "{key}"
-known_hosts = "{kh}"
-ssh_user = "root"
-start_lead_ms = {lead}
-download_parallelism = {par}
-# Every namespace shares the machine's one clock, and CI machines may run no NTP daemon.
-require_node_sync = false
-# With one shared clock the probe measures only its own error, which scheduling on a loaded
-# two-core machine drives to tens of milliseconds with 50 nodes; it must not block START.
-max_clock_offset_ms = 100.0
-"#,
-        listen = c.listen,
-        data = c.data_dir.display(),
-        downloads = c.downloads_dir.display(),
-        token = c.token,
-        key = c.ssh_key.display(),
-        kh = c.known_hosts.display(),
-        lead = c.start_lead_ms,
-        par = c.download_parallelism,
-    );
+pub fn controller_config(c: &ControllerSettings) -> Result<String> {
+    let file = ControllerFile {
+        listen: format!("{}:{CONTROLLER_PORT}", c.listen),
+        data_dir: c.data_dir.clone(),
+        downloads_dir: Some(c.downloads_dir.clone()),
+        token: c.token.clone(),
+        ssh_key: c.ssh_key.clone(),
+        known_hosts: c.known_hosts.clone(),
+        ssh_user: "root".into(),
+        start_lead_ms: u64::from(c.start_lead_ms),
+        download_parallelism: c.download_parallelism as usize,
+        // Every namespace shares the machine's one clock, and CI machines may run no NTP daemon.
+        require_node_sync: false,
+        // With one shared clock the probe measures only its own error, which scheduling on a
+        // loaded two-core machine drives to tens of milliseconds with 50 nodes; it must not
+        // block START.
+        max_clock_offset_ms: 100.0,
+        node: c
+            .nodes
+            .iter()
+            .map(|n| NodeEntry {
+                port: NODE_PORT,
+                rsync_source: Some(n.rsync_source.clone()),
+                ..NodeEntry::new(n.ip.to_string())
+            })
+            .collect(),
+        ..ControllerFile::default()
+    };
+    // A scenario's extra settings are `key = value` lines over the same schema.
+    let mut table = toml::Table::try_from(&file)
+        .map_err(|e| RigError::Config(format!("controller config: {e}")))?;
     for line in &c.extra {
-        out.push_str(line);
-        out.push('\n');
+        let extra: toml::Table = line
+            .parse()
+            .map_err(|e| RigError::Config(format!("controller setting {line:?}: {e}")))?;
+        table.extend(extra);
     }
-    for n in &c.nodes {
-        out.push_str(&format!(
-            "\n[[node]]\naddress = \"{}\"\nport = {NODE_PORT}\nrsync_source = \"{}\"\n",
-            n.ip, n.rsync_source
-        ));
-    }
-    out
+    let checked: ControllerFile = table
+        .clone()
+        .try_into()
+        .map_err(|e| RigError::Config(format!("controller setting: {e}")))?;
+    Ok(format!(
+        "# written by the camrig virtual rig\n{}",
+        checked.to_toml()
+    ))
 }
 
 #[cfg(test)]
@@ -172,6 +186,7 @@ mod tests {
             "tok",
             &NodeSettings::default(),
         )
+        .unwrap()
         .parse()
         .unwrap();
         assert_eq!(node["listen"].as_str(), Some("10.77.0.10:8081"));
@@ -192,7 +207,7 @@ mod tests {
             }],
             extra: vec!["stop_lead_ms = 100".into()],
         };
-        let t: toml::Table = controller_config(&c).parse().unwrap();
+        let t: toml::Table = controller_config(&c).unwrap().parse().unwrap();
         assert_eq!(t["listen"].as_str(), Some("10.77.0.1:8080"));
         assert_eq!(t["stop_lead_ms"].as_integer(), Some(100));
         let nodes = t["node"].as_array().unwrap();

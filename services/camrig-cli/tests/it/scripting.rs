@@ -3,16 +3,14 @@
 //! (timed, and stopped cleanly by Ctrl-C), the one-line download summary on a pipe, and a
 //! rig state derived from the nodes.
 
-use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use serde_json::Value;
 
-use crate::demo_rig::{camrig, free_port, Guard, ONE_DEMO_AT_A_TIME};
+use crate::demo_rig::{camrig, Demo};
 
 /// Runs `camrig args…` with stdout piped (not a terminal): (exit code, stdout, stderr).
 fn run(url: &str, args: &[&str]) -> (i32, String, String) {
@@ -52,32 +50,11 @@ fn the_cli_in_scripts() {
     assert!(v["error"].as_str().unwrap().contains("cannot reach"), "{v}");
     assert_eq!(v["exit_code"], 1);
 
-    let _one_demo = ONE_DEMO_AT_A_TIME.blocking_lock();
+    // The demo picks free addresses for its nodes: use the ones it printed.
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let url = format!("http://127.0.0.1:{port}");
-    let mut demo = Command::new(camrig())
-        .args(["demo", "--nodes", "1", "--port", &port.to_string(), "--dir"])
-        .arg(dir.path())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let (tx, rx) = mpsc::channel();
-    let stdout = demo.stdout.take().unwrap();
-    std::thread::spawn(move || {
-        for l in BufReader::new(stdout).lines().map_while(Result::ok) {
-            let _ = tx.send(l);
-        }
-    });
-    let _demo = Guard(Some(demo));
-    let deadline = Instant::now() + Duration::from_secs(90);
-    while !rx
-        .recv_timeout(Duration::from_millis(200))
-        .is_ok_and(|l| l.contains("Press Ctrl-C to stop"))
-    {
-        assert!(Instant::now() < deadline, "demo did not come up");
-    }
+    let demo = Demo::start(1, dir.path());
+    let url = demo.url.clone();
+    let node_ip = demo.ips[0].clone();
 
     // status --json: the controller's rig document.
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -98,7 +75,7 @@ fn the_cli_in_scripts() {
         );
     }
     let node = &rig["nodes"][0];
-    assert_eq!(node["address"], "127.0.0.2");
+    assert_eq!(node["address"], node_ip.as_str());
     assert!(
         node["status"]["health"]["recordable_seconds"]
             .as_u64()
@@ -143,7 +120,7 @@ fn the_cli_in_scripts() {
     assert_eq!(d["failed"], 0);
     let n = &d["downloads"][0];
     assert_eq!(n["take"], "cli_rec1");
-    assert_eq!(n["node"], "127.0.0.2");
+    assert_eq!(n["node"], node_ip.as_str());
     assert_eq!(n["state"], "verified");
     assert_eq!(n["files"], n["files_verified"]);
     assert!(n["bytes"].as_u64().unwrap() > 0);
@@ -194,6 +171,8 @@ fn the_cli_in_scripts() {
     let (code, s) = json(&url, &["start", "cli_rec3", "--json"]);
     assert_eq!(code, 0, "{s}");
     assert_eq!(s["name"], "cli_rec3");
+    // Past its start instant (a STOP before it would cancel the take instead).
+    std::thread::sleep(Duration::from_secs(2));
     let (code, s) = json(&url, &["stop", "--json"]);
     assert_eq!(code, 0, "{s}");
     assert_eq!(s["state"], "stopped");

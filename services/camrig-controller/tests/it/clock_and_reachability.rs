@@ -1,5 +1,6 @@
-//! START is refused, naming the node and the reason, while a node is unreachable or its
-//! clock is off; `allow_partial` and `override_clock` go ahead and are recorded.
+//! START is refused, naming the node and the reason, while a node is unreachable, its
+//! clock is off or a camera is still phase-locking; `allow_partial` and `override_clock` go
+//! ahead and are recorded, as is a camera whose phase lock is unavailable.
 
 use std::time::Duration;
 
@@ -111,5 +112,65 @@ fn clock_beyond_the_limit_blocks_start_unless_overridden() {
         "{take}"
     );
     rig.wait_recording(&[0, 1], 5);
+    assert_eq!(rig.post("/api/takes/current/stop", json!({})).0, 200);
+}
+
+#[test]
+fn a_camera_still_phase_locking_blocks_start_unless_overridden_and_unavailable_is_recorded() {
+    // Node 0 never reaches `locked` (it would need a million frames in tolerance in a row);
+    // node 1 runs with the loop switched off (`unavailable`).
+    let rig = RigBuilder::new()
+        .nodes(2)
+        .node_phase(0, "lock_frames = 1000000")
+        .node_phase(1, "lock = false")
+        .start();
+    let ip0 = rig.nodes[0].ip.clone();
+    let ip1 = rig.nodes[1].ip.clone();
+    let r = rig.wait_for("node 0 phase-locking", Duration::from_secs(30), |rig| {
+        let r = rig.get("/api/rig").1;
+        (r["nodes"][0]["status"]["cameras"][0]["phase"]["state"] == "locking"
+            && r["nodes"][1]["status"]["cameras"][0]["phase"]["state"] == "unavailable"
+            && r["nodes"][0]["start_blocker"].is_string())
+        .then_some(r)
+    });
+    let blocker = r["nodes"][0]["start_blocker"].as_str().unwrap();
+    assert!(blocker.contains("cam1 is still phase-locking"), "{blocker}");
+    assert!(
+        r["nodes"][1]["start_blocker"].is_null(),
+        "unavailable does not block: {r}"
+    );
+
+    let (status, err) = rig.post("/api/takes", json!({ "name": "unlocked" }));
+    assert_eq!(status, 409, "{err}");
+    let msg = err["error"].as_str().unwrap();
+    assert!(
+        msg.contains(&ip0) && msg.contains("phase-locking") && msg.contains("override"),
+        "{msg}"
+    );
+    assert!(
+        !msg.contains(&ip1),
+        "the unavailable camera is no refusal: {msg}"
+    );
+    assert!(rig.get("/api/takes").1.as_array().unwrap().is_empty());
+
+    let (status, take) = rig.post(
+        "/api/takes",
+        json!({ "name": "overridden", "override_clock": true }),
+    );
+    assert_eq!(status, 201, "{take}");
+    let note = take["override_note"].as_str().unwrap();
+    assert!(
+        note.contains(&ip0) && note.contains("phase-locking"),
+        "{note}"
+    );
+    assert!(
+        note.contains(&ip1) && note.contains("phase lock unavailable"),
+        "the warning is recorded: {note}"
+    );
+    // Placed half a period between two grid instants of the 30 fps grid.
+    let start_at = take["start_at_ns"].as_i64().unwrap();
+    let grid = camrig_protocol::grid::FrameGrid::new(30.0).unwrap();
+    assert_eq!(grid.midpoint_at_or_after(start_at), start_at);
+    rig.wait_recording(&[0, 1], 10);
     assert_eq!(rig.post("/api/takes/current/stop", json!({})).0, 200);
 }

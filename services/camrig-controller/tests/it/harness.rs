@@ -59,6 +59,11 @@ pub struct RigBuilder {
     via_ssh: bool,
     /// Extra TOML appended to one node's config: `(node index, text)`.
     node_lines: Vec<(usize, String)>,
+    /// Extra `[phase]` lines of node `i`'s config (index, line).
+    node_phase: Vec<(usize, String)>,
+    codec: &'static str,
+    /// `[synthetic]` lines per node index (injected faults).
+    synthetic: Vec<(usize, String)>,
 }
 
 impl RigBuilder {
@@ -70,7 +75,25 @@ impl RigBuilder {
             segment_seconds: 2,
             via_ssh: false,
             node_lines: vec![],
+            node_phase: vec![],
+            codec: "h264",
+            synthetic: vec![],
         }
+    }
+    /// A `[phase]` line in node `i`'s config (`lock = false`, `lock_frames = ...`).
+    pub fn node_phase(mut self, i: usize, line: &str) -> Self {
+        self.node_phase.push((i, line.to_owned()));
+        self
+    }
+    /// The nodes' codec (`h264` or `mjpeg`).
+    pub fn codec(mut self, codec: &'static str) -> Self {
+        self.codec = codec;
+        self
+    }
+    /// A `[synthetic]` line for node `i`, e.g. `drop_every = 7`.
+    pub fn synthetic(mut self, i: usize, line: &str) -> Self {
+        self.synthetic.push((i, line.to_owned()));
+        self
     }
     /// Downloads go through a real sshd (one per rig, listening on every node's address)
     /// with a generated host key, client key and known_hosts.
@@ -117,14 +140,28 @@ impl RigBuilder {
             let data_dir = rig.dir.join("nodes").join(&node_ip);
             std::fs::create_dir_all(data_dir.join("recordings")).unwrap();
             let config_path = data_dir.join("node.toml");
+            let synthetic: String = self
+                .synthetic
+                .iter()
+                .filter(|(n, _)| *n == i)
+                .map(|(_, line)| format!("{line}\n"))
+                .collect();
             std::fs::write(
                 &config_path,
                 format!(
                     "listen = \"{node_ip}:{NODE_PORT}\"\ndata_dir = \"{}\"\ntoken = \"{TOKEN}\"\n\
-                     [recording]\ncodec = \"h264\"\nsegment_seconds = {}\nmin_free_mb = 1\nh264_bitrate_kbps = 300\n\
-                     [camera]\nsource = \"synthetic\"\ncount = 1\nwidth = 160\nheight = 120\nfps = 30\n",
+                     [recording]\ncodec = \"{}\"\nsegment_seconds = {}\nmin_free_mb = 1\nh264_bitrate_kbps = 300\n\
+                     [camera]\nsource = \"synthetic\"\ncount = 1\nwidth = 160\nheight = 120\nfps = 30\n\
+                     [synthetic]\n{synthetic}[phase]\n{}\n",
                     data_dir.display(),
-                    self.segment_seconds
+                    self.codec,
+                    self.segment_seconds,
+                    self.node_phase
+                        .iter()
+                        .filter(|(n, _)| *n == i)
+                        .map(|(_, l)| l.as_str())
+                        .collect::<Vec<_>>()
+                        .join("\n")
                 ) + &self
                     .node_lines
                     .iter()
@@ -184,14 +221,24 @@ impl RigBuilder {
         }
         rig.start_controller();
         let running = self.nodes;
+        // Nodes whose config changes the phase lock are not waited for: the test is about them.
+        let settled = |i: usize| self.node_phase.iter().any(|(n, _)| *n == i);
         rig.wait_for(
             "every started node reachable",
             Duration::from_secs(60),
             |rig| {
                 let r = rig.get("/api/rig").1;
                 let nodes = r["nodes"].as_array()?;
+                // Reachable, clock measured, and every camera's frames locked to the grid
+                // (the sensor model starts at a random phase; START waits for the lock).
                 (nodes.iter().take(running).all(|n| n["reachable"] == true)
-                    && nodes.iter().take(running).all(|n| !n["clock"].is_null()))
+                    && nodes.iter().take(running).all(|n| !n["clock"].is_null())
+                    && nodes.iter().take(running).enumerate().all(|(i, n)| {
+                        settled(i)
+                            || n["status"]["cameras"]
+                                .as_array()
+                                .is_some_and(|c| c.iter().all(|c| c["phase"]["state"] == "locked"))
+                    }))
                 .then_some(())
             },
         );

@@ -3,6 +3,7 @@
 //! rsync doing the downloads. Build the binaries first: `cargo build --workspace --bins`.
 
 mod bad_input;
+mod camera_settings;
 mod clock_and_reachability;
 mod delete_from_nodes;
 mod flow;
@@ -11,3 +12,6 @@ mod node_lost;
 mod observe;
 mod restart;
 mod ssh_download;
+mod stop_safety;
+mod sync_report;
+mod verify;

@@ -4,8 +4,11 @@
 //! One thread owns the camera manager and every camera on it (libcamera objects stay on the
 //! thread that made them): it lists the cameras, picks them per `[camera]` (index, libcamera
 //! id or sensor model), configures size, pixel format and frame rate (FrameDurationLimits),
-//! optional manual exposure and gain, allocates and maps the buffers, and reports the opened
-//! cameras back before anything streams. Started, it turns each completed request into a
+//! allocates and maps the buffers, and reports the opened cameras (with the controls each
+//! lists, as [`CameraLimits`]) back before anything streams. Camera settings arrive as
+//! commands ([`crate::camera::libcamera_controls`] maps them to controls by name) and ride on the
+//! next request queued; each frame carries the exposure, gain, colour gains and lens
+//! position its request's metadata reports. Started, it turns each completed request into a
 //! [`Frame`]: libcamera's frame sequence (widened to 64 bits; a gap is a drop), the sensor
 //! timestamp mapped to wall clock (FrameWallClock where libcamera reports it, minding its unit
 //! change in 0.5.2; otherwise a paired CLOCK_MONOTONIC/CLOCK_REALTIME reading taken as the
@@ -13,6 +16,12 @@
 //! ([`FramePixels::Camera`]): the request goes back to this thread, which requeues it, when
 //! the last clone of the frame is dropped ([`crate::camera::buffer_lease`]). An encoder imports the
 //! buffer's dma-buf or reads it under DMA-BUF sync ([`Frame::i420`]).
+//!
+//! A frame's timestamp is its start of exposure (SensorTimestamp or FrameWallClock, both the
+//! start of readout, minus the frame's ExposureTime), and each camera's phase lock
+//! ([`crate::camera::phase_lock`]) is fed it on this thread; the frame duration it asks for is set as
+//! `FrameDurationLimits` (min = max, µs) on every request requeued from then on. A camera
+//! without that control (vimc) is `unavailable`, with the reason, and records unlocked.
 //!
 //! At most [`lendable`] buffers are out at once, so the camera always has buffers to fill;
 //! a frame that completes while that many are out is dropped at once (requeued, and counted
@@ -37,17 +46,25 @@ use libcamera::request::{Request, RequestStatus, ReuseFlag};
 use libcamera::stream::{Stream, StreamRole};
 use libcamera::{controls, properties};
 
+use camrig_protocol::camera_settings::{AppliedControls, CameraLimits, CameraSettings};
 use camrig_protocol::UnixNanos;
+use std::collections::HashMap;
+use std::sync::Mutex;
 
 use crate::camera::buffer_lease::{lendable, Lease, Lender};
+use crate::camera::libcamera_controls::{
+    self as mapping, ControlSetting, ListedControl, MetadataValue,
+};
 use crate::camera::libcamera_support::{
     self as support, ClockPair, Layout, ListedCamera, SequenceWidener,
 };
+use crate::camera::phase_lock::{LockSettings, PhaseLock, PhaseMonitor};
 use crate::camera::{
-    CameraBuffer, CameraInfo, CameraMemory, CaptureBackend, CaptureError, DmaBufPlane, Frame,
-    FramePixels, FrameSink,
+    CameraBuffer, CameraControls, CameraInfo, CameraMemory, CaptureBackend, CaptureError,
+    DmaBufPlane, Frame, FramePixels, FrameSink,
 };
-use crate::config::CameraConfig;
+use crate::config::{CameraConfig, PhaseConfig};
+use camrig_protocol::grid::FrameGrid;
 
 type Mapped = MemoryMappedFrameBuffer<FrameBuffer>;
 
@@ -106,30 +123,57 @@ impl CameraMemory for LentRequest {
 enum Command {
     Start(FrameSink),
     Stop,
+    /// Controls for a camera's next request.
+    Apply(usize, Vec<ControlSetting>),
+}
+
+/// What the camera thread reports once the cameras are open.
+struct OpenedCameras {
+    infos: Vec<CameraInfo>,
+    listed: Vec<Vec<ListedControl>>,
+    monitors: Vec<Arc<PhaseMonitor>>,
 }
 
 pub struct LibcameraBackend {
     cameras: Vec<CameraInfo>,
+    controls: Arc<LibcameraControls>,
+    phase: Vec<Arc<PhaseMonitor>>,
     commands: mpsc::Sender<Command>,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
 }
 
 /// Opens the configured cameras, or says why not (no camera, too few, no usable format...).
-pub fn open(config: &CameraConfig) -> Result<LibcameraBackend, CaptureError> {
+pub fn open(config: &CameraConfig, phase: &PhaseConfig) -> Result<LibcameraBackend, CaptureError> {
     wait_for_udev_coldplug();
     let (opened_tx, opened_rx) = mpsc::channel();
     let (commands, command_rx) = mpsc::channel();
     let stop = Arc::new(AtomicBool::new(false));
-    let config = config.clone();
+    let thread_config = config.clone();
+    let thread_phase = phase.clone();
     let thread_stop = stop.clone();
     let thread = std::thread::Builder::new()
         .name("libcamera".into())
-        .spawn(move || camera_thread(config, opened_tx, command_rx, thread_stop))
+        .spawn(move || {
+            camera_thread(
+                thread_config,
+                thread_phase,
+                opened_tx,
+                command_rx,
+                thread_stop,
+            )
+        })
         .map_err(CaptureError::Thread)?;
     match opened_rx.recv() {
-        Ok(Ok(cameras)) => Ok(LibcameraBackend {
-            cameras,
+        Ok(Ok(opened)) => Ok(LibcameraBackend {
+            controls: Arc::new(LibcameraControls {
+                limits: opened.listed.iter().map(|l| mapping::limits(l)).collect(),
+                listed: opened.listed,
+                fps: config.fps,
+                commands: Mutex::new(commands.clone()),
+            }),
+            cameras: opened.infos,
+            phase: opened.monitors,
             commands,
             stop,
             thread: Some(thread),
@@ -152,6 +196,10 @@ impl CaptureBackend for LibcameraBackend {
         &self.cameras
     }
 
+    fn phase(&self) -> Vec<Arc<PhaseMonitor>> {
+        self.phase.clone()
+    }
+
     fn start(&mut self, sink: FrameSink) -> Result<(), CaptureError> {
         self.commands
             .send(Command::Start(sink))
@@ -164,6 +212,37 @@ impl CaptureBackend for LibcameraBackend {
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
+    }
+
+    fn controls(&self) -> Arc<dyn CameraControls> {
+        self.controls.clone()
+    }
+}
+
+/// The opened cameras' controls as listed at open, and the way to the camera thread.
+struct LibcameraControls {
+    limits: Vec<CameraLimits>,
+    listed: Vec<Vec<ListedControl>>,
+    fps: f64,
+    commands: Mutex<mpsc::Sender<Command>>,
+}
+
+impl CameraControls for LibcameraControls {
+    fn limits(&self, camera: usize) -> CameraLimits {
+        self.limits.get(camera).cloned().unwrap_or_default()
+    }
+
+    fn apply(&self, camera: usize, settings: &CameraSettings) -> Result<(), CaptureError> {
+        let listed = self
+            .listed
+            .get(camera)
+            .ok_or_else(|| CaptureError::Camera(format!("no camera {camera}")))?;
+        let controls = mapping::controls_for(settings, listed, self.fps);
+        self.commands
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .send(Command::Apply(camera, controls))
+            .map_err(|_| CaptureError::Camera("the libcamera thread has ended".into()))
     }
 }
 
@@ -219,17 +298,28 @@ struct Opened<'d> {
     width: u32,
     height: u32,
     controls: libcamera::utils::UniquePtr<ControlList>,
+    /// Control ids by libcamera name, for the controls this camera lists.
+    ids: HashMap<String, u32>,
+    /// Settings waiting for the next request queued.
+    pending: Option<Vec<ControlSetting>>,
     sequence: SequenceWidener,
     wall_clock_id: Option<u32>,
+    /// The camera's phase lock, fed every frame's start of exposure.
+    phase: PhaseLock,
+    /// The frame duration the loop last asked for, set on every request requeued from then on.
+    frame_duration_us: Option<[i64; 2]>,
     model: String,
     buffers: usize,
     /// Said once in the log when a frame is dropped for want of a lendable buffer.
     told_behind: bool,
+    /// The controls the camera lists (for limits and the settings mapping).
+    listed: Vec<ListedControl>,
 }
 
 fn camera_thread(
     config: CameraConfig,
-    opened_tx: mpsc::Sender<Result<Vec<CameraInfo>, String>>,
+    phase: PhaseConfig,
+    opened_tx: mpsc::Sender<Result<OpenedCameras, String>>,
     commands: mpsc::Receiver<Command>,
     stop: Arc<AtomicBool>,
 ) {
@@ -251,7 +341,9 @@ fn camera_thread(
     let picked = match support::select(&listed, &config.select, config.count) {
         Ok(p) => p,
         Err(e) => {
-            let _ = opened_tx.send(Err(e.to_string()));
+            // The status names the libcamera the node runs with: on a card whose camera is
+            // not found, the first thing to know (image/README.md, "First boot on a Pi").
+            let _ = opened_tx.send(Err(format!("{e} (libcamera {})", mgr.version())));
             return;
         }
     };
@@ -264,7 +356,7 @@ fn camera_thread(
             let _ = opened_tx.send(Err(format!("camera {i} disappeared")));
             return;
         };
-        match open_one(&cam, &config, &listed[i], n, done_tx.clone()) {
+        match open_one(&cam, &config, &phase, &listed[i], n, done_tx.clone()) {
             Ok((o, alloc)) => {
                 opened.push(o);
                 allocators.push(alloc);
@@ -284,7 +376,13 @@ fn camera_thread(
             fps: config.fps,
         })
         .collect();
-    let _ = opened_tx.send(Ok(infos));
+    let listed = opened.iter().map(|o| o.listed.clone()).collect();
+    let monitors = opened.iter().map(|o| o.phase.monitor()).collect();
+    let _ = opened_tx.send(Ok(OpenedCameras {
+        infos,
+        listed,
+        monitors,
+    }));
     let lenders: Vec<Lender<Request>> = opened
         .iter()
         .enumerate()
@@ -298,9 +396,17 @@ fn camera_thread(
         .collect();
     drop(done_tx);
 
-    let sink = match commands.recv() {
-        Ok(Command::Start(sink)) => Some(sink),
-        Ok(Command::Stop) | Err(_) => None,
+    // Settings given before streaming (the config's) go with the start controls.
+    let sink = loop {
+        match commands.recv() {
+            Ok(Command::Start(sink)) => break Some(sink),
+            Ok(Command::Apply(n, settings)) => {
+                if let Some(o) = opened.get_mut(n) {
+                    o.set_start_controls(&settings);
+                }
+            }
+            Ok(Command::Stop) | Err(_) => break None,
+        }
     };
     if let Some(sink) = sink {
         stream(
@@ -370,8 +476,14 @@ fn stream(
         "libcamera streaming (camera buffers lent to the encoder, no copy)"
     );
     while !stop.load(Ordering::SeqCst) {
-        if let Ok(Command::Stop) = commands.try_recv() {
-            break;
+        match commands.try_recv() {
+            Ok(Command::Stop) => break,
+            Ok(Command::Apply(n, settings)) => {
+                if let Some(o) = opened.get_mut(n) {
+                    o.pending = Some(settings);
+                }
+            }
+            _ => {}
         }
         let (n, req) = match events.recv_timeout(Duration::from_millis(200)) {
             Ok(Event::Completed(n, req)) => {
@@ -420,6 +532,7 @@ fn list_cameras(list: &libcamera::camera_manager::CameraList<'_>) -> Vec<ListedC
 fn open_one<'d>(
     cam: &libcamera::camera::Camera<'d>,
     config: &CameraConfig,
+    phase: &PhaseConfig,
     listed: &ListedCamera,
     n: usize,
     done: mpsc::Sender<Event>,
@@ -514,32 +627,55 @@ fn open_one<'d>(
         let _ = done.send(Event::Completed(n, req));
     });
 
-    // Start controls: frame rate, and exposure/gain when set. Only what the camera lists is
-    // sent; the rest is said in the log (vimc, for one, has no frame duration control).
+    // Start controls: the frame rate. Only what the camera lists is sent; the rest is said
+    // in the log (vimc, for one, has no frame duration control). Camera settings (the
+    // config's, then the API's) come as commands, mapped by control name.
     let available = cam.controls();
-    let has = |id: u32| available.find(id).is_ok();
     let mut controls = ControlList::new();
     let period_us = (1e6 / config.fps).round() as i64;
-    if has(controls::FrameDurationLimits::ID) {
+    let label = format!("cam{} {}", n + 1, listed.model);
+    let grid = FrameGrid::new(config.fps).map_err(|e| e.to_string())?;
+    let settings = LockSettings {
+        tolerance_ns: i64::from(phase.tolerance_us) * 1000,
+        lock_frames: phase.lock_frames,
+    };
+    let phase_lock = if let Ok(info) = available.find(controls::FrameDurationLimits::ID) {
         let _ = controls.set(controls::FrameDurationLimits([period_us, period_us]));
+        let first = |v: ControlValue| match v {
+            ControlValue::Int64(v) => v.first().copied(),
+            _ => None,
+        };
+        let control =
+            support::frame_control(first(info.min()), first(info.max()), period_us, BUFFERS);
+        match control {
+            _ if !phase.lock => PhaseLock::unavailable(
+                label,
+                grid,
+                settings,
+                "phase lock is switched off (phase.lock = false): the camera free-runs".into(),
+            ),
+            Some(control) => PhaseLock::new(label, grid, control, settings),
+            None => PhaseLock::unavailable(
+                label,
+                grid,
+                settings,
+                "the camera's FrameDurationLimits control gives no usable range".into(),
+            ),
+        }
     } else {
-        tracing::warn!(camera = %listed.model, "camera has no FrameDurationLimits control: it runs at its own rate");
-    }
-    if config.exposure_us > 0 {
-        if has(controls::ExposureTime::ID) {
-            let _ = controls.set(controls::AeEnable(false));
-            let _ = controls.set(controls::ExposureTime(config.exposure_us as i32));
-        } else {
-            tracing::warn!(camera = %listed.model, "camera has no ExposureTime control: camera.exposure_us ignored");
-        }
-    }
-    if config.analogue_gain > 0.0 {
-        if has(controls::AnalogueGain::ID) {
-            let _ = controls.set(controls::AnalogueGain(config.analogue_gain as f32));
-        } else {
-            tracing::warn!(camera = %listed.model, "camera has no AnalogueGain control: camera.analogue_gain ignored");
-        }
-    }
+        PhaseLock::unavailable(
+            label,
+            grid,
+            settings,
+            "the camera has no FrameDurationLimits control: its frame duration cannot be set (vimc has none)".into(),
+        )
+    };
+    let (listed_controls, ids) = list_controls(available);
+    tracing::info!(
+        camera = %listed.model,
+        controls = %listed_controls.iter().map(|c| c.name.as_str()).collect::<Vec<_>>().join(","),
+        "camera controls"
+    );
     tracing::info!(
         camera = %listed.model,
         id = %listed.id,
@@ -560,8 +696,13 @@ fn open_one<'d>(
             width: size.width,
             height: size.height,
             controls,
+            ids,
+            pending: None,
+            listed: listed_controls,
             sequence: SequenceWidener::default(),
             wall_clock_id: None,
+            phase: phase_lock,
+            frame_duration_us: None,
             model: listed.model.clone(),
             buffers,
             told_behind: false,
@@ -596,13 +737,19 @@ impl Opened<'_> {
                 .map(|(id, _)| id)
                 .or(Some(0));
         }
-        let timestamp_ns = match self.wall_clock_id {
+        let readout_ns = match self.wall_clock_id {
             Some(id) if id != 0 && metadata.contains(id) => match metadata_value(metadata, id) {
                 Some(v) => support::frame_wall_clock_ns(v, version),
                 None => clocks.to_wall(sensor_ns),
             },
             _ => clocks.to_wall(sensor_ns),
         };
+        let exposure_us = metadata.get::<controls::ExposureTime>().ok().map(|e| e.0);
+        let timestamp_ns = support::exposure_start_ns(readout_ns, exposure_us);
+        // The loop sees every frame the camera made, kept or not.
+        if let Some(request) = self.phase.on_frame(sequence, timestamp_ns) {
+            self.frame_duration_us = Some(support::frame_duration_limits_us(request.duration_ns));
+        }
         Some((sequence, timestamp_ns))
     }
 
@@ -617,6 +764,7 @@ impl Opened<'_> {
         version: (u32, u32, u32),
         lender: &Lender<Request>,
     ) -> Result<Frame, Request> {
+        let applied = self.applied(&req);
         let (sequence, timestamp_ns, planes, data) = {
             let Some(buf) = req.buffer::<Mapped>(&self.stream) else {
                 return Err(req);
@@ -666,12 +814,67 @@ impl Opened<'_> {
                     _lease: lease,
                 }),
             })),
+            applied: Some(applied),
         })
+    }
+
+    /// Adds settings given before streaming to the controls the camera starts with.
+    fn set_start_controls(&mut self, settings: &[ControlSetting]) {
+        for s in settings {
+            let (name, value) = control_value(s);
+            match self.ids.get(name) {
+                Some(&id) => {
+                    let _ = self.controls.set_raw(id, value);
+                }
+                // The node checked the settings against this camera's list: not reached.
+                None => {
+                    tracing::error!(camera = %self.model, control = name, "camera does not list this control")
+                }
+            }
+        }
+    }
+
+    /// Exposure, gain, colour gains and lens position from a completed request's metadata.
+    fn applied(&self, req: &Request) -> AppliedControls {
+        let names: HashMap<u32, &str> = [
+            mapping::EXPOSURE_TIME,
+            mapping::ANALOGUE_GAIN,
+            mapping::COLOUR_GAINS,
+            mapping::LENS_POSITION,
+        ]
+        .into_iter()
+        .filter_map(|n| self.ids.get(n).map(|&id| (id, n)))
+        .collect();
+        mapping::applied_from_metadata(req.metadata().into_iter().filter_map(|(id, v)| {
+            let name = *names.get(&id)?;
+            let value = match v {
+                ControlValue::Int32(v) => MetadataValue::Int(i64::from(*v.first()?)),
+                ControlValue::Int64(v) => MetadataValue::Int(*v.first()?),
+                ControlValue::Float(v) => MetadataValue::Floats(v.to_vec()),
+                _ => return None,
+            };
+            Some((name, value))
+        }))
     }
 
     /// Hands a request back to the camera for its next picture.
     fn requeue(&mut self, mut req: Request) {
         req.reuse(ReuseFlag::REUSE_BUFFERS);
+        if let Some(settings) = self.pending.take() {
+            let list = req.controls_mut();
+            for s in &settings {
+                let (name, value) = control_value(s);
+                if let Some(&id) = self.ids.get(name) {
+                    let _ = list.set_raw(id, value);
+                }
+            }
+        }
+        if let Some(limits) = self.frame_duration_us {
+            // min = max: the camera runs exactly this frame duration.
+            let _ = req
+                .controls_mut()
+                .set(controls::FrameDurationLimits(limits));
+        }
         if let Err((_, e)) = self.cam.queue_request(req) {
             tracing::warn!(camera = %self.model, error = %e, "cannot requeue a request");
         }
@@ -685,4 +888,55 @@ fn metadata_value(list: &ControlList, id: u32) -> Option<i64> {
             ControlValue::Int64(v) => v.first().copied(),
             _ => None,
         })
+}
+
+/// The controls a camera lists, by libcamera name (numbers as f64, enum values as i64), and
+/// their ids.
+fn list_controls(
+    available: &libcamera::control::ControlInfoMap,
+) -> (Vec<ListedControl>, HashMap<String, u32>) {
+    let number = |v: ControlValue| -> Option<f64> {
+        match v {
+            ControlValue::Bool(v) => v.first().map(|b| f64::from(u8::from(*b))),
+            ControlValue::Byte(v) => v.first().map(|x| f64::from(*x)),
+            ControlValue::Int32(v) => v.first().map(|x| f64::from(*x)),
+            ControlValue::Int64(v) => v.first().map(|x| *x as f64),
+            ControlValue::Float(v) => v.first().map(|x| f64::from(*x)),
+            _ => None,
+        }
+    };
+    let mut listed = Vec::new();
+    let mut ids = HashMap::new();
+    for (id, info) in available {
+        let Some(name) = controls::ControlId::from_id(id).map(|c| c.name()) else {
+            continue;
+        };
+        let values = info
+            .values()
+            .into_iter()
+            .filter_map(|v| match v {
+                ControlValue::Int32(v) => v.first().map(|x| i64::from(*x)),
+                _ => None,
+            })
+            .collect();
+        listed.push(ListedControl {
+            name: name.clone(),
+            min: number(info.min()).unwrap_or(0.0),
+            max: number(info.max()).unwrap_or(0.0),
+            values,
+        });
+        ids.insert(name, id);
+    }
+    (listed, ids)
+}
+
+/// A control setting as libcamera's name and value.
+fn control_value(s: &ControlSetting) -> (&'static str, ControlValue) {
+    match s {
+        ControlSetting::Bool(n, v) => (n, ControlValue::from(*v)),
+        ControlSetting::Int32(n, v) => (n, ControlValue::from(*v)),
+        ControlSetting::Float(n, v) => (n, ControlValue::from(*v)),
+        ControlSetting::FloatPair(n, v) => (n, ControlValue::from(v.to_vec())),
+        ControlSetting::Int64Pair(n, v) => (n, ControlValue::from(v.to_vec())),
+    }
 }

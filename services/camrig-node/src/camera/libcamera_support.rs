@@ -95,6 +95,50 @@ pub fn frame_wall_clock_ns(value: i64, libcamera_version: (u32, u32, u32)) -> Un
     }
 }
 
+/// The start of a frame's exposure, the instant phase lock locks: libcamera's
+/// SensorTimestamp (and FrameWallClock, the same instant on the wall clock) mark the start of
+/// readout, and exposure began `exposure_us` earlier. Correcting for it lines up cameras with
+/// different exposure times.
+pub fn exposure_start_ns(readout_start_ns: UnixNanos, exposure_us: Option<i32>) -> UnixNanos {
+    readout_start_ns - i64::from(exposure_us.unwrap_or(0).max(0)) * 1_000
+}
+
+/// Requests libcamera would have completed before a request requeued now: its frame-duration
+/// request lands at most this many frames after the frame the loop just saw (every buffer of
+/// the camera queued ahead of it), so the loop counts them all as in flight.
+pub fn control_latency_frames(buffers: u32) -> u32 {
+    buffers.clamp(1, 8)
+}
+
+/// What the camera's `FrameDurationLimits` control (µs, as its ControlInfo gives the range)
+/// lets the phase lock do: durations in whole µs between the range's ends, from a start at
+/// `period_us`. `None` when the range is missing or empty (the camera cannot be locked).
+pub fn frame_control(
+    min_us: Option<i64>,
+    max_us: Option<i64>,
+    period_us: i64,
+    buffers: u32,
+) -> Option<crate::camera::phase_lock::FrameControl> {
+    let (min_us, max_us) = (min_us?, max_us?);
+    if min_us <= 0 || max_us < min_us {
+        return None;
+    }
+    Some(crate::camera::phase_lock::FrameControl {
+        min_ns: min_us as f64 * 1e3,
+        max_ns: max_us as f64 * 1e3,
+        quantum_ns: 1e3,
+        latency_frames: control_latency_frames(buffers),
+        initial_ns: period_us as f64 * 1e3,
+    })
+}
+
+/// The `FrameDurationLimits` value (min = max, µs) that asks the camera for one frame of
+/// `duration_ns` (the loop's request, already whole µs).
+pub fn frame_duration_limits_us(duration_ns: f64) -> [i64; 2] {
+    let us = (duration_ns / 1e3).round() as i64;
+    [us, us]
+}
+
 /// `0.4.0`, `0.5.2+rpt20250903`, `v0.5.1` → (major, minor, patch).
 pub fn parse_version(s: &str) -> Option<(u32, u32, u32)> {
     let s = s.trim().trim_start_matches('v');
@@ -410,6 +454,42 @@ mod tests {
             frame_wall_clock_ns(1_700_000_000_000_000_000, (0, 7, 0)),
             1_700_000_000_000_000_000
         );
+    }
+
+    #[test]
+    fn exposure_start_is_readout_start_minus_the_exposure() {
+        assert_eq!(exposure_start_ns(1_000_000_000, Some(10_000)), 990_000_000);
+        assert_eq!(exposure_start_ns(1_000_000_000, None), 1_000_000_000);
+        assert_eq!(exposure_start_ns(1_000_000_000, Some(-5)), 1_000_000_000);
+    }
+
+    #[test]
+    fn frame_duration_limits_drive_the_phase_lock() {
+        use crate::camera::phase_lock::{FrameControl, LockSettings, PhaseLock};
+        use camrig_protocol::grid::FrameGrid;
+        use camrig_protocol::phase::LockState;
+        // imx219 1640x1232 on a Pi: 41.85 fps at most, very long frames allowed.
+        let c: FrameControl = frame_control(Some(23_894), Some(869_434_000), 33_333, 6).unwrap();
+        assert_eq!(c.latency_frames, 6);
+        assert_eq!(
+            (c.min_ns, c.quantum_ns, c.initial_ns),
+            (23_894_000.0, 1e3, 33_333_000.0)
+        );
+        assert!(frame_control(None, Some(1), 33_333, 6).is_none());
+        assert!(frame_control(Some(5), Some(4), 33_333, 6).is_none());
+        let grid = FrameGrid::new(30.0).unwrap();
+        let mut lock = PhaseLock::new("cam1", grid, c, LockSettings::default());
+        assert_eq!(lock.state(), LockState::Locking);
+        let r = lock.on_frame(0, 1_800_000_000_005_000_000).unwrap();
+        assert_eq!(r.sequence, 6);
+        let [min, max] = frame_duration_limits_us(r.duration_ns);
+        assert_eq!(min, max, "min = max: the camera runs exactly that frame");
+        assert_eq!(r.duration_ns % 1e3, 0.0, "whole µs");
+        assert!(min < 33_333, "a late frame is shortened: {min}");
+        // A mode at its maximum rate has nothing to shorten: unavailable, with the reason.
+        let full = frame_control(Some(33_333), Some(869_434_000), 33_333, 6).unwrap();
+        let lock = PhaseLock::new("cam1", grid, full, LockSettings::default());
+        assert_eq!(lock.state(), LockState::Unavailable);
     }
 
     #[test]

@@ -4,11 +4,16 @@
 //! [`PixelPath`]); the backends are [`synthetic`] (with [`test_pattern`], timed by
 //! [`capture_timing`]) on any PC and `libcamera_backend` (cargo feature `libcamera`, with
 //! [`libcamera_support`], [`dma_buf`] and [`buffer_lease`]) for real cameras. Which one runs is
-//! chosen in the composition root ([`crate::service::run`]), never here.
+//! chosen in the composition root ([`crate::service::run`]), never here. The synthetic
+//! camera is a [`sensor_model`]; behind the seam each backend runs every camera's
+//! [`phase_lock`] and shows it through [`CaptureBackend::phase`]. Camera settings
+//! (exposure, gain, colour, focus) go through [`CameraControls`]; [`synthetic_exposure`] is the
+//! synthetic camera's state for them, [`libcamera_controls`] their libcamera mapping.
 //!
 //! Contract for backends: frames arrive in order per camera; `timestamp_ns` is the
-//! wall-clock (CLOCK_REALTIME) instant the backend actually read for the frame (for a
-//! sensor: its exposure start mapped to wall clock), never an idealised grid value;
+//! wall-clock (CLOCK_REALTIME) instant the frame's exposure started, as the camera pipeline
+//! reports it (a sensor's start-of-frame time mapped to wall clock), never an idealised grid
+//! value nor the instant a thread handled the frame;
 //! `sequence` counts sensor frames so a gap means a lost frame; the sink never blocks.
 //!
 //! Pixels are not copied on the way: a camera backend lends its own buffer
@@ -18,10 +23,12 @@
 use std::os::fd::RawFd;
 use std::sync::Arc;
 
+use camrig_protocol::camera_settings::{AppliedControls, CameraLimits, CameraSettings};
 use camrig_protocol::manifest::PixelPathCounts;
 use camrig_protocol::UnixNanos;
 
 use libcamera_support::{self as support, Layout};
+use phase_lock::PhaseMonitor;
 
 // Only the libcamera backend lends buffers; without it this is built for the tests alone.
 #[cfg_attr(not(feature = "libcamera"), allow(dead_code))]
@@ -30,8 +37,12 @@ pub(crate) mod capture_timing;
 pub(crate) mod dma_buf;
 #[cfg(feature = "libcamera")]
 pub mod libcamera_backend;
+pub mod libcamera_controls;
 pub mod libcamera_support;
+pub mod phase_lock;
+pub mod sensor_model;
 pub(crate) mod synthetic;
+pub(crate) mod synthetic_exposure;
 pub mod test_pattern;
 
 /// One captured picture: where and when, and its pixels ([`FramePixels`]).
@@ -44,6 +55,9 @@ pub struct Frame {
     pub width: u32,
     pub height: u32,
     pub pixels: FramePixels,
+    /// Exposure, gain, colour gains and lens position the camera applied to this frame,
+    /// where it reports them (written to the segment's `_metadata.csv`).
+    pub applied: Option<AppliedControls>,
 }
 
 /// Where a frame's pixels are.
@@ -217,10 +231,24 @@ pub type FrameSink = Arc<dyn Fn(Frame) + Send + Sync>;
 pub trait CaptureBackend: Send {
     /// The opened cameras, index = [`Frame::camera`].
     fn cameras(&self) -> &[CameraInfo];
+    /// Each camera's phase lock ([`crate::camera::phase_lock`]), index = [`Frame::camera`]: the
+    /// backend runs the loops on its capture threads, the node reads them.
+    fn phase(&self) -> Vec<Arc<PhaseMonitor>>;
     /// Starts delivering frames to `sink` until [`CaptureBackend::stop`].
     fn start(&mut self, sink: FrameSink) -> Result<(), CaptureError>;
     /// Stops delivery and joins the backend's threads.
     fn stop(&mut self);
+    /// The cameras' controls (exposure, gain, colour, …), usable from any thread.
+    fn controls(&self) -> Arc<dyn CameraControls>;
+}
+
+/// Settings for the opened cameras, from the node's API thread while frames flow.
+pub trait CameraControls: Send + Sync {
+    /// What camera `camera` reports it supports (its controls and their ranges).
+    fn limits(&self, camera: usize) -> CameraLimits;
+    /// Applies settings the node has checked against [`CameraControls::limits`]; they take
+    /// effect within a few frames, as a sensor's controls do.
+    fn apply(&self, camera: usize, settings: &CameraSettings) -> Result<(), CaptureError>;
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -269,6 +297,7 @@ mod tests {
                     _lease: lender.lend(7).expect("lendable"),
                 }),
             })),
+            applied: None,
         }
     }
 

@@ -4,6 +4,8 @@
 //!
 //! Cheap by construction: the bars are drawn once; each frame copies them and redraws only
 //! the text box and the moving bar (a Pi-class CPU must render 2 × 1280×720 @ 30 and encode).
+//! The camera's exposure, gain and colour gains ([`Look`]) brighten, darken and tint the bars;
+//! the lit bars are made again only when the look changes by a visible step.
 
 use std::sync::Arc;
 
@@ -14,6 +16,9 @@ pub struct TestPattern {
     width: usize,
     height: usize,
     background: Vec<u8>,
+    /// The background as the current [`Look`] lights it, and that look (quantised).
+    lit: Vec<u8>,
+    lit_key: Option<[i32; 3]>,
     name: String,
     scale: usize,
     /// Grain amplitude (± steps) and its generator's state; 0 = clean.
@@ -23,6 +28,7 @@ pub struct TestPattern {
 
 /// A tiny deterministic PRNG (xorshift64) for grain and the synthetic camera's jitter; the
 /// state must not be zero. Statistical quality does not matter here, speed does.
+#[derive(Debug)]
 pub(crate) struct XorShift(pub(crate) u64);
 
 impl XorShift {
@@ -32,6 +38,24 @@ impl XorShift {
         self.0 ^= self.0 << 17;
         self.0
     }
+}
+
+/// How the camera's applied controls light the picture: brightness is exposure × gain
+/// relative to the reference (1.0 = as drawn), `red`/`blue` the colour gains relative to
+/// neutral (1.0 = untinted).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Look {
+    pub brightness: f32,
+    pub red: f32,
+    pub blue: f32,
+}
+
+impl Look {
+    pub const NEUTRAL: Look = Look {
+        brightness: 1.0,
+        red: 1.0,
+        blue: 1.0,
+    };
 }
 
 /// BT.601 limited-range YUV of the classic bars.
@@ -68,6 +92,8 @@ impl TestPattern {
         TestPattern {
             width: w,
             height: h,
+            lit: bg.clone(),
+            lit_key: None,
             background: bg,
             name: name.to_owned(),
             scale: (w / 320).clamp(1, 4),
@@ -101,7 +127,13 @@ impl TestPattern {
 
     /// One frame: the background with this frame's number and time drawn in.
     pub fn render(&mut self, frame: u64, at: UnixNanos) -> Arc<Vec<u8>> {
-        let mut buf = self.background.clone();
+        self.render_lit(frame, at, Look::NEUTRAL)
+    }
+
+    /// One frame with the bars lit as `look` says (exposure × gain, colour gains).
+    pub fn render_lit(&mut self, frame: u64, at: UnixNanos, look: Look) -> Arc<Vec<u8>> {
+        self.light(look);
+        let mut buf = self.lit.clone();
         let time = chrono::DateTime::from_timestamp(
             at.div_euclid(1_000_000_000),
             at.rem_euclid(1_000_000_000) as u32,
@@ -126,6 +158,43 @@ impl TestPattern {
             self.add_grain(&mut buf);
         }
         Arc::new(buf)
+    }
+
+    /// Makes the lit background for `look` unless the last one is within a visible step.
+    fn light(&mut self, look: Look) {
+        let key = [
+            (look.brightness * 256.0).round() as i32,
+            (look.red * 256.0).round() as i32,
+            (look.blue * 256.0).round() as i32,
+        ];
+        if self.lit_key == Some(key) {
+            return;
+        }
+        self.lit_key = Some(key);
+        let luma: Vec<u8> = (0..=255u16)
+            .map(|y| {
+                let v = 16.0 + (f32::from(y) - 16.0) * look.brightness;
+                v.round().clamp(16.0, 235.0) as u8
+            })
+            .collect();
+        // Colour gains above neutral push red (Cr) and blue (Cb) up, below it down.
+        let shift = |c: u8, gain: f32| {
+            let v = f32::from(c) + (gain - 1.0) * 64.0;
+            v.round().clamp(16.0, 240.0) as u8
+        };
+        let y_len = self.width * self.height;
+        let c_len = y_len / 4;
+        for (out, bg) in self.lit[..y_len].iter_mut().zip(&self.background[..y_len]) {
+            *out = luma[*bg as usize];
+        }
+        let (u_lit, v_lit) = self.lit[y_len..].split_at_mut(c_len);
+        let (u_bg, v_bg) = self.background[y_len..].split_at(c_len);
+        for (out, bg) in u_lit.iter_mut().zip(u_bg) {
+            *out = shift(*bg, look.blue);
+        }
+        for (out, bg) in v_lit.iter_mut().zip(v_bg) {
+            *out = shift(*bg, look.red);
+        }
     }
 
     /// Fills a rectangle of the Y plane and greys its chroma.
@@ -181,6 +250,53 @@ mod tests {
         assert_ne!(a, b, "the frame number is burned in");
         // Text pixels are white on the dark box.
         assert!(a[..64 * 30].contains(&235) && a[..64 * 30].contains(&16));
+    }
+
+    #[test]
+    fn exposure_brightens_and_colour_gains_tint() {
+        let mut p = TestPattern::new(320, 240, 0, "cam1");
+        let mean =
+            |f: &[u8]| f[..320 * 240].iter().map(|&v| u64::from(v)).sum::<u64>() / (320 * 240);
+        let neutral = p.render(1, 0);
+        let dark = p.render_lit(
+            1,
+            0,
+            Look {
+                brightness: 0.25,
+                ..Look::NEUTRAL
+            },
+        );
+        let bright = p.render_lit(
+            1,
+            0,
+            Look {
+                brightness: 2.0,
+                ..Look::NEUTRAL
+            },
+        );
+        assert!(
+            mean(&dark) + 40 < mean(&neutral),
+            "{} {}",
+            mean(&dark),
+            mean(&neutral)
+        );
+        assert!(mean(&bright) > mean(&neutral) + 20);
+        let red = p.render_lit(
+            1,
+            0,
+            Look {
+                red: 1.5,
+                ..Look::NEUTRAL
+            },
+        );
+        let v = 320 * 240 * 5 / 4;
+        let mean_v = |f: &[u8]| f[v..].iter().map(|&x| u64::from(x)).sum::<u64>() / (320 * 240 / 4);
+        assert!(mean_v(&red) > mean_v(&neutral) + 20);
+        assert_eq!(
+            red[..320 * 240],
+            neutral[..320 * 240],
+            "tint leaves luma alone"
+        );
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! The encoder seam: a [`FrameEncoder`] turns frames into a byte stream that can be
 //! concatenated into a segment file. [`software`] has MJPEG (one baseline JPEG per frame,
 //! `jpeg-encoder`) and software H.264 (OpenH264, Annex-B with SPS/PPS before every IDR);
-//! [`v4l2`] the hardware path (V4L2 M2M on a Pi 4). Which one a take gets is chosen by
+//! [`v4l2`] the hardware path (V4L2 M2M on a Pi 4). Every H.264 encoder is wrapped in
+//! [`WithTiming`], so each SPS declares the frame rate ([`h264_vui`]). Which one a take gets is chosen by
 //! [`HardwareEncoder`] in the composition root ([`crate::service::run`]), handed to the take as
 //! a [`NewEncoder`].
 
@@ -9,6 +10,7 @@ use camrig_protocol::naming::Codec;
 
 use crate::camera::{Frame, PixelPath};
 
+pub mod h264_vui;
 pub(crate) mod software;
 pub mod v4l2;
 
@@ -48,20 +50,37 @@ pub struct EncoderSettings {
     pub hardware: HardwareEncoder,
 }
 
-/// `recording.encoder`: which encoder implementation takes the frames.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum HardwareEncoder {
-    /// A V4L2 memory-to-memory encoder for the codec when the machine has one (Pi 4), else
-    /// software (Pi 5, PCs).
-    #[default]
-    Auto,
-    /// Always software (OpenH264, jpeg-encoder).
-    Software,
-    /// Only the V4L2 encoder: frames fail (and are counted) if there is none.
-    V4l2,
-}
+/// `recording.encoder` (the config owns the setting; the encoders are chosen by it).
+pub use camrig_config::node::HardwareEncoder;
 
 /// Makes a take's encoder for its settings, at the take's first frame: the composition root's
 /// choice among the backends ([`crate::service::run::new_encoder`]).
 pub type NewEncoder = fn(EncoderSettings) -> Result<Box<dyn FrameEncoder>, EncodeError>;
+
+/// An H.264 encoder whose sequence parameter sets declare the frame rate (VUI
+/// `timing_info`, see [`h264_vui`]), so a raw segment plays at its true speed.
+pub struct WithTiming<E> {
+    inner: E,
+    fps: f64,
+}
+
+impl<E: FrameEncoder> WithTiming<E> {
+    pub fn new(inner: E, fps: f64) -> WithTiming<E> {
+        WithTiming { inner, fps }
+    }
+}
+
+impl<E: FrameEncoder> FrameEncoder for WithTiming<E> {
+    fn encode(
+        &mut self,
+        frame: &Frame,
+        key: bool,
+        out: &mut Vec<u8>,
+    ) -> Result<PixelPath, EncodeError> {
+        let from = out.len();
+        let path = self.inner.encode(frame, key, out)?;
+        // Every SPS, not only a segment's first: periodic key frames repeat it.
+        h264_vui::add_timing(out, from, self.fps);
+        Ok(path)
+    }
+}

@@ -159,6 +159,7 @@ mod tests {
             width: w,
             height: h,
             pixels: crate::camera::FramePixels::I420(p.render(0, 0)),
+            applied: None,
         }
     }
 
@@ -197,5 +198,70 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// A raw segment declares its frame rate: ffprobe reads 30/1 and 60 frames last 2 s.
+    #[test]
+    fn raw_h264_declares_its_frame_rate_to_ffprobe() {
+        let mut e = crate::service::run::new_encoder(EncoderSettings {
+            codec: Codec::H264,
+            mjpeg_quality: 80,
+            h264_bitrate_kbps: 300,
+            fps: 30.0,
+            hardware: HardwareEncoder::Software,
+        })
+        .unwrap();
+        let f = frame(64, 48);
+        let mut out = Vec::new();
+        for i in 0..60 {
+            e.encode(&f, i == 0, &mut out).unwrap();
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("seg.h264");
+        std::fs::write(&path, &out).unwrap();
+        let probe = std::process::Command::new("ffprobe")
+            .args(["-v", "error", "-select_streams", "v:0", "-count_frames"])
+            .args([
+                "-show_entries",
+                "stream=r_frame_rate,avg_frame_rate,nb_read_frames",
+            ])
+            .args(["-of", "default=nw=1"])
+            .arg(&path)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&probe.stdout);
+        assert!(text.contains("r_frame_rate=30/1"), "{text}");
+        assert!(text.contains("avg_frame_rate=30/1"), "{text}");
+        assert!(text.contains("nb_read_frames=60"), "{text}");
+        // Wrapped without telling ffmpeg any rate: the stream's own timing places the frames.
+        let mkv = dir.path().join("seg.mkv");
+        let wrap = std::process::Command::new("ffmpeg")
+            .args(["-v", "error", "-i"])
+            .arg(&path)
+            .args(["-c", "copy"])
+            .arg(&mkv)
+            .status()
+            .unwrap();
+        assert!(wrap.success());
+        let duration = std::process::Command::new("ffprobe")
+            .args([
+                "-v",
+                "error",
+                "-show_entries",
+                "packet=pts_time",
+                "-of",
+                "csv=p=0",
+            ])
+            .arg(&mkv)
+            .output()
+            .unwrap();
+        let last: f64 = String::from_utf8_lossy(&duration.stdout)
+            .lines()
+            .filter_map(|l| l.trim().trim_end_matches(',').parse().ok())
+            .fold(0.0, f64::max);
+        assert!(
+            (last - 59.0 / 30.0).abs() < 0.0015,
+            "last frame at {last} s"
+        );
     }
 }

@@ -16,11 +16,12 @@ use camrig_protocol::api::{
     AbortRequest, CommandReply, DeleteTakeRequest, MarkRequest, StartRequest, StopRequest,
     TimeReply, MAX_BODY_BYTES, MAX_DELETE_BODY_BYTES,
 };
+use camrig_protocol::camera_settings::ApplySettingsRequest;
 use camrig_protocol::now_unix_ns;
 use camrig_protocol::take_name::TakeName;
 use serde::de::DeserializeOwned;
 
-use super::node::{CommandError, Node};
+use super::node::{CommandError, Node, Verb};
 use super::preview;
 use crate::take::listing;
 
@@ -99,6 +100,17 @@ pub fn router(node: Arc<Node>) -> Router {
         )
         .route("/v1/cameras/{n}/preview.jpg", get(preview_jpg))
         .route("/metrics", get(metrics))
+        .route(
+            "/v1/camera-settings",
+            get(get_camera_settings).put(put_camera_settings),
+        )
+        // After every route: it applies to the routes already added.
+        .method_not_allowed_fallback(|method: axum::http::Method| async move {
+            ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                format!("{method} is not allowed on this endpoint; see the node API in API.md"),
+            )
+        })
         .fallback(|| async { ApiError::not_found("no such endpoint; see /v1/status".into()) })
         .layer(middleware::from_fn_with_state(node.clone(), require_token))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
@@ -179,9 +191,11 @@ async fn start(
         start_at_ns: raw.start_at_ns,
         command_id: raw.command_id,
     };
-    Ok(command_response(
-        node.command(&req.command_id, || node.start_take(&req)),
-    ))
+    Ok(command_response(node.command(
+        Verb::Start,
+        &req.command_id,
+        || node.start_take(&req),
+    )))
 }
 
 async fn stop(
@@ -189,9 +203,11 @@ async fn stop(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let req: StopRequest = parse_body(body)?;
-    Ok(command_response(
-        node.command(&req.command_id, || node.stop_take(&req)),
-    ))
+    Ok(command_response(node.command(
+        Verb::Stop,
+        &req.command_id,
+        || node.stop_take(&req),
+    )))
 }
 
 async fn mark(
@@ -199,9 +215,11 @@ async fn mark(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let req: MarkRequest = parse_body(body)?;
-    Ok(command_response(
-        node.command(&req.command_id, || node.mark_take(&req)),
-    ))
+    Ok(command_response(node.command(
+        Verb::Mark,
+        &req.command_id,
+        || node.mark_take(&req),
+    )))
 }
 
 async fn abort(
@@ -209,9 +227,27 @@ async fn abort(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let req: AbortRequest = parse_body(body)?;
-    Ok(command_response(
-        node.command(&req.command_id, || node.abort_take(&req)),
-    ))
+    Ok(command_response(node.command(
+        Verb::Abort,
+        &req.command_id,
+        || node.abort_take(&req),
+    )))
+}
+
+async fn get_camera_settings(State(node): State<Arc<Node>>) -> Result<Response, ApiError> {
+    Ok(Json(node.camera_settings()?).into_response())
+}
+
+/// Applies camera settings (applying the same ones again changes nothing).
+async fn put_camera_settings(
+    State(node): State<Arc<Node>>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let req: ApplySettingsRequest = parse_body(body)?;
+    let reply = tokio::task::spawn_blocking(move || node.apply_camera_settings(&req))
+        .await
+        .map_err(ApiError::internal)??;
+    Ok(Json(reply).into_response())
 }
 
 async fn status(State(node): State<Arc<Node>>) -> Response {

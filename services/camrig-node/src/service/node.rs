@@ -13,6 +13,7 @@ use camrig_protocol::api::{
     AbortRequest, CommandReply, MarkRequest, NodeState, NodeStatus, StartRequest, StopRequest,
     TakeOutcome,
 };
+use camrig_protocol::camera_settings::{ApplySettingsRequest, NodeCameraSettings};
 use camrig_protocol::health::NodeHealth;
 use camrig_protocol::manifest::StopReason;
 use camrig_protocol::naming::{self, TakeFiles};
@@ -20,11 +21,13 @@ use camrig_protocol::take_name::TakeName;
 use camrig_protocol::{now_unix_ns, UnixNanos};
 use camrig_systemd::watchdog::Progress;
 
+use super::camera_settings::{ApplyError, NodeSettings};
 use super::health::HealthProbe;
 use super::metrics::NodeMetrics;
 use super::status::{CameraStats, FrameCount};
 use super::{clock_health, disk_space, status_line};
-use crate::camera::{CameraInfo, Frame};
+use crate::camera::phase_lock::PhaseMonitor;
+use crate::camera::{CameraControls, CameraInfo, Frame};
 use crate::config::NodeConfig;
 use crate::encode::{EncoderSettings, NewEncoder};
 use crate::take::recorder::{
@@ -67,9 +70,34 @@ impl CommandError {
 /// Remembered answers to commands, so a repeated command_id gets the same answer.
 const REMEMBERED_COMMANDS: usize = 1024;
 
+/// The command verbs of `/v1/takes/...`: a command_id belongs to one of them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Verb {
+    Start,
+    Stop,
+    Mark,
+    Abort,
+}
+
+impl Verb {
+    fn name(self) -> &'static str {
+        match self {
+            Verb::Start => "START",
+            Verb::Stop => "STOP",
+            Verb::Mark => "MARK",
+            Verb::Abort => "ABORT",
+        }
+    }
+}
+
+/// How far in the past a START instant may lie: a command delayed on the network starts
+/// at once (the frames since the instant are gone anyway); one older than this is a
+/// mistake (a wrong clock, a replayed request) and is refused.
+pub const MAX_START_PAST: Duration = Duration::from_secs(5);
+
 #[derive(Default)]
 struct Inner {
-    replies: HashMap<String, Result<CommandReply, CommandError>>,
+    replies: HashMap<String, (Verb, Result<CommandReply, CommandError>)>,
     reply_order: Vec<String>,
     last_take: Option<TakeOutcome>,
     last_live: Vec<LiveCamera>,
@@ -84,6 +112,8 @@ pub struct Node {
     pub(crate) token: Option<String>,
     pub(crate) label: String,
     pub(crate) cameras: Vec<CameraInfo>,
+    /// Each camera's phase lock, as its backend runs it.
+    phase: Vec<Arc<PhaseMonitor>>,
     /// Set when no camera could be opened: START is refused and STATUS says so.
     camera_problem: Option<String>,
     stats: Vec<CameraStats>,
@@ -95,6 +125,8 @@ pub struct Node {
     /// Set before the cameras stop: frames are no longer kept, so every lent camera buffer
     /// goes back (the backend waits for them before it frees anything).
     releasing_frames: AtomicBool,
+    /// The cameras' settings; `None` when no camera was opened.
+    settings: Option<NodeSettings>,
     new_encoder: NewEncoder,
     pub(crate) metrics: NodeMetrics,
     health: HealthProbe,
@@ -104,20 +136,48 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// What the composition root opened for the node: the cameras (none when it could not, and
+/// why), each camera's phase lock and the settings controls of its backend.
+pub(super) struct OpenedCameras {
+    pub(super) cameras: Vec<CameraInfo>,
+    pub(super) phase: Vec<Arc<PhaseMonitor>>,
+    pub(super) controls: Option<Arc<dyn CameraControls>>,
+    pub(super) problem: Option<String>,
+}
+
 impl Node {
-    /// The node for `config` with the cameras its backend opened (none, and why, when it
-    /// could not), the takes recovery finalised at start, and how its takes get encoders.
+    /// The node for `config` with the cameras its backend opened, the takes recovery
+    /// finalised at start, and how its takes get encoders.
     pub(super) fn new(
         config: NodeConfig,
         token: Option<String>,
-        cameras: Vec<CameraInfo>,
-        camera_problem: Option<String>,
+        opened: OpenedCameras,
         recovered: Vec<TakeName>,
         new_encoder: NewEncoder,
     ) -> Arc<Node> {
+        let OpenedCameras {
+            cameras,
+            phase,
+            controls,
+            problem: camera_problem,
+        } = opened;
+        let label = node_label(&config);
+        let settings = controls.map(|c| NodeSettings::new(c, cameras.clone(), &label));
+        let mut settings_problem = None;
+        if let Some(s) = &settings {
+            // The config's defaults, checked like any request: a value the camera cannot take
+            // is a problem STATUS shows, and the camera stays on automatic.
+            if let Err(e) = s.apply(&[config.camera_settings]) {
+                tracing::error!("camera_settings in the config: {e}");
+                settings_problem = Some(format!(
+                    "camera_settings in the config not applied, cameras on automatic: {e}"
+                ));
+            }
+        }
         let metrics = NodeMetrics::new(cameras.len());
         Arc::new(Node {
-            label: node_label(&config),
+            label,
+            settings,
             token,
             stats: (0..cameras.len())
                 .map(|i| CameraStats::new(metrics.camera(i)))
@@ -125,10 +185,12 @@ impl Node {
             metrics,
             health: HealthProbe::new(config.health.sysfs_root.clone()),
             cameras,
+            phase,
             camera_problem,
             active: RwLock::new(None),
             inner: Mutex::new(Inner {
                 recovered,
+                problem: settings_problem,
                 ..Inner::default()
             }),
             command_lock: Mutex::new(()),
@@ -211,7 +273,9 @@ impl Node {
             .enumerate()
             .map(|(index, c)| {
                 let l = live.get(index).cloned().unwrap_or_default();
-                self.stats[index].camera_status(index, n, c, l)
+                let mut status = self.stats[index].camera_status(index, n, c, l);
+                status.phase = self.phase.get(index).map(|m| m.status());
+                status
             })
             .collect();
         let problem = self
@@ -289,19 +353,31 @@ impl Node {
         }
     }
 
-    /// Runs a command once per command_id; repeats get the first answer again.
+    /// Runs a command once per command_id; repeats get the first answer again. An id
+    /// already used for another verb is refused (409): it would otherwise answer 200 for a
+    /// command that was never run.
     pub(crate) fn command(
         &self,
+        verb: Verb,
         command_id: &str,
         run: impl FnOnce() -> Result<CommandReply, CommandError>,
     ) -> Result<CommandReply, CommandError> {
         let _one_at_a_time = lock(&self.command_lock);
-        if let Some(answer) = lock(&self.inner).replies.get(command_id) {
+        if let Some((used_for, answer)) = lock(&self.inner).replies.get(command_id) {
+            if *used_for != verb {
+                return Err(CommandError::Conflict(format!(
+                    "command_id {command_id:?} was already used for {}; send this {} with a new command_id",
+                    used_for.name(),
+                    verb.name()
+                )));
+            }
             return answer.clone();
         }
         let answer = run();
         let mut inner = lock(&self.inner);
-        inner.replies.insert(command_id.to_owned(), answer.clone());
+        inner
+            .replies
+            .insert(command_id.to_owned(), (verb, answer.clone()));
         inner.reply_order.push(command_id.to_owned());
         if inner.reply_order.len() > REMEMBERED_COMMANDS {
             let old = inner.reply_order.remove(0);
@@ -315,6 +391,7 @@ impl Node {
         req: &StartRequest,
     ) -> Result<CommandReply, CommandError> {
         let arming = std::time::Instant::now();
+        self.check_start_instant(req.start_at_ns)?;
         if let Some(p) = &self.camera_problem {
             return Err(CommandError::Unavailable(format!("cannot record: {p}")));
         }
@@ -381,6 +458,8 @@ impl Node {
             data_dir: self.config.data_dir.clone(),
             layout: Layout::Take(TakeFiles::new(&req.take, &self.label, req.start_at_ns)),
             counters: self.stats.iter().map(|s| s.counters.clone()).collect(),
+            settings: self.camera_settings_now(),
+            phase: self.phase.clone(),
         };
         let handle = self.launch(spec).map_err(|e| {
             let _ = std::fs::remove_dir_all(&dir);
@@ -394,6 +473,32 @@ impl Node {
         tracing::info!(take = %req.take, start_at_ns = req.start_at_ns, arm_ms, "take armed");
         let active = Some(handle);
         Ok(self.reply(&req.command_id, &active))
+    }
+
+    /// A start instant inside the sane window: at most [`MAX_START_PAST`] ago and at most
+    /// `recording.max_start_lead_ms` ahead.
+    fn check_start_instant(&self, start_at: UnixNanos) -> Result<(), CommandError> {
+        let now = now_unix_ns();
+        let past = MAX_START_PAST.as_nanos() as i64;
+        let lead_ms = self.config.recording.max_start_lead_ms;
+        let lead = lead_ms as i64 * 1_000_000;
+        let seconds = |ns: i128| ns as f64 / 1e9;
+        if (start_at as i128) < now as i128 - past as i128 {
+            return Err(CommandError::BadRequest(format!(
+                "start_at_ns {start_at} is {:.1} s in the past (this node's clock reads {now}); \
+                 a START instant may be at most {} s old: check the controller's clock and send a new START",
+                seconds(now as i128 - start_at as i128),
+                MAX_START_PAST.as_secs()
+            )));
+        }
+        if start_at as i128 > now as i128 + lead as i128 {
+            return Err(CommandError::BadRequest(format!(
+                "start_at_ns {start_at} is {:.1} s ahead (this node's clock reads {now}); \
+                 this node takes START instants at most {lead_ms} ms ahead (recording.max_start_lead_ms)",
+                seconds(start_at as i128 - now as i128),
+            )));
+        }
+        Ok(())
     }
 
     fn encoder_settings(&self, codec: naming::Codec) -> EncoderSettings {
@@ -451,17 +556,76 @@ impl Node {
         }
     }
 
+    fn camera_settings_now(&self) -> Vec<camrig_protocol::camera_settings::CameraSettings> {
+        self.settings
+            .as_ref()
+            .map(NodeSettings::current)
+            .unwrap_or_default()
+    }
+
+    /// `GET /v1/camera-settings`.
+    pub(crate) fn camera_settings(&self) -> Result<NodeCameraSettings, CommandError> {
+        let settings = self.settings.as_ref().ok_or_else(|| self.no_camera())?;
+        Ok(settings.view(|i| self.latest_frame(i).and_then(|f| f.applied)))
+    }
+
+    fn no_camera(&self) -> CommandError {
+        CommandError::Unavailable(format!(
+            "no camera: {}",
+            self.camera_problem.as_deref().unwrap_or("none opened")
+        ))
+    }
+
+    /// `PUT /v1/camera-settings`: refused while a take is armed or recording (nothing
+    /// changes mid-take) and when any camera cannot take its value (nothing is applied).
+    pub(crate) fn apply_camera_settings(
+        &self,
+        req: &ApplySettingsRequest,
+    ) -> Result<NodeCameraSettings, CommandError> {
+        let settings = self.settings.as_ref().ok_or_else(|| self.no_camera())?;
+        // Under the command lock: no START can arm a take while the settings change.
+        let _one_at_a_time = lock(&self.command_lock);
+        if let Some(t) = self.active() {
+            let state = if t.is_recording() {
+                "recording"
+            } else {
+                "armed"
+            };
+            return Err(CommandError::Conflict(format!(
+                "take {} is {state}: camera settings do not change during a take; stop it first",
+                t.take
+            )));
+        }
+        settings.apply(&req.cameras).map_err(|e| match e {
+            ApplyError::Invalid(_) | ApplyError::Unsupported(_) => {
+                CommandError::BadRequest(e.to_string())
+            }
+            ApplyError::Backend(_) => CommandError::internal(e),
+        })?;
+        tracing::info!(command_id = %req.command_id, settings = %serde_json::to_string(&req.cameras).unwrap_or_default(), "camera settings applied");
+        self.camera_settings()
+    }
+
     pub(crate) fn stop_take(&self, req: &StopRequest) -> Result<CommandReply, CommandError> {
         let Some(t) = self.active() else {
             return Err(CommandError::Conflict(
                 "no take is armed or recording".into(),
             ));
         };
-        if req.stop_at_ns < t.start_at {
-            return Err(CommandError::BadRequest(format!(
-                "stop_at_ns {} is before the take's start_at_ns {}",
-                req.stop_at_ns, t.start_at
-            )));
+        if req.stop_at_ns <= t.start_at {
+            // A STOP for an instant at or before the take's start: the take ends before it
+            // began. Armed only, nothing was kept: cancel it (its directory goes, as an
+            // aborted arm's does). Already keeping frames (a STOP sent with a clock behind
+            // ours): stop now, keeping every frame.
+            let recording = t.is_recording();
+            let reason = if recording {
+                StopReason::Requested
+            } else {
+                StopReason::Aborted
+            };
+            tracing::info!(take = %t.take, stop_at_ns = req.stop_at_ns, start_at_ns = t.start_at, recording, "STOP before the start instant: take cancelled");
+            t.stop_now(reason);
+            return Ok(self.reply(&req.command_id, &Some(t)));
         }
         t.set_stop_at(req.stop_at_ns);
         tracing::info!(take = %t.take, stop_at_ns = req.stop_at_ns, "stop scheduled");
@@ -606,6 +770,8 @@ impl Node {
             data_dir: node.config.data_dir.clone(),
             layout: Layout::Standalone,
             counters: node.stats.iter().map(|s| s.counters.clone()).collect(),
+            settings: node.camera_settings_now(),
+            phase: node.phase.clone(),
         };
         node.launch(spec)?;
         tracing::info!(dir = %dir.display(), "standalone recording started");

@@ -62,6 +62,7 @@ mod tests {
             width: 1280,
             height: 720,
             pixels: crate::camera::FramePixels::I420(p.render(0, 0)),
+            applied: None,
         };
         let j = jpeg(&f).unwrap();
         assert_eq!(&j[..2], &[0xFF, 0xD8]);

@@ -12,12 +12,12 @@ use camrig_protocol::naming::Codec;
 use tokio::net::TcpListener;
 
 use super::http_api;
-use super::node::Node;
+use super::node::{Node, OpenedCameras};
 use crate::camera::{synthetic, CaptureBackend, CaptureError};
 use crate::config::{CameraSource, NodeConfig};
 use crate::encode::software::{MjpegEncoder, SoftH264Encoder};
 use crate::encode::v4l2::{coded_formats, find_encoder, V4l2Error, V4l2FrameEncoder};
-use crate::encode::{EncodeError, EncoderSettings, FrameEncoder, HardwareEncoder};
+use crate::encode::{EncodeError, EncoderSettings, FrameEncoder, HardwareEncoder, WithTiming};
 use crate::take::{deletion, recovery};
 
 #[derive(Debug, thiserror::Error)]
@@ -43,11 +43,13 @@ pub fn open_cameras(config: &NodeConfig) -> Result<Box<dyn CaptureBackend>, Capt
     match config.camera.source {
         CameraSource::Synthetic => Ok(Box::new(synthetic::SyntheticBackend::new(
             &config.camera,
+            &config.phase,
             &config.synthetic,
         ))),
         #[cfg(feature = "libcamera")]
         CameraSource::Libcamera => Ok(Box::new(crate::camera::libcamera_backend::open(
             &config.camera,
+            &config.phase,
         )?)),
         #[cfg(not(feature = "libcamera"))]
         CameraSource::Libcamera => Err(CaptureError::LibcameraNotBuilt),
@@ -59,7 +61,13 @@ pub fn open_cameras(config: &NodeConfig) -> Result<Box<dyn CaptureBackend>, Capt
 pub fn new_encoder(settings: EncoderSettings) -> Result<Box<dyn FrameEncoder>, EncodeError> {
     if settings.hardware != HardwareEncoder::Software {
         match find_encoder(coded_formats(settings.codec)) {
-            Some(device) => return Ok(Box::new(V4l2FrameEncoder::new(device, settings))),
+            Some(device) => {
+                let v4l2 = V4l2FrameEncoder::new(device, settings);
+                return Ok(match settings.codec {
+                    Codec::H264 => Box::new(WithTiming::new(v4l2, settings.fps)),
+                    Codec::Mjpeg => Box::new(v4l2),
+                });
+            }
             None if settings.hardware == HardwareEncoder::V4l2 => {
                 return Err(V4l2Error::NoDevice(format!("{:?}", settings.codec)).into())
             }
@@ -71,7 +79,10 @@ pub fn new_encoder(settings: EncoderSettings) -> Result<Box<dyn FrameEncoder>, E
             quality: settings.mjpeg_quality,
             scratch: Vec::new(),
         }),
-        Codec::H264 => Box::new(SoftH264Encoder::new(settings)?),
+        Codec::H264 => Box::new(WithTiming::new(
+            SoftH264Encoder::new(settings)?,
+            settings.fps,
+        )),
     })
 }
 
@@ -102,14 +113,13 @@ pub async fn run(
         .as_ref()
         .map(|b| b.cameras().to_vec())
         .unwrap_or_default();
-    let node = Node::new(
-        config,
-        token,
+    let opened = OpenedCameras {
         cameras,
-        camera_problem,
-        recovered,
-        new_encoder,
-    );
+        phase: backend.as_ref().map(|b| b.phase()).unwrap_or_default(),
+        controls: backend.as_ref().map(|b| b.controls()),
+        problem: camera_problem,
+    };
+    let node = Node::new(config, token, opened, recovered, new_encoder);
     if let Some(b) = backend.as_mut() {
         let weak = Arc::downgrade(&node);
         b.start(Arc::new(move |frame| {

@@ -1,9 +1,10 @@
 //! The one-line STATUS= text `systemctl status` shows, e.g.
-//! `recording take=t1 seg=3 cam1 imx477 1280x720@30 1234f 30.0fps 0drop | disk 12.3G free (3h05m of
-//! recording) | clock synced ±0.2ms | 61°C`, plus the firmware's throttling flags when set
-//! (`throttling unknown` on a board without them).
+//! `recording take=t1 seg=3 cam1 imx477 1280x720@30 1234f 30.0fps 0drop locked ±12µs | disk 12.3G free
+//! (3h05m of recording) | clock synced ±0.2ms | 61°C`, plus the firmware's throttling flags
+//! when set (`throttling unknown` on a board without them).
 
 use camrig_protocol::api::{NodeState, NodeStatus};
+use camrig_protocol::phase::{LockState, PhaseStatus};
 
 use super::{clock_health, disk_space};
 
@@ -38,6 +39,10 @@ pub fn render(s: &NodeStatus) -> String {
             c.fps,
             c.drops
         ));
+        if let Some(p) = &c.phase {
+            out.push(' ');
+            out.push_str(&phase(p));
+        }
     }
     out.push_str(&format!(
         " | disk {} free",
@@ -79,6 +84,24 @@ fn duration(seconds: u64) -> String {
     }
 }
 
+/// `locked ±12µs`, `locking ±4.2ms`, `unlocked (no FrameDurationLimits control)`: the state
+/// and the last second's p99 phase error.
+fn phase(p: &PhaseStatus) -> String {
+    let e = p.error_ns.p99;
+    let error = if e >= 1_000_000 {
+        format!("±{:.1}ms", e as f64 / 1e6)
+    } else {
+        format!("±{}µs", (e + 500) / 1000)
+    };
+    match p.state {
+        LockState::Unavailable => format!(
+            "unlocked {error} ({})",
+            p.reason.as_deref().unwrap_or("no frame-duration control")
+        ),
+        state => format!("{state} {error}"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -107,7 +130,15 @@ mod tests {
                 drops: 0,
                 drop_bursts: vec![],
                 last_frame_ns: None,
-                phase: None,
+                phase: Some(PhaseStatus {
+                    state: LockState::Locked,
+                    reason: None,
+                    error_ns: camrig_protocol::phase::RecentError {
+                        p50: 3_000,
+                        p99: 11_600,
+                    },
+                    ppm: Some(-12.5),
+                }),
             }],
             disk_free_bytes: 13_207_024_435,
             disk_floor_bytes: 0,
@@ -115,6 +146,9 @@ mod tests {
                 synced: true,
                 est_error_ns: Some(200_000),
                 measured_at_ns: 0,
+                offset_ns: None,
+                root_delay_ns: None,
+                root_dispersion_ns: None,
             },
             standalone: false,
             problem: None,
@@ -125,7 +159,15 @@ mod tests {
         };
         assert_eq!(
             render(&s),
-            "recording take=t1 seg=3 cam1 synthetic 1280x720@30 1234f 30.0fps 0drop | disk 12.3G free | clock synced ±0.2ms"
+            "recording take=t1 seg=3 cam1 synthetic 1280x720@30 1234f 30.0fps 0drop locked ±12µs | disk 12.3G free | clock synced ±0.2ms"
+        );
+        let mut vimc = s.cameras[0].phase.clone().unwrap();
+        vimc.state = LockState::Unavailable;
+        vimc.reason = Some("no FrameDurationLimits control".into());
+        vimc.error_ns.p99 = 15_300_000;
+        assert_eq!(
+            phase(&vimc),
+            "unlocked ±15.3ms (no FrameDurationLimits control)"
         );
         let mut hot = s.clone();
         hot.health = Some(camrig_protocol::health::NodeHealth {
@@ -138,7 +180,7 @@ mod tests {
         });
         assert_eq!(
             render(&hot),
-            "recording take=t1 seg=3 cam1 synthetic 1280x720@30 1234f 30.0fps 0drop | disk 12.3G free (3h05m of recording) | clock synced ±0.2ms | 84°C | under-voltage now, throttled now, under-voltage since boot, throttled since boot"
+            "recording take=t1 seg=3 cam1 synthetic 1280x720@30 1234f 30.0fps 0drop locked ±12µs | disk 12.3G free (3h05m of recording) | clock synced ±0.2ms | 84°C | under-voltage now, throttled now, under-voltage since boot, throttled since boot"
         );
         hot.health.as_mut().unwrap().throttling = None;
         assert!(render(&hot).ends_with("| 84°C | throttling unknown"));

@@ -19,23 +19,45 @@ pub fn manifest_file(dir: &Path) -> Option<(PathBuf, String)> {
     None
 }
 
+/// One take directory with a manifest: the directory, the manifest's path and its text.
+pub struct TakeDir {
+    pub dir: PathBuf,
+    pub manifest: PathBuf,
+    pub text: String,
+}
+
+/// The take directories under `recordings` that have a manifest. Hidden entries are the
+/// node's own (tombstones, takes being deleted) and skipped; no recordings directory, no takes.
+pub fn take_dirs(recordings: &Path) -> std::io::Result<Vec<TakeDir>> {
+    let entries = match std::fs::read_dir(recordings) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    Ok(entries
+        .flatten()
+        .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
+        .filter_map(|e| {
+            let dir = e.path();
+            let (manifest, text) = manifest_file(&dir)?;
+            Some(TakeDir {
+                dir,
+                manifest,
+                text,
+            })
+        })
+        .collect())
+}
+
 /// Every take with a readable manifest, oldest first.
 pub fn list(recordings: &Path) -> std::io::Result<Vec<TakeListing>> {
     let mut takes = Vec::new();
-    let entries = match std::fs::read_dir(recordings) {
-        Ok(e) => e,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(takes),
-        Err(e) => return Err(e),
-    };
-    for e in entries.flatten() {
-        // Hidden entries are the node's own: tombstones, takes being deleted.
-        if e.file_name().to_string_lossy().starts_with('.') {
-            continue;
-        }
-        let dir = e.path();
-        let Some((path, text)) = manifest_file(&dir) else {
-            continue;
-        };
+    for TakeDir {
+        dir,
+        manifest: path,
+        text,
+    } in take_dirs(recordings)?
+    {
         let manifest = match TakeManifest::parse(&text) {
             Ok(m) => m,
             Err(err) => {
@@ -47,7 +69,10 @@ pub fn list(recordings: &Path) -> std::io::Result<Vec<TakeListing>> {
             take: manifest.take.clone(),
             state: manifest.state,
             start_at_ns: manifest.start_at_ns,
-            dir: e.file_name().to_string_lossy().into_owned(),
+            dir: dir
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
             manifest: path
                 .file_name()
                 .map(|n| n.to_string_lossy().into_owned())

@@ -15,14 +15,18 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use camrig_protocol::api::{DropBurst, DropCause, TakeOutcome, RECENT_DROP_BURSTS};
+use camrig_protocol::camera_settings::CameraSettings;
+use camrig_protocol::grid::FrameGrid;
 use camrig_protocol::manifest::{
     CameraRecord, ManifestState, Marker, MarkerFrame, SegmentRecord, StopReason, TakeManifest,
     MANIFEST_FORMAT,
 };
 use camrig_protocol::naming::{self, Codec, TakeFiles};
+use camrig_protocol::phase::{LockState, PhaseRecord, TakeError};
 use camrig_protocol::take_name::TakeName;
 use camrig_protocol::UnixNanos;
 
+use crate::camera::phase_lock::{percentile, PhaseMonitor};
 use crate::camera::{CameraInfo, Frame};
 use crate::encode::{EncoderSettings, FrameEncoder, NewEncoder};
 use crate::service::metrics::CameraCounters;
@@ -73,6 +77,10 @@ pub struct TakeSpec {
     pub layout: Layout,
     /// Each camera's `/metrics` counters (kept, dropped, encode time).
     pub counters: Vec<CameraCounters>,
+    /// Each camera's settings in force at START (recorded in the manifest).
+    pub settings: Vec<CameraSettings>,
+    /// Each camera's phase lock (index = camera), for the manifest's `phase` record.
+    pub phase: Vec<Arc<PhaseMonitor>>,
 }
 
 impl TakeSpec {
@@ -85,12 +93,14 @@ impl TakeSpec {
                     video: files.segment_video(cam, segment, self.codec),
                     timestamps_bin: files.segment_timestamps_bin(cam, segment),
                     timestamps_txt: Some(files.segment_timestamps_txt(cam, segment)),
+                    metadata_csv: Some(files.segment_metadata_csv(cam, segment)),
                 }
             }
             Layout::Standalone => SegmentNames {
                 video: naming::standalone_video(camera, self.codec),
                 timestamps_bin: naming::standalone_timestamps(camera),
                 timestamps_txt: None,
+                metadata_csv: None,
             },
         }
     }
@@ -192,6 +202,8 @@ pub struct TakeBook {
     /// `(segment, index of its first frame)` per camera.
     segment_starts: Vec<Vec<(u32, u64)>>,
     live: Vec<LiveCamera>,
+    /// Per camera: its lock state and lock-loss count when it kept its first frame.
+    phase_at_start: Vec<Option<(LockState, u64)>>,
     /// Why the take stopped early, in words, for status.
     problem: Option<String>,
 }
@@ -227,6 +239,7 @@ impl TakeBook {
                     segments: Vec::new(),
                     pixel_paths: Default::default(),
                     phase: None,
+                    settings: spec.settings.get(index).copied(),
                 })
                 .collect(),
             markers: Vec::new(),
@@ -240,11 +253,45 @@ impl TakeBook {
             kept: vec![Vec::new(); n],
             segment_starts: vec![Vec::new(); n],
             live: vec![LiveCamera::default(); n],
+            phase_at_start: vec![None; n],
             problem: None,
         }
     }
 
+    /// Each camera's `phase` record from its kept frames: their phase errors against the
+    /// grid (the timestamps are the truth), the lock state when the take began and the locks
+    /// lost since.
+    fn refresh_phase(&mut self) {
+        for (camera, monitor) in self.spec.phase.iter().enumerate() {
+            let Some((state_at_start, losses_at_start)) =
+                self.phase_at_start.get(camera).copied().flatten()
+            else {
+                continue;
+            };
+            let Ok(grid) = FrameGrid::new(self.spec.cameras[camera].fps) else {
+                continue;
+            };
+            let mut errors: Vec<i64> = self.kept[camera]
+                .iter()
+                .map(|&ts| grid.phase_error_ns(ts).abs())
+                .collect();
+            errors.sort_unstable();
+            let tolerance = monitor.tolerance_ns();
+            self.manifest.cameras[camera].phase = Some(PhaseRecord {
+                state_at_start,
+                error_ns: TakeError {
+                    p50: percentile(&errors, 50.0),
+                    p99: percentile(&errors, 99.0),
+                    max: errors.last().copied().unwrap_or(0),
+                },
+                frames_outside_tolerance: errors.iter().filter(|&&e| e > tolerance).count() as u64,
+                lock_losses: monitor.lock_losses().saturating_sub(losses_at_start),
+            });
+        }
+    }
+
     fn write_manifest(&mut self) {
+        self.refresh_phase();
         if let Some(path) = self.spec.manifest_path() {
             let json = serde_json::to_vec_pretty(&self.manifest).expect("manifest serialises");
             if let Err(e) = write_atomic(&path, &json) {
@@ -327,6 +374,7 @@ impl TakeBook {
             video: closed.names.video.clone(),
             timestamps_bin: closed.names.timestamps_bin.clone(),
             timestamps_txt: closed.names.timestamps_txt.clone().unwrap_or_default(),
+            metadata_csv: closed.names.metadata_csv.clone(),
             frames: closed.frames,
             first_frame_index: first_index,
             first_frame_ns: closed.first_frame_ns,
@@ -340,6 +388,11 @@ impl TakeBook {
 
     fn frame_kept(&mut self, camera: usize, ts: UnixNanos, segment: u32, drops: u64) {
         let index = self.kept[camera].len() as u64;
+        if index == 0 {
+            if let Some(m) = self.spec.phase.get(camera) {
+                self.phase_at_start[camera] = Some((m.state(), m.lock_losses()));
+            }
+        }
         self.kept[camera].push(ts);
         let starts = &mut self.segment_starts[camera];
         if starts.last().is_none_or(|&(s, _)| s != segment) {
@@ -824,7 +877,11 @@ impl CameraWriter {
             }
         };
         let open = st.open.as_mut().expect("opened above");
-        if let Err(e) = open.writer.write_frame(&st.out, frame.timestamp_ns) {
+        let applied = frame.applied.unwrap_or_default();
+        if let Err(e) = open
+            .writer
+            .write_frame(&st.out, frame.timestamp_ns, st.kept, &applied)
+        {
             self.problem(write_failed_problem(open.index, &e));
             return Err(io_reason(&e));
         }

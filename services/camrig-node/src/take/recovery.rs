@@ -13,7 +13,7 @@ use camrig_protocol::take_name::TakeName;
 use camrig_protocol::timestamps;
 
 use crate::take::access_units;
-use crate::take::listing::manifest_file;
+use crate::take::listing::{take_dirs, TakeDir};
 use crate::take::segment_writer::{sha256_file, write_atomic};
 
 #[derive(Debug, thiserror::Error)]
@@ -37,18 +37,16 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> RecoveryError + '_ {
 /// Finalises every interrupted take under `recordings`; returns the recovered take names.
 pub fn recover_all(recordings: &Path) -> Vec<TakeName> {
     let mut recovered = Vec::new();
-    let Ok(entries) = std::fs::read_dir(recordings) else {
+    // Hidden entries (tombstones, takes being deleted) are never takes to finalise.
+    let Ok(takes) = take_dirs(recordings) else {
         return recovered;
     };
-    for e in entries.flatten() {
-        // Hidden entries are tombstones and takes being deleted, never takes to finalise.
-        if e.file_name().to_string_lossy().starts_with('.') {
-            continue;
-        }
-        let dir = e.path();
-        let Some((path, text)) = manifest_file(&dir) else {
-            continue;
-        };
+    for TakeDir {
+        dir,
+        manifest: path,
+        text,
+    } in takes
+    {
         let Ok(manifest) = TakeManifest::parse(&text) else {
             continue;
         };
@@ -174,17 +172,37 @@ fn recover_segment(
     if whole_frames > frames {
         tracing::warn!(video = %video_name, whole_frames, frames, "pictures without a timestamp at the end of a recovered segment");
     }
-    let entries = vec![
+    let mut entries = vec![
         sha256_file(&video_path).map_err(io(&video_path))?,
         sha256_file(&bin_path).map_err(io(&bin_path))?,
         sha256_file(&txt_path).map_err(io(&txt_path))?,
     ];
+    // The metadata rows, like the timestamps, are written before their picture: keep the
+    // header and one whole row per kept frame (takes recorded before it have none).
+    let csv_name = files.segment_metadata_csv(camera, k);
+    let csv_path = dir.join(&csv_name);
+    let metadata_csv = match std::fs::read_to_string(&csv_path) {
+        Ok(text) => {
+            let kept: String = text
+                .split_inclusive('\n')
+                .filter(|l| l.ends_with('\n'))
+                .take(frames + 1)
+                .collect();
+            if kept != text {
+                write_atomic(&csv_path, kept.as_bytes()).map_err(io(&csv_path))?;
+            }
+            entries.push(sha256_file(&csv_path).map_err(io(&csv_path))?);
+            Some(csv_name)
+        }
+        Err(_) => None,
+    };
     Ok((
         SegmentRecord {
             index: k,
             video: video_name,
             timestamps_bin: bin_name,
             timestamps_txt: txt_name,
+            metadata_csv,
             frames: frames as u64,
             first_frame_index,
             first_frame_ns: ts.first().copied(),

@@ -1,10 +1,12 @@
-//! Writes one segment of one camera: the video file plus its per-frame timestamp files,
-//! hashing every byte as it is written so the manifest's sha256 costs no second read.
+//! Writes one segment of one camera: the video file plus its per-frame timestamp files and
+//! (takes only) its per-frame metadata CSV (exposure, gain, colour gains, lens position the
+//! camera applied), hashing every byte as it is written so the manifest's sha256 costs no
+//! second read.
 //!
-//! A frame is all-or-nothing: its timestamp records are written first, then its picture;
-//! if any write fails (ENOSPC) all three files are cut back to where the frame began, so a
+//! A frame is all-or-nothing: its timestamp and metadata records are written first, then its
+//! picture; if any write fails (ENOSPC) every file is cut back to where the frame began, so a
 //! segment always holds whole frames with one timestamp each. After a crash a segment can
-//! hold at most one timestamp more than pictures, which recovery trims.
+//! hold at most one timestamp (and metadata row) more than pictures, which recovery trims.
 
 use std::fs::File;
 use std::io;
@@ -12,6 +14,7 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use camrig_protocol::camera_settings::{metadata_csv_row, AppliedControls, METADATA_CSV_HEADER};
 use camrig_protocol::manifest::FileEntry;
 use camrig_protocol::timestamps::{self, TIMECODE_V2_HEADER};
 use camrig_protocol::UnixNanos;
@@ -27,6 +30,8 @@ pub struct SegmentNames {
     pub timestamps_bin: String,
     /// Takes write the timecode v2 text too; the standalone recorder's layout has none.
     pub timestamps_txt: Option<String>,
+    /// Takes write `<segment stem>_metadata.csv`; the standalone layout has none.
+    pub metadata_csv: Option<String>,
 }
 
 /// A file being written, with a running sha256 of its contents.
@@ -97,6 +102,7 @@ pub struct SegmentWriter {
     video: HashedFile,
     bin: HashedFile,
     txt: Option<HashedFile>,
+    csv: Option<HashedFile>,
     frames: u64,
     first_ns: Option<UnixNanos>,
     last_ns: Option<UnixNanos>,
@@ -115,12 +121,21 @@ impl SegmentWriter {
             }
             None => None,
         };
+        let csv = match &names.metadata_csv {
+            Some(name) => {
+                let mut f = HashedFile::create(dir, name)?;
+                f.write(METADATA_CSV_HEADER.as_bytes())?;
+                Some(f)
+            }
+            None => None,
+        };
         Ok(SegmentWriter {
             dir: dir.to_owned(),
             names,
             video,
             bin,
             txt,
+            csv,
             frames: 0,
             first_ns: None,
             last_ns: None,
@@ -132,8 +147,15 @@ impl SegmentWriter {
         self.frames
     }
 
-    /// Appends one encoded frame and its timestamp; all or nothing.
-    pub fn write_frame(&mut self, encoded: &[u8], ts: UnixNanos) -> io::Result<()> {
+    /// Appends one encoded frame, its timestamp and its metadata row (`frame_index` in the
+    /// take, the values the camera applied); all or nothing.
+    pub fn write_frame(
+        &mut self,
+        encoded: &[u8],
+        ts: UnixNanos,
+        frame_index: u64,
+        applied: &AppliedControls,
+    ) -> io::Result<()> {
         let mut bin = Vec::with_capacity(8);
         timestamps::push_bin(&mut bin, ts);
         let line = timestamps::timecode_line(self.first_ns.unwrap_or(ts), ts);
@@ -141,12 +163,16 @@ impl SegmentWriter {
         let before = (
             self.bin.mark(),
             self.txt.as_ref().map(HashedFile::mark),
+            self.csv.as_ref().map(HashedFile::mark),
             self.video.mark(),
         );
         let result = (|| {
             self.bin.write(&bin)?;
             if let Some(txt) = &mut self.txt {
                 txt.write(line.as_bytes())?;
+            }
+            if let Some(csv) = &mut self.csv {
+                csv.write(metadata_csv_row(frame_index, ts, applied).as_bytes())?;
             }
             self.video.write(encoded)
         })();
@@ -155,7 +181,10 @@ impl SegmentWriter {
             if let (Some(txt), Some(mark)) = (&mut self.txt, before.1) {
                 txt.restore(mark);
             }
-            self.video.restore(before.2);
+            if let (Some(csv), Some(mark)) = (&mut self.csv, before.2) {
+                csv.restore(mark);
+            }
+            self.video.restore(before.3);
             return Err(e);
         }
         self.frames += 1;
@@ -178,6 +207,9 @@ impl SegmentWriter {
         if let Some(txt) = &self.txt {
             txt.file.sync_data()?;
         }
+        if let Some(csv) = &self.csv {
+            csv.file.sync_data()?;
+        }
         self.last_sync = Instant::now();
         Ok(())
     }
@@ -190,6 +222,9 @@ impl SegmentWriter {
         let mut files = vec![self.video.entry(), self.bin.entry()];
         if let Some(txt) = self.txt {
             files.push(txt.entry());
+        }
+        if let Some(csv) = self.csv {
+            files.push(csv.entry());
         }
         Ok(ClosedSegment {
             names: self.names,
@@ -288,6 +323,7 @@ mod tests {
             video: "s.mjpeg".into(),
             timestamps_bin: "s_timestamps.bin".into(),
             timestamps_txt: Some("s_timestamps.txt".into()),
+            metadata_csv: Some("s_metadata.csv".into()),
         }
     }
 
@@ -295,8 +331,15 @@ mod tests {
     fn hashes_match_the_files_and_timestamps_match_frames() {
         let dir = tempfile::tempdir().unwrap();
         let mut w = SegmentWriter::create(dir.path(), names()).unwrap();
-        w.write_frame(b"frame-one", 1_000_000_000).unwrap();
-        w.write_frame(b"frame-two", 1_033_366_999).unwrap();
+        let applied = AppliedControls {
+            exposure_us: Some(8000),
+            analogue_gain: Some(2.0),
+            ..Default::default()
+        };
+        w.write_frame(b"frame-one", 1_000_000_000, 0, &applied)
+            .unwrap();
+        w.write_frame(b"frame-two", 1_033_366_999, 1, &AppliedControls::default())
+            .unwrap();
         let closed = w.close().unwrap();
         assert_eq!(closed.frames, 2);
         for f in &closed.files {
@@ -309,6 +352,12 @@ mod tests {
         );
         let txt = std::fs::read_to_string(dir.path().join("s_timestamps.txt")).unwrap();
         assert_eq!(txt, "# timecode format v2\n0.000\n33.366\n");
+        let csv = std::fs::read_to_string(dir.path().join("s_metadata.csv")).unwrap();
+        assert_eq!(
+            csv,
+            format!("{METADATA_CSV_HEADER}0,8000,2,,,,1000000000\n1,,,,,,1033366999\n")
+        );
+        assert_eq!(closed.files.len(), 4);
         assert!(
             SegmentWriter::create(dir.path(), names()).is_err(),
             "never overwrites"

@@ -167,3 +167,113 @@ fn racing_starts_arm_exactly_one_take() {
     node.post("/v1/takes/abort", json!({"command_id": "ab"}));
     node.wait_idle(Duration::from_secs(10));
 }
+
+#[test]
+fn start_instants_outside_the_sane_window_are_refused() {
+    let node = Node::builder().codec("mjpeg").start();
+    let now = now_ns();
+    for (at, says) in [
+        (0, "in the past"),
+        (i64::MIN, "in the past"),
+        (now - 60_000_000_000, "in the past"),
+        (i64::MAX, "recording.max_start_lead_ms"),
+        (now + 3_600_000_000_000, "recording.max_start_lead_ms"),
+    ] {
+        let (code, body) = node.post(
+            "/v1/takes/start",
+            json!({"take": "t1", "start_at_ns": at, "command_id": format!("w{at}")}),
+        );
+        assert_eq!(code, 400, "{at}: {body}");
+        let msg = body["error"].as_str().unwrap();
+        assert!(msg.contains(says) && msg.contains("start_at_ns"), "{msg}");
+    }
+    assert!(tree(&node.recordings()).is_empty());
+    assert_eq!(node.status().state, camrig_protocol::api::NodeState::Idle);
+    // A START delayed on the way (its instant just passed) still arms.
+    let (code, body) = node.post(
+        "/v1/takes/start",
+        json!({"take": "t1", "start_at_ns": now_ns() - 1_000_000_000, "command_id": "late"}),
+    );
+    assert_eq!(code, 200, "{body}");
+    node.post("/v1/takes/abort", json!({"command_id": "ab"}));
+    node.wait_idle(Duration::from_secs(10));
+}
+
+#[test]
+fn a_command_id_reused_for_another_verb_is_refused() {
+    let node = Node::builder().codec("mjpeg").start();
+    let start =
+        json!({"take": "t1", "start_at_ns": now_ns() + 20_000_000_000i64, "command_id": "same"});
+    assert_eq!(node.post("/v1/takes/start", start.clone()).0, 200);
+    // The same START again is answered as before (idempotent).
+    assert_eq!(node.post("/v1/takes/start", start).0, 200);
+    for (path, body) in [
+        (
+            "/v1/takes/stop",
+            json!({"stop_at_ns": now_ns(), "command_id": "same"}),
+        ),
+        ("/v1/takes/abort", json!({"command_id": "same"})),
+        (
+            "/v1/takes/mark",
+            json!({"at_ns": now_ns(), "note": "", "command_id": "same"}),
+        ),
+    ] {
+        let (code, reply) = node.post(path, body);
+        assert_eq!(code, 409, "{path}: {reply}");
+        let msg = reply["error"].as_str().unwrap();
+        assert!(msg.contains("already used for START"), "{msg}");
+    }
+    // Nothing was stopped or aborted by them.
+    let s = node.status();
+    assert_eq!(s.state, camrig_protocol::api::NodeState::Armed, "{s:?}");
+    assert_eq!(s.stop_at_ns, None);
+    node.post("/v1/takes/abort", json!({"command_id": "ab"}));
+    node.wait_idle(Duration::from_secs(10));
+}
+
+#[test]
+fn a_stop_before_the_start_instant_cancels_the_take() {
+    let node = Node::builder().codec("mjpeg").start();
+    let start_at = now_ns() + 2_000_000_000;
+    let (code, _) = node.post(
+        "/v1/takes/start",
+        json!({"take": "early", "start_at_ns": start_at, "command_id": "c1"}),
+    );
+    assert_eq!(code, 200);
+    let (code, body) = node.post(
+        "/v1/takes/stop",
+        json!({"stop_at_ns": start_at - 300_000_000, "command_id": "s1"}),
+    );
+    assert_eq!(code, 200, "{body}");
+    node.wait_idle(Duration::from_secs(10));
+    // Past the instant: the node did not start recording after all.
+    std::thread::sleep(Duration::from_millis(2500));
+    let s = node.status();
+    assert_eq!(s.state, camrig_protocol::api::NodeState::Idle, "{s:?}");
+    assert!(
+        !node.recordings().join("early").exists(),
+        "{:?}",
+        tree(&node.recordings())
+    );
+}
+
+#[test]
+fn wrong_methods_and_paths_get_json_errors() {
+    let node = Node::builder().codec("mjpeg").start();
+    for (method, path, status) in [
+        ("PUT", "/v1/takes/start", 405),
+        ("GET", "/v1/takes/stop", 405),
+        ("DELETE", "/v1/status", 405),
+        ("GET", "/v1/nothing", 404),
+    ] {
+        let r = node
+            .http
+            .request(method.parse().unwrap(), format!("{}{path}", node.base))
+            .bearer_auth(TOKEN)
+            .send()
+            .unwrap();
+        assert_eq!(r.status().as_u16(), status, "{method} {path}");
+        let body: serde_json::Value = r.json().unwrap_or_else(|e| panic!("{method} {path}: {e}"));
+        assert!(body["error"].is_string(), "{method} {path}: {body}");
+    }
+}

@@ -188,6 +188,14 @@ fn standalone_records_from_start_until_sigterm() {
     node.wait_status("recording", Duration::from_secs(10), |s| {
         s.state == NodeState::Recording && s.cameras.iter().all(|c| c.take_frames > 20)
     });
+    // Standalone cameras lock to the grid too: each its own loop.
+    node.wait_status("both cameras phase-locked", Duration::from_secs(10), |s| {
+        s.cameras.iter().all(|c| {
+            c.phase
+                .as_ref()
+                .is_some_and(|p| p.state == camrig_protocol::phase::LockState::Locked)
+        })
+    });
     node.signal(Signal::SIGTERM);
     assert_eq!(
         node.wait_exit(Duration::from_secs(20)),

@@ -149,6 +149,21 @@ fn metrics_move_during_a_take_and_health_reads_the_seam() {
         after["camrig_node_take_dropped_frames{camera=1}"],
         m.cameras[0].drops as f64
     );
+    // Phase lock, read from the camera's `phase` in the status: exactly one state at 1,
+    // and the last second's error quantiles.
+    assert!(
+        s.cameras[0].phase.is_some(),
+        "the synthetic camera runs phase lock"
+    );
+    let states: f64 = ["locking", "locked", "unavailable"]
+        .iter()
+        .map(|st| after[&format!("camrig_node_phase_lock_state{{camera=1,state={st}}}")])
+        .sum();
+    assert_eq!(states, 1.0);
+    for q in ["0.5", "0.99"] {
+        let e = after[&format!("camrig_node_phase_error_seconds{{camera=1,quantile={q}}}")];
+        assert!((0.0..1.0).contains(&e), "phase error {q}: {e}");
+    }
     let text = node.get("/metrics").text().unwrap();
     let encoded: f64 = text
         .lines()

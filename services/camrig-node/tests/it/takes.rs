@@ -191,3 +191,87 @@ fn injected_drops_are_counted_not_hidden() {
     );
     verify::take_on_disk(&node.recordings().join("d1"), &m);
 }
+
+/// Two sensor-model cameras (own oscillators, random phases) locked by their loops: a take
+/// placed half a period between grid instants holds the same grid slots on both, segment by
+/// segment, and the manifest proves the lock.
+#[test]
+fn two_locked_cameras_record_the_same_slots() {
+    use camrig_protocol::grid::FrameGrid;
+    use camrig_protocol::phase::LockState;
+
+    let node = Node::builder()
+        .cameras(2)
+        .codec("mjpeg")
+        .recording("segment_seconds = 1")
+        .start();
+    // Locked, and a whole second of frames since the acquisition (the error percentiles
+    // cover the last second).
+    let s = node.wait_status("both cameras locked", Duration::from_secs(10), |s| {
+        s.cameras.iter().all(|c| {
+            c.phase
+                .as_ref()
+                .is_some_and(|p| p.state == LockState::Locked && p.error_ns.p99 <= 50_000)
+        })
+    });
+    for c in &s.cameras {
+        let p = c.phase.as_ref().unwrap();
+        assert!(p.error_ns.p99 <= 50_000, "{p:?}");
+        assert!(p.ppm.is_some_and(|ppm| ppm.abs() < 40.0), "{p:?}");
+    }
+    let grid = FrameGrid::new(30.0).unwrap();
+    let start_at = grid.midpoint_at_or_after(now_ns() + 600_000_000);
+    let (code, body) = node.post(
+        "/v1/takes/start",
+        json!({"take": "locked", "start_at_ns": start_at, "command_id": "s1"}),
+    );
+    assert_eq!(code, 200, "{body}");
+    let stop_at = grid.midpoint_at_or_after(start_at + 2_500_000_000);
+    node.stop_take("locked", stop_at);
+    node.wait_idle(Duration::from_secs(20));
+
+    let m = node.manifest("locked");
+    let dir = node.recordings().join("locked");
+    verify::take_on_disk(&dir, &m);
+    // START and STOP sit half a period between slots: the slots just inside them.
+    let first_slot = grid.nearest_slot(start_at + PERIOD / 4);
+    let last_slot = grid.nearest_slot(stop_at - PERIOD / 4);
+    let mut per_camera = Vec::new();
+    for cam in &m.cameras {
+        let phase = cam.phase.as_ref().expect("phase record");
+        assert_eq!(phase.state_at_start, LockState::Locked, "{phase:?}");
+        assert_eq!(phase.frames_outside_tolerance, 0, "{phase:?}");
+        assert_eq!(phase.lock_losses, 0, "{phase:?}");
+        assert!(phase.error_ns.max <= 50_000, "{phase:?}");
+        let mut segments = Vec::new();
+        for seg in &cam.segments {
+            let ts = read_timestamps(&dir.join(&seg.timestamps_bin));
+            let slots: Vec<i64> = ts.iter().map(|&t| grid.nearest_slot(t)).collect();
+            assert!(ts.iter().all(|&t| grid.phase_error_ns(t).abs() <= 50_000));
+            segments.push(slots);
+        }
+        let all: Vec<i64> = segments.iter().flatten().copied().collect();
+        assert!(all.iter().all(|s| (first_slot..=last_slot).contains(s)));
+        // Every slot of the take is a frame or a counted drop.
+        assert_eq!(
+            cam.frames + cam.drops,
+            (last_slot - first_slot + 1) as u64,
+            "{cam:?}"
+        );
+        per_camera.push((cam.drops, segments));
+    }
+    let (drops_a, a) = &per_camera[0];
+    let (drops_b, b) = &per_camera[1];
+    if *drops_a == 0 && *drops_b == 0 {
+        // Same slots, segment by segment: same frame count per segment on both cameras.
+        assert_eq!(a, b);
+    }
+    assert_eq!(a.len(), 3);
+    // The first frame is the slot right after START on both cameras (absent a drop there).
+    for (drops, segs) in &per_camera {
+        if *drops == 0 {
+            assert_eq!(segs[0][0], first_slot);
+            assert_eq!(*segs.last().unwrap().last().unwrap(), last_slot);
+        }
+    }
+}

@@ -1,5 +1,5 @@
 //! `rig-bench`: builds virtual rigs of real camrig processes and prints one JSON object of
-//! measurements (start spread, arm and mark latency, download ratio) on stdout; progress goes
+//! measurements (start spread, arm and mark latency, download ratio, phase lock) on stdout; progress goes
 //! to stderr. Needs root and the workspace's binaries next to it (`ci/rig-bench` does both).
 
 use camrig_rig::bench::Part;
@@ -20,7 +20,13 @@ struct Args {
     /// Seconds recorded for the download measurement.
     #[arg(long, default_value_t = 30.0)]
     download_seconds: f64,
-    /// Only these measurements (spread, arm, download; comma-separated).
+    /// Nodes for the phase-lock measurement.
+    #[arg(long, default_value_t = 10)]
+    phase_nodes: usize,
+    /// Seconds recorded per phase-lock mode (with the loop, free-running).
+    #[arg(long, default_value_t = 60.0)]
+    phase_seconds: f64,
+    /// Only these measurements (spread, arm, download, phase; comma-separated).
     #[arg(long, value_delimiter = ',', value_parser = Part::parse)]
     only: Vec<Part>,
     /// Only the download measurement (same as `--only download`).
@@ -35,6 +41,8 @@ fn main() -> anyhow::Result<()> {
         spread_nodes: args.spread_nodes,
         arm_nodes: args.arm_nodes,
         download_take_secs: args.download_seconds,
+        phase_nodes: args.phase_nodes,
+        phase_take_secs: args.phase_seconds,
         parts: if args.download_only {
             vec![Part::Download]
         } else if args.only.is_empty() {

@@ -3,8 +3,10 @@
 
 use std::time::{Duration, Instant};
 
+use camrig_protocol::grid::FrameGrid;
 use camrig_protocol::manifest::{ManifestState, StopReason, TakeManifest};
 use camrig_protocol::now_unix_ns;
+use camrig_protocol::phase::LockState;
 use camrig_rig::http_client::HttpClient;
 use camrig_rig::rig::RIG_TOKEN;
 use camrig_rig::services::NodeSettings;
@@ -119,19 +121,34 @@ fn a_full_take_on_three_nodes_is_downloaded_and_sorted_file_by_file() {
     let manifests = stop(&rig, name);
 
     let period_ns = 1e9 / 30.0;
+    let grid = FrameGrid::new(30.0).unwrap();
+    let mut first_slots = Vec::new();
     for (i, m) in manifests.iter().enumerate() {
         assert_eq!(m.state, ManifestState::Complete, "node {i}");
         assert_eq!(m.stop_reason, Some(StopReason::Requested), "node {i}");
         assert_eq!(m.node, rig.node(i).label());
         let cam = &m.cameras[0];
         let first = cam.first_frame_ns.expect("a first frame");
-        // The first frame is the first slot at or after start_at; on a loaded machine its
-        // capture thread may wake tens of ms late (the timestamp is the clock read then).
-        // That latency is what ci/rig-bench measures; here only its order of magnitude.
+        // Every camera is phase-locked (START waited for it) and START sits half a period
+        // between grid instants: the first frame is the slot just after it, within the lock
+        // tolerance, on every node (a lost first frame is counted as a drop).
         assert!(
-            first >= start_at && ((first - start_at) as f64) < period_ns + 200e6,
+            first >= start_at && ((first - start_at) as f64) < period_ns * (1 + cam.drops) as f64,
             "node {i}: first frame {first} vs start {start_at}"
         );
+        let phase = cam
+            .phase
+            .as_ref()
+            .expect("the manifest records the phase lock");
+        assert_eq!(
+            phase.state_at_start,
+            LockState::Locked,
+            "node {i}: {phase:?}"
+        );
+        assert!(phase.error_ns.p99 <= 50_000, "node {i}: {phase:?}");
+        if cam.drops == 0 {
+            first_slots.push(grid.nearest_slot(first));
+        }
         assert!(cam.segments.len() >= 2, "node {i}: 2 s segments over 4.5 s");
         assert!(
             (cam.frames as f64 - expected_frames(m)).abs() <= 2.0 + cam.drops as f64,
@@ -143,6 +160,11 @@ fn a_full_take_on_three_nodes_is_downloaded_and_sorted_file_by_file() {
         assert_eq!(m.markers.len(), 1, "node {i}");
         assert_eq!(m.markers[0].note, "clapperboard");
     }
+    // Same first slot on every node.
+    assert!(
+        first_slots.windows(2).all(|w| w[0] == w[1]),
+        "first frames in different grid slots: {first_slots:?}"
+    );
 
     download_all_verified(&rig, name);
     let sorted = rig.verify_sorted_download(name, &[0, 1, 2]).unwrap();

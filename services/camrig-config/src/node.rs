@@ -1,15 +1,17 @@
-//! The node's configuration: the TOML file (`node.example.toml` documents every key), the
-//! command-line overrides, and validation that names the offending key.
+//! The node's configuration: the TOML file (`services/camrig-node/node.example.toml` documents
+//! every key), and validation that names the offending key. [`NodeConfig::to_toml`] writes one
+//! (the demo, the virtual rig).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+use camrig_protocol::camera_settings::CameraSettings;
 use camrig_protocol::naming::Codec;
 
 /// Where the appliance images put the config.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/camrig/node.toml";
 
-#[derive(Clone, Debug, PartialEq, serde::Deserialize)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct NodeConfig {
     pub listen: SocketAddr,
@@ -21,12 +23,17 @@ pub struct NodeConfig {
     pub standalone: bool,
     pub recording: RecordingConfig,
     pub camera: CameraConfig,
+    /// The cameras' settings at start-up (exposure, gain, white balance, focus, noise
+    /// reduction, frame rate); the controller's `PUT /api/camera-settings` changes them live.
+    pub camera_settings: CameraSettings,
+    pub phase: PhaseConfig,
     pub synthetic: SyntheticConfig,
     pub health: HealthConfig,
 }
 
-/// `[health]`: where the host-health seam ([`crate::service::health`]) reads sysfs and procfs.
-#[derive(Clone, Debug, PartialEq, serde::Deserialize)]
+/// `[health]`: where the node's host-health seam (`camrig-node`'s `service::health`) reads
+/// sysfs and procfs.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct HealthConfig {
     /// `/` on a Pi; a directory laid out like `/sys` and `/proc` in tests and demos.
@@ -41,7 +48,7 @@ impl Default for HealthConfig {
     }
 }
 
-#[derive(Clone, Debug, PartialEq, serde::Deserialize)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RecordingConfig {
     pub codec: Codec,
@@ -50,18 +57,35 @@ pub struct RecordingConfig {
     pub min_free_mb: u64,
     pub h264_bitrate_kbps: u32,
     pub mjpeg_quality: u8,
-    /// "auto", "software" or "v4l2" (see [`crate::encode::HardwareEncoder`]).
-    pub encoder: crate::encode::HardwareEncoder,
+    /// "auto", "software" or "v4l2" (see [`HardwareEncoder`]).
+    pub encoder: HardwareEncoder,
+    /// START is refused for a start instant further ahead than this (milliseconds): a
+    /// mistaken or hostile instant would keep the node armed and unusable until then.
+    pub max_start_lead_ms: u64,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize)]
+/// `recording.encoder`: which encoder implementation takes the frames.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HardwareEncoder {
+    /// A V4L2 memory-to-memory encoder for the codec when the machine has one (Pi 4), else
+    /// software (Pi 5, PCs).
+    #[default]
+    Auto,
+    /// Always software (OpenH264, jpeg-encoder).
+    Software,
+    /// Only the V4L2 encoder: frames fail (and are counted) if there is none.
+    V4l2,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum CameraSource {
     Libcamera,
     Synthetic,
 }
 
-#[derive(Clone, Debug, PartialEq, serde::Deserialize)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct CameraConfig {
     pub source: CameraSource,
@@ -75,20 +99,49 @@ pub struct CameraConfig {
     /// libcamera pixel format name ("YUV420", "NV12", "YUYV", "BGR888", "RGB888"); empty =
     /// the first of those the camera offers.
     pub pixel_format: String,
-    /// Manual exposure in microseconds (0 = automatic).
-    pub exposure_us: u32,
-    /// Manual analogue gain (0 = automatic).
-    pub analogue_gain: f64,
 }
 
-#[derive(Clone, Debug, PartialEq, serde::Deserialize)]
+/// Phase lock of every camera to the rig's frame grid (camrig-node's `camera::phase_lock`).
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PhaseConfig {
+    /// Run the loop (false: cameras free-run, shown `unavailable`; for comparisons).
+    pub lock: bool,
+    /// A frame within this of its grid instant is in tolerance, µs.
+    pub tolerance_us: u32,
+    /// Frames in a row within tolerance before a camera is `locked`.
+    pub lock_frames: u32,
+}
+
+/// The synthetic camera's sensor model (camrig-node's `camera::sensor_model`) and injected
+/// faults.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SyntheticConfig {
+    /// Oscillator rate error added to the random one, ppm.
     pub drift_ppm: f64,
+    /// Each camera's oscillator gets a random rate error within ± this, ppm.
+    pub ppm_range: f64,
+    /// Random walk of the rate error, ppm per √s.
+    pub wander_ppm: f64,
+    /// Sensor line time, µs (imx219: 18.904).
+    pub line_us: f64,
+    /// The mode's maximum frame rate.
+    pub max_fps: f64,
+    /// Frames between a frame-duration request and the frame it changes (1–4).
+    pub control_delay_frames: u32,
+    /// Standard deviation of the frame timestamps' noise, µs.
+    pub timestamp_noise_us: f64,
+    /// Random extra delay of each frame's delivery, µs (uniform 0..jitter_us).
     pub jitter_us: u64,
     pub drop_every: u64,
     /// Grain amplitude (± steps on every sample), so recordings have a real camera's size.
     pub noise: u8,
+    /// An injected, known start phase: the first frame starts this far after a grid instant
+    /// (negative: before), µs, instead of at a random phase. With `phase.lock = false` and
+    /// `ppm_range = 0` the camera stays there: a camera out of phase, for the sync report's
+    /// tests. 0 = a random phase.
+    pub phase_offset_us: i64,
 }
 
 impl Default for NodeConfig {
@@ -103,6 +156,8 @@ impl Default for NodeConfig {
             standalone: false,
             recording: RecordingConfig::default(),
             camera: CameraConfig::default(),
+            camera_settings: CameraSettings::default(),
+            phase: PhaseConfig::default(),
             synthetic: SyntheticConfig::default(),
             health: HealthConfig::default(),
         }
@@ -118,7 +173,8 @@ impl Default for RecordingConfig {
             min_free_mb: 1024,
             h264_bitrate_kbps: 8000,
             mjpeg_quality: 85,
-            encoder: crate::encode::HardwareEncoder::Auto,
+            encoder: HardwareEncoder::Auto,
+            max_start_lead_ms: 60_000,
         }
     }
 }
@@ -133,8 +189,16 @@ impl Default for CameraConfig {
             fps: 30.0,
             select: Vec::new(),
             pixel_format: String::new(),
-            exposure_us: 0,
-            analogue_gain: 0.0,
+        }
+    }
+}
+
+impl Default for PhaseConfig {
+    fn default() -> Self {
+        PhaseConfig {
+            lock: true,
+            tolerance_us: 50,
+            lock_frames: 10,
         }
     }
 }
@@ -143,9 +207,16 @@ impl Default for SyntheticConfig {
     fn default() -> Self {
         SyntheticConfig {
             drift_ppm: 0.0,
+            ppm_range: 30.0,
+            wander_ppm: 0.05,
+            line_us: 18.904,
+            max_fps: 60.0,
+            control_delay_frames: 2,
+            timestamp_noise_us: 2.0,
             jitter_us: 0,
             drop_every: 0,
             noise: 0,
+            phase_offset_us: 0,
         }
     }
 }
@@ -185,6 +256,11 @@ impl NodeConfig {
         Ok(config)
     }
 
+    /// The config as `node.toml` text, every key written (what the node will run with).
+    pub fn to_toml(&self) -> String {
+        toml::to_string(self).expect("a node config serialises as TOML")
+    }
+
     /// Reads and parses a config file.
     pub fn load(path: &Path) -> Result<NodeConfig, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
@@ -196,6 +272,15 @@ impl NodeConfig {
 
     /// Checks values serde cannot: ranges and combinations.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        if !self.health.sysfs_root.is_absolute() {
+            return Err(invalid(
+                "health.sysfs_root",
+                format!(
+                    "{:?} is not an absolute path (\"/\" on a Pi)",
+                    self.health.sysfs_root
+                ),
+            ));
+        }
         let c = &self.camera;
         if !(1..=2).contains(&c.count) {
             return Err(invalid(
@@ -234,15 +319,16 @@ impl NodeConfig {
                 ),
             ));
         }
-        if !c.analogue_gain.is_finite() || c.analogue_gain < 0.0 {
-            return Err(invalid(
-                "camera.analogue_gain",
-                "must be 0 (automatic) or above",
-            ));
-        }
         let r = &self.recording;
         if r.segment_seconds == 0 {
             return Err(invalid("recording.segment_seconds", "must be at least 1"));
+        }
+        // The controller's own lead goes up to 10 s (`start_lead_ms`); the node must take it.
+        if !(10_000..=3_600_000).contains(&r.max_start_lead_ms) {
+            return Err(invalid(
+                "recording.max_start_lead_ms",
+                "must be between 10000 (the controller's largest start lead) and 3600000",
+            ));
         }
         if !(1..=100).contains(&r.mjpeg_quality) {
             return Err(invalid(
@@ -255,6 +341,57 @@ impl NodeConfig {
         }
         if !self.synthetic.drift_ppm.is_finite() || self.synthetic.drift_ppm.abs() > 100_000.0 {
             return Err(invalid("synthetic.drift_ppm", "must be within ±100000"));
+        }
+        let sy = &self.synthetic;
+        if !(sy.ppm_range.is_finite() && (0.0..=1000.0).contains(&sy.ppm_range)) {
+            return Err(invalid("synthetic.ppm_range", "must be within 0..1000"));
+        }
+        if !(sy.wander_ppm.is_finite() && sy.wander_ppm >= 0.0) {
+            return Err(invalid("synthetic.wander_ppm", "must be 0 or above"));
+        }
+        if !(sy.line_us.is_finite() && (1.0..=1000.0).contains(&sy.line_us)) {
+            return Err(invalid(
+                "synthetic.line_us",
+                "must be between 1 and 1000 µs",
+            ));
+        }
+        if !(sy.max_fps.is_finite() && sy.max_fps > 0.0 && sy.max_fps <= 1000.0) {
+            return Err(invalid(
+                "synthetic.max_fps",
+                "must be above 0 and at most 1000",
+            ));
+        }
+        if c.fps > sy.max_fps {
+            return Err(invalid(
+                "camera.fps",
+                format!(
+                    "{} is above the synthetic sensor's maximum (synthetic.max_fps = {})",
+                    c.fps, sy.max_fps
+                ),
+            ));
+        }
+        if !(1..=4).contains(&sy.control_delay_frames) {
+            return Err(invalid("synthetic.control_delay_frames", "must be 1 to 4"));
+        }
+        if !(sy.timestamp_noise_us.is_finite() && (0.0..=10_000.0).contains(&sy.timestamp_noise_us))
+        {
+            return Err(invalid(
+                "synthetic.timestamp_noise_us",
+                "must be within 0..10000",
+            ));
+        }
+        let ph = &self.phase;
+        if ph.tolerance_us == 0 || ph.lock_frames == 0 {
+            return Err(invalid(
+                "phase.tolerance_us/phase.lock_frames",
+                "must both be at least 1",
+            ));
+        }
+        if self.synthetic.phase_offset_us.abs() > 1_000_000 {
+            return Err(invalid(
+                "synthetic.phase_offset_us",
+                "must be within ±1000000 (1 s)",
+            ));
         }
         if self.synthetic.noise > 64 {
             return Err(invalid(
@@ -318,8 +455,24 @@ mod tests {
     }
 
     #[test]
+    fn a_written_config_reads_back_the_same() {
+        let mut c = NodeConfig {
+            token: "tok".into(),
+            ..NodeConfig::default()
+        };
+        c.recording.codec = Codec::H264;
+        c.recording.encoder = HardwareEncoder::Software;
+        c.camera.source = CameraSource::Synthetic;
+        c.camera.fps = 29.97;
+        c.synthetic.noise = 3;
+        let back = parse(&c.to_toml()).unwrap();
+        assert_eq!(back, c);
+        back.validate().unwrap();
+    }
+
+    #[test]
     fn the_shipped_example_is_the_defaults() {
-        let example = include_str!("../node.example.toml");
+        let example = include_str!("../../camrig-node/node.example.toml");
         let parsed = parse(example).unwrap();
         assert_eq!(parsed, NodeConfig::default());
     }
@@ -369,6 +522,19 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("mjpeg_quality"));
+    }
+
+    #[test]
+    fn health_reads_sysfs_from_its_root() {
+        assert_eq!(parse("").unwrap().health.sysfs_root, PathBuf::from("/"));
+        let c = parse("token = \"t\"\n[health]\nsysfs_root = \"/tmp/fake\"\n").unwrap();
+        assert_eq!(c.health.sysfs_root, PathBuf::from("/tmp/fake"));
+        c.validate().unwrap();
+        let c = parse("token = \"t\"\n[health]\nsysfs_root = \"fake\"\n").unwrap();
+        let err = c.validate().unwrap_err().to_string();
+        assert!(err.contains("health.sysfs_root"), "{err}");
+        let err = parse("[health]\nroot = \"/\"\n").unwrap_err().to_string();
+        assert!(err.contains("root"), "{err}");
     }
 
     #[test]

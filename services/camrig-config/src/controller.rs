@@ -27,6 +27,8 @@ pub struct Config {
     /// When false, a node whose kernel says its clock is unsynchronised may still start
     /// (the measured offset limit still applies). For rigs on one host clock (demo, CI).
     pub require_node_sync: bool,
+    /// The sync report's tolerance on the skew bound; `None` = a quarter of the frame period.
+    pub sync_tolerance_ns: Option<i64>,
     pub nodes: Vec<NodeConfig>,
     /// `[health]`: what makes a node's health hold START back.
     pub health: HealthLimits,
@@ -53,7 +55,7 @@ impl Default for HealthLimits {
     }
 }
 
-/// `[webhook]`: take events POSTed as JSON ([`crate::webhook`]).
+/// `[webhook]`: take events POSTed as JSON (the controller's `webhook` module).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct WebhookConfig {
     /// `http://host:port/path` (the controller speaks plain HTTP only).
@@ -125,54 +127,64 @@ pub enum ConfigError {
     },
 }
 
-/// The file as written; every key optional except the nodes.
-#[derive(serde::Deserialize)]
+/// `controller.toml` as written; every key optional except the nodes. [`Config::parse`] reads
+/// and validates it; tools that write a controller config build one and call
+/// [`ControllerFile::to_toml`].
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RawConfig {
+pub struct ControllerFile {
     #[serde(default = "default_listen")]
-    listen: String,
+    pub listen: String,
     #[serde(default = "default_data_dir")]
-    data_dir: PathBuf,
-    downloads_dir: Option<PathBuf>,
+    pub data_dir: PathBuf,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub downloads_dir: Option<PathBuf>,
     #[serde(default)]
-    token: String,
+    pub token: String,
     #[serde(default)]
-    token_file: String,
+    pub token_file: String,
     #[serde(default = "default_ssh_key")]
-    ssh_key: PathBuf,
+    pub ssh_key: PathBuf,
     #[serde(default = "default_known_hosts")]
-    known_hosts: PathBuf,
+    pub known_hosts: PathBuf,
     #[serde(default = "default_ssh_user")]
-    ssh_user: String,
+    pub ssh_user: String,
     #[serde(default = "default_start_lead")]
-    start_lead_ms: u64,
+    pub start_lead_ms: u64,
     #[serde(default = "default_stop_lead")]
-    stop_lead_ms: u64,
+    pub stop_lead_ms: u64,
     #[serde(default = "default_max_offset")]
-    max_clock_offset_ms: f64,
+    pub max_clock_offset_ms: f64,
     #[serde(default = "default_parallelism")]
-    download_parallelism: usize,
+    pub download_parallelism: usize,
     #[serde(default = "default_true")]
-    require_node_sync: bool,
+    pub require_node_sync: bool,
+    /// The sync report's tolerance, µs; absent = a quarter of the frame period.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sync_tolerance_us: Option<f64>,
     #[serde(default)]
-    node: Vec<RawNode>,
+    pub node: Vec<NodeEntry>,
+    /// `[health]`: what makes a node's health hold START back.
     #[serde(default)]
-    health: RawHealth,
-    webhook: Option<RawWebhook>,
+    pub health: HealthFile,
+    /// `[webhook]`: where take events are POSTed; absent = nowhere.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webhook: Option<WebhookFile>,
 }
 
-#[derive(serde::Deserialize)]
+/// `[health]` of `controller.toml` as written.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RawHealth {
+pub struct HealthFile {
     #[serde(default = "default_max_temp")]
-    max_temp_c: f64,
+    pub max_temp_c: f64,
     #[serde(default = "default_min_record_minutes")]
-    min_record_minutes: f64,
+    pub min_record_minutes: f64,
 }
 
-impl Default for RawHealth {
+impl Default for HealthFile {
     fn default() -> Self {
-        RawHealth {
+        HealthFile {
             max_temp_c: default_max_temp(),
             min_record_minutes: default_min_record_minutes(),
         }
@@ -186,14 +198,26 @@ fn default_min_record_minutes() -> f64 {
     30.0
 }
 
-#[derive(serde::Deserialize)]
+/// `[webhook]` of `controller.toml` as written.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RawWebhook {
-    url: String,
+pub struct WebhookFile {
+    pub url: String,
     #[serde(default = "default_webhook_timeout")]
-    timeout_ms: u64,
+    pub timeout_ms: u64,
     #[serde(default = "default_webhook_retries")]
-    retries: u32,
+    pub retries: u32,
+}
+
+impl WebhookFile {
+    /// A webhook at `url` with the default timeout and retries.
+    pub fn new(url: impl Into<String>) -> WebhookFile {
+        WebhookFile {
+            url: url.into(),
+            timeout_ms: default_webhook_timeout(),
+            retries: default_webhook_retries(),
+        }
+    }
 }
 
 fn default_webhook_timeout() -> u64 {
@@ -203,18 +227,65 @@ fn default_webhook_retries() -> u32 {
     3
 }
 
-#[derive(serde::Deserialize)]
+/// One `[[node]]` of `controller.toml`.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RawNode {
-    address: String,
+pub struct NodeEntry {
+    pub address: String,
     #[serde(default = "default_node_port")]
-    port: u16,
+    pub port: u16,
     #[serde(default)]
-    name: String,
-    rsync_source: Option<String>,
+    pub name: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rsync_source: Option<String>,
     /// SSH port of the node for rsync (default 22).
     #[serde(default = "default_ssh_port")]
-    ssh_port: u16,
+    pub ssh_port: u16,
+}
+
+impl Default for ControllerFile {
+    /// Every key at its default and no nodes (which [`Config::parse`] refuses: add some).
+    fn default() -> ControllerFile {
+        ControllerFile {
+            listen: default_listen(),
+            data_dir: default_data_dir(),
+            downloads_dir: None,
+            token: String::new(),
+            token_file: String::new(),
+            ssh_key: default_ssh_key(),
+            known_hosts: default_known_hosts(),
+            ssh_user: default_ssh_user(),
+            start_lead_ms: default_start_lead(),
+            stop_lead_ms: default_stop_lead(),
+            max_clock_offset_ms: default_max_offset(),
+            download_parallelism: default_parallelism(),
+            require_node_sync: true,
+            sync_tolerance_us: None,
+            node: Vec::new(),
+            health: HealthFile::default(),
+            webhook: None,
+        }
+    }
+}
+
+impl ControllerFile {
+    /// The config as `controller.toml` text.
+    pub fn to_toml(&self) -> String {
+        toml::to_string(self).expect("a controller config serialises as TOML")
+    }
+}
+
+impl NodeEntry {
+    /// A node at `address` with every other key at its default.
+    pub fn new(address: impl Into<String>) -> NodeEntry {
+        NodeEntry {
+            address: address.into(),
+            port: default_node_port(),
+            name: String::new(),
+            rsync_source: None,
+            ssh_port: default_ssh_port(),
+        }
+    }
 }
 
 fn default_listen() -> String {
@@ -305,7 +376,7 @@ impl Config {
         text: &str,
         origin: &Path,
     ) -> Result<(Config, TokenSource), ConfigError> {
-        let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Toml {
+        let raw: ControllerFile = toml::from_str(text).map_err(|e| ConfigError::Toml {
             path: origin.to_owned(),
             message: e.to_string().trim().replace('\n', " "),
         })?;
@@ -356,6 +427,16 @@ impl Config {
         }
         if raw.stop_lead_ms > 10_000 {
             return Err(invalid(origin, "stop_lead_ms", "must be 0-10000 (ms)"));
+        }
+        if raw
+            .sync_tolerance_us
+            .is_some_and(|us| !(us.is_finite() && us > 0.0))
+        {
+            return Err(invalid(
+                origin,
+                "sync_tolerance_us",
+                "must be a positive number of microseconds (leave it out for a quarter of the frame period)",
+            ));
         }
         if !(raw.max_clock_offset_ms.is_finite() && raw.max_clock_offset_ms > 0.0) {
             return Err(invalid(
@@ -447,9 +528,7 @@ impl Config {
             None => None,
             Some(w) => {
                 let url = w.url.trim().to_owned();
-                if reqwest::Url::parse(&url)
-                    .map_or(true, |u| u.scheme() != "http" || u.host().is_none())
-                {
+                if !is_http_url(&url) {
                     return Err(invalid(
                         origin,
                         "webhook.url",
@@ -494,6 +573,7 @@ impl Config {
                 max_clock_offset_ns: (raw.max_clock_offset_ms * 1e6).round() as i64,
                 download_parallelism: raw.download_parallelism,
                 require_node_sync: raw.require_node_sync,
+                sync_tolerance_ns: raw.sync_tolerance_us.map(|us| (us * 1e3).round() as i64),
                 nodes,
                 health,
                 webhook,
@@ -509,6 +589,30 @@ fn invalid(origin: &Path, key: &str, problem: &str) -> ConfigError {
         key: key.to_owned(),
         problem: problem.to_owned(),
     }
+}
+
+/// `http://host[:port][/path]`: plain HTTP (the controller's client speaks no TLS) with a
+/// host and, if given, a numeric port.
+fn is_http_url(url: &str) -> bool {
+    let Some(rest) = url.strip_prefix("http://") else {
+        return false;
+    };
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let (host, port) = if let Some(v6) = host_port.strip_prefix('[') {
+        match v6.split_once(']') {
+            Some((h, p)) => (h, p.strip_prefix(':')),
+            None => return false,
+        }
+    } else {
+        match host_port.split_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (host_port, None),
+        }
+    };
+    !host.is_empty()
+        && !host.chars().any(|c| c.is_whitespace())
+        && port.is_none_or(|p| p.parse::<u16>().is_ok_and(|p| p != 0))
 }
 
 fn is_user_char(c: char) -> bool {
@@ -604,9 +708,42 @@ rsync_source = "camrig@192.168.1.101:/var/lib/camrig/recordings"
 "#;
 
     #[test]
+    fn a_written_config_reads_back_through_the_reader() {
+        let file = ControllerFile {
+            token: "tok".into(),
+            require_node_sync: false,
+            node: vec![NodeEntry {
+                rsync_source: Some("/srv/node1/recordings".into()),
+                ..NodeEntry::new("10.0.0.2")
+            }],
+            health: HealthFile {
+                max_temp_c: 75.0,
+                min_record_minutes: 10.0,
+            },
+            webhook: Some(WebhookFile::new("http://10.0.0.9:9000/camrig")),
+            ..ControllerFile::default()
+        };
+        let text = file.to_toml();
+        let back: ControllerFile = toml::from_str(&text).unwrap();
+        assert_eq!(back, file);
+        let c = Config::parse(&text, Path::new("controller.toml")).unwrap();
+        assert_eq!(c.nodes[0].address, "10.0.0.2");
+        assert!(!c.require_node_sync);
+        assert_eq!(c.health.min_record_seconds, 600);
+        assert_eq!(
+            c.webhook,
+            Some(WebhookConfig {
+                url: "http://10.0.0.9:9000/camrig".into(),
+                timeout: Duration::from_millis(5000),
+                retries: 3,
+            })
+        );
+    }
+
+    #[test]
     fn the_shipped_example_parses_once_it_has_a_token() {
-        let text =
-            include_str!("../controller.example.toml").replace("token = \"\"", "token = \"t\"");
+        let text = include_str!("../../camrig-controller/controller.example.toml")
+            .replace("token = \"\"", "token = \"t\"");
         let c = parse(&text).unwrap();
         assert_eq!(c.listen, "0.0.0.0:8080".parse().unwrap());
         assert_eq!(c.nodes.len(), 2);
@@ -669,6 +806,24 @@ rsync_source = "camrig@192.168.1.101:/var/lib/camrig/recordings"
         .unwrap();
         assert_eq!(c.health.min_record_seconds, 300);
         assert_eq!(c.webhook.unwrap().retries, 3);
+        for bad in [
+            "http://",
+            "http:///x",
+            "ftp://h/x",
+            "http://h:x/y",
+            "http://h:0/",
+        ] {
+            let e = problem(&format!("{MINIMAL}[webhook]\nurl = \"{bad}\"\n"));
+            assert!(e.contains("webhook.url"), "{bad}: {e}");
+        }
+        assert!(problem(&format!(
+            "{MINIMAL}[webhook]\nurl = \"http://h/\"\nretries = 11\n"
+        ))
+        .contains("webhook.retries"));
+        assert!(
+            problem(&format!("{MINIMAL}[health]\nmin_record_minutes = -1\n"))
+                .contains("health.min_record_minutes")
+        );
         let e = problem(&format!("{MINIMAL}color = \"red\"\n"));
         assert!(e.contains("color"), "{e}");
     }
