@@ -100,6 +100,7 @@ pub async fn start(
             name: name.to_owned(),
             allow_partial,
             override_clock,
+            ..StartTake::default()
         })
         .await?;
     println!(

@@ -635,6 +635,14 @@ pub async fn run(opts: DemoOptions) -> Result<(), DemoError> {
         .expect("install SIGTERM handler");
     let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
         .expect("install SIGINT handler");
+    // Say now what is missing, not when DOWNLOAD & SORT fails in the browser.
+    let path = std::env::var("PATH").unwrap_or_default();
+    for t in crate::scripting::missing_demo_tools(&path) {
+        eprintln!(
+            "camrig demo: {} is not installed; {} needs it. Install it first: sudo apt-get install {}",
+            t.tool, t.needed_for, t.debian_package
+        );
+    }
     let mut rig = DemoRig::launch(&opts)?;
     println!(
         "starting a demo rig: controller + {} synthetic node(s) in {}",

@@ -3,8 +3,11 @@
 //!
 //! - [`controller_client`]: the REST client for a controller's `/api`.
 //! - [`commands`]: `status`, `start`, `mark`, `stop`, `takes`, `download` and their output.
+//! - [`scripting`]: `--json` documents, download summaries for pipes, `camrig record`,
+//!   the demo's tool check.
 //! - [`demo`]: `camrig demo`, the rig on loopback addresses 127.0.0.2, 127.0.0.3, …
 
 pub mod commands;
 pub mod controller_client;
 pub mod demo;
+pub mod scripting;

@@ -1,19 +1,36 @@
 //! `camrig`: drive a camrig controller from a terminal, or run a demo rig.
 //!
-//! Exit codes: 0 success, 1 the controller refused or failed (message on stderr), 2 bad
-//! arguments, 3 some downloads failed verification or transfer, or VERIFY found sorted
-//! copies that no longer match. `camrig provision` keeps
-//! camrig-provision's own exit codes.
+//! Exit codes: see [`EXIT_CODES`] (also in `--help` and the README). `camrig provision`
+//! keeps camrig-provision's own exit codes.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use camrig_cli::controller_client::{self, ControllerClient};
+use camrig_cli::scripting::{self, parse_duration};
 use camrig_cli::{commands, demo};
+use camrig_protocol::views::StartTake;
 use clap::{Parser, Subcommand};
 
+/// The exit codes, as `--help` and the README list them.
+const EXIT_CODES: &str = "\
+Exit codes:
+  0    success
+  1    the controller refused or failed the command (message on stderr; with --json also
+       {\"error\": ..., \"exit_code\": 1} on stdout), or it cannot be reached
+  2    bad arguments
+  3    some node downloads failed verification or transfer (run download again to retry),
+       or VERIFY found sorted copies that no longer match
+  130  camrig record was interrupted (Ctrl-C/SIGTERM); the take was stopped cleanly
+camrig provision keeps camrig-provision's own exit codes (see camrig provision --help).";
+
 #[derive(Parser)]
-#[command(version, about = "camrig: synchronised multi-camera recording")]
+#[command(
+    name = "camrig",
+    version,
+    about = "camrig: synchronised multi-camera recording",
+    after_help = EXIT_CODES
+)]
 struct Args {
     /// Controller URL.
     #[arg(
@@ -27,6 +44,10 @@ struct Args {
     /// never on the command line, where `ps` shows it to every user).
     #[arg(long, env = "CAMRIG_TOKEN_FILE", global = true)]
     token_file: Option<PathBuf>,
+    /// Print one JSON document on stdout (status, takes, start, stop, download, record);
+    /// field names are stable and documented in the README.
+    #[arg(long, global = true)]
+    json: bool,
     #[command(subcommand)]
     command: Cmd,
 }
@@ -45,6 +66,24 @@ enum Cmd {
         /// Go ahead although some node's clock is unsynchronised or off (recorded in the take).
         #[arg(long)]
         override_clock: bool,
+        /// Go ahead although a node is throttled, under-voltage, hot or short of disk
+        /// (recorded in the take).
+        #[arg(long)]
+        override_health: bool,
+    },
+    /// Record a take of a fixed length: START, wait, STOP (Ctrl-C stops it cleanly now).
+    Record {
+        /// Take name: 1-64 characters of A-Z a-z 0-9 . _ -
+        name: String,
+        /// How long: 30s, 2m, 1h, 1500ms (nodes must hold that much recording).
+        #[arg(long, value_parser = parse_duration)]
+        duration: std::time::Duration,
+        #[arg(long)]
+        allow_partial: bool,
+        #[arg(long)]
+        override_clock: bool,
+        #[arg(long)]
+        override_health: bool,
     },
     /// Mark the current instant in the running take.
     Mark {
@@ -184,18 +223,94 @@ fn main() -> ExitCode {
             Err(_) => None,
         };
         let client = ControllerClient::new(&args.controller, token.as_deref());
+        if args.json {
+            if let Some(code) = json_command(&client, &args.command).await {
+                return code;
+            }
+        }
         let result = match args.command {
             Cmd::Status => commands::status(&client).await,
             Cmd::Start {
                 name,
                 allow_partial,
                 override_clock,
+                override_health: false,
             } => commands::start(&client, &name, allow_partial, override_clock).await,
+            Cmd::Start {
+                name,
+                allow_partial,
+                override_clock,
+                override_health: true,
+            } => {
+                let req = StartTake {
+                    name,
+                    allow_partial,
+                    override_clock,
+                    override_health: true,
+                    planned_seconds: None,
+                };
+                client.start(&req).await.map(|t| {
+                    println!("take {} started (health override recorded)", t.name);
+                })
+            }
+            Cmd::Record {
+                name,
+                duration,
+                allow_partial,
+                override_clock,
+                override_health,
+            } => {
+                let req = StartTake {
+                    name,
+                    allow_partial,
+                    override_clock,
+                    override_health,
+                    planned_seconds: Some(duration.as_secs().max(1)),
+                };
+                match scripting::record(&client, req, duration, false).await {
+                    Ok(r) => {
+                        println!(
+                            "take {} recorded for {:.1} s{}",
+                            r.stopped.name,
+                            r.seconds,
+                            if r.interrupted { " (interrupted, stopped cleanly)" } else { "" }
+                        );
+                        if r.interrupted {
+                            return ExitCode::from(130);
+                        }
+                        Ok(())
+                    }
+                    Err(e) => Err(e),
+                }
+            }
             Cmd::Mark { note } => commands::mark(&client, &note).await,
             Cmd::Stop => commands::stop(&client).await,
             Cmd::AbortNode { node } => commands::abort_node(&client, &node).await,
             Cmd::Takes => commands::takes(&client).await,
             Cmd::Password => commands::password(&client).await,
+            // Not a terminal (a script, a pipe, cron): one summary line per take instead of
+            // progress bars.
+            Cmd::Download { take } if !scripting::stdout_is_terminal() => {
+                match scripting::download_report(&client, take.as_deref()).await {
+                    Ok(report) => {
+                        if report.downloads.is_empty() {
+                            println!("nothing to download");
+                        }
+                        for line in scripting::summary_lines(&report) {
+                            println!("{line}");
+                        }
+                        if report.failed > 0 {
+                            eprintln!(
+                                "camrig: {} node download(s) failed; run the download again to retry",
+                                report.failed
+                            );
+                            return ExitCode::from(3);
+                        }
+                        Ok(())
+                    }
+                    Err(e) => Err(e),
+                }
+            }
             Cmd::Download { take } => match commands::download(&client, take.as_deref()).await {
                 Ok(0) => Ok(()),
                 Ok(n) => {
@@ -272,6 +387,105 @@ fn main() -> ExitCode {
                 eprintln!("camrig: {e}");
                 ExitCode::FAILURE
             }
+        }
+    })
+}
+
+/// `--json`: runs the command and prints its one JSON document; `None` for commands that
+/// have no JSON form (they run as usual).
+async fn json_command(client: &ControllerClient, command: &Cmd) -> Option<ExitCode> {
+    fn print<T: serde::Serialize>(value: &T) {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(value).expect("views serialise")
+        );
+    }
+    let result: Result<ExitCode, camrig_cli::controller_client::ClientError> = match command {
+        Cmd::Status => client.rig().await.map(|v| {
+            print(&v);
+            ExitCode::SUCCESS
+        }),
+        Cmd::Takes => client.takes().await.map(|v| {
+            print(&v);
+            ExitCode::SUCCESS
+        }),
+        Cmd::Start {
+            name,
+            allow_partial,
+            override_clock,
+            override_health,
+        } => client
+            .start(&StartTake {
+                name: name.clone(),
+                allow_partial: *allow_partial,
+                override_clock: *override_clock,
+                override_health: *override_health,
+                planned_seconds: None,
+            })
+            .await
+            .map(|v| {
+                print(&v);
+                ExitCode::SUCCESS
+            }),
+        // As without --json: exit 1 when a node of the take did not stop (the take, with
+        // each node's state, is still printed).
+        Cmd::Stop => client.stop().await.map(|v| {
+            print(&v);
+            let failed = v
+                .nodes
+                .iter()
+                .filter(|n| n.state == camrig_protocol::views::TakeNodeState::Failed)
+                .count();
+            if failed > 0 {
+                eprintln!("camrig: {failed} node(s) did not stop; see the take's nodes");
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            }
+        }),
+        Cmd::Download { take } => scripting::download_report(client, take.as_deref())
+            .await
+            .map(|r| {
+                print(&r);
+                if r.failed > 0 {
+                    ExitCode::from(3)
+                } else {
+                    ExitCode::SUCCESS
+                }
+            }),
+        Cmd::Record {
+            name,
+            duration,
+            allow_partial,
+            override_clock,
+            override_health,
+        } => {
+            let req = StartTake {
+                name: name.clone(),
+                allow_partial: *allow_partial,
+                override_clock: *override_clock,
+                override_health: *override_health,
+                planned_seconds: Some(duration.as_secs().max(1)),
+            };
+            scripting::record(client, req, *duration, true)
+                .await
+                .map(|r| {
+                    print(&r);
+                    if r.interrupted {
+                        ExitCode::from(130)
+                    } else {
+                        ExitCode::SUCCESS
+                    }
+                })
+        }
+        _ => return None,
+    };
+    Some(match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("camrig: {e}");
+            print(&serde_json::json!({ "error": e.to_string(), "exit_code": 1 }));
+            ExitCode::FAILURE
         }
     })
 }

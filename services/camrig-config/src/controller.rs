@@ -36,6 +36,39 @@ pub struct Config {
     /// The sync report's tolerance on the skew bound; `None` = a quarter of the frame period.
     pub sync_tolerance_ns: Option<i64>,
     pub nodes: Vec<NodeConfig>,
+    /// `[health]`: what makes a node's health hold START back.
+    pub health: HealthLimits,
+    /// `[webhook]`: where take events are POSTed, if anywhere.
+    pub webhook: Option<WebhookConfig>,
+}
+
+/// `[health]`: START is refused (unless overridden) when a node is throttled,
+/// under-voltage, hotter than `max_temp_c` or holds less than `min_record_minutes` of
+/// recording (or the take's planned duration); it is refused outright when a node cannot
+/// record at all (no camera, or free space below its floor).
+#[derive(Clone, Debug, PartialEq)]
+pub struct HealthLimits {
+    pub max_temp_c: f64,
+    pub min_record_seconds: u64,
+}
+
+impl Default for HealthLimits {
+    fn default() -> Self {
+        HealthLimits {
+            max_temp_c: 80.0,
+            min_record_seconds: 30 * 60,
+        }
+    }
+}
+
+/// `[webhook]`: take events POSTed as JSON (the controller's `webhook` module).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WebhookConfig {
+    /// `http://host:port/path` (the controller speaks plain HTTP only).
+    pub url: String,
+    pub timeout: Duration,
+    /// Further attempts after a failed one (1 s, 2 s, 4 s … apart).
+    pub retries: u32,
 }
 
 /// One camera Pi.
@@ -140,6 +173,67 @@ pub struct ControllerFile {
     pub sync_tolerance_us: Option<f64>,
     #[serde(default)]
     pub node: Vec<NodeEntry>,
+    /// `[health]`: what makes a node's health hold START back.
+    #[serde(default)]
+    pub health: HealthFile,
+    /// `[webhook]`: where take events are POSTed; absent = nowhere.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webhook: Option<WebhookFile>,
+}
+
+/// `[health]` of `controller.toml` as written.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HealthFile {
+    #[serde(default = "default_max_temp")]
+    pub max_temp_c: f64,
+    #[serde(default = "default_min_record_minutes")]
+    pub min_record_minutes: f64,
+}
+
+impl Default for HealthFile {
+    fn default() -> Self {
+        HealthFile {
+            max_temp_c: default_max_temp(),
+            min_record_minutes: default_min_record_minutes(),
+        }
+    }
+}
+
+fn default_max_temp() -> f64 {
+    80.0
+}
+fn default_min_record_minutes() -> f64 {
+    30.0
+}
+
+/// `[webhook]` of `controller.toml` as written.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookFile {
+    pub url: String,
+    #[serde(default = "default_webhook_timeout")]
+    pub timeout_ms: u64,
+    #[serde(default = "default_webhook_retries")]
+    pub retries: u32,
+}
+
+impl WebhookFile {
+    /// A webhook at `url` with the default timeout and retries.
+    pub fn new(url: impl Into<String>) -> WebhookFile {
+        WebhookFile {
+            url: url.into(),
+            timeout_ms: default_webhook_timeout(),
+            retries: default_webhook_retries(),
+        }
+    }
+}
+
+fn default_webhook_timeout() -> u64 {
+    5000
+}
+fn default_webhook_retries() -> u32 {
+    3
 }
 
 /// `[access]` as written: the operator's credentials, inline or as files.
@@ -196,6 +290,8 @@ impl Default for ControllerFile {
             access: None,
             sync_tolerance_us: None,
             node: Vec::new(),
+            health: HealthFile::default(),
+            webhook: None,
         }
     }
 }
@@ -458,6 +554,52 @@ impl Config {
             });
         }
         let (access, access_files) = parse_access(origin, raw.access)?;
+        if !(raw.health.max_temp_c.is_finite() && raw.health.max_temp_c > 0.0) {
+            return Err(invalid(
+                origin,
+                "health.max_temp_c",
+                "must be a positive temperature in °C, e.g. 80",
+            ));
+        }
+        if !(raw.health.min_record_minutes.is_finite() && raw.health.min_record_minutes >= 0.0) {
+            return Err(invalid(
+                origin,
+                "health.min_record_minutes",
+                "must be 0 or more minutes, e.g. 30",
+            ));
+        }
+        let health = HealthLimits {
+            max_temp_c: raw.health.max_temp_c,
+            min_record_seconds: (raw.health.min_record_minutes * 60.0).round() as u64,
+        };
+        let webhook = match raw.webhook {
+            None => None,
+            Some(w) => {
+                let url = w.url.trim().to_owned();
+                if !is_http_url(&url) {
+                    return Err(invalid(
+                        origin,
+                        "webhook.url",
+                        &format!("{url:?} is not an http:// URL such as \"http://10.0.0.5:9000/camrig\" (https is not supported)"),
+                    ));
+                }
+                if w.timeout_ms == 0 || w.timeout_ms > 60_000 {
+                    return Err(invalid(
+                        origin,
+                        "webhook.timeout_ms",
+                        "must be 1-60000 (ms)",
+                    ));
+                }
+                if w.retries > 10 {
+                    return Err(invalid(origin, "webhook.retries", "must be 0-10"));
+                }
+                Some(WebhookConfig {
+                    url,
+                    timeout: Duration::from_millis(w.timeout_ms),
+                    retries: w.retries,
+                })
+            }
+        };
         let downloads_dir = raw
             .downloads_dir
             .unwrap_or_else(|| raw.data_dir.join("video_downloads"));
@@ -482,6 +624,8 @@ impl Config {
                 access,
                 sync_tolerance_ns: raw.sync_tolerance_us.map(|us| (us * 1e3).round() as i64),
                 nodes,
+                health,
+                webhook,
             },
             token,
             access_files,
@@ -622,6 +766,30 @@ fn invalid(origin: &Path, key: &str, problem: &str) -> ConfigError {
     }
 }
 
+/// `http://host[:port][/path]`: plain HTTP (the controller's client speaks no TLS) with a
+/// host and, if given, a numeric port.
+fn is_http_url(url: &str) -> bool {
+    let Some(rest) = url.strip_prefix("http://") else {
+        return false;
+    };
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let (host, port) = if let Some(v6) = host_port.strip_prefix('[') {
+        match v6.split_once(']') {
+            Some((h, p)) => (h, p.strip_prefix(':')),
+            None => return false,
+        }
+    } else {
+        match host_port.split_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (host_port, None),
+        }
+    };
+    !host.is_empty()
+        && !host.chars().any(|c| c.is_whitespace())
+        && port.is_none_or(|p| p.parse::<u16>().is_ok_and(|p| p != 0))
+}
+
 fn is_user_char(c: char) -> bool {
     c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')
 }
@@ -731,6 +899,11 @@ rsync_source = "camrig@192.168.1.101:/var/lib/camrig/recordings"
                 rsync_source: Some("/srv/node1/recordings".into()),
                 ..NodeEntry::new("10.0.0.2")
             }],
+            health: HealthFile {
+                max_temp_c: 75.0,
+                min_record_minutes: 10.0,
+            },
+            webhook: Some(WebhookFile::new("http://10.0.0.9:9000/camrig")),
             ..ControllerFile::default()
         };
         let text = file.to_toml();
@@ -741,6 +914,15 @@ rsync_source = "camrig@192.168.1.101:/var/lib/camrig/recordings"
         assert!(!c.require_node_sync);
         assert_eq!(c.access.hosts, ["rig.local"]);
         assert_eq!(c.access.trusted_subnets[0].prefix, 24);
+        assert_eq!(c.health.min_record_seconds, 600);
+        assert_eq!(
+            c.webhook,
+            Some(WebhookConfig {
+                url: "http://10.0.0.9:9000/camrig".into(),
+                timeout: Duration::from_millis(5000),
+                retries: 3,
+            })
+        );
     }
 
     #[test]
@@ -806,6 +988,35 @@ rsync_source = "camrig@192.168.1.101:/var/lib/camrig/recordings"
             "{MINIMAL}\n[[node]]\naddress = \"192.168.1.101\"\nport = 9000\nrsync_source = \"/x\"\n"
         ));
         assert!(e.contains("node[1].address"), "{e}");
+        assert!(
+            problem(&format!("{MINIMAL}[health]\nmax_temp_c = -3\n")).contains("health.max_temp_c")
+        );
+        let e = problem(&format!("{MINIMAL}[webhook]\nurl = \"https://x/y\"\n"));
+        assert!(e.contains("webhook.url") && e.contains("https"), "{e}");
+        let c = parse(&format!(
+            "{MINIMAL}[health]\nmax_temp_c = 70\nmin_record_minutes = 5\n[webhook]\nurl = \"http://127.0.0.1:9/h\"\n"
+        ))
+        .unwrap();
+        assert_eq!(c.health.min_record_seconds, 300);
+        assert_eq!(c.webhook.unwrap().retries, 3);
+        for bad in [
+            "http://",
+            "http:///x",
+            "ftp://h/x",
+            "http://h:x/y",
+            "http://h:0/",
+        ] {
+            let e = problem(&format!("{MINIMAL}[webhook]\nurl = \"{bad}\"\n"));
+            assert!(e.contains("webhook.url"), "{bad}: {e}");
+        }
+        assert!(problem(&format!(
+            "{MINIMAL}[webhook]\nurl = \"http://h/\"\nretries = 11\n"
+        ))
+        .contains("webhook.retries"));
+        assert!(
+            problem(&format!("{MINIMAL}[health]\nmin_record_minutes = -1\n"))
+                .contains("health.min_record_minutes")
+        );
         let e = problem(&format!("{MINIMAL}color = \"red\"\n"));
         assert!(e.contains("color"), "{e}");
     }

@@ -28,6 +28,24 @@ pub struct NodeConfig {
     pub camera_settings: CameraSettings,
     pub phase: PhaseConfig,
     pub synthetic: SyntheticConfig,
+    pub health: HealthConfig,
+}
+
+/// `[health]`: where the node's host-health seam (`camrig-node`'s `service::health`) reads
+/// sysfs and procfs.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HealthConfig {
+    /// `/` on a Pi; a directory laid out like `/sys` and `/proc` in tests and demos.
+    pub sysfs_root: PathBuf,
+}
+
+impl Default for HealthConfig {
+    fn default() -> Self {
+        HealthConfig {
+            sysfs_root: PathBuf::from("/"),
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -141,6 +159,7 @@ impl Default for NodeConfig {
             camera_settings: CameraSettings::default(),
             phase: PhaseConfig::default(),
             synthetic: SyntheticConfig::default(),
+            health: HealthConfig::default(),
         }
     }
 }
@@ -253,6 +272,15 @@ impl NodeConfig {
 
     /// Checks values serde cannot: ranges and combinations.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        if !self.health.sysfs_root.is_absolute() {
+            return Err(invalid(
+                "health.sysfs_root",
+                format!(
+                    "{:?} is not an absolute path (\"/\" on a Pi)",
+                    self.health.sysfs_root
+                ),
+            ));
+        }
         let c = &self.camera;
         if !(1..=2).contains(&c.count) {
             return Err(invalid(
@@ -494,6 +522,19 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("mjpeg_quality"));
+    }
+
+    #[test]
+    fn health_reads_sysfs_from_its_root() {
+        assert_eq!(parse("").unwrap().health.sysfs_root, PathBuf::from("/"));
+        let c = parse("token = \"t\"\n[health]\nsysfs_root = \"/tmp/fake\"\n").unwrap();
+        assert_eq!(c.health.sysfs_root, PathBuf::from("/tmp/fake"));
+        c.validate().unwrap();
+        let c = parse("token = \"t\"\n[health]\nsysfs_root = \"fake\"\n").unwrap();
+        let err = c.validate().unwrap_err().to_string();
+        assert!(err.contains("health.sysfs_root"), "{err}");
+        let err = parse("[health]\nroot = \"/\"\n").unwrap_err().to_string();
+        assert!(err.contains("root"), "{err}");
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! The controller's HTTP surface: the REST API under `/api` (documented in `API.md`), the
+//! The controller's HTTP surface: the REST API under `/api` (documented in `API.md`),
+//! Prometheus's `/metrics`, the
 //! SSE event stream, the camera preview proxy, and the embedded web UI at `/`.
 
 use std::convert::Infallible;
@@ -68,6 +69,7 @@ pub fn router(rig: Arc<Rig>) -> Router {
             "/api/nodes/{index}/cameras/{camera}/preview.jpg",
             get(preview),
         )
+        .route("/metrics", get(metrics))
         .route("/api", get(api_not_found))
         .route(
             "/api/{*rest}",
@@ -393,6 +395,15 @@ async fn preview(
         jpeg,
     )
         .into_response())
+}
+
+/// `GET /metrics`: Prometheus's text format ([`crate::metrics`]).
+async fn metrics(State(rig): State<Arc<Rig>>) -> Response {
+    (
+        [(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)],
+        rig.metrics.render(&rig.fleet, &rig.config),
+    )
+        .into_response()
 }
 
 async fn get_camera_settings(State(rig): State<Arc<Rig>>) -> Response {

@@ -31,6 +31,7 @@ use crate::views::{
     DownloadPhase, DownloadProgress, DownloadsView, FileState, NodeDownload, TakeDownload,
     TakeState,
 };
+use crate::webhook::{WebhookEvent, WebhookKind};
 
 /// How long a download waits for a node to finalise a just-stopped take's manifest.
 const MANIFEST_WAIT: Duration = Duration::from_secs(30);
@@ -202,10 +203,32 @@ impl Rig {
         if let Err(e) = self.store.set_download(take_id, &address, state, reason) {
             tracing::error!(error = %e, "cannot record download result");
         }
-        match &result {
-            Ok(()) => tracing::info!(take = %take, node = address, "download verified and sorted"),
-            Err(reason) => tracing::warn!(take = %take, node = address, reason, "download failed"),
-        }
+        let progress = self.downloads.progress(take_id, &address);
+        let label = crate::metrics::NodeLabel::new(&address);
+        let bytes = progress.as_ref().map_or(0, |p| p.bytes_done);
+        self.metrics
+            .download_bytes
+            .get_or_create(&label)
+            .inc_by(bytes);
+        let event = match &result {
+            Ok(()) => {
+                tracing::info!(take = %take, node = address, "download verified and sorted");
+                let mut e = WebhookEvent::new(WebhookKind::TakeDownloaded, take.as_str())
+                    .node(&address)
+                    .detail("every file verified against the node's manifest and sorted");
+                e.files = progress.as_ref().map(|p| p.files_verified);
+                e.bytes = Some(bytes);
+                e
+            }
+            Err(reason) => {
+                tracing::warn!(take = %take, node = address, reason, "download failed");
+                self.metrics.download_failures.get_or_create(&label).inc();
+                WebhookEvent::new(WebhookKind::TakeFailed, take.as_str())
+                    .node(&address)
+                    .detail(format!("download failed: {reason}"))
+            }
+        };
+        self.webhook.send(event);
         self.downloads.update(take_id, &address, |p| {
             p.phase = phase;
             p.message = reason.map(str::to_owned);
@@ -370,6 +393,10 @@ impl Rig {
                     .map_err(store_err)?;
                 self.downloads
                     .update(take_id, address, |p| p.files_verified += 1);
+                self.metrics
+                    .download_files_verified
+                    .get_or_create(&crate::metrics::NodeLabel::new(address))
+                    .inc();
             }
             Err(reason) => {
                 failed += 1;
@@ -414,6 +441,12 @@ impl Rig {
         }
         self.store
             .set_file_state(take_id, address, name, state, reason)?;
+        if outcome.is_ok() {
+            self.metrics
+                .download_files_verified
+                .get_or_create(&crate::metrics::NodeLabel::new(address))
+                .inc();
+        }
         self.downloads.update(take_id, address, |p| {
             if outcome.is_ok() {
                 p.files_verified += 1;

@@ -56,6 +56,9 @@ pub enum Blocker {
     Clock(String),
     /// The node is still armed or recording (e.g. finishing the take just stopped).
     Busy(String),
+    /// The node cannot record at all (no camera, free space below its floor); nothing
+    /// overrides this.
+    CannotRecord(String),
     /// A camera is still pulling its frames onto the rig's grid (`locking`); the clock
     /// override lets it through, recorded as for the clock.
     Phase(String),
@@ -64,7 +67,11 @@ pub enum Blocker {
 impl Blocker {
     pub fn message(&self) -> &str {
         match self {
-            Blocker::Unreachable(m) | Blocker::Clock(m) | Blocker::Busy(m) | Blocker::Phase(m) => m,
+            Blocker::Unreachable(m)
+            | Blocker::Clock(m)
+            | Blocker::Busy(m)
+            | Blocker::CannotRecord(m)
+            | Blocker::Phase(m) => m,
         }
     }
 }
@@ -218,6 +225,19 @@ impl Fleet {
                     .unwrap_or_else(|| "?".into())
             )));
         }
+        if status.cameras.is_empty() {
+            return Some(Blocker::CannotRecord(format!(
+                "node {who} cannot record: {}",
+                status.problem.as_deref().unwrap_or("it has no camera")
+            )));
+        }
+        if status.disk_free_bytes < status.disk_floor_bytes {
+            return Some(Blocker::CannotRecord(format!(
+                "node {who} cannot record: {} free on its data partition, below its floor of {}; free some space",
+                human_bytes(status.disk_free_bytes),
+                human_bytes(status.disk_floor_bytes)
+            )));
+        }
         if config.require_node_sync && !status.clock.synced {
             return Some(Blocker::Clock(format!(
                 "node {who}: its clock is not synchronised (chrony/timesyncd has no lock on the controller yet)"
@@ -243,6 +263,47 @@ impl Fleet {
             }
             Some(_) => phase_blocker(&who, status),
         }
+    }
+
+    /// Why node `index`'s health holds START back (unless overridden): throttled or
+    /// under-voltage now, hotter than `[health] max_temp_c`, or holding less recording than
+    /// `planned_seconds` (else `[health] min_record_minutes`). `None` when fine or unknown
+    /// (a node without the firmware's flags is not refused for it; status shows "unknown").
+    pub fn health_warning(
+        &self,
+        index: usize,
+        config: &Config,
+        planned_seconds: Option<u64>,
+    ) -> Option<String> {
+        let status = self.status(index)?;
+        let health = status.health.as_ref()?;
+        let who = self.nodes[index].config.display();
+        let mut problems = Vec::new();
+        if let Some(t) = &health.throttling {
+            if t.under_voltage_now {
+                problems.push("under-voltage now (check its power supply)".to_owned());
+            }
+            if t.slowed_now() {
+                problems.push("throttled now (it will drop frames)".to_owned());
+            }
+        }
+        if let Some(temp) = health.cpu_temp_c {
+            if temp > config.health.max_temp_c {
+                problems.push(format!(
+                    "CPU at {temp:.1} °C, above {:.0} °C ([health] max_temp_c)",
+                    config.health.max_temp_c
+                ));
+            }
+        }
+        let needed = planned_seconds.unwrap_or(config.health.min_record_seconds);
+        if health.recordable_seconds < needed {
+            problems.push(format!(
+                "disk holds {} of recording, {} needed",
+                minutes(health.recordable_seconds),
+                minutes(needed)
+            ));
+        }
+        (!problems.is_empty()).then(|| format!("node {who}: {}", problems.join("; ")))
     }
 
     /// What does not block START but is recorded with the take: cameras whose phase lock is
@@ -297,6 +358,7 @@ impl Fleet {
             status: live.status.clone(),
             clock: live.clock.map(|(_, s)| s),
             start_blocker: self.blocker(index, config).map(|b| b.message().to_owned()),
+            health_warning: self.health_warning(index, config, None),
         }
     }
 }
@@ -309,6 +371,14 @@ fn next_slot(origin: tokio::time::Instant, period: Duration, now: Instant) -> to
     }
     let k = (now - origin).as_nanos() / period.as_nanos() + 1;
     origin + period * k as u32
+}
+
+fn human_bytes(b: u64) -> String {
+    format!("{:.1} GiB", b as f64 / (1u64 << 30) as f64)
+}
+
+fn minutes(seconds: u64) -> String {
+    format!("{:.1} min", seconds as f64 / 60.0)
 }
 
 fn is_fresh(last_ok: Option<Instant>) -> bool {

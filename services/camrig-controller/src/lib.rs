@@ -20,6 +20,8 @@
 //! - [`sync_report`] (pure) and [`take_dir`] (the sorted take on disk): each verified take's
 //!   sync report and frames table; [`export`]: one video file per camera, true frame times;
 //!   [`take_reports`]: running both on the controller.
+//! - [`metrics`]: the Prometheus `/metrics` series; [`webhook`]: take events POSTed to
+//!   the studio's URL.
 
 pub mod access;
 pub mod api;
@@ -32,6 +34,7 @@ pub mod download_verifier;
 pub mod export;
 pub mod fleet;
 pub mod http_error;
+pub mod metrics;
 pub mod node_client;
 pub mod node_deletion;
 pub mod rig;
@@ -46,6 +49,7 @@ pub mod take_store;
 pub mod take_verification;
 /// The `/api` bodies live in camrig-protocol (the CLI reads them without the controller).
 pub use camrig_protocol::views;
+pub mod webhook;
 
 use std::future::Future;
 use std::sync::Arc;

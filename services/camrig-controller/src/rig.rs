@@ -9,10 +9,12 @@ use tokio::sync::{broadcast, watch, Mutex};
 use crate::config::Config;
 use crate::download::Downloads;
 use crate::fleet::{Blocker, Fleet};
+use crate::metrics::ControllerMetrics;
 use crate::ssh_master::SshMasters;
 use crate::take_store::{Store, StoreError};
 use crate::views::{NodeDeletionEvent, RigView, TakeView};
 use crate::views::{NodeDownload, RigState, TakeDownload, TakeNodeState};
+use crate::webhook::Webhook;
 
 pub struct Rig {
     pub config: Config,
@@ -22,6 +24,8 @@ pub struct Rig {
     pub fleet: Fleet,
     pub downloads: Downloads,
     pub ssh_masters: SshMasters,
+    pub metrics: ControllerMetrics,
+    pub webhook: Webhook,
     pub exports: crate::take_reports::Exports,
     /// Serialises START/MARK/STOP and the take monitor: one command at a time. Shared so
     /// START can hand its guard to the bookkeeping it finishes after answering.
@@ -45,8 +49,11 @@ impl Rig {
             config.listen,
             &config.data_dir,
         ));
+        let webhook = Webhook::new(config.webhook.clone());
         Arc::new(Rig {
             access,
+            metrics: ControllerMetrics::new(),
+            webhook,
             config,
             store,
             fleet,
@@ -117,8 +124,19 @@ impl Rig {
         let start_blockers: Vec<String> = (0..nodes.len())
             .filter_map(|i| self.fleet.blocker(i, &self.config))
             .map(|b: Blocker| b.message().to_owned())
+            .chain(
+                (0..nodes.len()).filter_map(|i| self.fleet.health_warning(i, &self.config, None)),
+            )
             .collect();
+        let nodes_busy = (0..nodes.len()).any(|i| {
+            self.fleet
+                .status(i)
+                .is_some_and(|s| s.state != camrig_protocol::api::NodeState::Idle)
+        });
         let state = match &current {
+            // The take is stopped, but nodes still record up to the STOP instant or finish
+            // their files: the rig is not idle yet.
+            None if nodes_busy => RigState::Stopping,
             None => RigState::Idle,
             Some(t) => {
                 let any = |state: TakeNodeState| t.nodes.iter().any(|n| n.state == state);
@@ -136,7 +154,7 @@ impl Rig {
         };
         Ok(RigView {
             state,
-            start_ready: current.is_none() && start_blockers.is_empty(),
+            start_ready: current.is_none() && !nodes_busy && start_blockers.is_empty(),
             current_take: current,
             nodes,
             start_blockers,

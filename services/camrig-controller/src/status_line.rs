@@ -56,6 +56,7 @@ mod tests {
                 measured_at_ns: 0,
             }),
             start_blocker: None,
+            health_warning: None,
         }
     }
 

@@ -19,6 +19,7 @@ use crate::views::{
     AbortNodeView, MarkTake, MarkerNodeView, MarkerView, NodeFailure, StartTake, TakeNodeState,
     TakeState, TakeView,
 };
+use crate::webhook::{WebhookEvent, WebhookKind};
 
 /// Longest MARK note accepted (characters).
 pub const MAX_NOTE_CHARS: usize = 500;
@@ -153,9 +154,21 @@ impl Rig {
                     "{m}; wait until it finishes, or abort it (`camrig abort-node`, or Abort in the web UI)"
                 ))
                 }
+                Some(Blocker::CannotRecord(m)) => refusals.push(m),
+            }
+            match self
+                .fleet
+                .health_warning(i, &self.config, req.planned_seconds)
+            {
+                None => {}
+                Some(m) if !req.override_health => {
+                    refusals.push(format!("{m}; fix it, or override the health check"))
+                }
+                Some(m) => overridden.push(format!("health override: {m}")),
             }
         }
         if !refusals.is_empty() {
+            self.metrics.starts_refused.inc();
             return Err(TakeError::NotReady(refusals));
         }
         // Cameras that cannot lock do not block START; the take records that they did not.
@@ -209,6 +222,9 @@ impl Rig {
         }))
         .await;
         let fanout_ms = fanout.elapsed().as_secs_f64() * 1e3;
+        self.metrics
+            .start_fanout
+            .observe(fanout.elapsed().as_secs_f64());
         let slowest = nodes
             .iter()
             .zip(&replies)
@@ -267,6 +283,10 @@ impl Rig {
             }
             self.store.set_take_state(id, TakeState::Aborted)?;
             self.changed();
+            self.webhook.send(
+                WebhookEvent::new(WebhookKind::TakeFailed, name.as_str())
+                    .detail(format!("START failed: {}", describe(&failures))),
+            );
             return Err(TakeError::ArmFailed { conflict, failures });
         }
         // Every node is armed: answer now and mark the take `recording` in the store right
@@ -293,6 +313,9 @@ impl Rig {
         });
         // After the fan-out: the controller's bookkeeping before it answers.
         let record_ms = recorded.elapsed().as_secs_f64() * 1e3;
+        self.metrics.takes_started.inc();
+        self.webhook
+            .send(WebhookEvent::new(WebhookKind::TakeStarted, name.as_str()));
         let total_ms = began.elapsed().as_secs_f64() * 1e3;
         tracing::info!(take = %name, record_ms, total_ms, "start answered");
         Ok(self.take_view(take))
@@ -461,6 +484,8 @@ impl Rig {
         self.store.set_take_state(take.id, TakeState::Stopped)?;
         tracing::info!(take = take.name, stop_at, "stop fanned out");
         self.changed();
+        self.webhook
+            .send(WebhookEvent::new(WebhookKind::TakeStopped, &take.name));
         let take = self.store.take(take.id)?.expect("take just written");
         Ok(self.take_view(take))
     }
@@ -536,6 +561,14 @@ impl Rig {
             "STOP before the start instant: take cancelled"
         );
         self.changed();
+        self.webhook.send(
+            WebhookEvent::new(WebhookKind::TakeStopped, &take.name).detail(match state {
+                TakeState::Cancelled => {
+                    "cancelled: STOP came before its start instant, nothing was recorded"
+                }
+                _ => "STOP came before its start instant on some node",
+            }),
+        );
         let take = self.store.take(take.id)?.expect("take just written");
         Ok(self.take_view(take))
     }
@@ -600,6 +633,11 @@ impl Rig {
                     tracing::info!(
                         take = take.name,
                         "no node records the take any more: stopped"
+                    );
+                    self.webhook.send(
+                        WebhookEvent::new(WebhookKind::TakeStopped, &take.name)
+                            .node(&address)
+                            .detail("no node records the take any more (the last was aborted)"),
                     );
                 }
                 take_view = self.store.take(take.id)?.map(|t| self.take_view(t));
@@ -699,6 +737,11 @@ impl Rig {
                         node = node.address,
                         reason,
                         "node lost from take"
+                    );
+                    self.webhook.send(
+                        WebhookEvent::new(WebhookKind::TakeFailed, &take.name)
+                            .node(&node.address)
+                            .detail(reason.clone().unwrap_or_default()),
                     );
                 } else {
                     tracing::info!(

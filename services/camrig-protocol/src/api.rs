@@ -13,6 +13,8 @@
 //! `GET /v1/cameras/{n}/preview.jpg`, and `GET`/`PUT /v1/camera-settings`
 //! ([`crate::camera_settings::NodeCameraSettings`], [`crate::camera_settings::ApplySettingsRequest`];
 //! PUT is 409 while a take is armed or recording, 400 naming the camera and range).
+//! `GET /metrics` (same token) is Prometheus's text format (see the controller's API.md,
+//! "Metrics").
 
 use crate::manifest::{ClockHealth, FileEntry, ManifestState, MarkerFrame, StopReason};
 use crate::take_name::TakeName;
@@ -117,6 +119,10 @@ pub struct NodeStatus {
     pub recovered_takes: Vec<TakeName>,
     /// The node's wall clock when this status was made.
     pub now_ns: UnixNanos,
+    /// Host health (temperature, throttling, memory, recordable time); absent from nodes
+    /// older than it.
+    #[serde(default)]
+    pub health: Option<crate::health::NodeHealth>,
 }
 
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -142,10 +148,67 @@ pub struct CameraStatus {
     pub fps: f64,
     /// Drops detected in the current (or last) take.
     pub drops: u64,
+    /// The current (or last) take's most recent drop bursts, oldest first (at most
+    /// [`RECENT_DROP_BURSTS`]); absent from older nodes.
+    #[serde(default)]
+    pub drop_bursts: Vec<DropBurst>,
     pub last_frame_ns: Option<UnixNanos>,
     /// Phase lock on the rig's frame grid; absent from nodes older than phase lock.
     #[serde(default)]
     pub phase: Option<crate::phase::PhaseStatus>,
+}
+
+/// How many recent drop bursts a camera's status carries.
+pub const RECENT_DROP_BURSTS: usize = 16;
+
+/// Why frames were lost.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DropCause {
+    /// The camera (or its driver) skipped sequence numbers, or a frame came more than 1.5
+    /// periods late: lost before the node's frame path saw it.
+    SequenceGap,
+    /// The camera's queue to its writer was full: encoding or writing fell behind.
+    QueueFull,
+    /// The encoder did not return the frame (it failed or timed out).
+    EncoderLate,
+}
+
+impl DropCause {
+    pub const ALL: [DropCause; 3] = [
+        DropCause::SequenceGap,
+        DropCause::QueueFull,
+        DropCause::EncoderLate,
+    ];
+
+    /// The wire name (`sequence_gap`, `queue_full`, `encoder_late`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DropCause::SequenceGap => "sequence_gap",
+            DropCause::QueueFull => "queue_full",
+            DropCause::EncoderLate => "encoder_late",
+        }
+    }
+}
+
+impl std::fmt::Display for DropCause {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Consecutive frames lost for one cause, just before a kept frame.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct DropBurst {
+    pub cause: DropCause,
+    /// Frames lost.
+    pub frames: u64,
+    /// Index (within the take) of the kept frame the loss came before.
+    pub before_frame: u64,
+    /// The camera's sequence number of that frame.
+    pub sequence: u64,
+    /// Its timestamp.
+    pub at_ns: UnixNanos,
 }
 
 /// One entry of `GET /v1/takes`.

@@ -8,6 +8,7 @@
 //! - [`camera_settings`]: rig-wide camera settings, camera limits, per-frame applied values.
 //! - [`grid`]: the rig's frame grid (slot n at n × T since the epoch, T an exact rational).
 //! - [`phase`]: a camera's phase-lock state, live and per take.
+//! - [`health`]: a node's host health (temperature, firmware throttling, memory, disk time).
 //! - [`views`]: the JSON bodies of the controller's `/api` (typed states, serialised as strings),
 //!   read by the web UI and the `camrig` CLI.
 //! - [`operator_password`]: the operator password's Argon2id hash, as provisioning writes it
@@ -19,6 +20,7 @@
 pub mod api;
 pub mod camera_settings;
 pub mod grid;
+pub mod health;
 pub mod manifest;
 pub mod naming;
 pub mod operator_password;

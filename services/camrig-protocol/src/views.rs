@@ -61,8 +61,9 @@ wire_enum! {
         /// START sent, no node recording yet.
         Armed = "armed",
         Recording = "recording",
-        /// STOP sent, some node of the take did not take it and may still record (see the
-        /// take's nodes); STOP again or abort that node.
+        /// Not idle yet: STOP sent and some node of the take did not take it and may still
+        /// record (see the take's nodes; STOP again or abort that node), or no take is
+        /// current but a node still records up to the STOP instant or finishes its files.
         Stopping = "stopping",
         /// A take is open but no node of it is armed or recording any more (every one was
         /// lost); STOP closes it.
@@ -177,7 +178,8 @@ pub struct RigView {
     pub nodes: Vec<NodeView>,
     /// Whether START would be accepted now without overrides.
     pub start_ready: bool,
-    /// Why START would be refused, one line per node problem.
+    /// Why START would be refused, one line per node problem (health warnings included:
+    /// `override_health` lets those through).
     pub start_blockers: Vec<String>,
     pub require_node_sync: bool,
     pub max_clock_offset_ms: f64,
@@ -203,6 +205,10 @@ pub struct NodeView {
     pub clock: Option<ClockSample>,
     /// Why this node blocks START right now, if it does.
     pub start_blocker: Option<String>,
+    /// The node's health problem that holds START back unless overridden (throttled,
+    /// under-voltage, hot, short of disk), if any.
+    #[serde(default)]
+    pub health_warning: Option<String>,
 }
 
 /// A take in the controller's history.
@@ -217,7 +223,7 @@ pub struct TakeView {
     pub stop_at_ns: Option<UnixNanos>,
     pub allow_partial: bool,
     pub override_clock: bool,
-    /// What the clock override let through (node problems at START), if used.
+    /// What the clock and health overrides let through (node problems at START), if used.
     pub override_note: Option<String>,
     pub nodes: Vec<TakeNodeView>,
     pub markers: Vec<MarkerView>,
@@ -343,6 +349,14 @@ pub struct StartTake {
     pub allow_partial: bool,
     #[serde(default)]
     pub override_clock: bool,
+    /// Start although a node's health warns (throttled, under-voltage, hot, short of disk);
+    /// what was let through is recorded in the take's `override_note`.
+    #[serde(default)]
+    pub override_health: bool,
+    /// How long the take is planned to last, seconds: nodes must hold that much recording
+    /// (else `[health] min_record_minutes`).
+    #[serde(default)]
+    pub planned_seconds: Option<u64>,
 }
 
 /// Body of `POST /api/login`: the operator password, or the API token (the demo's

@@ -13,7 +13,7 @@ use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use serde_json::{json, Value};
 
-fn camrig() -> PathBuf {
+pub fn camrig() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_camrig"))
 }
 
@@ -32,7 +32,7 @@ fn artifacts_dir() -> PathBuf {
     dir
 }
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -41,7 +41,7 @@ fn free_port() -> u16 {
 }
 
 /// Kills (SIGKILL) a child still running when the test fails halfway.
-struct Guard(Option<Child>);
+pub struct Guard(pub Option<Child>);
 impl Drop for Guard {
     fn drop(&mut self) {
         if let Some(mut c) = self.0.take() {
@@ -142,24 +142,24 @@ async fn browser(driver_port: u16, profile: &Path) -> Client {
 
 /// A running `camrig demo`, with what it printed: its web UI's URL, its nodes' addresses
 /// (it picks free ones, so tests never assume 127.0.0.2) and process ids.
-struct Demo {
+pub struct Demo {
     guard: Guard,
     rx: mpsc::Receiver<String>,
-    output: Vec<String>,
-    url: String,
-    ips: Vec<String>,
-    node_pids: Vec<u32>,
-    controller_pid: u32,
+    pub output: Vec<String>,
+    pub url: String,
+    pub ips: Vec<String>,
+    pub node_pids: Vec<u32>,
+    pub controller_pid: u32,
     /// `<dir>/controller-token`, for `CAMRIG_TOKEN_FILE`.
-    token_file: PathBuf,
+    pub token_file: PathBuf,
     /// The printed one-click login link (`<url>/login#token=<API token>`).
-    login_link: String,
+    pub login_link: String,
     /// The printed operator password.
-    password: String,
+    pub password: String,
 }
 
 impl Demo {
-    fn start(nodes: usize, dir: &Path) -> Demo {
+    pub fn start(nodes: usize, dir: &Path) -> Demo {
         let port = free_port();
         let url = format!("http://127.0.0.1:{port}");
         let mut demo = Command::new(camrig())

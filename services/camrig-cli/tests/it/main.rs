@@ -4,3 +4,4 @@
 //! `cargo build --workspace --bins`.
 
 mod demo_rig;
+mod scripting;

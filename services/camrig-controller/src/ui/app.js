@@ -93,6 +93,7 @@ $("start-form").addEventListener("submit", (ev) => {
       name,
       allow_partial: $("allow-partial").checked,
       override_clock: $("override-clock").checked,
+      override_health: $("override-health").checked,
     });
     $("take-name").value = suggestNext(name);
     await refresh();
@@ -213,6 +214,16 @@ function renderRig() {
     $("current-elapsed").textContent = duration(rig.controller_now_ns - cur.start_at_ns);
     $("current-markers").innerHTML = cur.markers.map((m) =>
       "<li>" + esc(duration(m.at_ns - cur.start_at_ns)) + " " + esc(m.note || "(no note)") + "</li>").join("");
+    // Drops as they happen: every node's recent bursts of this take, newest last.
+    const drops = [];
+    for (const n of rig.nodes) {
+      if (!n.status || n.status.take !== cur.name) continue;
+      n.status.cameras.forEach((c, i) => (c.drop_bursts || []).forEach((b) => drops.push(
+        { at: b.at_ns, text: n.address + " cam" + (i + 1) + ": " + b.frames + " frame(s) lost (" + b.cause.replace("_", " ") +
+          ") before frame " + b.before_frame + " at " + duration(b.at_ns - cur.start_at_ns) })));
+    }
+    drops.sort((a, b) => a.at - b.at);
+    $("current-drops").innerHTML = drops.slice(-8).map((d) => '<li class="bad">' + esc(d.text) + "</li>").join("");
   }
   renderNodes();
   renderPreviews();
@@ -244,10 +255,17 @@ function renderNodes() {
       clockClass = Math.abs(n.clock.offset_ns) > rig.max_clock_offset_ms * 1e6 ? "bad" : "good";
     }
     const sync = s ? (s.clock.synced ? "" : ' <span class="warn" title="the node\'s kernel clock is not NTP-synchronised">unsynced</span>') : "";
+    const h = s && s.health;
+    const health = h ? [
+      h.cpu_temp_c == null ? "temp unknown" : h.cpu_temp_c.toFixed(0) + " °C",
+      h.throttling == null ? "throttling unknown" : null,
+      Math.round(h.recordable_seconds / 60) + " min of disk",
+    ].filter(Boolean).join(", ") : null;
     // Phase lock per camera: state and the last second's p99 error against the rig's grid.
     const phase = s ? cams.map((c) => phaseCell(c.phase)).join(" / ") : "–";
-    const sub = [n.name, s && cams.map((c) => c.model + " " + c.mode).join(", "), n.error, s && s.problem]
-      .filter(Boolean).map(esc).join(" · ");
+    const sub = [n.name, s && cams.map((c) => c.model + " " + c.mode).join(", "), health, n.error, s && s.problem]
+      .filter(Boolean).map(esc).join(" · ") +
+      (n.health_warning ? ' <span class="warn">' + esc(n.health_warning) + "</span>" : "");
     // Recording with no take running, or after a STOP it did not take: offer the abort.
     const current = rig.current_take;
     const stray = n.reachable && s && s.state !== "idle" && (!current || current.stop_at_ns != null || current.name !== s.take);

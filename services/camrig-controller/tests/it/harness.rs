@@ -59,6 +59,8 @@ pub struct RigBuilder {
     controller_lines: Vec<String>,
     segment_seconds: u32,
     via_ssh: bool,
+    /// Extra TOML appended to one node's config: `(node index, text)`.
+    node_lines: Vec<(usize, String)>,
     /// Extra `[phase]` lines of node `i`'s config (index, line).
     node_phase: Vec<(usize, String)>,
     codec: &'static str,
@@ -74,6 +76,7 @@ impl RigBuilder {
             controller_lines: vec![],
             segment_seconds: 2,
             via_ssh: false,
+            node_lines: vec![],
             node_phase: vec![],
             codec: "h264",
             synthetic: vec![],
@@ -106,6 +109,11 @@ impl RigBuilder {
     }
     pub fn phantom_nodes(mut self, n: usize) -> Self {
         self.phantom_nodes = n;
+        self
+    }
+    /// Appends TOML (e.g. a `[health]` table) to node `i`'s config.
+    pub fn node_config(mut self, i: usize, text: &str) -> Self {
+        self.node_lines.push((i, text.to_owned()));
         self
     }
     pub fn controller(mut self, line: &str) -> Self {
@@ -156,7 +164,12 @@ impl RigBuilder {
                         .map(|(_, l)| l.as_str())
                         .collect::<Vec<_>>()
                         .join("\n")
-                ),
+                ) + &self
+                    .node_lines
+                    .iter()
+                    .filter(|(n, _)| *n == i)
+                    .map(|(_, t)| format!("{t}\n"))
+                    .collect::<String>(),
             )
             .unwrap();
             rig.nodes.push(NodeProc {

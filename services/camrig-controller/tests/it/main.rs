@@ -11,6 +11,7 @@ mod flow;
 mod harness;
 mod http_fuzz;
 mod node_lost;
+mod observe;
 mod restart;
 mod ssh_download;
 mod stop_safety;

@@ -1,4 +1,4 @@
-//! The node's HTTP API (axum): routes, bearer-token auth, the 64 KiB body limit, and the
+//! The node's HTTP API (axum): routes (`/v1/...` and `/metrics`), bearer-token auth, the 64 KiB body limit, and the
 //! one error type every handler answers with (`{"error": "..."}`, telling the client what
 //! to fix). Handlers parse and delegate to [`Node`]; no take logic lives here.
 
@@ -99,6 +99,7 @@ pub fn router(node: Arc<Node>) -> Router {
             delete(delete_take).layer(DefaultBodyLimit::max(MAX_DELETE_BODY_BYTES)),
         )
         .route("/v1/cameras/{n}/preview.jpg", get(preview_jpg))
+        .route("/metrics", get(metrics))
         .route(
             "/v1/camera-settings",
             get(get_camera_settings).put(put_camera_settings),
@@ -253,6 +254,15 @@ async fn status(State(node): State<Arc<Node>>) -> Response {
     let n = node.clone();
     match tokio::task::spawn_blocking(move || n.status()).await {
         Ok(s) => Json(s).into_response(),
+        Err(e) => ApiError::internal(e).into_response(),
+    }
+}
+
+/// `GET /metrics`: Prometheus's text format ([`super::metrics`]), behind the rig token.
+async fn metrics(State(node): State<Arc<Node>>) -> Response {
+    let n = node.clone();
+    match tokio::task::spawn_blocking(move || n.metrics.render(&n.status())).await {
+        Ok(text) => ([(header::CONTENT_TYPE, super::metrics::CONTENT_TYPE)], text).into_response(),
         Err(e) => ApiError::internal(e).into_response(),
     }
 }

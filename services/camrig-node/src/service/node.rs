@@ -14,6 +14,7 @@ use camrig_protocol::api::{
     TakeOutcome,
 };
 use camrig_protocol::camera_settings::{ApplySettingsRequest, NodeCameraSettings};
+use camrig_protocol::health::NodeHealth;
 use camrig_protocol::manifest::StopReason;
 use camrig_protocol::naming::{self, TakeFiles};
 use camrig_protocol::take_name::TakeName;
@@ -21,6 +22,8 @@ use camrig_protocol::{now_unix_ns, UnixNanos};
 use camrig_systemd::watchdog::Progress;
 
 use super::camera_settings::{ApplyError, NodeSettings};
+use super::health::HealthProbe;
+use super::metrics::NodeMetrics;
 use super::status::{CameraStats, FrameCount};
 use super::{clock_health, disk_space, status_line};
 use crate::camera::phase_lock::PhaseMonitor;
@@ -100,6 +103,8 @@ struct Inner {
     last_live: Vec<LiveCamera>,
     problem: Option<String>,
     recovered: Vec<TakeName>,
+    /// What the last take wrote per second (all cameras), for the disk estimate.
+    take_rate: Option<f64>,
 }
 
 pub struct Node {
@@ -123,6 +128,8 @@ pub struct Node {
     /// The cameras' settings; `None` when no camera was opened.
     settings: Option<NodeSettings>,
     new_encoder: NewEncoder,
+    pub(crate) metrics: NodeMetrics,
+    health: HealthProbe,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -167,11 +174,16 @@ impl Node {
                 ));
             }
         }
+        let metrics = NodeMetrics::new(cameras.len());
         Arc::new(Node {
             label,
             settings,
             token,
-            stats: cameras.iter().map(|_| CameraStats::default()).collect(),
+            stats: (0..cameras.len())
+                .map(|i| CameraStats::new(metrics.camera(i)))
+                .collect(),
+            metrics,
+            health: HealthProbe::new(config.health.sysfs_root.clone()),
             cameras,
             phase,
             camera_problem,
@@ -271,6 +283,8 @@ impl Node {
             .clone()
             .or_else(|| active.as_ref().and_then(|t| t.problem()))
             .or_else(|| inner.problem.clone());
+        let disk_free_bytes = disk_space::free_bytes(&self.config.data_dir).unwrap_or(0);
+        let health = self.health(disk_free_bytes, inner.take_rate);
         NodeStatus {
             node: self.label.clone(),
             version: env!("CARGO_PKG_VERSION").into(),
@@ -282,7 +296,7 @@ impl Node {
                 .as_ref()
                 .and_then(|_| live.iter().filter_map(|l| l.segment).max()),
             cameras,
-            disk_free_bytes: disk_space::free_bytes(&self.config.data_dir).unwrap_or(0),
+            disk_free_bytes,
             disk_floor_bytes: self.config.min_free_bytes(),
             clock: clock_health::read(),
             standalone: self.config.standalone,
@@ -290,7 +304,42 @@ impl Node {
             last_take: inner.last_take.clone(),
             recovered_takes: inner.recovered.clone(),
             now_ns: now_unix_ns(),
+            health: Some(health),
         }
+    }
+
+    /// Host health plus the disk's recordable time at the last take's rate (else the
+    /// configured bitrate's estimate).
+    fn health(&self, disk_free: u64, measured: Option<f64>) -> NodeHealth {
+        let host = self.health.read();
+        let (rate, measured) = match measured {
+            Some(r) if r > 0.0 => (r as u64, true),
+            _ => (self.estimated_take_rate(), false),
+        };
+        let usable = disk_free.saturating_sub(self.config.min_free_bytes());
+        NodeHealth {
+            cpu_temp_c: host.cpu_temp_c,
+            throttling: host.throttling,
+            mem_available_bytes: host.mem_available_bytes,
+            mem_total_bytes: host.mem_total_bytes,
+            take_bytes_per_second: rate,
+            take_rate_measured: measured,
+            recordable_seconds: usable / rate.max(1),
+        }
+    }
+
+    /// Bytes per second a take of every camera writes, from the config: H.264 at its
+    /// bitrate; MJPEG at 2 bits per pixel (grainy 720p at quality 85 measures about that).
+    fn estimated_take_rate(&self) -> u64 {
+        let cameras = self.cameras.len().max(1) as f64;
+        let c = &self.config.camera;
+        let per_camera = match self.config.recording.codec {
+            naming::Codec::H264 => {
+                f64::from(self.config.recording.h264_bitrate_kbps) * 1000.0 / 8.0
+            }
+            naming::Codec::Mjpeg => f64::from(c.width) * f64::from(c.height) * c.fps * 2.0 / 8.0,
+        };
+        (per_camera * cameras).ceil() as u64
     }
 
     fn reply(&self, command_id: &str, take: &Option<Arc<TakeHandle>>) -> CommandReply {
@@ -408,6 +457,7 @@ impl Node {
             min_free_bytes: floor,
             data_dir: self.config.data_dir.clone(),
             layout: Layout::Take(TakeFiles::new(&req.take, &self.label, req.start_at_ns)),
+            counters: self.stats.iter().map(|s| s.counters.clone()).collect(),
             settings: self.camera_settings_now(),
             phase: self.phase.clone(),
         };
@@ -485,6 +535,9 @@ impl Node {
         let mut inner = lock(&self.inner);
         inner.problem = finished.problem.clone();
         inner.last_live = finished.live;
+        if finished.bytes_per_second.is_some() {
+            inner.take_rate = finished.bytes_per_second;
+        }
         if !finished.removed {
             inner.last_take = Some(finished.outcome);
         }
@@ -716,6 +769,7 @@ impl Node {
             min_free_bytes: node.config.min_free_bytes(),
             data_dir: node.config.data_dir.clone(),
             layout: Layout::Standalone,
+            counters: node.stats.iter().map(|s| s.counters.clone()).collect(),
             settings: node.camera_settings_now(),
             phase: node.phase.clone(),
         };

@@ -9,6 +9,7 @@ use std::time::Instant;
 use camrig_protocol::api::CameraStatus;
 use camrig_protocol::naming;
 
+use super::metrics::CameraCounters;
 use crate::camera::{CameraInfo, Frame};
 use crate::take::recorder::LiveCamera;
 
@@ -17,20 +18,32 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 /// Live per-camera numbers kept by the frame callback.
-#[derive(Default)]
 pub(crate) struct CameraStats {
     frames: AtomicU64,
     latest: Mutex<Option<Frame>>,
     fps: Mutex<f64>,
+    /// The camera's `/metrics` counters (captured here; kept, dropped and encode time by
+    /// the take's writer).
+    pub(crate) counters: CameraCounters,
 }
 
 /// A camera's frame count at an instant, for the next fps measurement.
 pub(crate) type FrameCount = (u64, Instant);
 
 impl CameraStats {
+    pub(crate) fn new(counters: CameraCounters) -> CameraStats {
+        CameraStats {
+            frames: AtomicU64::new(0),
+            latest: Mutex::new(None),
+            fps: Mutex::new(0.0),
+            counters,
+        }
+    }
+
     /// Counts a frame (on the capture thread: must not block).
     pub(crate) fn count(&self) {
         self.frames.fetch_add(1, Ordering::Relaxed);
+        self.counters.captured.inc();
     }
 
     /// Keeps `frame` as the camera's latest (for previews and `last_frame_ns`).
@@ -78,6 +91,7 @@ impl CameraStats {
             take_frames: live.frames,
             fps: *lock(&self.fps),
             drops: live.drops,
+            drop_bursts: live.bursts,
             last_frame_ns: lock(&self.latest).as_ref().map(|f| f.timestamp_ns),
             phase: None,
         }

@@ -1,5 +1,7 @@
 //! The one-line STATUS= text `systemctl status` shows, e.g.
-//! `recording take=t1 seg=3 cam1 imx477 1280x720@30 1234f 30.0fps 0drop locked ±12µs | disk 12.3G free | clock synced ±0.2ms`.
+//! `recording take=t1 seg=3 cam1 imx477 1280x720@30 1234f 30.0fps 0drop locked ±12µs | disk 12.3G free
+//! (3h05m of recording) | clock synced ±0.2ms | 61°C`, plus the firmware's throttling flags
+//! when set (`throttling unknown` on a board without them).
 
 use camrig_protocol::api::{NodeState, NodeStatus};
 use camrig_protocol::phase::{LockState, PhaseStatus};
@@ -43,14 +45,43 @@ pub fn render(s: &NodeStatus) -> String {
         }
     }
     out.push_str(&format!(
-        " | disk {} free | {}",
-        disk_space::human(s.disk_free_bytes),
-        clock_health::summary(&s.clock)
+        " | disk {} free",
+        disk_space::human(s.disk_free_bytes)
     ));
+    if let Some(h) = &s.health {
+        out.push_str(&format!(
+            " ({} of recording)",
+            duration(h.recordable_seconds)
+        ));
+    }
+    out.push_str(&format!(" | {}", clock_health::summary(&s.clock)));
+    if let Some(h) = &s.health {
+        if let Some(t) = h.cpu_temp_c {
+            out.push_str(&format!(" | {t:.0}°C"));
+        }
+        match &h.throttling {
+            None => out.push_str(" | throttling unknown"),
+            Some(t) => {
+                let flags = t.describe();
+                if !flags.is_empty() {
+                    out.push_str(&format!(" | {}", flags.join(", ")));
+                }
+            }
+        }
+    }
     if let Some(p) = &s.problem {
         out.push_str(&format!(" | {p}"));
     }
     out
+}
+
+/// `45s`, `12m`, `3h05m`.
+fn duration(seconds: u64) -> String {
+    match seconds {
+        s if s < 60 => format!("{s}s"),
+        s if s < 3600 => format!("{}m", s / 60),
+        s => format!("{}h{:02}m", s / 3600, (s % 3600) / 60),
+    }
 }
 
 /// `locked ±12µs`, `locking ±4.2ms`, `unlocked (no FrameDurationLimits control)`: the state
@@ -97,6 +128,7 @@ mod tests {
                 take_frames: 1234,
                 fps: 30.0,
                 drops: 0,
+                drop_bursts: vec![],
                 last_frame_ns: None,
                 phase: Some(PhaseStatus {
                     state: LockState::Locked,
@@ -123,6 +155,7 @@ mod tests {
             last_take: None,
             recovered_takes: vec![],
             now_ns: 0,
+            health: None,
         };
         assert_eq!(
             render(&s),
@@ -136,5 +169,20 @@ mod tests {
             phase(&vimc),
             "unlocked ±15.3ms (no FrameDurationLimits control)"
         );
+        let mut hot = s.clone();
+        hot.health = Some(camrig_protocol::health::NodeHealth {
+            cpu_temp_c: Some(84.4),
+            throttling: Some(camrig_protocol::health::Throttling::from_get_throttled(
+                0x50005,
+            )),
+            recordable_seconds: 3 * 3600 + 300,
+            ..Default::default()
+        });
+        assert_eq!(
+            render(&hot),
+            "recording take=t1 seg=3 cam1 synthetic 1280x720@30 1234f 30.0fps 0drop locked ±12µs | disk 12.3G free (3h05m of recording) | clock synced ±0.2ms | 84°C | under-voltage now, throttled now, under-voltage since boot, throttled since boot"
+        );
+        hot.health.as_mut().unwrap().throttling = None;
+        assert!(render(&hot).ends_with("| 84°C | throttling unknown"));
     }
 }

@@ -8,13 +8,13 @@
 //! [`TakeBook`] behind a mutex, touched once per frame and at segment boundaries.
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use camrig_protocol::api::TakeOutcome;
+use camrig_protocol::api::{DropBurst, DropCause, TakeOutcome, RECENT_DROP_BURSTS};
 use camrig_protocol::camera_settings::CameraSettings;
 use camrig_protocol::grid::FrameGrid;
 use camrig_protocol::manifest::{
@@ -29,6 +29,7 @@ use camrig_protocol::UnixNanos;
 use crate::camera::phase_lock::{percentile, PhaseMonitor};
 use crate::camera::{CameraInfo, Frame};
 use crate::encode::{EncoderSettings, FrameEncoder, NewEncoder};
+use crate::service::metrics::CameraCounters;
 use crate::service::{clock_health, disk_space};
 use crate::take::frame_selection::{marker_frame, place, segment_of, DropCounter, Placement};
 use crate::take::markers;
@@ -74,6 +75,8 @@ pub struct TakeSpec {
     /// Where free space is measured.
     pub data_dir: PathBuf,
     pub layout: Layout,
+    /// Each camera's `/metrics` counters (kept, dropped, encode time).
+    pub counters: Vec<CameraCounters>,
     /// Each camera's settings in force at START (recorded in the manifest).
     pub settings: Vec<CameraSettings>,
     /// Each camera's phase lock (index = camera), for the manifest's `phase` record.
@@ -155,6 +158,39 @@ pub struct LiveCamera {
     pub frames: u64,
     pub drops: u64,
     pub segment: Option<u32>,
+    /// Drops by cause, in [`DropCause::ALL`]'s order.
+    pub drops_by_cause: [u64; 3],
+    /// The most recent drop bursts (at most [`RECENT_DROP_BURSTS`]), oldest first.
+    pub bursts: Vec<DropBurst>,
+}
+
+impl LiveCamera {
+    fn dropped(&mut self, burst: DropBurst) {
+        let i = DropCause::ALL
+            .iter()
+            .position(|c| *c == burst.cause)
+            .expect("every cause is listed");
+        self.drops_by_cause[i] += burst.frames;
+        if self.bursts.len() == RECENT_DROP_BURSTS {
+            self.bursts.remove(0);
+        }
+        self.bursts.push(burst);
+    }
+
+    /// `0` or `3 (queue_full 2, sequence_gap 1)`: the take's log line at STOP.
+    pub fn drop_summary(&self) -> String {
+        let parts: Vec<String> = DropCause::ALL
+            .iter()
+            .zip(self.drops_by_cause)
+            .filter(|(_, n)| *n > 0)
+            .map(|(c, n)| format!("{c} {n}"))
+            .collect();
+        if parts.is_empty() {
+            self.drops.to_string()
+        } else {
+            format!("{} ({})", self.drops, parts.join(", "))
+        }
+    }
 }
 
 /// Everything the take's threads share.
@@ -367,11 +403,10 @@ impl TakeBook {
         cam.drops += drops;
         cam.first_frame_ns.get_or_insert(ts);
         cam.last_frame_ns = Some(ts);
-        self.live[camera] = LiveCamera {
-            frames: cam.frames,
-            drops: cam.drops,
-            segment: Some(segment),
-        };
+        let live = &mut self.live[camera];
+        live.frames = cam.frames;
+        live.drops = cam.drops;
+        live.segment = Some(segment);
         // Marks made before this frame existed resolve to it.
         let mut resolved = false;
         for m in &mut self.manifest.markers {
@@ -429,6 +464,9 @@ pub struct TakeHandle {
     control: Arc<TakeControl>,
     book: Arc<Mutex<TakeBook>>,
     senders: Vec<SyncSender<Frame>>,
+    /// Per camera: frames inside the take lost to a full queue (the writer attributes the
+    /// gap it then sees to them).
+    queue_full: Arc<Vec<AtomicU64>>,
 }
 
 impl TakeHandle {
@@ -438,9 +476,12 @@ impl TakeHandle {
             match tx.try_send(frame.clone()) {
                 Ok(()) | Err(TrySendError::Disconnected(_)) => {}
                 Err(TrySendError::Full(_)) => {
-                    // Only frames inside the take matter; the writer counts the gap.
+                    // Only frames inside the take matter; the writer counts the gap and
+                    // logs the burst with this cause.
                     if frame.timestamp_ns >= self.start_at {
-                        tracing::debug!(camera = frame.camera, "encoder behind: frame dropped");
+                        if let Some(n) = self.queue_full.get(frame.camera) {
+                            n.fetch_add(1, Ordering::Relaxed);
+                        }
                     }
                 }
             }
@@ -500,6 +541,8 @@ pub struct Finished {
     pub live: Vec<LiveCamera>,
     /// Nothing was recorded and the take was aborted: its directory is gone.
     pub removed: bool,
+    /// What the take wrote per second (all cameras), for the next take's disk estimate.
+    pub bytes_per_second: Option<f64>,
 }
 
 /// Starts recording `spec` (its directory must exist). `on_done` runs on the coordinator
@@ -526,6 +569,8 @@ pub fn start(
     let book = Arc::new(Mutex::new(book));
     let mut senders = Vec::new();
     let mut writers = Vec::new();
+    let queue_full: Arc<Vec<AtomicU64>> =
+        Arc::new(spec.cameras.iter().map(|_| AtomicU64::new(0)).collect());
     for (index, info) in spec.cameras.iter().enumerate() {
         let (tx, rx) = mpsc::sync_channel(QUEUE_FRAMES);
         senders.push(tx);
@@ -536,6 +581,12 @@ pub fn start(
             control: control.clone(),
             book: book.clone(),
             rx,
+            queue_full: queue_full.clone(),
+            counters: spec
+                .counters
+                .get(index)
+                .cloned()
+                .unwrap_or_else(CameraCounters::unregistered),
         };
         writers.push(
             std::thread::Builder::new()
@@ -549,6 +600,7 @@ pub fn start(
         control: control.clone(),
         book: book.clone(),
         senders,
+        queue_full,
     });
     std::thread::Builder::new()
         .name("take-finish".into())
@@ -603,6 +655,7 @@ fn finish(
             problem: None,
             live: book.live.clone(),
             removed,
+            bytes_per_second: None,
         };
     }
     // Give back the reserved space first: on a full disk it is what the last files need.
@@ -621,7 +674,16 @@ fn finish(
     }
     book.manifest.state = ManifestState::Complete;
     book.write_manifest();
-    tracing::info!(take = %book.spec.take, ?reason, "take finished");
+    let drops = book
+        .live
+        .iter()
+        .enumerate()
+        .map(|(i, l)| format!("cam{} {}", i + 1, l.drop_summary()))
+        .collect::<Vec<_>>()
+        .join("; ");
+    let frames: u64 = book.manifest.cameras.iter().map(|c| c.frames).sum();
+    let bytes_per_second = take_rate(&book.manifest);
+    tracing::info!(take = %book.spec.take, ?reason, frames, %drops, bytes_per_second, "take finished");
     Finished {
         outcome: TakeOutcome {
             take: book.spec.take.clone(),
@@ -631,7 +693,23 @@ fn finish(
         problem: book.problem.clone(),
         live: book.live.clone(),
         removed: false,
+        bytes_per_second,
     }
+}
+
+/// Bytes per second the take wrote (all cameras), over its longest camera's span; `None`
+/// for a take too short to say.
+fn take_rate(manifest: &TakeManifest) -> Option<f64> {
+    let span_ns = manifest
+        .cameras
+        .iter()
+        .filter_map(|c| Some(c.last_frame_ns? - c.first_frame_ns?))
+        .max()?;
+    if span_ns < 1_000_000_000 {
+        return None;
+    }
+    let bytes: u64 = manifest.files.iter().map(|f| f.bytes).sum();
+    Some(bytes as f64 / (span_ns as f64 / 1e9))
 }
 
 struct OpenSegment {
@@ -647,6 +725,8 @@ struct CameraWriter {
     control: Arc<TakeControl>,
     book: Arc<Mutex<TakeBook>>,
     rx: Receiver<Frame>,
+    queue_full: Arc<Vec<AtomicU64>>,
+    counters: CameraCounters,
 }
 
 impl CameraWriter {
@@ -658,6 +738,7 @@ impl CameraWriter {
             kept: 0,
             out: Vec::new(),
             last_frame: Instant::now(),
+            queue_full_seen: 0,
         };
         let reason = loop {
             if let Some(reason) = self.control.stop_now() {
@@ -721,6 +802,21 @@ impl CameraWriter {
     fn keep(&self, st: &mut WriterState, frame: &Frame) -> Result<(), StopReason> {
         self.control.recording.store(true, Ordering::SeqCst);
         let lost = st.drops.observe(frame.sequence, frame.timestamp_ns);
+        if lost > 0 {
+            // The frames the queue refused are part of this gap; the rest never reached
+            // the node's frame path.
+            let refused = self.queue_full[self.index].load(Ordering::Relaxed) - st.queue_full_seen;
+            let by_queue = lost.min(refused);
+            st.queue_full_seen += by_queue;
+            for (cause, frames) in [
+                (DropCause::QueueFull, by_queue),
+                (DropCause::SequenceGap, lost - by_queue),
+            ] {
+                if frames > 0 {
+                    self.drop_burst(cause, frames, st.kept, frame);
+                }
+            }
+        }
         let segment = if self.spec.segment_seconds == 0 {
             0
         } else {
@@ -756,12 +852,18 @@ impl CameraWriter {
         }
         st.out.clear();
         let encoder = st.encoder.as_mut().expect("created above");
-        let path = match encoder.encode(frame, key, &mut st.out) {
+        let encoding = Instant::now();
+        let encoded = encoder.encode(frame, key, &mut st.out);
+        self.counters
+            .encode_seconds
+            .observe(encoding.elapsed().as_secs_f64());
+        let path = match encoded {
             Ok(path) => path,
             Err(e) => {
                 // The frame is lost, not hidden: count it and carry on with the next one.
                 tracing::warn!(camera = self.index + 1, error = %e, "frame not encoded");
                 lock(&self.book).manifest.cameras[self.index].drops += 1;
+                self.drop_burst(DropCause::EncoderLate, 1, st.kept, frame);
                 if key {
                     // The segment must start on a key frame: ask again with the next frame.
                     let open = st.open.take().expect("opened above");
@@ -784,6 +886,7 @@ impl CameraWriter {
             return Err(io_reason(&e));
         }
         st.kept += 1;
+        self.counters.kept.inc();
         {
             let mut book = lock(&self.book);
             path.count(frame, &mut book.manifest.cameras[self.index].pixel_paths);
@@ -794,6 +897,27 @@ impl CameraWriter {
             return Err(io_reason(&e));
         }
         Ok(())
+    }
+
+    /// One burst of lost frames: logged, counted in `/metrics`, shown in status.
+    fn drop_burst(&self, cause: DropCause, frames: u64, before_frame: u64, frame: &Frame) {
+        tracing::warn!(
+            take = %self.spec.take,
+            camera = self.index + 1,
+            frame_index = before_frame,
+            sequence = frame.sequence,
+            cause = cause.as_str(),
+            frames,
+            "frames dropped"
+        );
+        self.counters.dropped(cause, frames);
+        lock(&self.book).live[self.index].dropped(DropBurst {
+            cause,
+            frames,
+            before_frame,
+            sequence: frame.sequence,
+            at_ns: frame.timestamp_ns,
+        });
     }
 
     fn check_space(&self) -> Result<(), StopReason> {
@@ -852,6 +976,8 @@ struct WriterState {
     kept: u64,
     out: Vec<u8>,
     last_frame: Instant,
+    /// How many of [`CameraWriter::queue_full`]'s losses were already attributed.
+    queue_full_seen: u64,
 }
 
 #[cfg(test)]

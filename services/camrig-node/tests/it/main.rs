@@ -5,5 +5,6 @@ mod deletion;
 mod disk_full;
 mod harness;
 mod lifecycle;
+mod metrics;
 mod takes;
 mod verify;
