@@ -12,13 +12,18 @@ use serde_json::Value;
 
 use crate::demo_rig::{camrig, Demo};
 
-/// Runs `camrig args…` with stdout piped (not a terminal): (exit code, stdout, stderr).
+/// The demo's token file, once it runs (before it, the CLI runs without one).
+static TOKEN_FILE: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+
+/// Runs `camrig args…` with stdout piped (not a terminal), with the demo's API token once
+/// there is a demo: (exit code, stdout, stderr).
 fn run(url: &str, args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(camrig())
-        .args(args)
-        .env("CAMRIG_CONTROLLER", url)
-        .output()
-        .unwrap();
+    let mut cmd = Command::new(camrig());
+    cmd.args(args).env("CAMRIG_CONTROLLER", url);
+    if let Some(file) = TOKEN_FILE.get() {
+        cmd.env("CAMRIG_TOKEN_FILE", file);
+    }
+    let out = cmd.output().unwrap();
     (
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -53,6 +58,7 @@ fn the_cli_in_scripts() {
     // The demo picks free addresses for its nodes: use the ones it printed.
     let dir = tempfile::tempdir().unwrap();
     let demo = Demo::start(1, dir.path());
+    TOKEN_FILE.set(demo.token_file.clone()).unwrap();
     let url = demo.url.clone();
     let node_ip = demo.ips[0].clone();
 
@@ -129,6 +135,7 @@ fn the_cli_in_scripts() {
     let child = Command::new(camrig())
         .args(["record", "cli_rec2", "--duration", "60s"])
         .env("CAMRIG_CONTROLLER", &url)
+        .env("CAMRIG_TOKEN_FILE", &demo.token_file)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()

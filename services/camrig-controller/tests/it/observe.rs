@@ -12,7 +12,7 @@ use std::time::Duration;
 use prometheus_parse::{LineInfo, Scrape, Value as PromValue};
 use serde_json::{json, Value};
 
-use crate::harness::{Rig, RigBuilder, NODE_PORT, TOKEN};
+use crate::harness::{Rig, RigBuilder, API_TOKEN, NODE_PORT, TOKEN};
 
 /// Strict parse: every line a defined comment or a sample the parser reads.
 fn parse_exposition(text: &str) -> HashMap<String, f64> {
@@ -121,7 +121,7 @@ fn metrics_move_during_a_take_and_the_webhook_hears_it_in_order() {
     rig.wait_for("node reachable", Duration::from_secs(20), |r| {
         (r.get("/api/rig").1["nodes"][0]["reachable"] == true).then_some(())
     });
-    let before = scrape(&rig, controller_metrics.clone(), None);
+    let before = scrape(&rig, controller_metrics.clone(), Some(API_TOKEN));
     assert_eq!(
         before[&format!("camrig_controller_node_reachable{{node={address}}}")],
         1.0
@@ -134,7 +134,7 @@ fn metrics_move_during_a_take_and_the_webhook_hears_it_in_order() {
     let kept_during = node_during["camrig_node_frames_kept_total{camera=1}"];
     assert!(kept_during >= 15.0, "{kept_during}");
     assert_eq!(node_during["camrig_node_state{state=recording}"], 1.0);
-    let during = scrape(&rig, controller_metrics.clone(), None);
+    let during = scrape(&rig, controller_metrics.clone(), Some(API_TOKEN));
     assert_eq!(during["camrig_controller_takes_started_total{}"], 1.0);
     assert_eq!(
         during["camrig_controller_start_fanout_seconds_count{}"],
@@ -163,7 +163,7 @@ fn metrics_move_during_a_take_and_the_webhook_hears_it_in_order() {
     assert_eq!(status, 202, "{body}");
     rig.wait_download("obs_01", "verified");
     let m = rig.node_manifest(0, "obs_01");
-    let after = scrape(&rig, controller_metrics, None);
+    let after = scrape(&rig, controller_metrics, Some(API_TOKEN));
     assert_eq!(
         after[&format!("camrig_controller_download_files_verified_total{{node={address}}}")]
             as usize,
