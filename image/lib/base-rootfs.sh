@@ -37,7 +37,7 @@ layer_packages() {
 		else
 			read_list "$p/$role.list"
 		fi
-		tr ', ' '\n\n' <<<"$extra" | grep -v '^$' || true
+		tr ', ' '\n' <<<"$extra" | grep -v '^$' || true
 	} | sort -u
 }
 
@@ -54,7 +54,7 @@ arch_base() {
 	local pkgs opts key out
 	pkgs=$({ read_list "$IMAGE_DIR/packages/common.list"; read_list "$IMAGE_DIR/packages/$arch.list"; } | sort -u)
 	opts=(
-		--variant=minbase --arch="$arch" --components=main,non-free-firmware
+		--variant=minbase --arch="$arch" "--components=main,non-free-firmware"
 		--dpkgopt=force-unsafe-io
 		--dpkgopt='path-exclude=/usr/share/man/*'
 		--dpkgopt='path-exclude=/usr/share/info/*'
@@ -134,7 +134,9 @@ arch_base() {
 # prune_newest DIR GLOB N: removes all but the N newest files of DIR matching GLOB (and their locks).
 prune_newest() {
 	local old
-	# shellcheck disable=SC2012 # names are ours: no newlines
+	# SC2012: the names are ours, without newlines; SC2086: GLOB is a pattern, split and
+	# expanded on purpose.
+	# shellcheck disable=SC2012,SC2086
 	ls -t "$1"/$2 2>/dev/null | tail -n +$(($3 + 1)) | while read -r old; do
 		rm -f "$old" "$old.lock"
 	done
@@ -147,7 +149,8 @@ base_rootfs() {
 	local role=$1 arch=$2 sources=$3 rpios_mirror=$4 rpios_keyring=$5 extra=$6
 	local base pkgs srcs key out
 	if [ "$sources" = rpios ]; then
-		[ -n "$rpios_keyring" ] && [ -f "$rpios_keyring" ] ||
+		[ -n "$rpios_keyring" ] || die "--sources rpios needs --rpios-keyring FILE (raspberrypi-archive-keyring's raspberrypi-archive-keyring.gpg)"
+		[ -f "$rpios_keyring" ] ||
 			die "--sources rpios needs --rpios-keyring FILE (raspberrypi-archive-keyring's raspberrypi-archive-keyring.gpg)"
 	fi
 	local archive_id=
@@ -295,7 +298,7 @@ initramfs_refresh() {
 			-maxdepth 0 2>/dev/null || true) | tar -C "$root" -cf "$cache.tmp.$$" -T - &&
 			mv "$cache.tmp.$$" "$cache"
 		# Entries of older image/initramfs versions go with their bases' successors.
-		ls -t "$CAMRIG_CACHE/initramfs/"*.tar | tail -n +13 | xargs -r rm -f
+		prune_newest "$CAMRIG_CACHE/initramfs" '*.tar' 12
 	fi
 	echo "$hash" >"$root/$INITRAMFS_STAMP"
 }

@@ -3,6 +3,7 @@
 
 CAMRIG_CACHE=${CAMRIG_CACHE:-/var/cache/camrig}
 IMAGE_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck disable=SC2034 # used by the scripts that source this file
 REPO_DIR=$(cd "$IMAGE_DIR/.." && pwd)
 
 log() { printf '[image %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }

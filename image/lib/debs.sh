@@ -24,7 +24,8 @@ ensure_cargo_deb() {
 # (`$sources` rpios, set by image/build) that cross environment also has the image's own
 # Raspberry Pi OS archive ($rpios_mirror, $rpios_keyring), whose libcamera-dev it takes.
 build_libcamera_node_deb() {
-	local arch=$1 outdir=$2 args=(--arch "$arch")
+	local arch=$1 outdir=$2
+	local args=(--arch "$arch")
 	if [ "${sources:-debian}" = rpios ]; then
 		args+=(--sources rpios --rpios-mirror "$rpios_mirror" --rpios-keyring "$rpios_keyring")
 	fi

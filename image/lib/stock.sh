@@ -27,6 +27,8 @@ WantedBy=multi-user.target"
 		local unitdir
 		unitdir=$(mktemp -d)
 		printf '%s\n' "$unit" >"$unitdir/bench-marker.service"
+		# The hooks' single-quoted "$1" is mmdebstrap's, expanded by the shell it runs them in.
+		# shellcheck disable=SC2016
 		mmdebstrap --variant=minbase --arch="$arch" --include="$pkgs" \
 			--customize-hook="copy-in $unitdir/bench-marker.service /etc/systemd/system" \
 			--customize-hook='chroot "$1" systemctl enable bench-marker.service' \
