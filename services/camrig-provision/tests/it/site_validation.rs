@@ -1,6 +1,6 @@
 //! A bad site file is refused with every problem at its line, before anything is written.
 
-use crate::support::{Rig, EXAMPLE_SITE, SITE};
+use crate::support::{Rig, CI_FIXTURE_SITE, EXAMPLE_SITE, SITE};
 
 #[test]
 fn the_annotated_example_site_is_valid() {
@@ -17,6 +17,35 @@ fn the_annotated_example_site_is_valid() {
     );
     // `check` writes nothing, not even the state directory.
     assert_eq!(std::fs::read_dir(rig.dir.path()).unwrap().count(), 1);
+}
+
+/// ci/lib.sh's `fixture_identities`: one device's card from the ci scripts' site, alone, with
+/// the settings the scripts rely on (each test boots one device on QEMU's user network).
+#[test]
+fn the_ci_fixture_site_builds_one_test_device_at_a_time() {
+    let rig = Rig::with_site(CI_FIXTURE_SITE);
+    rig.build(&["--only", "camrig-camera-node"]).ok();
+    let cards: Vec<_> = std::fs::read_dir(rig.out())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert_eq!(cards, ["camrig-camera-node"]);
+    let card = std::fs::read_to_string(rig.out().join("camrig-camera-node/camrig.toml")).unwrap();
+    for line in [
+        "address = \"10.0.2.17/24\"",
+        "controller = \"10.0.2.15\"",
+        "ci-admin-key-replaced-per-run",
+        "source = \"libcamera\"",
+        "codec = \"mjpeg\"",
+        "min_free_mb = 64",
+    ] {
+        assert!(card.contains(line), "no {line:?} in\n{card}");
+    }
+    assert!(!card.contains("gateway"), "the test rig has no gateway:\n{card}");
+    assert!(rig
+        .state()
+        .join("host-keys/camrig-camera-node/ssh_host_ed25519_key.pub")
+        .is_file());
 }
 
 #[test]

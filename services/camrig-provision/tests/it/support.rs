@@ -8,6 +8,9 @@ use std::process::{Command, Output};
 /// The example site of `provisioning/`, the one users start from.
 pub const EXAMPLE_SITE: &str = include_str!("../../../../provisioning/site.example.toml");
 
+/// The ci scripts' test rig (ci/lib.sh makes their identities from it).
+pub const CI_FIXTURE_SITE: &str = include_str!("../../../../ci/fixtures/site.toml");
+
 /// A small rig: a controller and two nodes with synthetic cameras.
 pub const SITE: &str = r#"format = 1
 
