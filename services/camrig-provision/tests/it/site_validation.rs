@@ -41,7 +41,10 @@ fn the_ci_fixture_site_builds_one_test_device_at_a_time() {
     ] {
         assert!(card.contains(line), "no {line:?} in\n{card}");
     }
-    assert!(!card.contains("gateway"), "the test rig has no gateway:\n{card}");
+    assert!(
+        !card.contains("gateway"),
+        "the test rig has no gateway:\n{card}"
+    );
     assert!(rig
         .state()
         .join("host-keys/camrig-camera-node/ssh_host_ed25519_key.pub")
