@@ -265,9 +265,9 @@ pub struct SettingsError {
 
 impl CameraLimits {
     /// Checks `s` against what the camera supports; `configured_fps` is the node's rate
-    /// (`camera.fps`). Exposure longer than the frame period is refused. A fixed frame rate
-    /// must be the configured one: a node's rate (its encoders, its phase lock) is set when
-    /// it starts and does not change while it runs.
+    /// (`camera.fps`), which `frame_rate: "auto"` keeps. A fixed frame rate must be inside
+    /// the camera's range (the node reopens its cameras at the new rate between takes);
+    /// exposure longer than the frame period is refused.
     pub fn check(
         &self,
         s: &CameraSettings,
@@ -287,13 +287,8 @@ impl CameraLimits {
             AutoOr::Auto => configured_fps,
             AutoOr::Fixed(fps) => match &self.frame_rate {
                 None => return fail(unsupported("frame_rate", "FrameDurationLimits")),
-                Some(r) if !r.contains(fps) => {
+                Some(r) if !r.contains(fps) || fps <= 0.0 => {
                     return fail(format!("frame_rate {fps} is outside the camera's range {r} fps"))
-                }
-                Some(_) if (fps - configured_fps).abs() > 1e-6 => {
-                    return fail(format!(
-                        "frame_rate {fps}: the node records at {configured_fps} fps (camera.fps in its config), which does not change while it runs; set camera.fps there"
-                    ))
                 }
                 Some(_) => fps,
             },
@@ -557,18 +552,32 @@ mod tests {
             "cam",
         )
         .unwrap();
+        // Another rate than the node's configured one is fine inside the camera's range...
+        l.check(
+            &CameraSettings {
+                frame_rate: AutoOr::Fixed(20.0),
+                ..Default::default()
+            },
+            30.0,
+            "cam",
+        )
+        .unwrap();
+        // ...and refused above it, naming the camera and the range.
         let e = l
             .check(
                 &CameraSettings {
-                    frame_rate: AutoOr::Fixed(20.0),
+                    frame_rate: AutoOr::Fixed(90.0),
                     ..Default::default()
                 },
                 30.0,
-                "cam",
+                "node 10.0.0.2 camera 1 (synthetic)",
             )
             .unwrap_err()
             .to_string();
-        assert!(e.contains("camera.fps"), "{e}");
+        assert!(
+            e.contains("node 10.0.0.2 camera 1") && e.contains("1-60 fps"),
+            "{e}"
+        );
         let e = l
             .check(
                 &CameraSettings {
