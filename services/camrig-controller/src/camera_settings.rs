@@ -336,6 +336,9 @@ impl Rig {
             return Err(SettingsError::Unsupported(refusals));
         }
         let replies = self.send(targets, per_node).await;
+        // A new frame rate reopens a node's cameras (their phase lock starts over): START's
+        // checks must see that now, not at the next poll.
+        join_all(targets.iter().map(|&i| self.fleet.refresh_status(i))).await;
         let mut failures = Vec::new();
         let mut conflict = false;
         let mut applied = Vec::new();
@@ -372,6 +375,7 @@ impl Rig {
                 }),
             }
         }
+        join_all(back.iter().map(|&i| self.fleet.refresh_status(i))).await;
         let e = SettingsError::ApplyFailed {
             conflict,
             failures,

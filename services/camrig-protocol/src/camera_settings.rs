@@ -414,6 +414,66 @@ pub fn metadata_csv_row(frame_index: u64, timestamp_ns: i64, c: &AppliedControls
     )
 }
 
+/// The range of the values a camera applied over a take, from its segments'
+/// `_metadata.csv` (what the sync report shows per camera); `None` where it reported none.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct AppliedRange {
+    /// Rows read (frames with metadata).
+    pub frames: u64,
+    pub exposure_us: Option<Range>,
+    pub analogue_gain: Option<Range>,
+    pub colour_gain_red: Option<Range>,
+    pub colour_gain_blue: Option<Range>,
+    pub lens_position: Option<Range>,
+}
+
+impl AppliedRange {
+    /// Adds the rows of one `_metadata.csv` (its header names the columns).
+    pub fn add_csv(&mut self, text: &str) -> Result<(), String> {
+        let mut lines = text.lines();
+        let header: Vec<&str> = lines
+            .next()
+            .ok_or("empty metadata file")?
+            .split(',')
+            .collect();
+        let col = |name: &str| header.iter().position(|h| *h == name);
+        let columns = [
+            col("exposure_us"),
+            col("analogue_gain"),
+            col("colour_gain_red"),
+            col("colour_gain_blue"),
+            col("lens_position"),
+        ];
+        if col("frame_index").is_none() {
+            return Err("no frame_index column: not a camrig metadata file".into());
+        }
+        for (n, line) in lines.enumerate() {
+            let cells: Vec<&str> = line.split(',').collect();
+            let ranges = [
+                &mut self.exposure_us,
+                &mut self.analogue_gain,
+                &mut self.colour_gain_red,
+                &mut self.colour_gain_blue,
+                &mut self.lens_position,
+            ];
+            for (c, range) in columns.iter().zip(ranges) {
+                let Some(cell) = c.and_then(|c| cells.get(c)).filter(|v| !v.is_empty()) else {
+                    continue;
+                };
+                let v: f64 = cell
+                    .parse()
+                    .map_err(|_| format!("row {}: {cell:?} is not a number", n + 2))?;
+                *range = Some(match *range {
+                    None => Range::new(v, v),
+                    Some(r) => Range::new(r.min.min(v), r.max.max(v)),
+                });
+            }
+            self.frames += 1;
+        }
+        Ok(())
+    }
+}
+
 /// `PUT /v1/camera-settings`: one entry per camera in index order, or a single entry for
 /// every camera. Refused (409) while a take is armed or recording; 400 when a camera cannot
 /// take a value (nothing is applied then).
@@ -602,6 +662,30 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("daylight, tungsten"), "{e}");
+    }
+
+    #[test]
+    fn applied_ranges_summarise_metadata_files() {
+        let mut r = AppliedRange::default();
+        let c = |e, g| AppliedControls {
+            exposure_us: Some(e),
+            analogue_gain: Some(g),
+            colour_gains: None,
+            lens_position: None,
+        };
+        let csv = |rows: &[(u64, AppliedControls)]| {
+            rows.iter().fold(METADATA_CSV_HEADER.to_owned(), |acc, (i, a)| {
+                acc + &metadata_csv_row(*i, 0, a)
+            })
+        };
+        r.add_csv(&csv(&[(0, c(8000, 1.0)), (1, c(9000, 2.5))]))
+            .unwrap();
+        r.add_csv(&csv(&[(2, c(7000, 1.5))])).unwrap();
+        assert_eq!(r.frames, 3);
+        assert_eq!(r.exposure_us, Some(Range::new(7000.0, 9000.0)));
+        assert_eq!(r.analogue_gain, Some(Range::new(1.0, 2.5)));
+        assert_eq!(r.colour_gain_red, None);
+        assert!(r.add_csv("frame_index,exposure_us\n0,fast\n").unwrap_err().contains("fast"));
     }
 
     #[test]

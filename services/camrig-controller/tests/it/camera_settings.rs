@@ -351,15 +351,24 @@ fn frame_rate_changes_between_takes_within_each_cameras_range() {
     for i in 0..2 {
         assert_eq!(node_mode(&rig, i), "160x120@20", "node {i}");
     }
-    // The reopened cameras lock to the 20 fps grid and deliver at that rate.
+    // The controller sees the reopened cameras at once, not at its next poll (START checks
+    // their phase lock, which starts over)...
+    let (_, r) = rig.get("/api/rig");
+    for i in 0..2 {
+        let c = &r["nodes"][i]["status"]["cameras"][0];
+        assert_eq!(c["mode"], "160x120@20", "node {i}: {c}");
+    }
+    // ...then lock to the 20 fps grid and deliver at that rate.
     rig.wait_for(
         "cameras locked at 20 fps",
         Duration::from_secs(30),
         |rig| {
+            let r = rig.get("/api/rig").1;
             (0..2)
                 .all(|i| {
-                    let c = &rig.node_get(i, "/v1/status").1["cameras"][0];
-                    c["phase"]["state"] == "locked" && (c["fps"].as_f64().unwrap_or(0.0) - 20.0).abs() < 1.5
+                    let c = &r["nodes"][i]["status"]["cameras"][0];
+                    c["phase"]["state"] == "locked"
+                        && (c["fps"].as_f64().unwrap_or(0.0) - 20.0).abs() < 1.5
                 })
                 .then_some(())
         },
@@ -397,6 +406,13 @@ fn frame_rate_changes_between_takes_within_each_cameras_range() {
     assert_eq!(report["fps"], 20.0, "{report}");
     assert_eq!(report["period_us"], 50000.0, "{report}");
     assert_eq!(report["verdict"], "pass", "{report}");
+    // The report reads each camera's per-frame metadata: what it applied, over the take.
+    for c in report["cameras"].as_array().unwrap() {
+        assert_eq!(c["settings"]["frame_rate"], 20.0, "{c}");
+        assert_eq!(c["applied"]["exposure_us"], json!({ "min": 40000.0, "max": 40000.0 }), "{c}");
+        assert_eq!(c["applied"]["analogue_gain"], json!({ "min": 1.0, "max": 1.0 }), "{c}");
+        assert_eq!(c["applied"]["frames"], c["frames"], "{c}");
+    }
 
     // "auto" is each node's camera.fps again.
     let (status, v) = put(&rig, "/api/camera-settings", json!({ "frame_rate": "auto" }));
