@@ -161,3 +161,64 @@ pub enum ApplyError {
     #[error("{0}")]
     Backend(String),
 }
+
+#[cfg(test)]
+mod tests {
+    use camrig_protocol::camera_settings::AutoOr;
+
+    use super::*;
+    use crate::camera::synthetic::SyntheticBackend;
+    use crate::camera::CaptureBackend;
+    use crate::config::{CameraConfig, PhaseConfig, SyntheticConfig};
+
+    /// Two synthetic cameras at 30 fps whose sensors reach 50 fps.
+    fn two_cameras() -> NodeSettings {
+        let camera = CameraConfig {
+            count: 2,
+            fps: 30.0,
+            ..Default::default()
+        };
+        let synthetic = SyntheticConfig {
+            max_fps: 50.0,
+            ..Default::default()
+        };
+        let b = SyntheticBackend::new(&camera, &PhaseConfig::default(), &synthetic);
+        NodeSettings::new(b.controls(), b.cameras().to_vec(), camera.fps, "10.0.0.2")
+    }
+
+    fn at(fps: AutoOr<f64>) -> CameraSettings {
+        CameraSettings {
+            frame_rate: fps,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_plan_carries_the_rate_the_cameras_run_at() {
+        let s = two_cameras();
+        assert_eq!(s.plan(&[at(AutoOr::Auto)]).unwrap().fps, 30.0);
+        let plan = s.plan(&[at(AutoOr::Fixed(48.0))]).unwrap();
+        assert_eq!((plan.fps, plan.settings.len()), (48.0, 2));
+    }
+
+    #[test]
+    fn a_rate_above_the_sensors_maximum_names_the_camera_and_range() {
+        let e = two_cameras()
+            .plan(&[at(AutoOr::Fixed(60.0))])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("node 10.0.0.2 camera 0 (synthetic)") && e.contains("1-50 fps"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn one_node_runs_its_cameras_at_one_rate() {
+        let e = two_cameras()
+            .plan(&[at(AutoOr::Fixed(25.0)), at(AutoOr::Auto)])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("camera 1") && e.contains("one rate"), "{e}");
+    }
+}
