@@ -232,7 +232,9 @@ impl Rig {
             match self.store.camera_settings() {
                 Ok(Some(json)) => match serde_json::from_str::<RigSettings>(&json) {
                     Ok(saved) => *r = saved,
-                    Err(e) => tracing::error!(error = %e, "saved camera settings unreadable; starting from none"),
+                    Err(e) => {
+                        tracing::error!(error = %e, "saved camera settings unreadable; starting from none")
+                    }
                 },
                 Ok(None) => {}
                 Err(e) => tracing::error!(error = %e, "cannot read the saved camera settings"),

@@ -167,7 +167,10 @@ pub fn read(dir: &Path, check: Check) -> Result<(String, Vec<SortedNode>), TakeD
 
 /// The range of what a camera applied, from its segments' `_metadata.csv` (`None` when
 /// none has one: takes from before per-frame metadata).
-fn applied_range(folder: &Path, segments: &[SegmentRecord]) -> Result<Option<AppliedRange>, TakeDirError> {
+fn applied_range(
+    folder: &Path,
+    segments: &[SegmentRecord],
+) -> Result<Option<AppliedRange>, TakeDirError> {
     let mut range = None::<AppliedRange>;
     for csv in segments.iter().filter_map(|s| s.metadata_csv.as_ref()) {
         let p = folder.join(csv);

@@ -288,7 +288,9 @@ impl CameraLimits {
             AutoOr::Fixed(fps) => match &self.frame_rate {
                 None => return fail(unsupported("frame_rate", "FrameDurationLimits")),
                 Some(r) if !r.contains(fps) || fps <= 0.0 => {
-                    return fail(format!("frame_rate {fps} is outside the camera's range {r} fps"))
+                    return fail(format!(
+                        "frame_rate {fps} is outside the camera's range {r} fps"
+                    ))
                 }
                 Some(_) => fps,
             },
@@ -674,9 +676,10 @@ mod tests {
             lens_position: None,
         };
         let csv = |rows: &[(u64, AppliedControls)]| {
-            rows.iter().fold(METADATA_CSV_HEADER.to_owned(), |acc, (i, a)| {
-                acc + &metadata_csv_row(*i, 0, a)
-            })
+            rows.iter()
+                .fold(METADATA_CSV_HEADER.to_owned(), |acc, (i, a)| {
+                    acc + &metadata_csv_row(*i, 0, a)
+                })
         };
         r.add_csv(&csv(&[(0, c(8000, 1.0)), (1, c(9000, 2.5))]))
             .unwrap();
@@ -685,7 +688,10 @@ mod tests {
         assert_eq!(r.exposure_us, Some(Range::new(7000.0, 9000.0)));
         assert_eq!(r.analogue_gain, Some(Range::new(1.0, 2.5)));
         assert_eq!(r.colour_gain_red, None);
-        assert!(r.add_csv("frame_index,exposure_us\n0,fast\n").unwrap_err().contains("fast"));
+        assert!(r
+            .add_csv("frame_index,exposure_us\n0,fast\n")
+            .unwrap_err()
+            .contains("fast"));
     }
 
     #[test]

@@ -359,20 +359,16 @@ fn frame_rate_changes_between_takes_within_each_cameras_range() {
         assert_eq!(c["mode"], "160x120@20", "node {i}: {c}");
     }
     // ...then lock to the 20 fps grid and deliver at that rate.
-    rig.wait_for(
-        "cameras locked at 20 fps",
-        Duration::from_secs(30),
-        |rig| {
-            let r = rig.get("/api/rig").1;
-            (0..2)
-                .all(|i| {
-                    let c = &r["nodes"][i]["status"]["cameras"][0];
-                    c["phase"]["state"] == "locked"
-                        && (c["fps"].as_f64().unwrap_or(0.0) - 20.0).abs() < 1.5
-                })
-                .then_some(())
-        },
-    );
+    rig.wait_for("cameras locked at 20 fps", Duration::from_secs(30), |rig| {
+        let r = rig.get("/api/rig").1;
+        (0..2)
+            .all(|i| {
+                let c = &r["nodes"][i]["status"]["cameras"][0];
+                c["phase"]["state"] == "locked"
+                    && (c["fps"].as_f64().unwrap_or(0.0) - 20.0).abs() < 1.5
+            })
+            .then_some(())
+    });
 
     let take = "rate_20";
     rig.start_take(take);
@@ -395,7 +391,8 @@ fn frame_rate_changes_between_takes_within_each_cameras_range() {
         assert_eq!(s["exposure_us"], 40000, "node {i}");
     }
     assert_eq!(
-        rig.post(&format!("/api/takes/{take}/download"), json!({})).0,
+        rig.post(&format!("/api/takes/{take}/download"), json!({}))
+            .0,
         202
     );
     rig.wait_download(take, "verified");
@@ -409,13 +406,25 @@ fn frame_rate_changes_between_takes_within_each_cameras_range() {
     // The report reads each camera's per-frame metadata: what it applied, over the take.
     for c in report["cameras"].as_array().unwrap() {
         assert_eq!(c["settings"]["frame_rate"], 20.0, "{c}");
-        assert_eq!(c["applied"]["exposure_us"], json!({ "min": 40000.0, "max": 40000.0 }), "{c}");
-        assert_eq!(c["applied"]["analogue_gain"], json!({ "min": 1.0, "max": 1.0 }), "{c}");
+        assert_eq!(
+            c["applied"]["exposure_us"],
+            json!({ "min": 40000.0, "max": 40000.0 }),
+            "{c}"
+        );
+        assert_eq!(
+            c["applied"]["analogue_gain"],
+            json!({ "min": 1.0, "max": 1.0 }),
+            "{c}"
+        );
         assert_eq!(c["applied"]["frames"], c["frames"], "{c}");
     }
 
     // "auto" is each node's camera.fps again.
-    let (status, v) = put(&rig, "/api/camera-settings", json!({ "frame_rate": "auto" }));
+    let (status, v) = put(
+        &rig,
+        "/api/camera-settings",
+        json!({ "frame_rate": "auto" }),
+    );
     assert_eq!(status, 200, "{v}");
     for i in 0..2 {
         assert_eq!(node_mode(&rig, i), "160x120@30", "node {i}");
@@ -471,16 +480,23 @@ fn a_node_failing_after_the_check_rolls_the_others_back_and_the_put_fails() {
     assert_eq!(camera0(&view, 1)["settings"]["exposure_us"], 8000);
     assert_eq!(view["exposure_us"], 8000);
     assert_eq!(view["mismatched"], json!([]), "{view}");
-    rig.wait_for("node 0 applying 8 ms again", Duration::from_secs(10), |rig| {
-        let v = rig.get("/api/camera-settings").1;
-        (camera0(&v, 0)["applied"]["exposure_us"] == 8000).then_some(())
-    });
+    rig.wait_for(
+        "node 0 applying 8 ms again",
+        Duration::from_secs(10),
+        |rig| {
+            let v = rig.get("/api/camera-settings").1;
+            (camera0(&v, 0)["applied"]["exposure_us"] == 8000).then_some(())
+        },
+    );
 
     // The CLI says the same, and fails.
     let cli = camrig_cli_settings(&rig, &["--exposure-us", "3000"]);
     assert!(!cli.status.success());
     let stderr = String::from_utf8_lossy(&cli.stderr);
-    assert!(stderr.contains("set back") && stderr.contains(&ip1), "{stderr}");
+    assert!(
+        stderr.contains("set back") && stderr.contains(&ip1),
+        "{stderr}"
+    );
 
     let (status, body) = node_post(&ip1, "/v1/takes/abort", json!({ "command_id": "bb-abort" }));
     assert_eq!(status, 200, "{body}");
@@ -494,7 +510,11 @@ fn a_node_failing_after_the_check_rolls_the_others_back_and_the_put_fails() {
 /// The `camrig` CLI (built beside the node) talking to the rig's controller.
 fn cli(rig: &Rig) -> Command {
     let bin = crate::harness::node_binary().with_file_name("camrig");
-    assert!(bin.is_file(), "{} not found: run `cargo build --workspace --bins`", bin.display());
+    assert!(
+        bin.is_file(),
+        "{} not found: run `cargo build --workspace --bins`",
+        bin.display()
+    );
     let mut cmd = Command::new(bin);
     cmd.arg("--controller")
         .arg(rig.url(""))
@@ -560,7 +580,10 @@ fn settings_survive_a_controller_restart_and_a_restarted_node_shows_as_not_match
         .output()
         .unwrap();
     let out = String::from_utf8_lossy(&cli.stdout);
-    assert!(out.contains("not using the settings last applied") && out.contains(&ip1), "{out}");
+    assert!(
+        out.contains("not using the settings last applied") && out.contains(&ip1),
+        "{out}"
+    );
 
     // Applied again to that node alone: every node matches.
     let (status, v) = put(

@@ -176,9 +176,9 @@ impl Node {
             .unwrap_or_default();
         let phase = backend.as_ref().map(|b| b.phase()).unwrap_or_default();
         let label = node_label(&config);
-        let settings = backend.as_ref().map(|b| {
-            NodeSettings::new(b.controls(), cameras.clone(), config.camera.fps, &label)
-        });
+        let settings = backend
+            .as_ref()
+            .map(|b| NodeSettings::new(b.controls(), cameras.clone(), config.camera.fps, &label));
         let metrics = NodeMetrics::new(cameras.len());
         Arc::new(Node {
             label,
@@ -709,7 +709,11 @@ impl Node {
         let (Some(mut old), Some(sink)) = (slot.take(), lock(&self.sink).clone()) else {
             return Err(ApplyError::Backend("no camera is open".into()));
         };
-        tracing::info!(from = running, to = fps, "reopening the cameras at a new frame rate");
+        tracing::info!(
+            from = running,
+            to = fps,
+            "reopening the cameras at a new frame rate"
+        );
         // Every lent buffer goes back before the camera stops.
         self.release_frames();
         old.stop();
@@ -737,9 +741,8 @@ impl Node {
                 match open(running) {
                     Ok(b) => (Some(b), Err(ApplyError::Backend(why))),
                     Err(e2) => {
-                        let why = format!(
-                            "{why}; nor again at {running} fps: {e2}; restart the node"
-                        );
+                        let why =
+                            format!("{why}; nor again at {running} fps: {e2}; restart the node");
                         lock(&self.inner).problem = Some(why.clone());
                         (None, Err(ApplyError::Backend(why)))
                     }
