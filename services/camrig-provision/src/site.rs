@@ -705,6 +705,15 @@ count = 2
         // Any key of the node config's section is a site key, with nothing added here.
         let text = SITE.replace("count = 2", "count = 2\npixel_format = \"NV12\"");
         assert_eq!(problems(&text), Vec::new());
+        // Inline tables too, with the key's own line.
+        let text = SITE.replace(
+            "[node.camera]\ncount = 2\n",
+            "camera = { count = 2, fsp = 1 }\n",
+        );
+        let p = problems(&text);
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert_eq!(p[0].line, 25);
+        assert!(p[0].problem.contains("unknown field `fsp`"), "{}", p[0]);
     }
 
     #[test]
