@@ -35,12 +35,14 @@ fn the_ci_fixture_site_builds_one_test_device_at_a_time() {
         "address = \"10.0.2.17/24\"",
         "controller = \"10.0.2.15\"",
         "ci-admin-key-replaced-per-run",
-        "source = \"libcamera\"",
+        "width = 160",
         "codec = \"mjpeg\"",
         "min_free_mb = 64",
     ] {
         assert!(card.contains(line), "no {line:?} in\n{card}");
     }
+    // libcamera is the default source (not written); never the defaults' synthetic one.
+    assert!(!card.contains("synthetic"), "{card}");
     assert!(
         !card.contains("gateway"),
         "the test rig has no gateway:\n{card}"
