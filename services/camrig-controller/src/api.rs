@@ -284,9 +284,9 @@ async fn get_sync_report(
         .take_by_name(&name)?
         .ok_or_else(|| ApiError::not_found(format!("no take named {name:?}")))?;
     let dir = rig.take_dir(&name);
-    match crate::take_dir::read_report(&dir, &name) {
+    match camrig_sorted_takes::take_dir::read_report(&dir, &name) {
         Ok(r) => Ok(Json(r).into_response()),
-        Err(crate::take_dir::TakeDirError::Missing { .. }) => Err(ApiError::not_found(
+        Err(camrig_sorted_takes::take_dir::TakeDirError::Missing { .. }) => Err(ApiError::not_found(
             take.sync_error.map_or_else(
                 || format!("take {name} has no sync report yet: it is made when the take is verified (POST to make it now)"),
                 |e| format!("take {name} has no sync report: {e}"),
@@ -310,7 +310,7 @@ async fn get_frames_csv(
     path: Result<Path<String>, PathRejection>,
 ) -> ApiResult<Response> {
     let name = take_name(path)?;
-    let p = crate::take_dir::frames_path(&rig.take_dir(&name), &name);
+    let p = camrig_sorted_takes::take_dir::frames_path(&rig.take_dir(&name), &name);
     let csv = tokio::fs::read(&p).await.map_err(|_| {
         ApiError::not_found(format!(
             "take {name} has no frames table yet (it comes with the sync report)"

@@ -8,8 +8,7 @@
 //! has it) and fetched again next time. Nothing on the node is changed.
 
 use std::collections::HashMap;
-use std::io::Read;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -17,7 +16,7 @@ use std::time::{Duration, Instant};
 use camrig_protocol::manifest::{FileEntry, ManifestState, TakeManifest};
 use camrig_protocol::naming::TakeFiles;
 use camrig_protocol::take_name::TakeName;
-use sha2::{Digest, Sha256};
+use camrig_sorted_takes::layout::sorted_dir;
 use tokio::io::AsyncReadExt;
 use tokio::sync::mpsc::UnboundedReceiver;
 use tokio::sync::Semaphore;
@@ -273,7 +272,7 @@ impl Rig {
         timings.manifest = Some(Instant::now());
         let manifest_name = TakeFiles::new(take, &manifest.node, manifest.start_at_ns).manifest();
 
-        let sorted = self.config.downloads_dir.join(take.as_str()).join(address);
+        let sorted = sorted_dir(&self.config.downloads_dir, take.as_str(), address);
         let staging = self
             .config
             .downloads_dir
@@ -682,28 +681,13 @@ fn staged_bytes(dir: &Path) -> u64 {
     total
 }
 
-/// sha256 of a whole file, lowercase hex.
-pub fn sha256_file(path: &Path) -> std::io::Result<String> {
-    let mut f = std::fs::File::open(path)?;
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = f.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-    }
-    Ok(hex::encode(hasher.finalize()))
-}
-
 /// Checks a staged file against its manifest entry and links it into its sorted place.
 /// A wrong copy is removed from staging; an existing different sorted file is kept.
 pub(crate) fn verify_and_sort(staged: &Path, dest: &Path, entry: &FileEntry) -> Result<(), String> {
     if !staged.exists() {
         if dest.exists() {
             // rsync skipped it via --compare-dest: a sorted copy is already there.
-            return match sha256_file(dest) {
+            return match camrig_fs::sha256_file(dest).map(|h| h.sha256) {
                 Ok(h) if h == entry.sha256 => Ok(()),
                 Ok(_) => Err(format!(
                     "a different file already exists at {}; not overwritten",
@@ -724,7 +708,9 @@ pub(crate) fn verify_and_sort(staged: &Path, dest: &Path, entry: &FileEntry) -> 
             entry.bytes
         ));
     }
-    let hash = sha256_file(staged).map_err(|e| format!("cannot read {}: {e}", staged.display()))?;
+    let hash = camrig_fs::sha256_file(staged)
+        .map(|h| h.sha256)
+        .map_err(|e| format!("cannot read {}: {e}", staged.display()))?;
     if hash != entry.sha256 {
         let _ = std::fs::remove_file(staged);
         return Err(format!(
@@ -748,7 +734,9 @@ fn verify_manifest_and_sort(
     if &copy != expected {
         return Err("manifest copy differs from what the node's API reports".into());
     }
-    let hash = sha256_file(source).map_err(|e| format!("cannot read manifest: {e}"))?;
+    let hash = camrig_fs::sha256_file(source)
+        .map(|h| h.sha256)
+        .map_err(|e| format!("cannot read manifest: {e}"))?;
     if staged.exists() {
         sort_into_place(staged, dest, &hash)?;
     }
@@ -772,8 +760,9 @@ fn sort_into_place(staged: &Path, dest: &Path, hash: &str) -> Result<(), String>
     match std::fs::hard_link(staged, dest) {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-            let existing =
-                sha256_file(dest).map_err(|e| format!("cannot read {}: {e}", dest.display()))?;
+            let existing = camrig_fs::sha256_file(dest)
+                .map(|h| h.sha256)
+                .map_err(|e| format!("cannot read {}: {e}", dest.display()))?;
             if existing != hash {
                 return Err(format!(
                     "a different file already exists at {}; not overwritten (the verified copy stays at {})",
@@ -791,14 +780,10 @@ fn sort_into_place(staged: &Path, dest: &Path, hash: &str) -> Result<(), String>
     Ok(())
 }
 
-/// The sorted folder of a node's take.
-pub fn sorted_dir(downloads: &Path, take: &str, address: &str) -> PathBuf {
-    downloads.join(take).join(address)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use sha2::{Digest, Sha256};
 
     fn entry(name: &str, data: &[u8]) -> FileEntry {
         FileEntry {

@@ -17,9 +17,8 @@
 //! - [`node_deletion`]: DELETE FROM NODES, for verified takes only, re-checked first.
 //! - [`api`], [`http_error`], [`views`]: the HTTP surface and its JSON.
 //! - [`status_line`]: the systemd STATUS= line.
-//! - [`sync_report`] (pure) and [`take_dir`] (the sorted take on disk): each verified take's
-//!   sync report and frames table; [`export`]: one video file per camera, true frame times;
-//!   [`take_reports`]: running both on the controller.
+//! - [`take_reports`]: each verified take's sync report and, on request, its exports, made
+//!   by `camrig-sorted-takes` (shared with the `camrig` CLI) on blocking threads.
 //! - [`metrics`]: the Prometheus `/metrics` series; [`webhook`]: take events POSTed to
 //!   the studio's URL.
 
@@ -31,7 +30,6 @@ pub mod clock_probe;
 pub use camrig_config::controller as config;
 pub mod download;
 pub mod download_verifier;
-pub mod export;
 pub mod fleet;
 pub mod http_error;
 pub mod metrics;
@@ -41,9 +39,7 @@ pub mod rig;
 pub mod rsync;
 pub mod ssh_master;
 pub mod status_line;
-pub mod sync_report;
 pub mod take_control;
-pub mod take_dir;
 pub mod take_reports;
 pub mod take_store;
 pub mod take_verification;

@@ -15,7 +15,6 @@ use camrig_protocol::manifest::{FileEntry, TakeManifest};
 use camrig_protocol::now_unix_ns;
 use camrig_protocol::take_name::TakeName;
 
-use crate::download::{sha256_file, sorted_dir};
 use crate::rig::Rig;
 use crate::take_control::TakeError;
 use crate::take_store::node_has_recording;
@@ -23,6 +22,7 @@ use crate::views::{
     DeleteFromNodes, FileView, NodeDeletionEvent, NodeFailure, TakeNodeView, TakeView,
 };
 use crate::views::{FileState, NodeDeletionState, NodeDownload, TakeState};
+use camrig_sorted_takes::layout::sorted_dir;
 
 /// Why one node's copy was not deleted.
 struct Failure {
@@ -236,8 +236,9 @@ pub fn recheck_sorted(sorted: &Path, files: &[FileView]) -> Result<Vec<FileEntry
                 f.bytes
             ));
         }
-        let hash =
-            sha256_file(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        let hash = camrig_fs::sha256_file(&path)
+            .map(|h| h.sha256)
+            .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
         if hash != f.sha256 {
             return Err(format!(
                 "sorted file {} no longer matches its sha256 on the controller{again}",

@@ -5,12 +5,11 @@
 //! `<downloads_dir>/.damaged/<take>/<node address>/`, never deleted, so the fresh copy can
 //! take its place.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use camrig_protocol::take_name::TakeName;
 
-use crate::download::{sha256_file, sorted_dir};
 use crate::rig::Rig;
 use crate::take_control::TakeError;
 use crate::take_store::node_has_recording;
@@ -18,6 +17,7 @@ use crate::views::{
     FileFailure, FileState, FileView, NodeDeletionState, NodeDownload, TakeDownload, TakeState,
     VerifyView,
 };
+use camrig_sorted_takes::layout::{damaged_dir, sorted_dir};
 
 /// Why one sorted copy no longer counts as verified, or `None` when it still matches.
 fn check_copy(sorted: &Path, damaged: &Path, file: &FileView) -> Option<String> {
@@ -32,7 +32,7 @@ fn check_copy(sorted: &Path, damaged: &Path, file: &FileView) -> Option<String> 
     let problem = if len != file.bytes {
         format!("{len} bytes, the manifest says {}", file.bytes)
     } else {
-        match sha256_file(&path) {
+        match camrig_fs::sha256_file(&path).map(|h| h.sha256) {
             Ok(h) if h == file.sha256 => return None,
             Ok(h) => format!("sha256 {h}, the manifest says {}", file.sha256),
             Err(e) => return Some(format!("cannot read {}: {e}", path.display())),
@@ -51,11 +51,6 @@ fn check_copy(sorted: &Path, damaged: &Path, file: &FileView) -> Option<String> 
             "{problem}; it could not be moved aside ({e}), so DOWNLOAD cannot replace it until it is moved"
         ),
     })
-}
-
-/// Where VERIFY moves a damaged copy of `take` from node `address`.
-pub fn damaged_dir(downloads: &Path, take: &str, address: &str) -> PathBuf {
-    downloads.join(".damaged").join(take).join(address)
 }
 
 impl Rig {

@@ -5,7 +5,6 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::atomic_file;
 use crate::block_device::{self, BlockDeviceError, SystemView};
 use crate::fat_image::{self, FatError};
 
@@ -103,11 +102,12 @@ pub fn write_identity(target: &Path, identity: &str) -> Result<Written, CardErro
     if meta.is_dir() {
         let path = target.join(IDENTITY_FILE);
         let before = std::fs::read_to_string(&path).ok();
-        atomic_file::write(&path, identity.as_bytes(), 0o600).map_err(|source| CardError::Io {
-            action: "write",
-            path: path.clone(),
-            source,
-        })?;
+        camrig_fs::write_atomic_with(&path, identity.as_bytes(), camrig_fs::Access::mode(0o600))
+            .map_err(|source| CardError::Io {
+                action: "write",
+                path: path.clone(),
+                source,
+            })?;
         return Ok(Written {
             description: format!("{} (boot partition directory)", path.display()),
             replaced: previous(before),

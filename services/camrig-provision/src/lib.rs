@@ -12,7 +12,6 @@
 //! [`Command`] and [`run_provision`] are the whole command line, so the `camrig` CLI can
 //! offer it as `camrig provision …` and the `camrig-provision` binary is a thin wrapper.
 
-pub mod atomic_file;
 pub mod block_device;
 pub mod card_target;
 pub mod cards;
@@ -350,12 +349,11 @@ fn build(args: &BuildArgs, out: &mut impl Write) -> Result<(), ProvisionError> {
         let card_dir = out_dir.join(&card.hostname);
         private_dir(&card_dir)?;
         let toml = card_dir.join(card_target::IDENTITY_FILE);
-        atomic_file::write(&toml, card.text.as_bytes(), 0o600).map_err(|source| {
-            ProvisionError::Io {
-                action: "write",
-                path: toml.clone(),
-                source,
-            }
+        camrig_fs::write_atomic_with(&toml, card.text.as_bytes(), camrig_fs::Access::mode(0o600))
+            .map_err(|source| ProvisionError::Io {
+            action: "write",
+            path: toml.clone(),
+            source,
         })?;
         let image = match base_for(card) {
             Some(base) => {

@@ -601,7 +601,7 @@ impl Rig {
             let data = std::fs::read(&path).unwrap();
             assert_eq!(data.len() as u64, f.bytes, "{}", f.name);
             assert_eq!(
-                camrig_controller::download::sha256_file(&path).unwrap(),
+                camrig_fs::sha256_file(&path).unwrap().sha256,
                 f.sha256,
                 "{}",
                 f.name

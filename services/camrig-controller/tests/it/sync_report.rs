@@ -8,10 +8,10 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use camrig_controller::export::{self, Format, Options};
-use camrig_controller::sync_report::SyncReport;
 use camrig_protocol::grid::FrameGrid;
 use camrig_protocol::manifest::TakeManifest;
+use camrig_sorted_takes::export::{self, Format, Options};
+use camrig_sorted_takes::sync_report::SyncReport;
 use serde_json::json;
 
 use crate::harness::{Rig, RigBuilder};
