@@ -197,7 +197,7 @@ async fn start_take(
     parsed: Result<Json<StartTake>, JsonRejection>,
 ) -> ApiResult<Response> {
     let req = body(parsed)?;
-    let take = rig.start_take(req).await?;
+    let take = rig.takes.start_take(req).await?;
     Ok((StatusCode::CREATED, Json(take)).into_response())
 }
 
@@ -206,11 +206,11 @@ async fn mark_take(
     parsed: Result<Json<MarkTake>, JsonRejection>,
 ) -> ApiResult<Response> {
     let req = body(parsed)?;
-    Ok(Json(rig.mark_take(req).await?).into_response())
+    Ok(Json(rig.takes.mark_take(req).await?).into_response())
 }
 
 async fn stop_take(State(rig): State<Arc<Rig>>) -> ApiResult<Response> {
-    Ok(Json(rig.stop_take().await?).into_response())
+    Ok(Json(rig.takes.stop_take().await?).into_response())
 }
 
 fn take_name(path: Result<Path<String>, PathRejection>) -> ApiResult<String> {
@@ -237,7 +237,7 @@ async fn download_take(
     path: Result<Path<String>, PathRejection>,
 ) -> ApiResult<Response> {
     let name = take_name(path)?;
-    let jobs = rig.download_take(&name)?;
+    let jobs = rig.downloader.download_take(&name)?;
     let pending_takes = if jobs.is_empty() { vec![] } else { vec![name] };
     Ok((
         StatusCode::ACCEPTED,
@@ -254,7 +254,7 @@ async fn verify_take(
     path: Result<Path<String>, PathRejection>,
 ) -> ApiResult<Response> {
     let name = take_name(path)?;
-    Ok(Json(rig.verify_take(&name).await?).into_response())
+    Ok(Json(rig.verification.verify_take(&name).await?).into_response())
 }
 
 /// The body is optional: none (or `{}`) means every node that recorded the take.
@@ -270,7 +270,7 @@ async fn delete_from_nodes(
         serde_json::from_slice(&raw)
             .map_err(|e| ApiError::bad_request(format!("bad JSON body: {e}")))?
     };
-    Ok(Json(rig.delete_from_nodes(&name, req).await?).into_response())
+    Ok(Json(rig.deletion.delete_from_nodes(&name, req).await?).into_response())
 }
 
 /// The take's sync report as written beside its node folders (404 before there is one).
@@ -283,7 +283,7 @@ async fn get_sync_report(
         .store
         .take_by_name(&name)?
         .ok_or_else(|| ApiError::not_found(format!("no take named {name:?}")))?;
-    let dir = rig.take_dir(&name);
+    let dir = rig.reports.take_dir(&name);
     match camrig_sorted_takes::take_dir::read_report(&dir, &name) {
         Ok(r) => Ok(Json(r).into_response()),
         Err(camrig_sorted_takes::take_dir::TakeDirError::Missing { .. }) => Err(ApiError::not_found(
@@ -302,7 +302,7 @@ async fn make_sync_report(
     path: Result<Path<String>, PathRejection>,
 ) -> ApiResult<Response> {
     let name = take_name(path)?;
-    Ok(Json(rig.make_sync_report(&name).await?).into_response())
+    Ok(Json(rig.reports.make_sync_report(&name).await?).into_response())
 }
 
 async fn get_frames_csv(
@@ -310,7 +310,7 @@ async fn get_frames_csv(
     path: Result<Path<String>, PathRejection>,
 ) -> ApiResult<Response> {
     let name = take_name(path)?;
-    let p = camrig_sorted_takes::take_dir::frames_path(&rig.take_dir(&name), &name);
+    let p = camrig_sorted_takes::take_dir::frames_path(&rig.reports.take_dir(&name), &name);
     let csv = tokio::fs::read(&p).await.map_err(|_| {
         ApiError::not_found(format!(
             "take {name} has no frames table yet (it comes with the sync report)"
@@ -332,15 +332,23 @@ async fn export_take(
         serde_json::from_slice(&raw)
             .map_err(|e| ApiError::bad_request(format!("bad JSON body: {e}")))?
     };
-    Ok((StatusCode::ACCEPTED, Json(rig.start_export(&name, req)?)).into_response())
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(rig.reports.start_export(&name, req)?),
+    )
+        .into_response())
 }
 
 async fn list_downloads(State(rig): State<Arc<Rig>>) -> ApiResult<Response> {
-    Ok(Json(rig.downloads_view()?).into_response())
+    Ok(Json(rig.downloader.downloads_view()?).into_response())
 }
 
 async fn download_pending(State(rig): State<Arc<Rig>>) -> ApiResult<Response> {
-    Ok((StatusCode::ACCEPTED, Json(rig.download_pending()?)).into_response())
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(rig.downloader.download_pending()?),
+    )
+        .into_response())
 }
 
 async fn abort_node(
@@ -350,7 +358,7 @@ async fn abort_node(
     let Path(index) = path.map_err(|e| {
         ApiError::bad_request(format!("node index must be a number: {}", e.body_text()))
     })?;
-    Ok(Json(rig.abort_node(index).await?).into_response())
+    Ok(Json(rig.takes.abort_node(index).await?).into_response())
 }
 
 async fn preview(
@@ -407,7 +415,7 @@ async fn metrics(State(rig): State<Arc<Rig>>) -> Response {
 }
 
 async fn get_camera_settings(State(rig): State<Arc<Rig>>) -> Response {
-    Json(rig.camera_settings_view().await).into_response()
+    Json(rig.camera_settings.camera_settings_view().await).into_response()
 }
 
 /// `?nodes=a,b`: only those nodes (by address); none = every node.
@@ -432,7 +440,12 @@ async fn put_camera_settings(
         .filter(|a| !a.is_empty())
         .map(str::to_owned)
         .collect();
-    Ok(Json(rig.put_camera_settings(settings, &nodes).await?).into_response())
+    Ok(Json(
+        rig.camera_settings
+            .put_camera_settings(settings, &nodes)
+            .await?,
+    )
+    .into_response())
 }
 
 /// The body is optional: none (or `{}`) locks each camera to its own values.
@@ -446,11 +459,11 @@ async fn lock_camera_settings(
         serde_json::from_slice(&raw)
             .map_err(|e| ApiError::bad_request(format!("bad JSON body: {e}")))?
     };
-    Ok(Json(rig.lock_camera_settings(req).await?).into_response())
+    Ok(Json(rig.camera_settings.lock_camera_settings(req).await?).into_response())
 }
 
 async fn unlock_camera_settings(State(rig): State<Arc<Rig>>) -> ApiResult<Response> {
-    Ok(Json(rig.unlock_camera_settings().await?).into_response())
+    Ok(Json(rig.camera_settings.unlock_camera_settings().await?).into_response())
 }
 
 async fn method_not_allowed(method: axum::http::Method) -> ApiError {
@@ -469,7 +482,7 @@ async fn api_not_found() -> ApiError {
 /// `node_deletion` for every step of a deletion from the nodes.
 async fn events(State(rig): State<Arc<Rig>>) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
     let rx = rig.subscribe();
-    let deletions = rig.subscribe_deletions();
+    let deletions = rig.deletion.subscribe();
     let state = (rig, rx, deletions, None::<u64>);
     let stream = stream::unfold(state, |(rig, mut rx, mut deletions, sent)| async move {
         let mut events = Vec::with_capacity(3);

@@ -10,8 +10,8 @@
 //! - [`fleet`]: live status and clock of every node; what blocks START.
 //! - [`take_store`]: the SQLite take history.
 //! - [`take_control`]: START, MARK, STOP and the mid-take monitor.
-//! - [`rsync`], [`download`] and [`download_verifier`]: pulling, verifying (while the
-//!   transfer goes on) and sorting recorded files; [`ssh_master`] keeps one SSH
+//! - [`rsync`], [`download`], [`download_verifier`] and [`sorting`]: pulling, verifying
+//!   (while the transfer goes on) and sorting recorded files; [`ssh_master`] keeps one SSH
 //!   connection per node open so a download starts without a handshake.
 //! - [`camera_settings`]: rig-wide camera settings, LOCK and UNLOCK, checked then fanned out.
 //! - [`node_deletion`]: DELETE FROM NODES, for verified takes only, re-checked first.
@@ -32,14 +32,18 @@ pub mod download;
 pub mod download_verifier;
 pub mod fleet;
 pub mod http_error;
+pub mod jobs;
 pub mod metrics;
 pub mod node_client;
 pub mod node_deletion;
 pub mod rig;
+pub mod rig_core;
 pub mod rsync;
+pub mod sorting;
 pub mod ssh_master;
 pub mod status_line;
 pub mod take_control;
+pub mod take_error;
 pub mod take_reports;
 pub mod take_store;
 pub mod take_verification;
@@ -93,7 +97,7 @@ pub async fn run(
     let rig = Rig::new(config, store);
     {
         let r = rig.clone();
-        tokio::spawn(async move { r.report_unreported().await });
+        tokio::spawn(async move { r.reports.report_unreported().await });
     }
     if let Some(take) = rig.store.current_take()? {
         tracing::info!(
@@ -117,7 +121,7 @@ pub async fn run(
         let r = rig.clone();
         tasks.spawn(async move {
             let (config, node) = (r.config.clone(), r.fleet.nodes()[i].config.clone());
-            ssh_master::keep(config, node, &r.ssh_masters).await;
+            ssh_master::keep(config, node, &r.downloader.ssh_masters).await;
             "ssh master"
         });
     }
@@ -169,7 +173,7 @@ async fn event_loop(rig: Arc<Rig>, progress: watchdog::Progress) {
     let mut turn = 0u64;
     loop {
         ticker.tick().await;
-        if let Err(e) = rig.watch_current_take().await {
+        if let Err(e) = rig.takes.watch_current_take().await {
             tracing::error!(error = %e, "cannot update the current take");
         }
         turn += 1;

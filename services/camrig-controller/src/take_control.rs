@@ -8,12 +8,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use camrig_protocol::api::{AbortRequest, MarkRequest, NodeState, StartRequest, StopRequest};
-use camrig_protocol::take_name::{TakeName, TakeNameError};
+use camrig_protocol::take_name::TakeName;
 use camrig_protocol::{now_unix_ns, UnixNanos};
 use futures_util::future::join_all;
+use tokio::sync::Mutex;
 
 use crate::fleet::Blocker;
-use crate::rig::Rig;
+use crate::node_client::new_command_id;
+use crate::rig_core::{reads_core, RigCore};
+use crate::take_error::{describe, TakeError, MAX_NOTE_CHARS};
 use crate::take_store::{NewTake, NewTakeNode, StoreError};
 use crate::views::{
     AbortNodeView, MarkTake, MarkerNodeView, MarkerView, NodeFailure, StartTake, TakeNodeState,
@@ -22,86 +25,29 @@ use crate::views::{
 use crate::webhook::{WebhookEvent, WebhookKind};
 
 /// Longest MARK note accepted (characters).
-pub const MAX_NOTE_CHARS: usize = 500;
 /// A node not recording its take this long after START's instant has failed.
 const START_GRACE: Duration = Duration::from_secs(3);
 /// How long START waits for nodes still finishing the previous take.
 const BUSY_WAIT: Duration = Duration::from_secs(3);
 
-#[derive(Debug, thiserror::Error)]
-pub enum TakeError {
-    #[error("{0}")]
-    BadName(#[from] TakeNameError),
-    #[error("note is {0} characters long; at most {MAX_NOTE_CHARS} are allowed")]
-    NoteTooLong(usize),
-    #[error("take {0:?} is still recording; stop it before starting another")]
-    TakeRunning(String),
-    #[error("take name {0:?} is already used; choose another name (takes are never overwritten)")]
-    NameUsed(String),
-    #[error("START refused: {}", .0.join("; "))]
-    NotReady(Vec<String>),
-    #[error("START failed on {} node(s), the others were aborted: {}", .failures.len(), describe(.failures))]
-    ArmFailed {
-        /// Some node refused (4xx): a conflict with its state rather than a broken link.
-        conflict: bool,
-        failures: Vec<NodeFailure>,
-    },
-    #[error("no take is recording; start one first")]
-    NoTake,
-    #[error("take {take} is not stopped: {} node(s) did not take the STOP and may still record: {}; STOP again, or abort that node (`camrig abort-node <address>`, or Abort in the web UI)", .failures.len(), describe(.failures))]
-    StopIncomplete {
-        take: String,
-        /// Some node refused (4xx) rather than being unreachable.
-        conflict: bool,
-        failures: Vec<NodeFailure>,
-    },
-    #[error("abort failed: {}", describe(.failures))]
-    AbortFailed {
-        conflict: bool,
-        failures: Vec<NodeFailure>,
-    },
-    #[error("{0}")]
-    UnknownNode(String),
-    #[error("no take named {0:?}")]
-    UnknownTake(String),
-    #[error("take {0:?} is still recording; stop it before downloading")]
-    StillRecording(String),
-    /// DELETE FROM NODES refused before anything was deleted.
-    #[error("{0}")]
-    NotVerified(String),
-    #[error("{0}")]
-    BadNode(String),
-    #[error("take {take} was not deleted from {} node(s): {}", .failures.len(), describe(.failures))]
-    DeleteFailed {
-        take: String,
-        /// Some node's copy was refused (a failed check) rather than unreachable.
-        conflict: bool,
-        failures: Vec<NodeFailure>,
-    },
-    #[error(transparent)]
-    Store(#[from] StoreError),
+/// START, MARK, STOP, abort of one node, and the mid-take monitor.
+pub struct TakeControl {
+    core: Arc<RigCore>,
+    /// Serialises START/MARK/STOP and the take monitor (and camera settings): one command at
+    /// a time. Shared so START can hand its guard to the bookkeeping it finishes after
+    /// answering.
+    command_lock: Arc<Mutex<()>>,
 }
 
-fn describe(failures: &[NodeFailure]) -> String {
-    failures
-        .iter()
-        .map(|f| format!("{}: {}", f.address, f.error))
-        .collect::<Vec<_>>()
-        .join("; ")
-}
+reads_core!(TakeControl);
 
-/// A fresh command id: 128 random bits in hex. Nodes use it to make commands idempotent.
-pub fn new_command_id() -> String {
-    use std::io::Read;
-    let mut buf = [0u8; 16];
-    match std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut buf)) {
-        Ok(()) => hex::encode(buf),
-        // Without /dev/urandom the clock and pid still make the id unique on this rig.
-        Err(_) => format!("{:x}-{:x}", now_unix_ns(), std::process::id()),
+impl TakeControl {
+    pub fn new(core: Arc<RigCore>, command_lock: Arc<Mutex<()>>) -> TakeControl {
+        TakeControl { core, command_lock }
     }
 }
 
-impl Rig {
+impl TakeControl {
     /// START and STOP fall half a frame period between two grid instants (at or after `at`),
     /// so a camera locked to the grid never has a frame on the edge of a take: every locked
     /// camera's first and last frame are the same slot. Segment cuts follow from START.

@@ -6,39 +6,29 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use axum::http::StatusCode;
 
 use crate::http_error::ApiError;
-use crate::rig::Rig;
+use crate::rig_core::{reads_core, RigCore};
 use crate::views::{ExportProgress, ExportRequest, TakeDownload, TakeView};
 use camrig_sorted_takes::export::{self, Format};
 use camrig_sorted_takes::sync_report::{Probe, SyncReport};
 use camrig_sorted_takes::take_dir;
 
-/// The latest export of each take (by take id), while it runs and after.
-#[derive(Default)]
-pub struct Exports {
-    jobs: Mutex<HashMap<i64, ExportProgress>>,
+/// Sync reports and exports of verified takes (progress in [`RigCore::exports`]).
+pub struct TakeReports {
+    core: Arc<RigCore>,
 }
 
-impl Exports {
-    pub fn get(&self, take_id: i64) -> Option<ExportProgress> {
-        self.jobs
-            .lock()
-            .expect("exports lock")
-            .get(&take_id)
-            .cloned()
-    }
-    fn update(&self, take_id: i64, f: impl FnOnce(&mut ExportProgress)) {
-        if let Some(p) = self.jobs.lock().expect("exports lock").get_mut(&take_id) {
-            f(p);
-        }
-    }
-}
+reads_core!(TakeReports);
 
-impl Rig {
+impl TakeReports {
+    pub fn new(core: Arc<RigCore>) -> TakeReports {
+        TakeReports { core }
+    }
+
     /// The sorted take directory of a take.
     pub fn take_dir(&self, name: &str) -> PathBuf {
         camrig_sorted_takes::layout::take_dir(&self.config.downloads_dir, name)
