@@ -11,7 +11,7 @@ use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{get, post, MethodRouter};
 use axum::Extension;
 use axum::{Json, Router};
 use camrig_protocol::camera_settings::CameraSettings;
@@ -31,14 +31,14 @@ pub const MAX_BODY_BYTES: usize = camrig_protocol::api::MAX_BODY_BYTES;
 pub fn router(rig: Arc<Rig>) -> Router {
     let access = rig.access.clone();
     Router::new()
-        .route("/", get(ui_index))
-        .route("/login", get(ui_login))
-        .route("/login.js", get(ui_login_js))
+        .route("/", ui_file(HTML, include_str!("ui/index.html")))
+        .route("/login", ui_file(HTML, include_str!("ui/login.html")))
+        .route("/login.js", ui_file(JS, include_str!("ui/login.js")))
         .route("/api/login", post(login))
         .route("/api/logout", post(logout))
         .route("/api/password", post(change_password))
-        .route("/app.js", get(ui_js))
-        .route("/style.css", get(ui_css))
+        .route("/app.js", ui_file(JS, include_str!("ui/app.js")))
+        .route("/style.css", ui_file(CSS, include_str!("ui/style.css")))
         .route("/api/rig", get(get_rig))
         .route("/api/takes", get(list_takes).post(start_take))
         .route("/api/takes/current/mark", post(mark_take))
@@ -519,44 +519,13 @@ fn json_event<T: serde::Serialize>(name: &str, value: &T) -> Result<Event, Infal
         .data(serde_json::to_string(value).expect("views serialise")))
 }
 
-async fn ui_index() -> Response {
-    (
-        [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
-        include_str!("ui/index.html"),
-    )
-        .into_response()
-}
+const HTML: &str = "text/html; charset=utf-8";
+const JS: &str = "text/javascript; charset=utf-8";
+const CSS: &str = "text/css; charset=utf-8";
 
-async fn ui_js() -> Response {
-    (
-        [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
-        include_str!("ui/app.js"),
-    )
-        .into_response()
-}
-
-async fn ui_login() -> Response {
-    (
-        [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
-        include_str!("ui/login.html"),
-    )
-        .into_response()
-}
-
-async fn ui_login_js() -> Response {
-    (
-        [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
-        include_str!("ui/login.js"),
-    )
-        .into_response()
-}
-
-async fn ui_css() -> Response {
-    (
-        [(header::CONTENT_TYPE, "text/css; charset=utf-8")],
-        include_str!("ui/style.css"),
-    )
-        .into_response()
+/// A file of the web UI (`src/ui/`, embedded in the binary: no build step, no files to ship).
+fn ui_file(content_type: &'static str, body: &'static str) -> MethodRouter<Arc<Rig>> {
+    get(move || async move { ([(header::CONTENT_TYPE, content_type)], body).into_response() })
 }
 
 #[cfg(test)]

@@ -20,7 +20,7 @@ use crate::take_error::{describe, TakeError, MAX_NOTE_CHARS};
 use crate::take_store::{NewTake, NewTakeNode, StoreError};
 use crate::views::{
     AbortNodeView, MarkTake, MarkerNodeView, MarkerView, NodeFailure, StartTake, TakeNodeState,
-    TakeState, TakeView,
+    TakeNodeView, TakeState, TakeView,
 };
 use crate::webhook::{WebhookEvent, WebhookKind};
 
@@ -398,18 +398,7 @@ impl TakeControl {
                         continue;
                     }
                     conflict |= e.is_conflict();
-                    // Still armed or recording as far as we know: the state stays, the
-                    // reason says STOP did not get through.
-                    self.store.set_node_state(
-                        take.id,
-                        &node.address,
-                        node.state,
-                        Some(&format!("STOP not taken: {e}")),
-                    )?;
-                    failures.push(NodeFailure {
-                        address: node.address.clone(),
-                        error: e.to_string(),
-                    });
+                    self.not_taken(take.id, node, "STOP", &e, &mut failures)?;
                 }
             }
         }
@@ -427,12 +416,44 @@ impl TakeControl {
                 failures,
             });
         }
-        self.store.set_take_state(take.id, TakeState::Stopped)?;
         tracing::info!(take = take.name, stop_at, "stop fanned out");
+        let event = WebhookEvent::new(WebhookKind::TakeStopped, &take.name);
+        self.close_take(take.id, TakeState::Stopped, event)
+    }
+
+    /// A node that did not take STOP (or the cancel): still armed or recording as far as
+    /// the controller knows, so its state stays and the reason says the command did not get
+    /// through; it is one of the `failures` the answer names.
+    fn not_taken(
+        &self,
+        take_id: i64,
+        node: &TakeNodeView,
+        what: &str,
+        error: &crate::node_client::NodeError,
+        failures: &mut Vec<NodeFailure>,
+    ) -> Result<(), StoreError> {
+        let reason = format!("{what} not taken: {error}");
+        self.store
+            .set_node_state(take_id, &node.address, node.state, Some(&reason))?;
+        failures.push(NodeFailure {
+            address: node.address.clone(),
+            error: error.to_string(),
+        });
+        Ok(())
+    }
+
+    /// Every node took STOP (or the cancel): the take is `state` for good, the streams and
+    /// the webhook are told, and the answer is the take as stored now.
+    fn close_take(
+        &self,
+        take_id: i64,
+        state: TakeState,
+        event: WebhookEvent,
+    ) -> Result<TakeView, TakeError> {
+        self.store.set_take_state(take_id, state)?;
         self.changed();
-        self.webhook
-            .send(WebhookEvent::new(WebhookKind::TakeStopped, &take.name));
-        let take = self.store.take(take.id)?.expect("take just written");
+        self.webhook.send(event);
+        let take = self.store.take(take_id)?.expect("take just written");
         Ok(self.take_view(take))
     }
 
@@ -474,16 +495,8 @@ impl TakeControl {
                 Err(_) if node.state == TakeNodeState::Failed => {}
                 Err(e) => {
                     conflict |= e.is_conflict();
-                    self.store.set_node_state(
-                        take.id,
-                        &node.address,
-                        node.state,
-                        Some(&format!("cancel (STOP before the start instant) not taken: {e}")),
-                    )?;
-                    failures.push(NodeFailure {
-                        address: node.address.clone(),
-                        error: e.to_string(),
-                    });
+                    let what = "cancel (STOP before the start instant)";
+                    self.not_taken(take.id, node, what, &e, &mut failures)?;
                 }
             }
         }
@@ -500,23 +513,18 @@ impl TakeControl {
         } else {
             TakeState::Cancelled
         };
-        self.store.set_take_state(take.id, state)?;
         tracing::info!(
             take = take.name,
             state = state.as_str(),
             "STOP before the start instant: take cancelled"
         );
-        self.changed();
-        self.webhook.send(
-            WebhookEvent::new(WebhookKind::TakeStopped, &take.name).detail(match state {
-                TakeState::Cancelled => {
-                    "cancelled: STOP came before its start instant, nothing was recorded"
-                }
-                _ => "STOP came before its start instant on some node",
-            }),
-        );
-        let take = self.store.take(take.id)?.expect("take just written");
-        Ok(self.take_view(take))
+        let event = WebhookEvent::new(WebhookKind::TakeStopped, &take.name).detail(match state {
+            TakeState::Cancelled => {
+                "cancelled: STOP came before its start instant, nothing was recorded"
+            }
+            _ => "STOP came before its start instant on some node",
+        });
+        self.close_take(take.id, state, event)
     }
 
     /// The recovery for a node that did not take STOP (or records a take the controller

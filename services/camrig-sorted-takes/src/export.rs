@@ -292,18 +292,7 @@ fn export_camera(
             run(
                 "ffmpeg",
                 &camera,
-                Command::new("ffmpeg")
-                    .args([
-                        "-nostdin",
-                        "-loglevel",
-                        "error",
-                        "-f",
-                        demuxer,
-                        "-framerate",
-                        &fps,
-                        "-i",
-                    ])
-                    .arg(&raw)
+                ffmpeg_reading(demuxer, &fps, &raw)
                     .args(["-map", "0:v:0", "-c", "copy", "-f", "matroska"])
                     .arg(&wrapped),
             )?;
@@ -464,18 +453,7 @@ fn reencode(
         what: "cannot start ffmpeg".into(),
         source,
     };
-    let mut decoder = Command::new("ffmpeg")
-        .args([
-            "-nostdin",
-            "-loglevel",
-            "error",
-            "-f",
-            demuxer,
-            "-framerate",
-            fps,
-            "-i",
-        ])
-        .arg(raw)
+    let mut decoder = ffmpeg_reading(demuxer, fps, raw)
         .args([
             "-map",
             "0:v:0",
@@ -653,6 +631,25 @@ pub fn iso8601(ns: UnixNanos) -> String {
         rem % 3600 / 60,
         rem % 60
     )
+}
+
+/// ffmpeg reading a camera's raw stream (`demuxer`: h264 or mjpeg) at the grid's rate, for
+/// the caller to add what it makes of it.
+fn ffmpeg_reading(demuxer: &str, fps: &str, raw: &Path) -> Command {
+    let mut ffmpeg = Command::new("ffmpeg");
+    ffmpeg
+        .args([
+            "-nostdin",
+            "-loglevel",
+            "error",
+            "-f",
+            demuxer,
+            "-framerate",
+            fps,
+            "-i",
+        ])
+        .arg(raw);
+    ffmpeg
 }
 
 #[cfg(test)]
