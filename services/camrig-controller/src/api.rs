@@ -225,11 +225,26 @@ async fn get_take(
     path: Result<Path<String>, PathRejection>,
 ) -> ApiResult<Response> {
     let name = take_name(path)?;
-    let take = rig
-        .store
-        .take_by_name(&name)?
-        .ok_or_else(|| ApiError::not_found(format!("no take named {name:?}")))?;
+    let take = stored_take(&rig, &name)?;
     Ok(Json(rig.take_view(take)).into_response())
+}
+
+/// The stored take `name`, or 404.
+fn stored_take(rig: &Rig, name: &str) -> ApiResult<crate::views::TakeView> {
+    rig.store
+        .take_by_name(name)?
+        .ok_or_else(|| ApiError::not_found(format!("no take named {name:?}")))
+}
+
+/// A body that may be left out: none (or only white space) reads as `{}`, every field its
+/// default.
+fn optional_body<T: serde::de::DeserializeOwned>(raw: &[u8]) -> ApiResult<T> {
+    let raw = if raw.iter().all(u8::is_ascii_whitespace) {
+        b"{}"
+    } else {
+        raw
+    };
+    serde_json::from_slice(raw).map_err(|e| ApiError::bad_request(format!("bad JSON body: {e}")))
 }
 
 async fn download_take(
@@ -264,12 +279,7 @@ async fn delete_from_nodes(
     raw: axum::body::Bytes,
 ) -> ApiResult<Response> {
     let name = take_name(path)?;
-    let req: DeleteFromNodes = if raw.iter().all(u8::is_ascii_whitespace) {
-        DeleteFromNodes::default()
-    } else {
-        serde_json::from_slice(&raw)
-            .map_err(|e| ApiError::bad_request(format!("bad JSON body: {e}")))?
-    };
+    let req: DeleteFromNodes = optional_body(&raw)?;
     Ok(Json(rig.deletion.delete_from_nodes(&name, req).await?).into_response())
 }
 
@@ -279,10 +289,7 @@ async fn get_sync_report(
     path: Result<Path<String>, PathRejection>,
 ) -> ApiResult<Response> {
     let name = take_name(path)?;
-    let take = rig
-        .store
-        .take_by_name(&name)?
-        .ok_or_else(|| ApiError::not_found(format!("no take named {name:?}")))?;
+    let take = stored_take(&rig, &name)?;
     let dir = rig.reports.take_dir(&name);
     match camrig_sorted_takes::take_dir::read_report(&dir, &name) {
         Ok(r) => Ok(Json(r).into_response()),
@@ -326,12 +333,7 @@ async fn export_take(
     raw: axum::body::Bytes,
 ) -> ApiResult<Response> {
     let name = take_name(path)?;
-    let req: ExportRequest = if raw.iter().all(u8::is_ascii_whitespace) {
-        serde_json::from_str("{}").expect("defaults")
-    } else {
-        serde_json::from_slice(&raw)
-            .map_err(|e| ApiError::bad_request(format!("bad JSON body: {e}")))?
-    };
+    let req: ExportRequest = optional_body(&raw)?;
     Ok((
         StatusCode::ACCEPTED,
         Json(rig.reports.start_export(&name, req)?),

@@ -13,7 +13,7 @@ use camrig_protocol::{now_unix_ns, UnixNanos};
 use futures_util::future::join_all;
 use tokio::sync::Mutex;
 
-use crate::fleet::Blocker;
+use crate::fleet::{Blocker, NodeSlot};
 use crate::node_client::new_command_id;
 use crate::rig_core::{reads_core, RigCore};
 use crate::take_error::{describe, TakeError, MAX_NOTE_CHARS};
@@ -347,12 +347,7 @@ impl TakeControl {
         };
         // Nodes we lost during the take get the STOP too: one that is back and still
         // recording must not record forever.
-        let targets: Vec<_> = take
-            .nodes
-            .iter()
-            .filter(|n| was_armed(n.state))
-            .filter_map(|n| self.fleet.by_address(&n.address).map(|slot| (n, slot)))
-            .collect();
+        let targets = self.armed_nodes(&take);
         let replies = join_all(targets.iter().map(|(_, n)| n.client.stop(&request))).await;
         let mut failures = Vec::new();
         let mut conflict = false;
@@ -421,6 +416,16 @@ impl TakeControl {
         self.close_take(take.id, TakeState::Stopped, event)
     }
 
+    /// The take's nodes that were ever armed, with their fleet slots: STOP and its cancel go
+    /// to each.
+    fn armed_nodes<'a>(&'a self, take: &'a TakeView) -> Vec<(&'a TakeNodeView, &'a NodeSlot)> {
+        take.nodes
+            .iter()
+            .filter(|n| was_armed(n.state))
+            .filter_map(|n| self.fleet.by_address(&n.address).map(|slot| (n, slot)))
+            .collect()
+    }
+
     /// A node that did not take STOP (or the cancel): still armed or recording as far as
     /// the controller knows, so its state stays and the reason says the command did not get
     /// through; it is one of the `failures` the answer names.
@@ -465,12 +470,7 @@ impl TakeControl {
         let request = AbortRequest {
             command_id: format!("{}-cancel", take.command_id),
         };
-        let targets: Vec<_> = take
-            .nodes
-            .iter()
-            .filter(|n| was_armed(n.state))
-            .filter_map(|n| self.fleet.by_address(&n.address).map(|slot| (n, slot)))
-            .collect();
+        let targets = self.armed_nodes(&take);
         let replies = join_all(targets.iter().map(|(_, n)| n.client.abort(&request))).await;
         let mut failures = Vec::new();
         let mut conflict = false;

@@ -512,6 +512,15 @@ impl TakeHandle {
         self.control.recording.load(Ordering::SeqCst)
     }
 
+    /// What the take is doing, in the words a refusal uses: `recording` or `armed`.
+    pub fn armed_or_recording(&self) -> &'static str {
+        if self.is_recording() {
+            "recording"
+        } else {
+            "armed"
+        }
+    }
+
     /// Adds a MARK: each camera's first frame at or after `at`, now or when it arrives.
     pub fn mark(&self, at: UnixNanos, note: String) -> Vec<MarkerFrame> {
         let mut book = lock(&self.book);
