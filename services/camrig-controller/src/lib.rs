@@ -22,34 +22,34 @@
 //! - [`metrics`]: the Prometheus `/metrics` series; [`webhook`]: take events POSTed to
 //!   the studio's URL.
 
-pub mod access;
-pub mod api;
-pub mod camera_settings;
-pub mod clock_probe;
+mod access;
+mod api;
+mod camera_settings;
+mod clock_probe;
 /// The controller's config schema lives in camrig-config (one schema for readers and writers).
 pub use camrig_config::controller as config;
-pub mod download;
-pub mod download_verifier;
-pub mod fleet;
-pub mod http_error;
-pub mod jobs;
-pub mod metrics;
-pub mod node_client;
-pub mod node_deletion;
-pub mod rig;
-pub mod rig_core;
-pub mod rsync;
-pub mod sorting;
-pub mod ssh_master;
-pub mod status_line;
-pub mod take_control;
-pub mod take_error;
-pub mod take_reports;
-pub mod take_store;
-pub mod take_verification;
+mod download;
+mod download_verifier;
+mod fleet;
+mod http_error;
+mod jobs;
+mod metrics;
+mod node_client;
+mod node_deletion;
+mod rig;
+mod rig_core;
+mod rsync;
+mod sorting;
+mod ssh_master;
+mod status_line;
+mod take_control;
+mod take_error;
+mod take_reports;
+mod take_store;
+mod take_verification;
 /// The `/api` bodies live in camrig-protocol (the CLI reads them without the controller).
-pub use camrig_protocol::views;
-pub mod webhook;
+use camrig_protocol::views;
+mod webhook;
 
 use std::future::Future;
 use std::sync::Arc;

@@ -454,19 +454,9 @@ fn reencode(
         source,
     };
     let mut decoder = ffmpeg_reading(demuxer, fps, raw)
-        .args([
-            "-map",
-            "0:v:0",
-            "-fps_mode",
-            "passthrough",
-            "-f",
-            "rawvideo",
-            "-pix_fmt",
-            "yuv420p",
-            "-s",
-            &size,
-            "-",
-        ])
+        .args(["-map", "0:v:0", "-fps_mode", "passthrough"])
+        .args(RAW_I420)
+        .args(["-s", &size, "-"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -478,21 +468,9 @@ fn reencode(
         Codec::Mjpeg => &["-c:v", "mjpeg", "-q:v", "2"],
     };
     let mut encoder = Command::new("ffmpeg")
-        .args([
-            "-nostdin",
-            "-loglevel",
-            "error",
-            "-f",
-            "rawvideo",
-            "-pix_fmt",
-            "yuv420p",
-            "-s",
-            &size,
-            "-framerate",
-            fps,
-            "-i",
-            "-",
-        ])
+        .args(["-nostdin", "-loglevel", "error"])
+        .args(RAW_I420)
+        .args(["-s", &size, "-framerate", fps, "-i", "-"])
         .args(codec_args)
         .args(["-f", "matroska"])
         .arg(out)
@@ -632,6 +610,10 @@ pub fn iso8601(ns: UnixNanos) -> String {
         rem % 60
     )
 }
+
+/// Raw I420 pictures through a pipe: what the trimmed export's decoder writes and its
+/// encoder reads.
+const RAW_I420: [&str; 4] = ["-f", "rawvideo", "-pix_fmt", "yuv420p"];
 
 /// ffmpeg reading a camera's raw stream (`demuxer`: h264 or mjpeg) at the grid's rate, for
 /// the caller to add what it makes of it.
