@@ -6,7 +6,8 @@
 //! contents at the path, never a mix, and once it returns the new contents and the rename
 //! are on disk (temp file → fsync → rename → fsync of the directory). The temp file is
 //! hidden (a leading dot, which the node's take listing and deletion treat as scratch) and
-//! named per process and write, so two writers of one path never share it.
+//! named per process and write, so two writers of one path never share it; one a crash left
+//! behind is overwritten, never a reason to fail.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Write};
@@ -40,10 +41,12 @@ pub fn write_atomic(path: &Path, contents: &[u8]) -> io::Result<()> {
     write_atomic_with(path, contents, Access::default())
 }
 
+/// Numbers this process's temp files.
+static NEXT: AtomicU64 = AtomicU64::new(0);
+
 /// [`write_atomic`] with permissions and owner: they are set on the temp file before its
 /// contents, so a secret is never readable by others, even briefly.
 pub fn write_atomic_with(path: &Path, contents: &[u8], access: Access) -> io::Result<()> {
-    static NEXT: AtomicU64 = AtomicU64::new(0);
     let dir = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
@@ -58,8 +61,10 @@ pub fn write_atomic_with(path: &Path, contents: &[u8], access: Access) -> io::Re
         NEXT.fetch_add(1, Ordering::Relaxed)
     ));
     let result = (|| {
+        // Not `create_new`: a temp file a crash left behind (the same pid and count after a
+        // reboot) is scratch, overwritten rather than a reason to fail.
         let mut options = OpenOptions::new();
-        options.write(true).create_new(true);
+        options.write(true).create(true).truncate(true);
         if let Some(mode) = access.mode {
             options.mode(mode);
         }
@@ -159,6 +164,20 @@ mod tests {
         names.sort();
         assert_eq!(names, ["d", "f"]);
         assert_eq!(std::fs::read(&p).unwrap(), b"old");
+    }
+
+    #[test]
+    fn a_temp_file_left_by_a_crash_is_overwritten() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("m");
+        // Whatever name the next write picks, a stale file already has it.
+        let next = NEXT.load(Ordering::Relaxed);
+        for n in next..next + 64 {
+            let stale = format!(".m.tmp-{}-{n}", std::process::id());
+            std::fs::write(dir.path().join(stale), b"stale").unwrap();
+        }
+        write_atomic(&p, b"new").unwrap();
+        assert_eq!(std::fs::read(&p).unwrap(), b"new");
     }
 
     #[test]
