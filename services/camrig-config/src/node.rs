@@ -93,8 +93,9 @@ pub struct CameraConfig {
     pub width: u32,
     pub height: u32,
     pub fps: f64,
-    /// libcamera: which cameras, in order (each a 0-based index, a libcamera id or a sensor
-    /// model such as "imx477"); empty = the first `count`.
+    /// libcamera: which cameras, in order (each a 0-based index, a libcamera id, a sensor
+    /// model such as "imx477", or a model on a CSI port, "imx477:port0"); empty = the first
+    /// `count`.
     pub select: Vec<String>,
     /// libcamera pixel format name ("YUV420", "NV12", "YUYV", "BGR888", "RGB888"); empty =
     /// the first of those the camera offers.

@@ -40,11 +40,11 @@ pub fn dropins(id: &Identity) -> Vec<DropIn> {
         .node
         .as_ref()
         .and_then(|n| n.camera.as_ref())
-        .and_then(|c| c.source);
+        // No [node.camera]: the node's default source, libcamera.
+        .map_or(CameraSource::Libcamera, |c| c.source);
     match source {
-        Some(CameraSource::Synthetic) => Vec::new(),
-        // No source given: the node's default is libcamera.
-        Some(CameraSource::Libcamera) | None => vec![DropIn {
+        CameraSource::Synthetic => Vec::new(),
+        CameraSource::Libcamera => vec![DropIn {
             path: PathBuf::from("camrig-node.service.d/camrig-cameras.conf"),
             contents: CAMERAS_DROPIN.to_owned(),
         }],

@@ -11,6 +11,10 @@ use std::net::Ipv4Addr;
 
 use serde::Deserialize;
 
+pub use camrig_config::node::{CameraConfig, CameraSource, RecordingConfig, SyntheticConfig};
+pub use camrig_protocol::naming::Codec;
+
+use crate::camera_wiring::CameraPort;
 use crate::cidr::{Ipv4Cidr, Ipv4Interface};
 use crate::validate::{self, Problem};
 
@@ -118,6 +122,9 @@ pub struct Time {
     pub upstream: Vec<String>,
 }
 
+/// `[node]`: what the node records. Its sections are the node config's own
+/// (`camrig_config::node`): a key added there is a key here, with the node's default when
+/// omitted and the node's validation.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NodeSettings {
@@ -125,55 +132,15 @@ pub struct NodeSettings {
     pub name: String,
     #[serde(default)]
     pub standalone: bool,
-    pub camera: Option<Camera>,
-    pub recording: Option<Recording>,
-    pub synthetic: Option<Synthetic>,
+    pub camera: Option<CameraConfig>,
+    pub recording: Option<RecordingConfig>,
+    pub synthetic: Option<SyntheticConfig>,
     /// The cameras' settings at start-up (the node config's `[camera_settings]`, one type
     /// from node config to site file: `camrig_protocol::camera_settings::CameraSettings`).
     pub camera_settings: Option<camrig_protocol::camera_settings::CameraSettings>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum CameraSource {
-    Libcamera,
-    Synthetic,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Codec {
-    H264,
-    Mjpeg,
-}
-
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Camera {
-    pub source: Option<CameraSource>,
-    pub count: Option<u8>,
-    pub width: Option<u32>,
-    pub height: Option<u32>,
-    pub fps: Option<u32>,
-}
-
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Recording {
-    pub codec: Option<Codec>,
-    pub standalone_codec: Option<Codec>,
-    pub segment_seconds: Option<u32>,
-    pub min_free_mb: Option<u64>,
-    pub h264_bitrate_kbps: Option<u32>,
-    pub mjpeg_quality: Option<u8>,
-}
-
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Synthetic {
-    pub drift_ppm: Option<f64>,
-    pub jitter_us: Option<u64>,
-    pub drop_every: Option<u64>,
+    /// Which CSI sensor is on which port ([`crate::camera_wiring`]); empty: auto-detected.
+    #[serde(default)]
+    pub camera_wiring: Vec<CameraPort>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -281,8 +248,10 @@ count = 2
         assert_eq!(id.network.address.addr(), Ipv4Addr::new(192, 168, 1, 101));
         assert_eq!(id.rig.controller, Ipv4Addr::new(192, 168, 1, 10));
         let camera = id.node.unwrap().camera.unwrap();
-        assert_eq!(camera.source, Some(CameraSource::Synthetic));
-        assert_eq!(camera.count, Some(2));
+        assert_eq!(camera.source, CameraSource::Synthetic);
+        assert_eq!(camera.count, 2);
+        // Keys not given are the node's defaults.
+        assert_eq!(camera.width, CameraConfig::default().width);
     }
 
     #[test]

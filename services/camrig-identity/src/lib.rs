@@ -7,6 +7,8 @@
 //! - [`identity`]: the format (serde model) and [`identity::parse`], pure and strict;
 //! - [`validate`]: checks across fields, each problem naming its key and the fix;
 //! - [`cidr`]: IPv4 addresses with prefixes (`192.168.1.101/24`, `192.168.1.0/24`);
+//! - [`camera_wiring`]: which CSI sensor is on which port, the sensors camrig knows, and the
+//!   firmware's overlay lines they become on the boot partition;
 //! - [`render`]: the files an identity turns into (networkd, chrony, service configs, SSH);
 //! - [`apply`]: writing those files under a root directory, atomically;
 //! - [`boot`]: the boot step (image role check, apply, or the error state);
@@ -17,6 +19,7 @@
 
 pub mod apply;
 pub mod boot;
+pub mod camera_wiring;
 pub mod cidr;
 pub mod generator;
 pub mod identity;

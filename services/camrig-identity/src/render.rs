@@ -4,11 +4,13 @@
 //! boot, except the SSH host key, which must outlive reboots and lives on the data partition.
 
 use std::fmt::Write as _;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use serde::Serialize;
+use camrig_config::controller::{AccessEntry, ControllerFile, NodeEntry as ControllerNode};
+use camrig_config::node::NodeConfig;
 
-use crate::identity::{CameraSource, Codec, Identity, Role};
+use crate::identity::{Identity, Role};
 
 /// Where camrig.toml is read from on an image.
 pub const IDENTITY_PATH: &str = "/boot/firmware/camrig.toml";
@@ -23,7 +25,7 @@ pub const HOST_KEY_PATH: &str = "/data/ssh/ssh_host_ed25519_key";
 /// agetty shows /run/issue.d/*.issue above every console login prompt.
 pub const ISSUE_PATH: &str = "/run/issue.d/50-camrig.issue";
 /// The node's HTTP API port (node.example.toml).
-pub const NODE_PORT: u16 = 8081;
+pub const NODE_PORT: u16 = camrig_protocol::api::NODE_API_PORT;
 /// The system user both services run as (their .deb packages create it).
 pub const SERVICE_USER: &str = "camrig";
 
@@ -70,7 +72,7 @@ pub fn plan(id: &Identity) -> Plan {
         file("/run/camrig/resolv.conf", 0o644, None, resolv_conf(id)),
         file("/run/camrig/chrony.conf", 0o644, None, chrony(id)),
         file(
-            "/run/camrig/token",
+            TOKEN_FILE,
             0o640,
             Some(SERVICE_USER),
             format!("{}\n", id.rig.token),
@@ -222,186 +224,96 @@ pub fn chrony(id: &Identity) -> String {
     s
 }
 
-#[derive(Serialize)]
-struct NodeToml<'a> {
-    listen: String,
-    data_dir: &'a str,
-    name: &'a str,
-    token_file: &'a str,
-    auth: bool,
-    standalone: bool,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    recording: Option<NodeRecording>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    camera: Option<NodeCamera>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    synthetic: Option<NodeSynthetic>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    camera_settings: Option<camrig_protocol::camera_settings::CameraSettings>,
-}
-
-#[derive(Serialize)]
-struct NodeRecording {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    codec: Option<&'static str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    standalone_codec: Option<&'static str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    segment_seconds: Option<u32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    min_free_mb: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    h264_bitrate_kbps: Option<u32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    mjpeg_quality: Option<u8>,
-}
-
-#[derive(Serialize)]
-struct NodeCamera {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    source: Option<&'static str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    count: Option<u8>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    width: Option<u32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    height: Option<u32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    fps: Option<u32>,
-}
-
-#[derive(Serialize)]
-struct NodeSynthetic {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    drift_ppm: Option<f64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    jitter_us: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    drop_every: Option<u64>,
-}
-
-fn codec(c: Codec) -> &'static str {
-    match c {
-        Codec::H264 => "h264",
-        Codec::Mjpeg => "mjpeg",
-    }
-}
-
 fn with_header(body: &str) -> String {
     format!("# Written by camrig-identity from camrig.toml at boot.\n{body}")
 }
 
-/// The node's configuration (keys of services/camrig-node/node.example.toml).
-pub fn node_toml(id: &Identity) -> String {
+/// Where the rig token is written for both services.
+pub const TOKEN_FILE: &str = "/run/camrig/token";
+
+/// The node's configuration as camrig-config's value: camrig.toml's `[node]` sections (each
+/// already the node config's own type, omitted keys at the node's defaults) with the paths
+/// and port of the image.
+pub fn node_config(id: &Identity) -> NodeConfig {
     let settings = id.node.clone().unwrap_or_default();
-    let out = NodeToml {
-        listen: format!("0.0.0.0:{NODE_PORT}"),
-        data_dir: "/var/lib/camrig",
-        name: &settings.name,
-        token_file: "/run/camrig/token",
+    NodeConfig {
+        listen: SocketAddr::from(([0, 0, 0, 0], NODE_PORT)),
+        data_dir: PathBuf::from("/var/lib/camrig"),
+        name: settings.name,
+        token: String::new(),
+        token_file: TOKEN_FILE.into(),
         auth: true,
         standalone: settings.standalone,
-        recording: settings.recording.map(|r| NodeRecording {
-            codec: r.codec.map(codec),
-            standalone_codec: r.standalone_codec.map(codec),
-            segment_seconds: r.segment_seconds,
-            min_free_mb: r.min_free_mb,
-            h264_bitrate_kbps: r.h264_bitrate_kbps,
-            mjpeg_quality: r.mjpeg_quality,
-        }),
-        camera: settings.camera.map(|c| NodeCamera {
-            source: c.source.map(|s| match s {
-                CameraSource::Libcamera => "libcamera",
-                CameraSource::Synthetic => "synthetic",
-            }),
-            count: c.count,
-            width: c.width,
-            height: c.height,
-            fps: c.fps,
-        }),
-        synthetic: settings.synthetic.map(|s| NodeSynthetic {
-            drift_ppm: s.drift_ppm,
-            jitter_us: s.jitter_us,
-            drop_every: s.drop_every,
-        }),
-        camera_settings: settings.camera_settings,
-    };
-    with_header(&toml::to_string(&out).expect("node config serialises"))
+        recording: settings.recording.unwrap_or_default(),
+        camera: settings.camera.unwrap_or_default(),
+        camera_settings: settings.camera_settings.unwrap_or_default(),
+        synthetic: settings.synthetic.unwrap_or_default(),
+        ..NodeConfig::default()
+    }
 }
 
-#[derive(Serialize)]
-struct ControllerToml<'a> {
-    listen: &'a str,
-    data_dir: &'a str,
-    downloads_dir: &'a str,
-    token_file: &'a str,
-    ssh_key: &'a str,
-    known_hosts: &'a str,
-    ssh_user: &'a str,
-    require_node_sync: bool,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    max_clock_offset_ms: Option<f64>,
-    access: ControllerAccess<'a>,
-    node: Vec<ControllerNode>,
-}
-
-#[derive(Serialize)]
-struct ControllerAccess<'a> {
-    api_token_file: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    password_hash_file: Option<&'a str>,
-    /// The card's host name and address: what a browser on the LAN sends as Host.
-    hosts: Vec<String>,
+/// The node's `node.toml` text (every key, as the node will run with it).
+pub fn node_toml(id: &Identity) -> String {
+    with_header(&node_config(id).to_toml())
 }
 
 /// The controller's API token and the operator password's hash, for the controller only.
 pub const API_TOKEN_FILE: &str = "/run/camrig/api-token";
 pub const PASSWORD_HASH_FILE: &str = "/run/camrig/operator-password";
 
-#[derive(Serialize)]
-struct ControllerNode {
-    address: String,
-    port: u16,
-    name: String,
-    rsync_source: String,
-}
-
-/// The controller's configuration (keys of services/camrig-controller/controller.example.toml).
-pub fn controller_toml(id: &Identity) -> String {
+/// The controller's configuration as camrig-config's value (`controller.toml` as written):
+/// the image's paths, the secrets as files under /run/camrig, and the nodes of
+/// `[[controller.nodes]]`.
+pub fn controller_config(id: &Identity) -> ControllerFile {
     let settings = id.controller.clone();
+    let defaults = ControllerFile::default();
     let nodes = settings
         .as_ref()
         .map(|s| s.nodes.clone())
         .unwrap_or_default();
-    let out = ControllerToml {
-        listen: "0.0.0.0:8080",
-        data_dir: "/var/lib/camrig-controller",
-        downloads_dir: "/var/lib/camrig-controller/video_downloads",
-        token_file: "/run/camrig/token",
-        ssh_key: "/run/camrig/ssh/id_ed25519",
-        known_hosts: "/run/camrig/ssh/known_hosts",
-        ssh_user: SERVICE_USER,
+    ControllerFile {
+        listen: "0.0.0.0:8080".into(),
+        data_dir: PathBuf::from("/var/lib/camrig-controller"),
+        downloads_dir: Some(PathBuf::from("/var/lib/camrig-controller/video_downloads")),
+        token_file: TOKEN_FILE.into(),
+        ssh_key: PathBuf::from("/run/camrig/ssh/id_ed25519"),
+        known_hosts: PathBuf::from("/run/camrig/ssh/known_hosts"),
+        ssh_user: SERVICE_USER.into(),
         require_node_sync: settings.as_ref().is_none_or(|s| s.require_node_sync),
-        max_clock_offset_ms: settings.as_ref().and_then(|s| s.max_clock_offset_ms),
-        access: ControllerAccess {
-            api_token_file: API_TOKEN_FILE,
+        max_clock_offset_ms: settings
+            .as_ref()
+            .and_then(|s| s.max_clock_offset_ms)
+            .unwrap_or(defaults.max_clock_offset_ms),
+        access: Some(AccessEntry {
+            api_token_file: API_TOKEN_FILE.into(),
             password_hash_file: settings
                 .as_ref()
                 .and_then(|s| s.password_hash.as_ref())
-                .map(|_| PASSWORD_HASH_FILE),
+                .map(|_| PASSWORD_HASH_FILE.to_owned())
+                .unwrap_or_default(),
+            // The card's host name and address: what a browser on the LAN sends as Host.
             hosts: vec![id.hostname.clone(), id.network.address.addr().to_string()],
-        },
+            ..AccessEntry::default()
+        }),
         node: nodes
             .iter()
             .map(|n| ControllerNode {
-                address: n.address.to_string(),
                 port: n.port.unwrap_or(NODE_PORT),
                 name: n.name.clone(),
-                rsync_source: format!("{SERVICE_USER}@{}:/var/lib/camrig/recordings", n.address),
+                rsync_source: Some(format!(
+                    "{SERVICE_USER}@{}:/var/lib/camrig/recordings",
+                    n.address
+                )),
+                ..ControllerNode::new(n.address.to_string())
             })
             .collect(),
-    };
-    with_header(&toml::to_string(&out).expect("controller config serialises"))
+        ..defaults
+    }
+}
+
+/// The controller's `controller.toml` text.
+pub fn controller_toml(id: &Identity) -> String {
+    with_header(&controller_config(id).to_toml())
 }
 
 /// The console and login-prompt text for a card whose identity could not be applied.
@@ -482,16 +394,26 @@ segment_seconds = 5
     }
 
     #[test]
-    fn node_toml_carries_camera_settings_and_token_file() {
+    fn node_toml_is_the_node_config_schema_with_the_identitys_settings() {
         let text = node_toml(&parse(NODE).unwrap());
-        let value: toml::Value = toml::from_str(&text).unwrap();
-        assert_eq!(value["token_file"].as_str(), Some("/run/camrig/token"));
-        assert_eq!(value["name"].as_str(), Some("left"));
-        assert_eq!(value["camera"]["source"].as_str(), Some("synthetic"));
-        assert_eq!(value["camera"]["width"].as_integer(), Some(640));
-        assert!(value["camera"].get("fps").is_none());
-        assert_eq!(value["recording"]["segment_seconds"].as_integer(), Some(5));
-        assert_eq!(value["data_dir"].as_str(), Some("/var/lib/camrig"));
+        // What the node reads: camrig-config's parser and validation accept it as it is.
+        let config = NodeConfig::parse(&text, std::path::Path::new("node.toml"))
+            .unwrap_or_else(|e| panic!("{e}\n{text}"));
+        config.validate().unwrap();
+        assert_eq!(config.token_file, TOKEN_FILE);
+        assert!(config.auth);
+        assert_eq!(config.name, "left");
+        assert_eq!(
+            config.camera.source,
+            camrig_config::node::CameraSource::Synthetic
+        );
+        assert_eq!((config.camera.width, config.camera.height), (640, 360));
+        // Keys camrig.toml leaves out are the node's defaults.
+        assert_eq!(config.camera.fps, NodeConfig::default().camera.fps);
+        assert_eq!(config.recording.segment_seconds, 5);
+        assert_eq!(config.data_dir, PathBuf::from("/var/lib/camrig"));
+        assert_eq!(config.listen.port(), NODE_PORT);
+        assert_eq!(config, node_config(&parse(NODE).unwrap()));
     }
 
     #[test]
@@ -520,8 +442,13 @@ segment_seconds = 5
         assert!(chrony.contains("local stratum 10\n"), "{chrony}");
         assert!(chrony.contains("allow 10.0.2.0/24\n"), "{chrony}");
         assert!(chrony.contains("server pool.example iburst\n"), "{chrony}");
-        let config: toml::Value =
-            toml::from_str(&contents(&plan, "/run/camrig/controller.toml")).unwrap();
+        let written = contents(&plan, "/run/camrig/controller.toml");
+        // camrig-config's schema reads it back as the value rendered (unknown keys would be
+        // refused).
+        let file: ControllerFile =
+            toml::from_str(&written).unwrap_or_else(|e| panic!("{e}\n{written}"));
+        assert_eq!(file, controller_config(&parse(&text).unwrap()));
+        let config: toml::Value = toml::from_str(&written).unwrap();
         assert_eq!(config["require_node_sync"].as_bool(), Some(false));
         let access = &config["access"];
         assert_eq!(access["api_token_file"].as_str(), Some(API_TOKEN_FILE));

@@ -5,7 +5,9 @@
 use std::collections::HashSet;
 use std::fmt;
 
-use crate::identity::{Identity, Role, FORMAT_VERSION};
+use crate::camera_wiring;
+use crate::identity::{CameraSource, Identity, NodeSettings, Role, FORMAT_VERSION};
+use crate::render;
 
 /// One thing wrong with a `camrig.toml`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -284,57 +286,115 @@ fn node(c: &mut Checker, id: &Identity) {
         );
     }
     let Some(settings) = &id.node else { return };
-    if let Some(camera) = &settings.camera {
-        if let Some(count) = camera.count {
-            if !(1..=2).contains(&count) {
-                c.fail(
-                    "node.camera.count",
-                    format!("is {count}"),
-                    "a node opens 1 or 2 cameras",
-                );
-            }
-        }
-        for (key, value) in [
-            ("node.camera.width", camera.width),
-            ("node.camera.height", camera.height),
-        ] {
-            if let Some(v) = value {
-                if !(16..=8192).contains(&v) || v % 2 != 0 {
-                    c.fail(
-                        key,
-                        format!("is {v}"),
-                        "give an even number of pixels between 16 and 8192",
-                    );
-                }
-            }
-        }
-        if let Some(fps) = camera.fps {
-            if !(1..=240).contains(&fps) {
-                c.fail(
-                    "node.camera.fps",
-                    format!("is {fps}"),
-                    "give a frame rate between 1 and 240",
-                );
-            }
+    let before = c.0.len();
+    camera_wiring(c, settings);
+    if c.0.len() > before {
+        // The node's own check would only repeat the mismatch in its terms.
+        return;
+    }
+    // The node's sections are the node config's types: its own validation decides, so a
+    // card is refused here for exactly what the node would refuse at start.
+    if let Err(e) = render::node_config(id).validate() {
+        match e {
+            camrig_config::node::ConfigError::Invalid { key, problem } => c.fail(
+                &format!("node.{key}"),
+                problem,
+                "give a value the node takes (its keys and defaults: node.example.toml)",
+            ),
+            other => c.fail(
+                "node",
+                other.to_string(),
+                "give a value the node takes (its keys and defaults: node.example.toml)",
+            ),
         }
     }
-    if let Some(rec) = &settings.recording {
-        if rec.segment_seconds == Some(0) {
+}
+
+/// `[[node.camera_wiring]]`: known sensors, ports 0 and 1 each used once, and the node's
+/// `[node.camera]` agreeing with it (libcamera, `count` cameras, `select` in port order).
+fn camera_wiring(c: &mut Checker, settings: &NodeSettings) {
+    let wiring = &settings.camera_wiring;
+    if wiring.is_empty() {
+        return;
+    }
+    if wiring.len() > 2 {
+        c.fail(
+            "node.camera_wiring",
+            format!("lists {} cameras", wiring.len()),
+            "a node has 1 or 2 cameras: list one entry per camera",
+        );
+        return;
+    }
+    let before = c.0.len();
+    let mut ports: Vec<(u8, usize)> = Vec::new();
+    for (i, camera) in wiring.iter().enumerate() {
+        if camera_wiring::sensor(&camera.sensor).is_none() {
+            let lower = camera.sensor.to_ascii_lowercase();
+            let fix = if camera_wiring::sensor(&lower).is_some() {
+                format!("write \"{lower}\" (lowercase, as libcamera names it)")
+            } else {
+                format!(
+                    "use one of the sensors camrig knows: {}",
+                    camera_wiring::sensor_names()
+                )
+            };
             c.fail(
-                "node.recording.segment_seconds",
-                "is 0",
-                "give a segment length of 1 second or more",
+                &format!("node.camera_wiring[{i}].sensor"),
+                format!("'{}' is not a sensor camrig knows", camera.sensor),
+                fix,
             );
         }
-        if let Some(q) = rec.mjpeg_quality {
-            if !(1..=100).contains(&q) {
-                c.fail(
-                    "node.recording.mjpeg_quality",
-                    format!("is {q}"),
-                    "give a quality between 1 and 100",
-                );
-            }
+        let port = camera.connector();
+        if port > 1 {
+            c.fail(
+                &format!("node.camera_wiring[{i}].port"),
+                format!("is {port}"),
+                "give 0 (CAM0) or 1 (CAM1, the default connector and the only one on a Pi 3, 4 or Zero)",
+            );
+        } else if let Some((_, first)) = ports.iter().find(|(p, _)| *p == port) {
+            c.fail(
+                &format!("node.camera_wiring[{i}].port"),
+                format!("port {port} is also node.camera_wiring[{first}]'s (an absent port is 1)"),
+                "give each camera its own port: 0 and 1",
+            );
+        } else {
+            ports.push((port, i));
         }
+    }
+    let entries_ok = c.0.len() == before;
+    let camera = settings.camera.clone().unwrap_or_default();
+    if camera.source != CameraSource::Libcamera {
+        c.fail(
+            "node.camera.source",
+            "is \"synthetic\" while node.camera_wiring names CSI cameras",
+            "remove the wiring, or set source = \"libcamera\"",
+        );
+    }
+    if !entries_ok {
+        // What the cameras must agree with is not settled yet.
+        return;
+    }
+    if camera.count != wiring.len() {
+        c.fail(
+            "node.camera.count",
+            format!(
+                "is {} but node.camera_wiring lists {} camera(s)",
+                camera.count,
+                wiring.len()
+            ),
+            format!("write count = {} (one camera per wired port)", wiring.len()),
+        );
+    }
+    let select = camera_wiring::camera_select(wiring);
+    if camera.select != select {
+        c.fail(
+            "node.camera.select",
+            format!(
+                "is {:?} but the wiring in port order is {select:?}",
+                camera.select
+            ),
+            format!("write select = {select:?}: cam1 is the lowest port's camera, cam2 the next"),
+        );
     }
 }
 
@@ -511,6 +571,103 @@ address = "192.168.1.101"
 
     fn keys(text: &str) -> Vec<String> {
         problems(text).into_iter().map(|p| p.key).collect()
+    }
+
+    const NODE: &str = r#"
+format = 1
+role = "node"
+hostname = "camrig-node-101"
+[network]
+address = "192.168.1.101/24"
+[rig]
+subnet = "192.168.1.0/24"
+controller = "192.168.1.10"
+token = "0123456789abcdef0123"
+[ssh]
+controller_key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIdef camrig@controller"
+"#;
+
+    const TWO_HQ: &str = r#"[node.camera]
+count = 2
+select = ["imx477:port0", "imx219:port1"]
+[[node.camera_wiring]]
+sensor = "imx219"
+port = 1
+[[node.camera_wiring]]
+sensor = "imx477"
+port = 0
+"#;
+
+    #[test]
+    fn wired_cameras_in_port_order_are_valid() {
+        assert_eq!(problems(&format!("{NODE}{TWO_HQ}")), Vec::new());
+        // One camera on the default connector needs no port.
+        let one = "[node.camera]\nselect = [\"imx708_wide:port1\"]\n\
+                   [[node.camera_wiring]]\nsensor = \"imx708_wide\"\n";
+        assert_eq!(problems(&format!("{NODE}{one}")), Vec::new());
+    }
+
+    #[test]
+    fn unknown_sensors_bad_and_shared_ports_are_named_with_the_fix() {
+        let text = format!("{NODE}{TWO_HQ}")
+            .replace("sensor = \"imx219\"", "sensor = \"IMX219\"")
+            .replace("sensor = \"imx477\"", "sensor = \"imx999\"");
+        let p = problems(&text);
+        assert_eq!(
+            p.iter().map(|p| p.key.as_str()).collect::<Vec<_>>(),
+            [
+                "node.camera_wiring[0].sensor",
+                "node.camera_wiring[1].sensor"
+            ],
+            "{p:?}"
+        );
+        assert!(p[0].fix.contains("\"imx219\""), "{}", p[0]);
+        assert!(p[1].problem.contains("'imx999'"), "{}", p[1]);
+        assert!(
+            p[1].fix.contains("imx219") && p[1].fix.contains("ov5647"),
+            "{}",
+            p[1]
+        );
+
+        let text = format!("{NODE}{TWO_HQ}").replace("port = 0", "port = 2");
+        assert_eq!(keys(&text), vec!["node.camera_wiring[1].port"]);
+        let text = format!("{NODE}{TWO_HQ}").replace("port = 0\n", "");
+        let p = problems(&text);
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert_eq!(p[0].key, "node.camera_wiring[1].port");
+        assert!(p[0].problem.contains("absent port is 1"), "{}", p[0]);
+    }
+
+    #[test]
+    fn the_node_camera_must_agree_with_the_wiring() {
+        let text = format!("{NODE}{TWO_HQ}").replace("count = 2", "count = 1");
+        assert_eq!(keys(&text), vec!["node.camera.count"]);
+        let text = format!("{NODE}{TWO_HQ}").replace(
+            "select = [\"imx477:port0\", \"imx219:port1\"]",
+            "select = [\"imx219:port1\", \"imx477:port0\"]",
+        );
+        let p = problems(&text);
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert_eq!(p[0].key, "node.camera.select");
+        assert!(
+            p[0].fix.contains("[\"imx477:port0\", \"imx219:port1\"]") && p[0].fix.contains("cam1"),
+            "{}",
+            p[0]
+        );
+        let text =
+            format!("{NODE}{TWO_HQ}").replace("count = 2", "count = 2\nsource = \"synthetic\"");
+        assert_eq!(keys(&text), vec!["node.camera.source"]);
+    }
+
+    #[test]
+    fn node_sections_are_checked_by_the_nodes_own_validation() {
+        let text = format!("{NODE}[node.camera]\ncount = 3\n");
+        assert_eq!(keys(&text), vec!["node.camera.count"]);
+        let text = format!("{NODE}[node.recording]\nsegment_seconds = 0\n");
+        assert_eq!(keys(&text), vec!["node.recording.segment_seconds"]);
+        // A key the node config has is a key camrig.toml has (one schema).
+        let text = format!("{NODE}[node.recording]\nmax_start_lead_ms = 20000\n");
+        assert_eq!(problems(&text), Vec::new());
     }
 
     #[test]

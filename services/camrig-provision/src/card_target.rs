@@ -10,6 +10,28 @@ use crate::fat_image::{self, FatError};
 
 /// The identity's file name in the root of the boot partition.
 pub const IDENTITY_FILE: &str = "camrig.toml";
+/// The camera wiring include beside it (`config.txt` ends with `include camrig-cameras.txt`).
+pub use camrig_identity::camera_wiring::BOOT_CONFIG_FILE;
+
+/// What a card's identity puts on its boot partition: camrig.toml and the camera wiring
+/// include made from it. Both are written every time, so re-provisioning a card replaces
+/// the wiring with the identity.
+#[derive(Debug, Clone, Copy)]
+pub struct IdentityFiles<'a> {
+    pub identity: &'a str,
+    pub boot_config: &'a str,
+}
+
+impl IdentityFiles<'_> {
+    /// (file name, contents), the wiring first: a card never has the new camrig.toml
+    /// without its wiring.
+    fn files(&self) -> [(&'static str, &str); 2] {
+        [
+            (BOOT_CONFIG_FILE, self.boot_config),
+            (IDENTITY_FILE, self.identity),
+        ]
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum CardError {
@@ -47,7 +69,11 @@ pub struct Written {
 
 /// Makes `out` from `base` with `identity` in its boot partition. Written to a temporary
 /// file next to `out` first, so `out` is either the finished card image or absent.
-pub fn make_card_image(base: &Path, out: &Path, identity: &str) -> Result<(), CardError> {
+pub fn make_card_image(
+    base: &Path,
+    out: &Path,
+    identity: IdentityFiles<'_>,
+) -> Result<(), CardError> {
     let tmp = out.with_extension("img.partial");
     let io = |action, path: &Path| {
         let path = path.to_owned();
@@ -60,7 +86,9 @@ pub fn make_card_image(base: &Path, out: &Path, identity: &str) -> Result<(), Ca
     std::fs::copy(base, &tmp).map_err(io("copy the base image to", &tmp))?;
     let result = (|| {
         let offset = fat_image::boot_partition_offset(&tmp)?;
-        fat_image::write_file(&tmp, offset, IDENTITY_FILE, identity.as_bytes())?;
+        for (name, contents) in identity.files() {
+            fat_image::write_file(&tmp, offset, name, contents.as_bytes())?;
+        }
         std::fs::File::open(&tmp)
             .and_then(|f| f.sync_all())
             .map_err(io("sync", &tmp))?;
@@ -85,7 +113,7 @@ pub fn check_base_image(base: &Path, role: &str) -> Result<(), CardError> {
 }
 
 /// Writes `identity` onto an already-flashed card or image at `target`.
-pub fn write_identity(target: &Path, identity: &str) -> Result<Written, CardError> {
+pub fn write_identity(target: &Path, identity: IdentityFiles<'_>) -> Result<Written, CardError> {
     let meta = std::fs::metadata(target).map_err(|source| CardError::Io {
         action: "read",
         path: target.to_owned(),
@@ -102,12 +130,16 @@ pub fn write_identity(target: &Path, identity: &str) -> Result<Written, CardErro
     if meta.is_dir() {
         let path = target.join(IDENTITY_FILE);
         let before = std::fs::read_to_string(&path).ok();
-        camrig_fs::write_atomic_with(&path, identity.as_bytes(), camrig_fs::Access::mode(0o600))
-            .map_err(|source| CardError::Io {
-                action: "write",
-                path: path.clone(),
-                source,
+        for (name, contents) in identity.files() {
+            let file = target.join(name);
+            camrig_fs::write_atomic_with(&file, contents.as_bytes(), camrig_fs::Access::mode(0o600)).map_err(|source| {
+                CardError::Io {
+                    action: "write",
+                    path: file.clone(),
+                    source,
+                }
             })?;
+        }
         return Ok(Written {
             description: format!("{} (boot partition directory)", path.display()),
             replaced: previous(before),
@@ -153,7 +185,9 @@ pub fn write_identity(target: &Path, identity: &str) -> Result<Written, CardErro
     } else {
         None
     };
-    fat_image::write_file(target, offset, IDENTITY_FILE, identity.as_bytes())?;
+    for (name, contents) in identity.files() {
+        fat_image::write_file(target, offset, name, contents.as_bytes())?;
+    }
     Ok(Written {
         description: format!(
             "{}{} (FAT at byte {offset})",

@@ -10,17 +10,19 @@
 use std::net::Ipv4Addr;
 use std::ops::Range;
 
+use camrig_identity::camera_wiring::{self, CameraPort};
 use camrig_identity::cidr::Ipv4Interface;
 use camrig_identity::identity::{
-    Camera, ControllerSettings, Network, NodeEntry, NodeSettings, Recording, Rig, Ssh, Synthetic,
-    Time, FORMAT_VERSION,
+    CameraConfig, ControllerSettings, Network, NodeEntry, NodeSettings, Rig, Ssh, Time,
+    FORMAT_VERSION,
 };
 use camrig_identity::{Identity, IdentityError, Role};
+use serde::de::DeserializeOwned;
 use toml::Spanned;
 
 use crate::identity_writer;
 use crate::secrets::{KeyPair, Secrets};
-use crate::site::{NodeSection, SiteFile, SiteProblem};
+use crate::site::{self, NodeSection, Section, SiteFile, SiteProblem, Wiring};
 
 /// One device's finished identity.
 #[derive(Debug, Clone)]
@@ -30,6 +32,19 @@ pub struct Card {
     pub address: Ipv4Addr,
     /// The `camrig.toml` text, already validated by the identity crate.
     pub text: String,
+    /// The boot partition's camera wiring include (`camrig-cameras.txt`), from the same
+    /// identity: written onto the card with camrig.toml, so re-provisioning replaces it.
+    pub boot_config: String,
+}
+
+impl Card {
+    /// What goes onto the card's boot partition.
+    pub fn files(&self) -> crate::card_target::IdentityFiles<'_> {
+        crate::card_target::IdentityFiles {
+            identity: &self.text,
+            boot_config: &self.boot_config,
+        }
+    }
 }
 
 /// Hostnames of every device, controller first.
@@ -89,6 +104,7 @@ pub fn build(
             role: Role::Controller,
             address: *ctl.address.get_ref(),
             text,
+            boot_config: camera_wiring::boot_config(&ctl_id),
         }),
         Err(errors) => {
             for (key, problem, fix) in errors {
@@ -112,6 +128,7 @@ pub fn build(
                 role: Role::Node,
                 address: *node.address.get_ref(),
                 text,
+                boot_config: camera_wiring::boot_config(&id),
             }),
             Err(errors) => {
                 for (key, problem, fix) in errors {
@@ -298,6 +315,37 @@ fn node_identity(file: &SiteFile, node: &NodeSection, secrets: &Secrets) -> Iden
         secrets,
     );
     id.ssh.controller_key = Some(secrets.controller_key.public.clone());
+    // A node's wiring replaces the defaults' whole (ports are not merged one by one).
+    let wiring: Vec<CameraPort> = node
+        .camera_wiring
+        .as_ref()
+        .or(defaults.camera_wiring.as_ref())
+        .map(|w| w.get_ref().iter().map(|c| c.get_ref().clone()).collect())
+        .unwrap_or_default();
+    let mut camera = site::merged(node.camera.as_ref(), defaults.camera.as_ref());
+    if !wiring.is_empty() {
+        // The wiring decides how many cameras and in which order, over what [node_defaults]
+        // says for every node; a table as specific as the wiring that says so itself is kept
+        // (the identity's check then names any disagreement at its line).
+        let own_wiring = node.camera_wiring.is_some();
+        let sets = |key: &str| {
+            let sets_in = |s: &Option<Section<CameraConfig>>| {
+                s.as_ref().is_some_and(|s| s.key_span(key).is_some())
+            };
+            sets_in(&node.camera) || (!own_wiring && sets_in(&defaults.camera))
+        };
+        let table = camera.get_or_insert_with(toml::Table::new);
+        if !sets("count") {
+            table.insert("count".into(), toml::Value::Integer(wiring.len() as i64));
+        }
+        if !sets("select") {
+            let select = camera_wiring::camera_select(&wiring);
+            table.insert(
+                "select".into(),
+                toml::Value::Array(select.into_iter().map(toml::Value::String).collect()),
+            );
+        }
+    }
     id.node = Some(NodeSettings {
         name: node
             .file_name
@@ -305,59 +353,27 @@ fn node_identity(file: &SiteFile, node: &NodeSection, secrets: &Secrets) -> Iden
             .map(|n| n.get_ref().clone())
             .unwrap_or_default(),
         standalone: node.standalone.or(defaults.standalone).unwrap_or(false),
-        camera: merge(&node.camera, &defaults.camera, merge_camera),
-        recording: merge(&node.recording, &defaults.recording, merge_recording),
-        synthetic: merge(&node.synthetic, &defaults.synthetic, merge_synthetic),
+        camera: camera.and_then(typed),
+        recording: site::merged(node.recording.as_ref(), defaults.recording.as_ref())
+            .and_then(typed),
+        synthetic: site::merged(node.synthetic.as_ref(), defaults.synthetic.as_ref())
+            .and_then(typed),
         // Settings default to auto field by field, so a node's table replaces the defaults'.
         camera_settings: node
             .camera_settings
             .as_ref()
             .or(defaults.camera_settings.as_ref())
             .map(|s| *s.get_ref()),
+        camera_wiring: wiring,
     });
     id
 }
 
-fn merge<T: Clone>(
-    own: &Option<Spanned<T>>,
-    default: &Option<Spanned<T>>,
-    f: fn(&T, &T) -> T,
-) -> Option<T> {
-    match (own, default) {
-        (Some(o), Some(d)) => Some(f(o.get_ref(), d.get_ref())),
-        (Some(o), None) => Some(o.get_ref().clone()),
-        (None, Some(d)) => Some(d.get_ref().clone()),
-        (None, None) => None,
-    }
-}
-
-fn merge_camera(o: &Camera, d: &Camera) -> Camera {
-    Camera {
-        source: o.source.or(d.source),
-        count: o.count.or(d.count),
-        width: o.width.or(d.width),
-        height: o.height.or(d.height),
-        fps: o.fps.or(d.fps),
-    }
-}
-
-fn merge_recording(o: &Recording, d: &Recording) -> Recording {
-    Recording {
-        codec: o.codec.or(d.codec),
-        standalone_codec: o.standalone_codec.or(d.standalone_codec),
-        segment_seconds: o.segment_seconds.or(d.segment_seconds),
-        min_free_mb: o.min_free_mb.or(d.min_free_mb),
-        h264_bitrate_kbps: o.h264_bitrate_kbps.or(d.h264_bitrate_kbps),
-        mjpeg_quality: o.mjpeg_quality.or(d.mjpeg_quality),
-    }
-}
-
-fn merge_synthetic(o: &Synthetic, d: &Synthetic) -> Synthetic {
-    Synthetic {
-        drift_ppm: o.drift_ppm.or(d.drift_ppm),
-        jitter_us: o.jitter_us.or(d.jitter_us),
-        drop_every: o.drop_every.or(d.drop_every),
-    }
+/// A merged site table as the node config's section. Every key in it was accepted on its
+/// own by [`site::merged`], so this fails only on a combination serde refuses, which the
+/// identity's own check then reports as the section's defaults.
+fn typed<T: DeserializeOwned>(table: toml::Table) -> Option<T> {
+    toml::Value::Table(table).try_into().ok()
 }
 
 /// The site span an identity key of the controller's card comes from.
@@ -379,46 +395,47 @@ fn controller_span(file: &SiteFile, key: &str) -> Range<usize> {
     })
 }
 
-/// The site span an identity key of a node's card comes from.
+/// The site span an identity key of a node's card comes from: the key's own line in the
+/// node's table if it sets it, else in `[node_defaults]`', else the table, else the node.
 fn node_span(file: &SiteFile, spanned: &Spanned<NodeSection>, key: &str) -> Range<usize> {
     let node = spanned.get_ref();
     let defaults = &file.site.node_defaults;
-    // The node's own table if it sets the key, else [node_defaults]'s.
-    fn pick<T>(
-        own: &Option<Spanned<T>>,
-        default: &Option<Spanned<T>>,
-        sets: impl Fn(&T) -> bool,
+    fn in_section<T: DeserializeOwned>(
+        own: &Option<Section<T>>,
+        default: &Option<Section<T>>,
+        field: &str,
     ) -> Option<Range<usize>> {
-        own.as_ref()
-            .filter(|o| sets(o.get_ref()))
-            .or(default.as_ref())
-            .or(own.as_ref())
-            .map(|s| s.span())
+        let (own, default) = (own.as_ref(), default.as_ref());
+        own.and_then(|o| o.key_span(field))
+            .or_else(|| default.and_then(|d| d.key_span(field)))
+            .or_else(|| own.or(default).map(|s| s.span.clone()))
+    }
+    fn in_wiring(
+        own: &Option<Wiring>,
+        default: &Option<Wiring>,
+        key: &str,
+    ) -> Option<Range<usize>> {
+        let wiring = own.as_ref().or(default.as_ref())?;
+        index_span(
+            wiring.get_ref(),
+            key.rsplit_once('.').map_or(key, |(head, _)| head),
+        )
+        .or_else(|| Some(wiring.span()))
     }
     let field = key.rsplit('.').next().unwrap_or("");
     shared_span(file, key)
         .or_else(|| match key {
             "hostname" => Some(node.name.span()),
             "network.address" => Some(node.address.span()),
-            k if k.starts_with("node.camera.") => {
-                pick(&node.camera, &defaults.camera, |c| match field {
-                    "source" => c.source.is_some(),
-                    "count" => c.count.is_some(),
-                    "width" => c.width.is_some(),
-                    "height" => c.height.is_some(),
-                    "fps" => c.fps.is_some(),
-                    _ => true,
-                })
+            k if k.starts_with("node.camera_wiring") => {
+                in_wiring(&node.camera_wiring, &defaults.camera_wiring, k)
             }
+            k if k.starts_with("node.camera.") => in_section(&node.camera, &defaults.camera, field),
             k if k.starts_with("node.recording.") => {
-                pick(&node.recording, &defaults.recording, |r| match field {
-                    "segment_seconds" => r.segment_seconds.is_some(),
-                    "mjpeg_quality" => r.mjpeg_quality.is_some(),
-                    _ => true,
-                })
+                in_section(&node.recording, &defaults.recording, field)
             }
-            k if k.starts_with("node.synthetic") => {
-                pick(&node.synthetic, &defaults.synthetic, |_| true)
+            k if k.starts_with("node.synthetic.") => {
+                in_section(&node.synthetic, &defaults.synthetic, field)
             }
             _ => None,
         })
@@ -494,7 +511,7 @@ address = "192.168.1.102"
         assert!(ctl.ssh.known_hosts[0].starts_with("192.168.1.101 ssh-ed25519 "));
         let node = camrig_identity::parse(&cards[1].text).unwrap();
         let camera = node.node.unwrap().camera.unwrap();
-        assert_eq!((camera.count, camera.fps), (Some(2), Some(25)));
+        assert_eq!((camera.count, camera.fps), (2, 25.0));
         assert!(node.ssh.controller_key.is_some());
         assert_eq!(node.rig.controller, Ipv4Addr::new(192, 168, 1, 10));
     }
@@ -540,10 +557,122 @@ address = "192.168.1.102"
             .replace("fps = 25", "fps = 500");
         let problems = cards(&text).unwrap_err();
         let lines: Vec<usize> = problems.iter().map(|p| p.line).collect();
-        // fps comes from [node_defaults.camera] (line 10) for both nodes: reported once.
-        assert_eq!(lines, vec![10, 19], "{problems:?}");
+        // fps comes from [node_defaults.camera] (its line, 12) for both nodes: reported once.
+        assert_eq!(lines, vec![12, 19], "{problems:?}");
         assert!(problems[1].problem.contains("Camera_2"), "{}", problems[1]);
         assert!(problems[1].fix.contains("lowercase"), "{}", problems[1]);
+    }
+
+    #[test]
+    fn node_tables_override_the_defaults_key_by_key_and_problems_name_the_keys_line() {
+        let text = SITE.replace(
+            "[node.camera]\ncount = 2\n",
+            "[node.camera]\ncount = 2\nwidth = 640\n[node.recording]\nsegment_seconds = 0\n",
+        );
+        let problems = cards(&text).unwrap_err();
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        // The node's own `segment_seconds` line, refused by the node config's validation.
+        assert_eq!(problems[0].line, 20, "{}", problems[0]);
+        assert!(
+            problems[0].key.ends_with("node.recording.segment_seconds"),
+            "{}",
+            problems[0]
+        );
+        let cards = cards(&text.replace("segment_seconds = 0", "segment_seconds = 5")).unwrap();
+        let node = camrig_identity::parse(&cards[1].text).unwrap();
+        let camera = node.node.unwrap().camera.unwrap();
+        // fps from [node_defaults.camera], count and width from the node's own table.
+        assert_eq!((camera.count, camera.width, camera.fps), (2, 640, 25.0));
+    }
+
+    const WIRED: &str = "[[node.camera_wiring]]\nsensor = \"imx219\"\n\
+                         [[node.camera_wiring]]\nsensor = \"imx477\"\nport = 0\n";
+
+    #[test]
+    fn wiring_sets_the_cameras_in_port_order_and_the_boot_partitions_overlays() {
+        let text = SITE
+            .replace("source = \"synthetic\"", "source = \"libcamera\"")
+            .replace("[node.camera]\ncount = 2\n", WIRED);
+        let cards = cards(&text).unwrap_or_else(|p| panic!("{}", site::list(&p)));
+        let node = camrig_identity::parse(&cards[1].text).unwrap();
+        let settings = node.node.as_ref().unwrap();
+        let camera = settings.camera.clone().unwrap();
+        // cam1 is port 0's camera.
+        assert_eq!(camera.count, 2);
+        assert_eq!(camera.select, ["imx477:port0", "imx219:port1"]);
+        assert_eq!(settings.camera_wiring.len(), 2);
+        let config = camrig_identity::render::node_config(&node);
+        assert_eq!(config.camera.select, ["imx477:port0", "imx219:port1"]);
+        assert_eq!(
+            cards[1]
+                .boot_config
+                .lines()
+                .filter(|l| !l.starts_with('#'))
+                .collect::<Vec<_>>(),
+            [
+                "[all]",
+                "camera_auto_detect=0",
+                "dtoverlay=imx477,cam0",
+                "dtoverlay=imx219"
+            ]
+        );
+        // Nodes without wiring keep the firmware's auto-detection; so does the controller.
+        for card in [&cards[0], &cards[2]] {
+            assert!(
+                card.boot_config.lines().all(|l| l.starts_with('#')),
+                "{}",
+                card.boot_config
+            );
+        }
+    }
+
+    #[test]
+    fn wiring_problems_are_named_at_the_wiring_line() {
+        let text = SITE
+            .replace("source = \"synthetic\"", "source = \"libcamera\"")
+            .replace(
+                "[node.camera]\ncount = 2\n",
+                &WIRED
+                    .replace("imx477", "imx999")
+                    .replace("\"imx219\"", "\"imx219\"\nport = 0"),
+            );
+        let problems = cards(&text).unwrap_err();
+        let found: Vec<(usize, &str)> = problems
+            .iter()
+            .map(|p| (p.line, p.key.rsplit(' ').next().unwrap()))
+            .collect();
+        // Line 16: the first entry (port 0 given twice: reported at the second); line 19: the
+        // second entry's unknown sensor.
+        assert_eq!(
+            found,
+            [
+                (19, "node.camera_wiring[1].sensor"),
+                (19, "node.camera_wiring[1].port")
+            ],
+            "{problems:?}"
+        );
+        assert!(problems[0].fix.contains("imx708"), "{}", problems[0]);
+        // [node_defaults]' count gives way to a node's own wiring.
+        let text = SITE
+            .replace(
+                "source = \"synthetic\"",
+                "source = \"libcamera\"\ncount = 1",
+            )
+            .replace("[node.camera]\ncount = 2\n", WIRED);
+        let node = camrig_identity::parse(&cards(&text).unwrap()[1].text).unwrap();
+        assert_eq!(node.node.unwrap().camera.unwrap().count, 2);
+        // A count the node's table gives itself must agree.
+        let text = SITE
+            .replace("source = \"synthetic\"", "source = \"libcamera\"")
+            .replace("count = 2\n", &format!("count = 1\n{WIRED}"));
+        let problems = cards(&text).unwrap_err();
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert_eq!(problems[0].line, 17, "{}", problems[0]);
+        assert!(
+            problems[0].key.ends_with("node.camera.count"),
+            "{}",
+            problems[0]
+        );
     }
 
     #[test]

@@ -1,15 +1,16 @@
 //! Writes an [`Identity`] (the identity crate's type, which only reads) as `camrig.toml`
-//! text, in the order and with the section layout of `camrig.example.toml`.
+//! text, in the order and with the section layout of `camrig.example.toml`. The node's
+//! sections are camrig-config's types and are written by serde, so a node setting needs no
+//! code here.
 //!
 //! The identity crate owns the format; this is only its serializer. Every text made here is
 //! parsed back with [`camrig_identity::parse`] before it goes anywhere (see
 //! [`crate::cards`]), so a disagreement between the two shows up as a refused card, never
 //! as a card that will not boot.
 
-use camrig_identity::identity::{
-    Camera, CameraSource, Codec, ControllerSettings, NodeSettings, Recording, Synthetic,
-};
+use camrig_identity::identity::{ControllerSettings, NodeSettings};
 use camrig_identity::Identity;
+use serde::Serialize;
 use toml_edit::{Array, ArrayOfTables, DocumentMut, Item, Table, Value};
 
 /// The `camrig.toml` text of an identity, starting with `header` (comment lines).
@@ -106,90 +107,67 @@ fn node_table(node: &NodeSettings) -> Table {
     let mut t = Table::new();
     t["name"] = toml_edit::value(&node.name);
     t["standalone"] = toml_edit::value(node.standalone);
-    if let Some(c) = &node.camera {
-        t["camera"] = Item::Table(camera_table(c));
-    }
-    if let Some(r) = &node.recording {
-        t["recording"] = Item::Table(recording_table(r));
-    }
-    if let Some(s) = &node.synthetic {
-        t["synthetic"] = Item::Table(synthetic_table(s));
+    // The sections are the node config's own types, written by serde: the keys the site
+    // chose, the rest left to the node's defaults (node.example.toml).
+    for (name, section) in [
+        ("camera", node.camera.as_ref().map(changed_keys)),
+        ("recording", node.recording.as_ref().map(changed_keys)),
+        ("synthetic", node.synthetic.as_ref().map(changed_keys)),
+    ] {
+        if let Some(section) = section.filter(|s| !s.is_empty()) {
+            t[name] = Item::Table(section);
+        }
     }
     if let Some(s) = &node.camera_settings {
-        // The settings' own serialisation ("auto" or a number, awb a mode or gains).
-        let text = toml::to_string(s).expect("camera settings serialise");
-        let doc: DocumentMut = text.parse().expect("serialised settings parse");
-        t["camera_settings"] = Item::Table(doc.as_table().clone());
+        // Every setting, "auto" or a number (awb a mode or gains): the site's table replaced
+        // the defaults' whole.
+        t["camera_settings"] = Item::Table(as_table(&toml::Table::try_from(s).expect(SERIALISES)));
+    }
+    if !node.camera_wiring.is_empty() {
+        #[derive(Serialize)]
+        struct Wiring<'a> {
+            camera_wiring: &'a [camrig_identity::camera_wiring::CameraPort],
+        }
+        let text = toml::to_string(&Wiring {
+            camera_wiring: &node.camera_wiring,
+        })
+        .expect(SERIALISES);
+        let mut doc: DocumentMut = text.parse().expect("serialised TOML parses");
+        if let Some(mut wiring) = doc.remove("camera_wiring") {
+            if let Some(tables) = wiring.as_array_of_tables_mut() {
+                for table in tables.iter_mut() {
+                    table.decor_mut().set_prefix("\n");
+                }
+            }
+            t["camera_wiring"] = wiring;
+        }
     }
     t
 }
 
-fn camera_table(c: &Camera) -> Table {
-    let mut t = Table::new();
-    if let Some(source) = c.source {
-        t["source"] = toml_edit::value(match source {
-            CameraSource::Libcamera => "libcamera",
-            CameraSource::Synthetic => "synthetic",
-        });
+const SERIALISES: &str = "node settings serialise as TOML";
+
+/// A node config section as a table of the keys whose value is not the node's default, in
+/// the section's own order.
+fn changed_keys<T: Serialize + Default>(section: &T) -> Table {
+    let text = toml::to_string(section).expect(SERIALISES);
+    let value: toml::Table = toml::from_str(&text).expect("serialised TOML parses");
+    let default = toml::Table::try_from(T::default()).expect(SERIALISES);
+    let mut doc: DocumentMut = text.parse().expect("serialised TOML parses");
+    for (key, v) in &value {
+        if default.get(key) == Some(v) {
+            doc.remove(key);
+        }
     }
-    if let Some(v) = c.count {
-        t["count"] = int(v);
-    }
-    if let Some(v) = c.width {
-        t["width"] = int(v);
-    }
-    if let Some(v) = c.height {
-        t["height"] = int(v);
-    }
-    if let Some(v) = c.fps {
-        t["fps"] = int(v);
-    }
-    t
+    doc.as_table().clone()
 }
 
-fn codec(c: Codec) -> &'static str {
-    match c {
-        Codec::H264 => "h264",
-        Codec::Mjpeg => "mjpeg",
-    }
-}
-
-fn recording_table(r: &Recording) -> Table {
-    let mut t = Table::new();
-    if let Some(c) = r.codec {
-        t["codec"] = toml_edit::value(codec(c));
-    }
-    if let Some(c) = r.standalone_codec {
-        t["standalone_codec"] = toml_edit::value(codec(c));
-    }
-    if let Some(v) = r.segment_seconds {
-        t["segment_seconds"] = int(v);
-    }
-    if let Some(v) = r.min_free_mb {
-        // TOML integers are i64; a free-space floor beyond that is not a real setting.
-        t["min_free_mb"] = int(i64::try_from(v).unwrap_or(i64::MAX));
-    }
-    if let Some(v) = r.h264_bitrate_kbps {
-        t["h264_bitrate_kbps"] = int(v);
-    }
-    if let Some(v) = r.mjpeg_quality {
-        t["mjpeg_quality"] = int(v);
-    }
-    t
-}
-
-fn synthetic_table(s: &Synthetic) -> Table {
-    let mut t = Table::new();
-    if let Some(v) = s.drift_ppm {
-        t["drift_ppm"] = toml_edit::value(v);
-    }
-    if let Some(v) = s.jitter_us {
-        t["jitter_us"] = int(i64::try_from(v).unwrap_or(i64::MAX));
-    }
-    if let Some(v) = s.drop_every {
-        t["drop_every"] = int(i64::try_from(v).unwrap_or(i64::MAX));
-    }
-    t
+/// A `toml` table as a `toml_edit` one (through its text: the two crates' values are
+/// different types).
+fn as_table(table: &toml::Table) -> Table {
+    let text = toml::to_string(table).expect(SERIALISES);
+    let doc: DocumentMut = text.parse().expect("serialised TOML parses");
+    doc.as_table().clone()
 }
 
 fn controller_table(c: &ControllerSettings) -> Table {
@@ -236,6 +214,45 @@ mod tests {
         assert_eq!(render(&again, "# test\n"), text);
         assert_eq!(again.hostname, "camrig-node-101");
         assert_eq!(again.ssh.authorized_keys, id.ssh.authorized_keys);
+    }
+
+    #[test]
+    fn node_sections_keep_the_keys_that_differ_from_the_nodes_defaults() {
+        let mut id = camrig_identity::parse(EXAMPLE).unwrap();
+        let node = id.node.as_mut().unwrap();
+        let camera = node.camera.as_mut().unwrap();
+        camera.fps = 29.97;
+        camera.count = 2;
+        camera.select = vec!["imx477:port0".into(), "imx219:port1".into()];
+        node.camera_wiring = vec![
+            camrig_identity::camera_wiring::CameraPort {
+                sensor: "imx477".into(),
+                port: Some(0),
+            },
+            camrig_identity::camera_wiring::CameraPort {
+                sensor: "imx219".into(),
+                port: None,
+            },
+        ];
+        node.recording.as_mut().unwrap().max_start_lead_ms = 20_000;
+        let text = render(&id, "");
+        let doc: toml::Table = toml::from_str(&text).unwrap();
+        let camera = doc["node"]["camera"].as_table().unwrap();
+        let mut keys: Vec<&str> = camera.keys().map(String::as_str).collect();
+        keys.sort();
+        assert_eq!(keys, ["count", "fps", "select"], "{text}");
+        assert!(
+            text.contains("[[node.camera_wiring]]\nsensor = \"imx477\"\nport = 0\n"),
+            "{text}"
+        );
+        assert_eq!(
+            doc["node"]["recording"]["max_start_lead_ms"].as_integer(),
+            Some(20_000)
+        );
+        let again = camrig_identity::parse(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+        let node = again.node.unwrap();
+        assert_eq!(node.camera, id.node.as_ref().unwrap().camera);
+        assert_eq!(node.camera_wiring, id.node.as_ref().unwrap().camera_wiring);
     }
 
     #[test]

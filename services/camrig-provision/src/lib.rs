@@ -349,16 +349,25 @@ fn build(args: &BuildArgs, out: &mut impl Write) -> Result<(), ProvisionError> {
         let card_dir = out_dir.join(&card.hostname);
         private_dir(&card_dir)?;
         let toml = card_dir.join(card_target::IDENTITY_FILE);
-        camrig_fs::write_atomic_with(&toml, card.text.as_bytes(), camrig_fs::Access::mode(0o600))
-            .map_err(|source| ProvisionError::Io {
-            action: "write",
-            path: toml.clone(),
-            source,
-        })?;
+        for (path, contents) in [
+            (&toml, &card.text),
+            (
+                &card_dir.join(card_target::BOOT_CONFIG_FILE),
+                &card.boot_config,
+            ),
+        ] {
+            camrig_fs::write_atomic_with(path, contents.as_bytes(), camrig_fs::Access::mode(0o600)).map_err(|source| {
+                ProvisionError::Io {
+                    action: "write",
+                    path: path.clone(),
+                    source,
+                }
+            })?;
+        }
         let image = match base_for(card) {
             Some(base) => {
                 let img = out_dir.join(format!("{}.img", card.hostname));
-                card_target::make_card_image(base, &img, &card.text)?;
+                card_target::make_card_image(base, &img, card.files())?;
                 img.display().to_string()
             }
             None => "(no base image given: no .img)".into(),
@@ -396,7 +405,7 @@ fn write(args: &WriteArgs, out: &mut impl Write) -> Result<(), ProvisionError> {
         .iter()
         .find(|c| c.hostname == args.device)
         .expect("the same site yields the same devices");
-    let written = card_target::write_identity(&args.target, &card.text)?;
+    let written = card_target::write_identity(&args.target, card.files())?;
     let _ = writeln!(
         out,
         "wrote {}'s identity to {}",

@@ -7,15 +7,18 @@
 //! camera modes, SSH key syntax) are the identity crate's, run on each device's camrig.toml
 //! by [`crate::cards`] and reported at the site's line too.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
+use std::marker::PhantomData;
 use std::net::Ipv4Addr;
 use std::ops::Range;
 
+use camrig_identity::camera_wiring::CameraPort;
 use camrig_identity::cidr::Ipv4Cidr;
-use camrig_identity::identity::{Camera, Recording, Synthetic};
+use camrig_identity::identity::{CameraConfig, RecordingConfig, SyntheticConfig};
 use camrig_protocol::camera_settings::CameraSettings;
-use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Deserializer};
 use toml::Spanned;
 
 /// The site file format version this tool reads.
@@ -84,11 +87,100 @@ pub struct ControllerSection {
 #[serde(deny_unknown_fields)]
 pub struct NodeDefaults {
     pub standalone: Option<bool>,
-    pub camera: Option<Spanned<Camera>>,
-    pub recording: Option<Spanned<Recording>>,
-    pub synthetic: Option<Spanned<Synthetic>>,
+    pub camera: Option<Section<CameraConfig>>,
+    pub recording: Option<Section<RecordingConfig>>,
+    pub synthetic: Option<Section<SyntheticConfig>>,
     /// The cameras' settings at start-up; a node's own table replaces this one whole.
     pub camera_settings: Option<Spanned<CameraSettings>>,
+    /// Camera wiring of every node that gives none of its own.
+    pub camera_wiring: Option<Wiring>,
+}
+
+/// `camera_wiring`: which CSI sensor is on which port (camrig-identity's `camera_wiring`).
+pub type Wiring = Spanned<Vec<Spanned<CameraPort>>>;
+
+/// A table of node settings as the site gives it (`[node_defaults.camera]`,
+/// `[node.recording]`, …): its keys with their places in the file, so a node's table can
+/// override `[node_defaults]` key by key and every problem names its line. The keys and
+/// their types are those of the node config's section `T` (camrig-config), so a setting the
+/// node gains is a setting the site file has, with nothing added here.
+#[derive(Debug, Clone)]
+pub struct Section<T> {
+    /// The whole table.
+    pub span: Range<usize>,
+    /// Each key with its span, and its value.
+    pub entries: BTreeMap<Spanned<String>, Spanned<toml::Value>>,
+    section: PhantomData<fn() -> T>,
+}
+
+impl<'de, T> Deserialize<'de> for Section<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let table: Spanned<BTreeMap<Spanned<String>, Spanned<toml::Value>>> =
+            Deserialize::deserialize(d)?;
+        Ok(Section {
+            span: table.span(),
+            entries: table.into_inner(),
+            section: PhantomData,
+        })
+    }
+}
+
+impl<T: DeserializeOwned> Section<T> {
+    /// The span of `key` when this table sets it.
+    pub fn key_span(&self, key: &str) -> Option<Range<usize>> {
+        self.entries
+            .get_key_value(key)
+            .map(|(k, v)| k.span().start..v.span().end)
+    }
+
+    /// Keys `T` refuses (unknown, or a value of the wrong type): their spans and why.
+    pub fn problems(&self) -> Vec<(Range<usize>, String)> {
+        let mut problems: Vec<(Range<usize>, String)> = self
+            .entries
+            .iter()
+            .filter_map(|(key, value)| {
+                one_key::<T>(key.get_ref(), value.get_ref())
+                    .err()
+                    .map(|e| (key.span().start..value.span().end, e))
+            })
+            .collect();
+        // In the file's order, not the keys' alphabetical one.
+        problems.sort_by_key(|(span, _)| span.start);
+        problems
+    }
+
+    /// The keys `T` takes, as a table (refused ones are left out: [`check`] reports them).
+    fn valid_entries(&self) -> toml::Table {
+        self.entries
+            .iter()
+            .filter(|(k, v)| one_key::<T>(k.get_ref(), v.get_ref()).is_ok())
+            .map(|(k, v)| (k.get_ref().clone(), v.get_ref().clone()))
+            .collect()
+    }
+}
+
+/// Whether `T` takes `key = value` (every other key at its default).
+fn one_key<T: DeserializeOwned>(key: &str, value: &toml::Value) -> Result<(), String> {
+    let mut table = toml::Table::new();
+    table.insert(key.to_owned(), value.clone());
+    toml::Value::Table(table)
+        .try_into::<T>()
+        .map(|_| ())
+        .map_err(|e| e.message().trim_end().replace('\n', " "))
+}
+
+/// A node's table over `[node_defaults]`' key by key, as a table of the keys `T` takes;
+/// `None` when neither sets anything.
+pub fn merged<T: DeserializeOwned>(
+    own: Option<&Section<T>>,
+    defaults: Option<&Section<T>>,
+) -> Option<toml::Table> {
+    if own.is_none() && defaults.is_none() {
+        return None;
+    }
+    let mut table = defaults.map(Section::valid_entries).unwrap_or_default();
+    table.extend(own.map(Section::valid_entries).unwrap_or_default());
+    Some(table)
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -102,10 +194,13 @@ pub struct NodeSection {
     /// The `<node>` part of file names; unset: the node's IP with dots as underscores.
     pub file_name: Option<Spanned<String>>,
     pub standalone: Option<bool>,
-    pub camera: Option<Spanned<Camera>>,
-    pub recording: Option<Spanned<Recording>>,
-    pub synthetic: Option<Spanned<Synthetic>>,
+    pub camera: Option<Section<CameraConfig>>,
+    pub recording: Option<Section<RecordingConfig>>,
+    pub synthetic: Option<Section<SyntheticConfig>>,
     pub camera_settings: Option<Spanned<CameraSettings>>,
+    /// Which CSI sensor is on which port, cam1 the lowest port; replaces
+    /// `[node_defaults]`' whole.
+    pub camera_wiring: Option<Wiring>,
 }
 
 /// One thing wrong with a site file, at a line.
@@ -319,6 +414,16 @@ pub fn check(file: &SiteFile) -> Vec<SiteProblem> {
         );
     }
 
+    let defaults = &site.node_defaults;
+    node_sections(
+        &mut fail,
+        "node_defaults",
+        "",
+        &defaults.camera,
+        &defaults.recording,
+        &defaults.synthetic,
+    );
+
     if site.nodes.is_empty() {
         fail(
             site.controller.span(),
@@ -404,6 +509,14 @@ pub fn check(file: &SiteFile) -> Vec<SiteProblem> {
                 );
             }
         }
+        node_sections(
+            &mut fail,
+            &format!("node[{i}]"),
+            &format!(" ({})", node.label()),
+            &node.camera,
+            &node.recording,
+            &node.synthetic,
+        );
         if let Some(port) = &node.port {
             if *port.get_ref() == 0 {
                 fail(
@@ -416,6 +529,33 @@ pub fn check(file: &SiteFile) -> Vec<SiteProblem> {
         }
     }
     out
+}
+
+/// Keys of a node's (or `[node_defaults]`') camera, recording and synthetic tables that the
+/// node config refuses.
+fn node_sections(
+    fail: &mut impl FnMut(Range<usize>, String, String, &str),
+    owner: &str,
+    label: &str,
+    camera: &Option<Section<CameraConfig>>,
+    recording: &Option<Section<RecordingConfig>>,
+    synthetic: &Option<Section<SyntheticConfig>>,
+) {
+    let tables = [
+        ("camera", camera.as_ref().map(Section::problems)),
+        ("recording", recording.as_ref().map(Section::problems)),
+        ("synthetic", synthetic.as_ref().map(Section::problems)),
+    ];
+    for (name, problems) in tables {
+        for (span, problem) in problems.unwrap_or_default() {
+            fail(
+                span,
+                format!("{owner}.{name}{label}"),
+                problem,
+                "use the node's keys of that table (node.example.toml lists them with their defaults)",
+            );
+        }
+    }
 }
 
 #[cfg(test)]
@@ -468,7 +608,9 @@ count = 2
             Ipv4Addr::new(192, 168, 1, 10)
         );
         let n1 = site.nodes[1].get_ref();
-        assert_eq!(n1.camera.as_ref().unwrap().get_ref().count, Some(2));
+        let camera = n1.camera.as_ref().unwrap();
+        assert_eq!(camera.entries["count"].get_ref().as_integer(), Some(2));
+        assert_eq!(file.line(camera.key_span("count").unwrap()), 26);
         assert_eq!(file.line(n1.address.span()), 24);
     }
 
@@ -541,9 +683,37 @@ count = 2
             }
             other => panic!("{other}"),
         }
+    }
+
+    #[test]
+    fn node_setting_keys_are_the_node_configs_and_named_at_their_line() {
         let text = SITE.replace("count = 2", "cuont = 2");
-        let err = parse(&text).unwrap_err().to_string();
-        assert!(err.starts_with("line 26"), "{err}");
+        let p = problems(&text);
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert_eq!(p[0].line, 26);
+        assert_eq!(p[0].key, "node[1].camera (node 'camrig-node-102')");
+        assert!(p[0].problem.contains("unknown field `cuont`"), "{}", p[0]);
+        let text = SITE.replace("source = \"synthetic\"", "source = \"usb\"\nfps = \"fast\"");
+        let p = problems(&text);
+        assert_eq!(
+            p.iter().map(|p| p.line).collect::<Vec<_>>(),
+            [16, 17],
+            "{p:?}"
+        );
+        assert!(p[0].key.starts_with("node_defaults.camera"), "{}", p[0]);
+        assert!(p[0].problem.contains("usb"), "{}", p[0]);
+        // Any key of the node config's section is a site key, with nothing added here.
+        let text = SITE.replace("count = 2", "count = 2\npixel_format = \"NV12\"");
+        assert_eq!(problems(&text), Vec::new());
+        // Inline tables too, with the key's own line.
+        let text = SITE.replace(
+            "[node.camera]\ncount = 2\n",
+            "camera = { count = 2, fsp = 1 }\n",
+        );
+        let p = problems(&text);
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert_eq!(p[0].line, 25);
+        assert!(p[0].problem.contains("unknown field `fsp`"), "{}", p[0]);
     }
 
     #[test]

@@ -28,6 +28,16 @@ pub enum SelectError {
     NoMatch(String, String),
     #[error("camera.select entries \"{0}\" and \"{1}\" pick the same camera")]
     Twice(String, String),
+    #[error("camera.select entry \"{0}\": this board's device tree has no CSI port {1} (no i2c_csi_dsi symbol for it under /proc/device-tree/__symbols__); name a port the board has")]
+    NoPort(String, u8),
+    #[error("camera.select entry \"{0}\": no camera on CSI port {1}; check the ribbon and the card's camrig-cameras.txt; cameras: {2}")]
+    NothingOnPort(String, u8, String),
+    #[error("camera.select entry \"{entry}\": the camera on CSI port {port} is a {found}; fix the site file's camera wiring or swap the cameras")]
+    OtherModel {
+        entry: String,
+        port: u8,
+        found: String,
+    },
 }
 
 /// `0: Sensor B (platform/vimc.0 Sensor B), 1: ...` for messages.
@@ -41,14 +51,33 @@ pub fn describe(cameras: &[ListedCamera]) -> String {
 }
 
 /// Picks the cameras to open: `select` entries in order (each a 0-based index, an exact
-/// libcamera id, or a sensor model such as `imx477`, case-insensitive; a model matches the
-/// first camera of that model not already picked, so two identical sensors can be chosen
-/// with the same word twice), or else the first `count` cameras. Returns indexes into
-/// `cameras`.
+/// libcamera id, a sensor model such as `imx477`, case-insensitive, or a model on a CSI port,
+/// `imx477:port0`; a model matches the first camera of that model not already picked, so two
+/// identical sensors can be chosen with the same word twice), or else the first `count`
+/// cameras. Returns indexes into `cameras`.
+///
+/// libcamera lists cameras in the kernel's enumeration order, which changes between boots, so
+/// two identical sensors are told apart only by port: `:port<N>` entries read the device
+/// tree ([`CsiPorts::read`] of `/`), whose symbols name each connector's I2C bus.
 pub fn select(
     cameras: &[ListedCamera],
     select: &[String],
     count: usize,
+) -> Result<Vec<usize>, SelectError> {
+    let ports = if select.iter().any(|s| port_entry(s).is_some()) {
+        CsiPorts::read(std::path::Path::new("/"))
+    } else {
+        CsiPorts::default()
+    };
+    select_with_ports(cameras, select, count, &ports)
+}
+
+/// [`select`] with the CSI ports given (pure).
+pub fn select_with_ports(
+    cameras: &[ListedCamera],
+    select: &[String],
+    count: usize,
+    ports: &CsiPorts,
 ) -> Result<Vec<usize>, SelectError> {
     if cameras.is_empty() {
         return Err(SelectError::NoCamera);
@@ -68,14 +97,41 @@ pub fn select(
         let taken = |i: usize| picked.iter().any(|(p, _)| *p == i);
         let by_index = want.parse::<usize>().ok().filter(|&i| i < cameras.len());
         let by_id = cameras.iter().position(|c| &c.id == want);
-        let of_model = |i: usize| cameras[i].model.eq_ignore_ascii_case(want);
-        // The first camera of that model not picked yet; if all are, the first (which then
-        // reports the double pick).
-        let by_model = (0..cameras.len())
-            .find(|&i| of_model(i) && !taken(i))
-            .or_else(|| (0..cameras.len()).find(|&i| of_model(i)));
-        let Some(i) = by_index.or(by_id).or(by_model) else {
-            return Err(SelectError::NoMatch(want.clone(), describe(cameras)));
+        let i = match (by_index.or(by_id), port_entry(want)) {
+            (Some(i), _) => i,
+            (None, Some((model, port))) => {
+                let Some(bus) = ports.bus(port) else {
+                    return Err(SelectError::NoPort(want.clone(), port));
+                };
+                let prefix = format!("/base{}/", bus.trim_end_matches('/'));
+                let Some(i) = cameras.iter().position(|c| c.id.starts_with(&prefix)) else {
+                    return Err(SelectError::NothingOnPort(
+                        want.clone(),
+                        port,
+                        describe(cameras),
+                    ));
+                };
+                if !cameras[i].model.eq_ignore_ascii_case(model) {
+                    return Err(SelectError::OtherModel {
+                        entry: want.clone(),
+                        port,
+                        found: cameras[i].model.clone(),
+                    });
+                }
+                i
+            }
+            (None, None) => {
+                let of_model = |i: usize| cameras[i].model.eq_ignore_ascii_case(want);
+                // The first camera of that model not picked yet; if all are, the first
+                // (which then reports the double pick).
+                let by_model = (0..cameras.len())
+                    .find(|&i| of_model(i) && !taken(i))
+                    .or_else(|| (0..cameras.len()).find(|&i| of_model(i)));
+                let Some(i) = by_model else {
+                    return Err(SelectError::NoMatch(want.clone(), describe(cameras)));
+                };
+                i
+            }
         };
         if let Some((_, first)) = picked.iter().find(|(p, _)| *p == i) {
             return Err(SelectError::Twice((*first).clone(), want.clone()));
@@ -83,6 +139,48 @@ pub fn select(
         picked.push((i, want));
     }
     Ok(picked.into_iter().map(|(i, _)| i).collect())
+}
+
+/// `imx477:port0` → (`imx477`, 0).
+fn port_entry(entry: &str) -> Option<(&str, u8)> {
+    let (model, port) = entry.rsplit_once(":port")?;
+    let port = port.parse().ok()?;
+    (!model.is_empty()).then_some((model, port))
+}
+
+/// Where each CSI connector's camera appears in the device tree: the I2C bus the firmware's
+/// camera overlays put the sensor under, from the device tree's symbols. Port 0 is
+/// `i2c_csi_dsi0` (an overlay's `cam0` parameter), port 1 is `i2c_csi_dsi` (the overlays'
+/// default connector: CAM1 on a Pi 5 or Compute Module, the only one on a Pi 3, 4 or Zero).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CsiPorts {
+    /// Device-tree paths of the buses, e.g. `/axi/pcie@1000120000/rp1/i2c@88000`.
+    pub buses: [Option<String>; 2],
+}
+
+impl CsiPorts {
+    /// The symbols under `root` (`/` on a Pi): `proc/device-tree/__symbols__/…`. A symbol
+    /// missing (not a Pi, or no such connector) is a port that does not exist.
+    pub fn read(root: &std::path::Path) -> CsiPorts {
+        let symbol = |name: &str| {
+            std::fs::read(root.join("proc/device-tree/__symbols__").join(name))
+                .ok()
+                .map(|raw| {
+                    String::from_utf8_lossy(&raw)
+                        .trim_end_matches('\0')
+                        .to_owned()
+                })
+                .filter(|path| path.starts_with('/'))
+        };
+        CsiPorts {
+            buses: [symbol("i2c_csi_dsi0"), symbol("i2c_csi_dsi")],
+        }
+    }
+
+    /// The bus of `port`, when the board has it.
+    pub fn bus(&self, port: u8) -> Option<&str> {
+        self.buses.get(usize::from(port))?.as_deref()
+    }
 }
 
 /// The unit of libcamera's `FrameWallClock` control: microseconds before libcamera 0.5.2,
@@ -417,6 +515,97 @@ mod tests {
             select(&c, &["imx477".into(), "imx477".into()], 2),
             Ok(vec![0, 1])
         );
+    }
+
+    /// A Pi 5's two connectors, as its device tree's symbols name their buses.
+    fn pi5() -> (Vec<ListedCamera>, CsiPorts) {
+        // libcamera lists them in the kernel's order of the boot: here CAM1 first.
+        let cameras = vec![
+            ListedCamera {
+                id: "/base/axi/pcie@1000120000/rp1/i2c@80000/imx477@1a".into(),
+                model: "imx477".into(),
+            },
+            ListedCamera {
+                id: "/base/axi/pcie@1000120000/rp1/i2c@88000/imx477@1a".into(),
+                model: "imx477".into(),
+            },
+        ];
+        let ports = CsiPorts {
+            buses: [
+                Some("/axi/pcie@1000120000/rp1/i2c@88000".into()),
+                Some("/axi/pcie@1000120000/rp1/i2c@80000".into()),
+            ],
+        };
+        (cameras, ports)
+    }
+
+    #[test]
+    fn identical_sensors_are_picked_by_port_whatever_libcameras_order() {
+        let (mut cameras, ports) = pi5();
+        let select = ["imx477:port0".to_owned(), "imx477:port1".to_owned()];
+        assert_eq!(
+            select_with_ports(&cameras, &select, 2, &ports),
+            Ok(vec![1, 0])
+        );
+        cameras.reverse();
+        assert_eq!(
+            select_with_ports(&cameras, &select, 2, &ports),
+            Ok(vec![0, 1])
+        );
+    }
+
+    #[test]
+    fn a_port_without_its_camera_or_with_another_model_is_named() {
+        let (mut cameras, ports) = pi5();
+        let select = ["imx219:port0".to_owned()];
+        assert_eq!(
+            select_with_ports(&cameras, &select, 1, &ports),
+            Err(SelectError::OtherModel {
+                entry: "imx219:port0".into(),
+                port: 0,
+                found: "imx477".into()
+            })
+        );
+        cameras.truncate(1);
+        let e = select_with_ports(&cameras, &["imx477:port0".into()], 1, &ports)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("no camera on CSI port 0") && e.contains("i2c@80000"),
+            "{e}"
+        );
+        let e = select_with_ports(&cameras, &["imx477:port1".into()], 1, &CsiPorts::default())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("no CSI port 1"), "{e}");
+    }
+
+    #[test]
+    fn csi_ports_come_from_the_device_trees_symbols() {
+        let root = tempfile::tempdir().unwrap();
+        let symbols = root.path().join("proc/device-tree/__symbols__");
+        std::fs::create_dir_all(&symbols).unwrap();
+        // Device-tree strings end in NUL.
+        std::fs::write(
+            symbols.join("i2c_csi_dsi0"),
+            b"/axi/pcie@1000120000/rp1/i2c@88000\0",
+        )
+        .unwrap();
+        std::fs::write(
+            symbols.join("i2c_csi_dsi"),
+            b"/axi/pcie@1000120000/rp1/i2c@80000\0",
+        )
+        .unwrap();
+        assert_eq!(CsiPorts::read(root.path()), pi5().1);
+        // A Pi 4: one connector, the default one.
+        std::fs::remove_file(symbols.join("i2c_csi_dsi0")).unwrap();
+        let ports = CsiPorts::read(root.path());
+        assert_eq!(ports.bus(0), None);
+        assert!(ports.bus(1).is_some());
+        assert_eq!(ports.bus(2), None);
+        assert_eq!(port_entry("imx708_wide:port1"), Some(("imx708_wide", 1)));
+        assert_eq!(port_entry("imx477"), None);
+        assert_eq!(port_entry(":port0"), None);
     }
 
     #[test]

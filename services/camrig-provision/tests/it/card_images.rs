@@ -3,7 +3,7 @@
 
 use camrig_identity::Role;
 
-use crate::support::{make_base_image, mtype, Rig, BOOT_OFFSET, SITE};
+use crate::support::{make_base_image, mtype, Rig, BASE_CONFIG_TXT, BOOT_OFFSET, SITE};
 
 #[test]
 fn build_makes_a_finished_image_per_card_readable_with_mtype() {
@@ -39,7 +39,11 @@ fn build_makes_a_finished_image_per_card_readable_with_mtype() {
         let file = std::fs::read_to_string(rig.out().join(name).join("camrig.toml")).unwrap();
         assert_eq!(file, text);
         // The rest of the boot partition is the base image's.
-        assert_eq!(mtype(&img, "config.txt"), "dtparam=eee=off\n");
+        assert_eq!(mtype(&img, "config.txt"), BASE_CONFIG_TXT);
+        // The wiring include is the card's (none here: the firmware auto-detects).
+        let cameras = mtype(&img, "camrig-cameras.txt");
+        assert!(cameras.contains(name), "{cameras}");
+        assert!(!cameras.contains("dtoverlay"), "{cameras}");
     }
     let ctl = camrig_identity::parse(&mtype(
         &rig.out().join("camrig-controller.img"),
@@ -55,10 +59,10 @@ fn build_makes_a_finished_image_per_card_readable_with_mtype() {
     ))
     .unwrap();
     let camera = node.node.unwrap().camera.unwrap();
-    assert_eq!(camera.count, Some(2));
+    assert_eq!(camera.count, 2);
     assert_eq!(
         camera.source,
-        Some(camrig_identity::identity::CameraSource::Synthetic)
+        camrig_identity::identity::CameraSource::Synthetic
     );
     // The controller's key is the one each node accepts.
     let ctl_pub =
@@ -98,6 +102,12 @@ fn only_builds_the_named_cards_and_a_missing_base_image_writes_nothing() {
         .collect();
     made.sort();
     assert_eq!(made, ["camrig-node-102", "camrig-node-102.img"]);
+    let mut card_files: Vec<String> = std::fs::read_dir(rig.out().join("camrig-node-102"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    card_files.sort();
+    assert_eq!(card_files, ["camrig-cameras.txt", "camrig.toml"]);
     assert_eq!(crate::support::mode(&rig.out()), 0o700);
 }
 
@@ -142,7 +152,7 @@ fn write_puts_the_identity_onto_a_flashed_image_and_says_what_it_replaced() {
     );
     let id = camrig_identity::parse(&mtype(&card, "camrig.toml")).unwrap();
     assert_eq!(id.hostname, "camrig-node-102");
-    assert_eq!(mtype(&card, "config.txt"), "dtparam=eee=off\n");
+    assert_eq!(mtype(&card, "config.txt"), BASE_CONFIG_TXT);
 }
 
 #[test]
@@ -166,9 +176,14 @@ fn write_into_a_mounted_boot_directory_is_atomic_and_private() {
         Role::Controller
     );
     assert_eq!(crate::support::mode(&boot.join("camrig.toml")), 0o600);
+    let mut files: Vec<String> = std::fs::read_dir(&boot)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    files.sort();
     assert_eq!(
-        std::fs::read_dir(&boot).unwrap().count(),
-        1,
+        files,
+        ["camrig-cameras.txt", "camrig.toml"],
         "a temporary file was left"
     );
 }
@@ -201,4 +216,117 @@ fn write_refuses_an_image_without_a_fat_partition_and_an_unknown_device() {
         .fails_with(2);
     assert!(err.contains("no device named 'camrig-node-9'"), "{err}");
     assert!(err.contains("camrig-node-101"), "{err}");
+}
+
+/// Two CSI cameras on a Pi 5 or Compute Module: the site's wiring.
+const WIRED_SITE_NODE: &str = r#"
+[[node]]
+name = "camrig-node-103"
+address = "192.168.1.103"
+[node.camera]
+source = "libcamera"
+[[node.camera_wiring]]
+sensor = "imx219"
+port = 1
+[[node.camera_wiring]]
+sensor = "imx477"
+port = 0
+"#;
+
+/// The non-comment lines of a wiring include.
+fn settings(text: &str) -> Vec<&str> {
+    text.lines().filter(|l| !l.starts_with('#')).collect()
+}
+
+#[test]
+fn camera_wiring_reaches_the_cards_boot_partition_and_the_nodes_config() {
+    let rig = Rig::with_site(&format!("{SITE}{WIRED_SITE_NODE}"));
+    let base = make_base_image(rig.dir.path(), "node-base.img");
+    rig.build(&[
+        "--node-image",
+        base.to_str().unwrap(),
+        "--only",
+        "camrig-node-103",
+    ])
+    .ok();
+    let img = rig.out().join("camrig-node-103.img");
+    // Read back from the card: the firmware's lines, cam1 being port 0's camera.
+    let cameras = mtype(&img, "camrig-cameras.txt");
+    assert_eq!(
+        settings(&cameras),
+        [
+            "[all]",
+            "camera_auto_detect=0",
+            "dtoverlay=imx477,cam0",
+            "dtoverlay=imx219"
+        ],
+        "{cameras}"
+    );
+    assert!(cameras.contains("# cam1: imx477 on port 0"), "{cameras}");
+    assert_eq!(mtype(&img, "config.txt"), BASE_CONFIG_TXT);
+    assert_eq!(
+        std::fs::read_to_string(rig.out().join("camrig-node-103/camrig-cameras.txt")).unwrap(),
+        cameras
+    );
+    // The node's config, as camrig-identity renders it at boot from the card's camrig.toml,
+    // selects the cameras in the same order.
+    let id = camrig_identity::parse(&mtype(&img, "camrig.toml")).unwrap();
+    let config = camrig_identity::render::node_config(&id);
+    config.validate().unwrap();
+    assert_eq!(config.camera.count, 2);
+    assert_eq!(config.camera.select, ["imx477:port0", "imx219:port1"]);
+    assert_eq!(
+        config.camera.source,
+        camrig_identity::identity::CameraSource::Libcamera
+    );
+}
+
+#[test]
+fn re_provisioning_a_card_replaces_its_wiring() {
+    let rig = Rig::with_site(&format!("{SITE}{WIRED_SITE_NODE}"));
+    let card = make_base_image(rig.dir.path(), "card.img");
+    let state = rig.state();
+    let write = |device: &str| {
+        rig.run(&[
+            "write",
+            "site.toml",
+            device,
+            "card.img",
+            "--state",
+            state.to_str().unwrap(),
+        ])
+        .ok()
+    };
+    write("camrig-node-103");
+    assert!(settings(&mtype(&card, "camrig-cameras.txt")).contains(&"dtoverlay=imx477,cam0"));
+    // The card becomes a node without wiring: its overlays go with the old identity.
+    let out = write("camrig-node-101");
+    assert!(
+        out.contains("replaced the identity of camrig-node-103"),
+        "{out}"
+    );
+    let cameras = mtype(&card, "camrig-cameras.txt");
+    assert!(settings(&cameras).is_empty(), "{cameras}");
+    assert!(cameras.contains("camera_auto_detect=1"), "{cameras}");
+
+    // The same into a mounted boot directory.
+    let boot = rig.path("boot");
+    std::fs::create_dir(&boot).unwrap();
+    for device in ["camrig-node-103", "camrig-node-102"] {
+        rig.run(&[
+            "write",
+            "site.toml",
+            device,
+            "boot",
+            "--state",
+            state.to_str().unwrap(),
+        ])
+        .ok();
+        let cameras = std::fs::read_to_string(boot.join("camrig-cameras.txt")).unwrap();
+        assert_eq!(
+            cameras.contains("dtoverlay="),
+            device == "camrig-node-103",
+            "{device}: {cameras}"
+        );
+    }
 }

@@ -58,7 +58,7 @@ fn every_problem_is_listed_in_line_order_in_one_run() {
         "{err}"
     );
     assert!(
-        lines[3].contains("line 24") && lines[3].contains("node.camera.count"),
+        lines[3].contains("line 25") && lines[3].contains("node.camera.count"),
         "{err}"
     );
     assert!(!rig.state().exists());
@@ -102,4 +102,42 @@ fn a_missing_site_file_says_so() {
     let rig = Rig::with_site(SITE);
     let err = rig.run(&["check", "nope.toml"]).fails_with(1);
     assert!(err.contains("cannot read site file nope.toml"), "{err}");
+}
+
+#[test]
+fn camera_wiring_problems_name_their_lines_and_the_known_sensors() {
+    let text = format!(
+        "{SITE}[[node]]\nname = \"camrig-node-103\"\naddress = \"192.168.1.103\"\n\
+         camera_wiring = [\n  {{ sensor = \"imx477\", port = 0 }},\n  {{ sensor = \"imx99\", port = 0 }},\n]\n"
+    );
+    let rig = Rig::with_site(&text);
+    let err = rig.run(&["check", "site.toml"]).fails_with(2);
+    let lines: Vec<&str> = err.lines().filter(|l| l.starts_with("  - line")).collect();
+    // The wiring is at lines 29-32 (SITE is 25 lines); the synthetic default source is
+    // named at its own line too.
+    assert!(
+        lines.iter().any(|l| l
+            .contains("line 15: node[2] (node 'camrig-node-103'): camrig.toml node.camera.source")),
+        "{err}"
+    );
+    let sensor = lines
+        .iter()
+        .find(|l| l.contains("node.camera_wiring[1].sensor"))
+        .unwrap_or_else(|| panic!("{err}"));
+    assert!(sensor.starts_with("  - line 31: "), "{err}");
+    assert!(
+        sensor.contains("'imx99' is not a sensor camrig knows"),
+        "{err}"
+    );
+    assert!(
+        sensor.contains("imx219") && sensor.contains("imx477") && sensor.contains("imx708"),
+        "{err}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("  - line 31: ") && l.contains("node.camera_wiring[1].port")),
+        "{err}"
+    );
+    assert!(!rig.state().exists());
 }

@@ -168,9 +168,15 @@ pub fn sh(program: &str, args: &[&str]) -> String {
 /// Byte offset of the FAT partition in `make_base_image`'s layout.
 pub const BOOT_OFFSET: u64 = 4 << 20;
 
+/// The base image's config.txt: the end of image/build's, which includes the card's camera
+/// wiring.
+pub const BASE_CONFIG_TXT: &str = "dtparam=eee=off\ninclude camrig-cameras.txt\n";
+/// The wiring include an image ships before any card is provisioned.
+pub const BASE_CAMERAS_TXT: &str = "# camrig-cameras.txt: no wiring (image default)\n";
+
 /// A base image like image/build's: MBR; partition 1 FAT32 (label CAMRIG-BOOT) with a
-/// config.txt at 4 MiB; partition 2 (Linux) behind it. Made from files: mkfs.vfat -C,
-/// mcopy, sfdisk on the image file, dd.
+/// config.txt and camrig-cameras.txt at 4 MiB; partition 2 (Linux) behind it. Made from
+/// files: mkfs.vfat -C, mcopy, sfdisk on the image file, dd.
 pub fn make_base_image(dir: &Path, name: &str) -> PathBuf {
     let fat = dir.join(format!("{name}.boot.fat"));
     let img = dir.join(name);
@@ -187,17 +193,22 @@ pub fn make_base_image(dir: &Path, name: &str) -> PathBuf {
             "40960",
         ],
     );
-    let config = dir.join("config.txt");
-    std::fs::write(&config, "dtparam=eee=off\n").unwrap();
-    sh(
-        "mcopy",
-        &[
-            "-i",
-            fat.to_str().unwrap(),
-            config.to_str().unwrap(),
-            "::config.txt",
-        ],
-    );
+    for (file, contents) in [
+        ("config.txt", BASE_CONFIG_TXT),
+        ("camrig-cameras.txt", BASE_CAMERAS_TXT),
+    ] {
+        let path = dir.join(file);
+        std::fs::write(&path, contents).unwrap();
+        sh(
+            "mcopy",
+            &[
+                "-i",
+                fat.to_str().unwrap(),
+                path.to_str().unwrap(),
+                &format!("::{file}"),
+            ],
+        );
+    }
     // 4 MiB gap, 40 MiB boot, 8 MiB root: 52 MiB, sparse.
     let f = std::fs::File::create(&img).unwrap();
     f.set_len(52 << 20).unwrap();
