@@ -356,13 +356,12 @@ fn build(args: &BuildArgs, out: &mut impl Write) -> Result<(), ProvisionError> {
                 &card.boot_config,
             ),
         ] {
-            camrig_fs::write_atomic_with(path, contents.as_bytes(), camrig_fs::Access::mode(0o600)).map_err(|source| {
-                ProvisionError::Io {
+            camrig_fs::write_atomic_with(path, contents.as_bytes(), camrig_fs::Access::mode(0o600))
+                .map_err(|source| ProvisionError::Io {
                     action: "write",
                     path: path.clone(),
                     source,
-                }
-            })?;
+                })?;
         }
         let image = match base_for(card) {
             Some(base) => {
