@@ -810,6 +810,18 @@ pub fn format_camera_settings(v: &serde_json::Value) -> String {
             ));
         }
     }
+    let mismatched: Vec<&str> = v["mismatched"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|a| a.as_str())
+        .collect();
+    if !mismatched.is_empty() {
+        out.push_str(&format!(
+            "not using the settings last applied (restarted?): {}; run camera-settings set (or lock) again\n",
+            mismatched.join(", ")
+        ));
+    }
     out
 }
 

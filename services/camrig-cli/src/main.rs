@@ -194,7 +194,8 @@ enum SettingsCmd {
         /// auto, off, fast, high_quality or minimal.
         #[arg(long)]
         noise_reduction: Option<String>,
-        /// Frames per second (the nodes' camera.fps), or auto.
+        /// Frames per second within every camera's range (nodes reopen their cameras at it
+        /// between takes), or auto (each node's camera.fps).
         #[arg(long)]
         frame_rate: Option<String>,
         /// Only these node addresses (repeatable); default every node.

@@ -5,7 +5,17 @@
 //! must answer, and every camera's value is checked against the limits that camera reports
 //! (a refusal names the node, the camera and the range). Then it goes out to the nodes in
 //! parallel with one command id, like START, under the same command lock (so no START
-//! races it); the answer says which nodes applied it and which did not.
+//! races it). A change is all or nothing: when a node fails after the check, the nodes that
+//! applied it are set back to their previous settings and the answer (an error) says which
+//! node failed, which were set back and which could not be.
+//!
+//! What this controller last applied to each node is kept in the take store
+//! ([`crate::take_store::Store::camera_settings`]), so it survives a controller restart;
+//! `GET` compares every node with it (`matches`), so a node that restarted with its config's
+//! defaults shows as not matching (`mismatched`) until the settings are applied again.
+
+use std::collections::BTreeMap;
+use std::sync::MutexGuard;
 
 use camrig_protocol::camera_settings::{
     ApplySettingsRequest, AutoOr, Awb, CameraSettings, CameraSettingsState, NodeCameraSettings,
@@ -43,6 +53,10 @@ pub struct NodeSettingsView {
     pub name: String,
     /// Why the node's settings could not be read; `cameras` is empty then.
     pub error: Option<String>,
+    /// Whether the node's cameras use what this controller last applied to them; `None`
+    /// when it applied nothing to this node yet or the node did not answer. `false` after
+    /// the node restarted with its config's defaults, for one: apply the settings again.
+    pub matches: Option<bool>,
     pub cameras: Vec<CameraSettingsState>,
 }
 
@@ -55,6 +69,9 @@ pub struct RigSettingsView {
     pub settings: CameraSettings,
     /// Whether the last change was a LOCK still in force.
     pub locked: bool,
+    /// Nodes whose cameras do not use what this controller last applied to them
+    /// (`matches: false`): apply the settings (or LOCK) again before the next take.
+    pub mismatched: Vec<String>,
     pub nodes: Vec<NodeSettingsView>,
 }
 
@@ -73,13 +90,43 @@ pub enum SettingsError {
     /// The reference camera has no values to copy yet.
     #[error("{0}")]
     NoReference(String),
-    #[error("camera settings were not applied on {} node(s): {}", .failures.len(), describe(.failures))]
+    /// A node failed after the check: `rolled_back` nodes were set back to their previous
+    /// settings, `stuck` ones could not be (they keep the new ones).
+    #[error("{}", apply_failed(.failures, .rolled_back, .stuck))]
     ApplyFailed {
         conflict: bool,
         failures: Vec<NodeFailure>,
+        rolled_back: Vec<String>,
+        stuck: Vec<NodeFailure>,
     },
     #[error(transparent)]
     Store(#[from] crate::take_store::StoreError),
+    /// Applied on every node, but not saved for a controller restart.
+    #[error("camera settings applied on every node but not saved in the take database ({0}); they will not survive a controller restart")]
+    NotSaved(crate::take_store::StoreError),
+}
+
+fn apply_failed(failures: &[NodeFailure], rolled_back: &[String], stuck: &[NodeFailure]) -> String {
+    let mut m = format!(
+        "camera settings not applied: {} node(s) failed: {}",
+        failures.len(),
+        describe(failures)
+    );
+    if !rolled_back.is_empty() {
+        m += &format!(
+            "; set back to their previous settings: {}",
+            rolled_back.join(", ")
+        );
+    }
+    if stuck.is_empty() {
+        m += "; the rig's settings are as before";
+    } else {
+        m += &format!(
+            "; could NOT be set back, so these nodes now use the new settings: {}",
+            describe(stuck)
+        );
+    }
+    m + " (GET /api/camera-settings shows every node's settings)"
 }
 
 fn describe(failures: &[NodeFailure]) -> String {
@@ -90,11 +137,20 @@ fn describe(failures: &[NodeFailure]) -> String {
         .join("; ")
 }
 
-/// The rig's settings as this controller last applied them.
-#[derive(Default)]
+/// The rig's settings as this controller last applied them, saved in the take store as
+/// JSON.
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
 pub struct RigSettings {
+    #[serde(default)]
     settings: Option<CameraSettings>,
+    #[serde(default)]
     locked: bool,
+    /// Each node's cameras' settings as last applied to it, by address.
+    #[serde(default)]
+    nodes: BTreeMap<String, Vec<CameraSettings>>,
+    /// Read from the store yet (on first use).
+    #[serde(skip)]
+    loaded: bool,
 }
 
 fn camera_name(address: &str, c: &CameraSettingsState) -> String {
@@ -147,6 +203,7 @@ impl CameraSettingsControl {
         targets: &[usize],
         read: Vec<Result<NodeCameraSettings, NodeError>>,
     ) -> RigSettingsView {
+        let remembered = self.remembered();
         let nodes: Vec<NodeSettingsView> = targets
             .iter()
             .zip(read)
@@ -156,15 +213,27 @@ impl CameraSettingsControl {
                     Ok(s) => (None, s.cameras),
                     Err(e) => (Some(e.to_string()), Vec::new()),
                 };
+                let matches = match (&error, remembered.nodes.get(&config.address)) {
+                    (None, Some(want)) => Some(
+                        cameras.len() == want.len()
+                            && cameras.iter().zip(want).all(|(c, w)| c.settings == *w),
+                    ),
+                    _ => None,
+                };
                 NodeSettingsView {
                     address: config.address.clone(),
                     name: config.name.clone(),
                     error,
+                    matches,
                     cameras,
                 }
             })
             .collect();
-        let remembered = self.rig_settings.lock().unwrap_or_else(|e| e.into_inner());
+        let mismatched = nodes
+            .iter()
+            .filter(|n| n.matches == Some(false))
+            .map(|n| n.address.clone())
+            .collect();
         let settings = remembered
             .settings
             .or_else(|| {
@@ -176,8 +245,52 @@ impl CameraSettingsControl {
         RigSettingsView {
             settings,
             locked: remembered.locked,
+            mismatched,
             nodes,
         }
+    }
+
+    /// What this controller last applied, read from the take store on first use.
+    fn remembered(&self) -> MutexGuard<'_, RigSettings> {
+        let mut r = self.rig_settings.lock().unwrap_or_else(|e| e.into_inner());
+        if !r.loaded {
+            match self.store.camera_settings() {
+                Ok(Some(json)) => match serde_json::from_str::<RigSettings>(&json) {
+                    Ok(saved) => *r = saved,
+                    Err(e) => {
+                        tracing::error!(error = %e, "saved camera settings unreadable; starting from none")
+                    }
+                },
+                Ok(None) => {}
+                Err(e) => tracing::error!(error = %e, "cannot read the saved camera settings"),
+            }
+            r.loaded = true;
+        }
+        r
+    }
+
+    /// Records a change every target node applied (`replies`: what each now uses) and saves
+    /// it in the take store.
+    fn remember(
+        &self,
+        targets: &[usize],
+        replies: &[NodeCameraSettings],
+        settings: Option<CameraSettings>,
+        locked: bool,
+    ) -> Result<(), SettingsError> {
+        let mut r = self.remembered();
+        for (&i, reply) in targets.iter().zip(replies) {
+            r.nodes.insert(
+                self.fleet.nodes()[i].config.address.clone(),
+                reply.cameras.iter().map(|c| c.settings).collect(),
+            );
+        }
+        r.settings = settings;
+        r.locked = locked;
+        let json = serde_json::to_string(&*r).expect("settings serialise");
+        self.store
+            .set_camera_settings(&json)
+            .map_err(SettingsError::NotSaved)
     }
 
     /// Node indices named by `addresses` (all when empty).
@@ -232,7 +345,7 @@ impl CameraSettingsControl {
         targets: &[usize],
         per_node: Vec<Vec<CameraSettings>>,
         current: &[NodeCameraSettings],
-    ) -> Result<Vec<Result<NodeCameraSettings, NodeError>>, SettingsError> {
+    ) -> Result<Vec<NodeCameraSettings>, SettingsError> {
         let nodes = self.fleet.nodes();
         let mut refusals = Vec::new();
         for ((&i, settings), state) in targets.iter().zip(&per_node).zip(current) {
@@ -249,31 +362,73 @@ impl CameraSettingsControl {
         if !refusals.is_empty() {
             return Err(SettingsError::Unsupported(refusals));
         }
+        let replies = self.send(targets, per_node).await;
+        // A new frame rate reopens a node's cameras (their phase lock starts over): START's
+        // checks must see that now, not at the next poll.
+        join_all(targets.iter().map(|&i| self.fleet.refresh_status(i))).await;
+        let mut failures = Vec::new();
+        let mut conflict = false;
+        let mut applied = Vec::new();
+        for (k, (&i, r)) in targets.iter().zip(&replies).enumerate() {
+            match r {
+                Ok(_) => applied.push(k),
+                Err(e) => {
+                    conflict |= e.is_conflict();
+                    failures.push(NodeFailure {
+                        address: nodes[i].config.address.clone(),
+                        error: e.to_string(),
+                    });
+                }
+            }
+        }
+        if failures.is_empty() {
+            return Ok(replies.into_iter().flatten().collect());
+        }
+        // All or nothing: the nodes that applied it go back to what they had.
+        let back: Vec<usize> = applied.iter().map(|&k| targets[k]).collect();
+        let previous = applied
+            .iter()
+            .map(|&k| current[k].cameras.iter().map(|c| c.settings).collect())
+            .collect();
+        let mut rolled_back = Vec::new();
+        let mut stuck = Vec::new();
+        for (&i, r) in back.iter().zip(self.send(&back, previous).await) {
+            let address = nodes[i].config.address.clone();
+            match r {
+                Ok(_) => rolled_back.push(address),
+                Err(e) => stuck.push(NodeFailure {
+                    address,
+                    error: e.to_string(),
+                }),
+            }
+        }
+        join_all(back.iter().map(|&i| self.fleet.refresh_status(i))).await;
+        let e = SettingsError::ApplyFailed {
+            conflict,
+            failures,
+            rolled_back,
+            stuck,
+        };
+        tracing::warn!(error = %e, "camera settings not applied everywhere");
+        Err(e)
+    }
+
+    /// Sends each target node its cameras' settings, all at once with one command id.
+    async fn send(
+        &self,
+        targets: &[usize],
+        per_node: Vec<Vec<CameraSettings>>,
+    ) -> Vec<Result<NodeCameraSettings, NodeError>> {
+        let nodes = self.fleet.nodes();
         let command_id = new_command_id();
-        let replies = join_all(targets.iter().zip(per_node).map(|(&i, cameras)| {
+        join_all(targets.iter().zip(per_node).map(|(&i, cameras)| {
             let req = ApplySettingsRequest {
                 command_id: command_id.clone(),
                 cameras,
             };
             async move { nodes[i].client.apply_camera_settings(&req).await }
         }))
-        .await;
-        let mut failures = Vec::new();
-        let mut conflict = false;
-        for (&i, r) in targets.iter().zip(&replies) {
-            if let Err(e) = r {
-                conflict |= e.is_conflict();
-                failures.push(NodeFailure {
-                    address: nodes[i].config.address.clone(),
-                    error: e.to_string(),
-                });
-            }
-        }
-        if !failures.is_empty() {
-            tracing::warn!(failures = %describe(&failures), "camera settings not applied everywhere");
-            return Err(SettingsError::ApplyFailed { conflict, failures });
-        }
-        Ok(replies)
+        .await
     }
 
     /// Refuses while a take is armed or recording.
@@ -300,14 +455,10 @@ impl CameraSettingsControl {
             .map(|n| vec![settings; n.cameras.len()])
             .collect();
         let replies = self.apply(&targets, per_node, &current).await?;
-        {
-            let mut r = self.rig_settings.lock().unwrap_or_else(|e| e.into_inner());
-            r.settings = Some(settings);
-            r.locked = false;
-        }
+        self.remember(&targets, &replies, Some(settings), false)?;
         tracing::info!(settings = %serde_json::to_string(&settings).unwrap_or_default(), nodes = targets.len(), "camera settings applied");
         self.changed();
-        Ok(self.view(&targets, replies))
+        Ok(self.view(&targets, replies.into_iter().map(Ok).collect()))
     }
 
     /// `POST /api/camera-settings/lock`.
@@ -365,14 +516,10 @@ impl CameraSettingsControl {
                 .unwrap_or_default(),
         };
         let replies = self.apply(&targets, per_node, &current).await?;
-        {
-            let mut r = self.rig_settings.lock().unwrap_or_else(|e| e.into_inner());
-            r.settings = Some(rig_settings);
-            r.locked = true;
-        }
+        self.remember(&targets, &replies, Some(rig_settings), true)?;
         tracing::info!(reference = ?req.reference, "camera settings locked");
         self.changed();
-        Ok(self.view(&targets, replies))
+        Ok(self.view(&targets, replies.into_iter().map(Ok).collect()))
     }
 
     /// `POST /api/camera-settings/unlock`: exposure, gain, white balance and focus back to
@@ -388,14 +535,10 @@ impl CameraSettingsControl {
             .collect();
         let rig_settings = per_node.iter().find_map(|n| n.first().copied());
         let replies = self.apply(&targets, per_node, &current).await?;
-        {
-            let mut r = self.rig_settings.lock().unwrap_or_else(|e| e.into_inner());
-            r.settings = rig_settings;
-            r.locked = false;
-        }
+        self.remember(&targets, &replies, rig_settings, false)?;
         tracing::info!("camera settings unlocked");
         self.changed();
-        Ok(self.view(&targets, replies))
+        Ok(self.view(&targets, replies.into_iter().map(Ok).collect()))
     }
 }
 

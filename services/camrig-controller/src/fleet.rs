@@ -121,7 +121,6 @@ impl Fleet {
     /// Polls one node's status forever: at once, then twice a second in the node's own
     /// [`Self::phase`] of the period.
     pub async fn poll_status(&self, index: usize) {
-        let slot = &self.nodes[index];
         let first = tokio::time::Instant::now() + self.phase(index, STATUS_PERIOD);
         let mut ticker = tokio::time::interval_at(first, STATUS_PERIOD);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -131,17 +130,24 @@ impl Fleet {
                 ticker.tick().await;
             }
             started = true;
-            let result = slot.client.status().await;
-            let mut live = slot.live.write().expect("fleet lock poisoned");
-            match result {
-                Ok(status) => {
-                    live.last_ok = Some(Instant::now());
-                    live.last_seen_ns = Some(now_unix_ns());
-                    live.status = Some(status);
-                    live.error = None;
-                }
-                Err(e) => live.error = Some(e.to_string()),
+            self.refresh_status(index).await;
+        }
+    }
+
+    /// Reads one node's status now (between polls: after a change that alters it, such as
+    /// a new frame rate).
+    pub async fn refresh_status(&self, index: usize) {
+        let slot = &self.nodes[index];
+        let result = slot.client.status().await;
+        let mut live = slot.live.write().expect("fleet lock poisoned");
+        match result {
+            Ok(status) => {
+                live.last_ok = Some(Instant::now());
+                live.last_seen_ns = Some(now_unix_ns());
+                live.status = Some(status);
+                live.error = None;
             }
+            Err(e) => live.error = Some(e.to_string()),
         }
     }
 

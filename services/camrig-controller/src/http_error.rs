@@ -69,12 +69,22 @@ impl From<SettingsError> for ApiError {
             SettingsError::ApplyFailed {
                 conflict: false, ..
             } => StatusCode::BAD_GATEWAY,
-            SettingsError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            SettingsError::Store(_) | SettingsError::NotSaved(_) => {
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
         };
         let nodes = match &e {
-            SettingsError::NodesUnreadable(f) | SettingsError::ApplyFailed { failures: f, .. } => {
-                f.clone()
-            }
+            SettingsError::NodesUnreadable(f) => f.clone(),
+            SettingsError::ApplyFailed {
+                failures, stuck, ..
+            } => failures
+                .iter()
+                .cloned()
+                .chain(stuck.iter().map(|s| NodeFailure {
+                    address: s.address.clone(),
+                    error: format!("could not be set back, keeps the new settings: {}", s.error),
+                }))
+                .collect(),
             _ => Vec::new(),
         };
         if let SettingsError::Store(inner) = e {

@@ -21,7 +21,7 @@ use crate::views::{
 };
 
 /// Bumped with every schema change; older databases are migrated in [`Store::open`].
-pub const SCHEMA_VERSION: i64 = 3;
+pub const SCHEMA_VERSION: i64 = 4;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -119,6 +119,12 @@ ALTER TABLE take_nodes ADD COLUMN rtt_stop_ns INTEGER;
 ALTER TABLE takes ADD COLUMN sync_verdict TEXT;
 ALTER TABLE takes ADD COLUMN sync_error TEXT;
 ",
+    "
+CREATE TABLE camera_settings (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    state TEXT NOT NULL
+);
+",
 ];
 
 impl Store {
@@ -173,6 +179,28 @@ impl Store {
         f(&mut conn).map_err(|source| StoreError::Sqlite {
             path: self.path.clone(),
             source,
+        })
+    }
+
+    /// The rig's camera settings as this controller last applied them (JSON, owned by
+    /// [`crate::camera_settings`]); `None` before the first change.
+    pub fn camera_settings(&self) -> Result<Option<String>, StoreError> {
+        self.with(|c| {
+            c.query_row("SELECT state FROM camera_settings WHERE id = 1", [], |r| {
+                r.get(0)
+            })
+            .optional()
+        })
+    }
+
+    pub fn set_camera_settings(&self, state: &str) -> Result<(), StoreError> {
+        self.with(|c| {
+            c.execute(
+                "INSERT INTO camera_settings (id, state) VALUES (1, ?1)
+                 ON CONFLICT (id) DO UPDATE SET state = excluded.state",
+                params![state],
+            )
+            .map(drop)
         })
     }
 
@@ -863,6 +891,19 @@ mod tests {
             .pragma_query_value(None, "user_version", |r| r.get(0))
             .unwrap();
         assert_eq!(version, SCHEMA_VERSION);
+    }
+
+    #[test]
+    fn camera_settings_survive_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("takes.sqlite3");
+        let s = Store::open(&path).unwrap();
+        assert_eq!(s.camera_settings().unwrap(), None);
+        s.set_camera_settings("{\"a\":1}").unwrap();
+        s.set_camera_settings("{\"a\":2}").unwrap();
+        drop(s);
+        let s = Store::open(&path).unwrap();
+        assert_eq!(s.camera_settings().unwrap().as_deref(), Some("{\"a\":2}"));
     }
 
     #[test]

@@ -265,9 +265,9 @@ pub struct SettingsError {
 
 impl CameraLimits {
     /// Checks `s` against what the camera supports; `configured_fps` is the node's rate
-    /// (`camera.fps`). Exposure longer than the frame period is refused. A fixed frame rate
-    /// must be the configured one: a node's rate (its encoders, its phase lock) is set when
-    /// it starts and does not change while it runs.
+    /// (`camera.fps`), which `frame_rate: "auto"` keeps. A fixed frame rate must be inside
+    /// the camera's range (the node reopens its cameras at the new rate between takes);
+    /// exposure longer than the frame period is refused.
     pub fn check(
         &self,
         s: &CameraSettings,
@@ -287,12 +287,9 @@ impl CameraLimits {
             AutoOr::Auto => configured_fps,
             AutoOr::Fixed(fps) => match &self.frame_rate {
                 None => return fail(unsupported("frame_rate", "FrameDurationLimits")),
-                Some(r) if !r.contains(fps) => {
-                    return fail(format!("frame_rate {fps} is outside the camera's range {r} fps"))
-                }
-                Some(_) if (fps - configured_fps).abs() > 1e-6 => {
+                Some(r) if !r.contains(fps) || fps <= 0.0 => {
                     return fail(format!(
-                        "frame_rate {fps}: the node records at {configured_fps} fps (camera.fps in its config), which does not change while it runs; set camera.fps there"
+                        "frame_rate {fps} is outside the camera's range {r} fps"
                     ))
                 }
                 Some(_) => fps,
@@ -417,6 +414,66 @@ pub fn metadata_csv_row(frame_index: u64, timestamp_ns: i64, c: &AppliedControls
         cell(c.colour_gains.map(|g| g[1])),
         cell(c.lens_position),
     )
+}
+
+/// The range of the values a camera applied over a take, from its segments'
+/// `_metadata.csv` (what the sync report shows per camera); `None` where it reported none.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct AppliedRange {
+    /// Rows read (frames with metadata).
+    pub frames: u64,
+    pub exposure_us: Option<Range>,
+    pub analogue_gain: Option<Range>,
+    pub colour_gain_red: Option<Range>,
+    pub colour_gain_blue: Option<Range>,
+    pub lens_position: Option<Range>,
+}
+
+impl AppliedRange {
+    /// Adds the rows of one `_metadata.csv` (its header names the columns).
+    pub fn add_csv(&mut self, text: &str) -> Result<(), String> {
+        let mut lines = text.lines();
+        let header: Vec<&str> = lines
+            .next()
+            .ok_or("empty metadata file")?
+            .split(',')
+            .collect();
+        let col = |name: &str| header.iter().position(|h| *h == name);
+        let columns = [
+            col("exposure_us"),
+            col("analogue_gain"),
+            col("colour_gain_red"),
+            col("colour_gain_blue"),
+            col("lens_position"),
+        ];
+        if col("frame_index").is_none() {
+            return Err("no frame_index column: not a camrig metadata file".into());
+        }
+        for (n, line) in lines.enumerate() {
+            let cells: Vec<&str> = line.split(',').collect();
+            let ranges = [
+                &mut self.exposure_us,
+                &mut self.analogue_gain,
+                &mut self.colour_gain_red,
+                &mut self.colour_gain_blue,
+                &mut self.lens_position,
+            ];
+            for (c, range) in columns.iter().zip(ranges) {
+                let Some(cell) = c.and_then(|c| cells.get(c)).filter(|v| !v.is_empty()) else {
+                    continue;
+                };
+                let v: f64 = cell
+                    .parse()
+                    .map_err(|_| format!("row {}: {cell:?} is not a number", n + 2))?;
+                *range = Some(match *range {
+                    None => Range::new(v, v),
+                    Some(r) => Range::new(r.min.min(v), r.max.max(v)),
+                });
+            }
+            self.frames += 1;
+        }
+        Ok(())
+    }
 }
 
 /// `PUT /v1/camera-settings`: one entry per camera in index order, or a single entry for
@@ -557,18 +614,32 @@ mod tests {
             "cam",
         )
         .unwrap();
+        // Another rate than the node's configured one is fine inside the camera's range...
+        l.check(
+            &CameraSettings {
+                frame_rate: AutoOr::Fixed(20.0),
+                ..Default::default()
+            },
+            30.0,
+            "cam",
+        )
+        .unwrap();
+        // ...and refused above it, naming the camera and the range.
         let e = l
             .check(
                 &CameraSettings {
-                    frame_rate: AutoOr::Fixed(20.0),
+                    frame_rate: AutoOr::Fixed(90.0),
                     ..Default::default()
                 },
                 30.0,
-                "cam",
+                "node 10.0.0.2 camera 1 (synthetic)",
             )
             .unwrap_err()
             .to_string();
-        assert!(e.contains("camera.fps"), "{e}");
+        assert!(
+            e.contains("node 10.0.0.2 camera 1") && e.contains("1-60 fps"),
+            "{e}"
+        );
         let e = l
             .check(
                 &CameraSettings {
@@ -593,6 +664,34 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("daylight, tungsten"), "{e}");
+    }
+
+    #[test]
+    fn applied_ranges_summarise_metadata_files() {
+        let mut r = AppliedRange::default();
+        let c = |e, g| AppliedControls {
+            exposure_us: Some(e),
+            analogue_gain: Some(g),
+            colour_gains: None,
+            lens_position: None,
+        };
+        let csv = |rows: &[(u64, AppliedControls)]| {
+            rows.iter()
+                .fold(METADATA_CSV_HEADER.to_owned(), |acc, (i, a)| {
+                    acc + &metadata_csv_row(*i, 0, a)
+                })
+        };
+        r.add_csv(&csv(&[(0, c(8000, 1.0)), (1, c(9000, 2.5))]))
+            .unwrap();
+        r.add_csv(&csv(&[(2, c(7000, 1.5))])).unwrap();
+        assert_eq!(r.frames, 3);
+        assert_eq!(r.exposure_us, Some(Range::new(7000.0, 9000.0)));
+        assert_eq!(r.analogue_gain, Some(Range::new(1.0, 2.5)));
+        assert_eq!(r.colour_gain_red, None);
+        assert!(r
+            .add_csv("frame_index,exposure_us\n0,fast\n")
+            .unwrap_err()
+            .contains("fast"));
     }
 
     #[test]

@@ -12,10 +12,13 @@
 //! adds nothing). A node's bound is the largest, over START and STOP, of what chrony says
 //! (|offset| + root dispersion + half the root delay) and what the controller measured
 //! (|offset| + half the probe's round trip); a node with neither is "unknown" and fails the
-//! take. Reading the take directory is [`crate::take_dir`]'s job.
+//! take. Each camera's entry also carries the settings in force at START and the range of
+//! exposure, gain and colour gains it applied (its per-frame `_metadata.csv`). Reading the
+//! take directory is [`crate::take_dir`]'s job.
 
 use std::collections::BTreeMap;
 
+use camrig_protocol::camera_settings::{AppliedRange, CameraSettings};
 use camrig_protocol::grid::FrameGrid;
 use camrig_protocol::manifest::{ClockHealth, TakeManifest};
 use camrig_protocol::phase::PhaseRecord;
@@ -32,6 +35,9 @@ pub struct NodeInput {
     pub manifest: TakeManifest,
     /// Per camera (manifest order), per segment (manifest order): the `.bin` timestamps.
     pub timestamps: Vec<Vec<Vec<UnixNanos>>>,
+    /// Per camera (manifest order): the range of what it applied, from its segments'
+    /// `_metadata.csv` (`None` for a camera without them).
+    pub applied: Vec<Option<AppliedRange>>,
     /// The controller's clock probe at START and at STOP, if it had one.
     pub probe_start: Option<Probe>,
     pub probe_stop: Option<Probe>,
@@ -122,6 +128,13 @@ pub struct CameraReport {
     pub grid_deviation_us: Percentiles,
     /// The node's phase-lock summary for this camera, when its manifest has one.
     pub phase: Option<PhaseRecord>,
+    /// The camera settings in force at START (the manifest's).
+    #[serde(default)]
+    pub settings: Option<CameraSettings>,
+    /// The range of exposure, gain, colour gains and lens position the camera applied over
+    /// the take (its per-frame metadata).
+    #[serde(default)]
+    pub applied: Option<AppliedRange>,
 }
 
 /// A dropped frame: the slot with no frame, and the frame before it.
@@ -283,7 +296,7 @@ pub fn compute(
                 given: node.timestamps.len(),
             });
         }
-        for (cam, segs) in m.cameras.iter().zip(&node.timestamps) {
+        for (k, (cam, segs)) in m.cameras.iter().zip(&node.timestamps).enumerate() {
             let label = camera_label(cam.index);
             let mut frames = Vec::with_capacity(cam.frames as usize);
             for (seg, ts) in cam.segments.iter().zip(segs) {
@@ -329,6 +342,8 @@ pub fn compute(
                     last_slot: frames.last().map(|f| f.0),
                     grid_deviation_us: percentiles_us(deviations),
                     phase: cam.phase.clone(),
+                    settings: cam.settings,
+                    applied: node.applied.get(k).copied().flatten(),
                 },
                 node_index,
                 frames,
@@ -704,6 +719,7 @@ mod tests {
                 files: vec![],
             },
             timestamps: vec![per_segment],
+            applied: Vec::new(),
             probe_start: Some(Probe {
                 offset_ns: 30_000,
                 rtt_ns: Some(100_000),

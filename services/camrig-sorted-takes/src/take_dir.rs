@@ -7,7 +7,8 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use camrig_protocol::manifest::TakeManifest;
+use camrig_protocol::camera_settings::AppliedRange;
+use camrig_protocol::manifest::{SegmentRecord, TakeManifest};
 use camrig_protocol::timestamps;
 
 use crate::sync_report::{self, NodeInput, Probe, ReportError, SyncReport};
@@ -46,6 +47,8 @@ pub enum TakeDirError {
     Hash { path: PathBuf },
     #[error("{path}: {message}; download the take again")]
     Timestamps { path: PathBuf, message: String },
+    #[error("{path}: {message}; download the take again")]
+    Metadata { path: PathBuf, message: String },
     #[error("{dir}: manifests disagree on the take name ({a} vs {b})")]
     MixedTakes { dir: PathBuf, a: String, b: String },
     #[error(transparent)]
@@ -117,7 +120,9 @@ pub fn read(dir: &Path, check: Check) -> Result<(String, Vec<SortedNode>), TakeD
         }
         check_files(&folder, &manifest, check)?;
         let mut timestamps = Vec::with_capacity(manifest.cameras.len());
+        let mut applied = Vec::with_capacity(manifest.cameras.len());
         for cam in &manifest.cameras {
+            applied.push(applied_range(&folder, &cam.segments)?);
             let mut segs = Vec::with_capacity(cam.segments.len());
             for seg in &cam.segments {
                 let p = folder.join(&seg.timestamps_bin);
@@ -147,6 +152,7 @@ pub fn read(dir: &Path, check: Check) -> Result<(String, Vec<SortedNode>), TakeD
                 address,
                 manifest,
                 timestamps,
+                applied,
                 probe_start: None,
                 probe_stop: None,
             },
@@ -156,6 +162,33 @@ pub fn read(dir: &Path, check: Check) -> Result<(String, Vec<SortedNode>), TakeD
         Some(t) => Ok((t, nodes)),
         None => Err(TakeDirError::NoNodes(dir.to_owned())),
     }
+}
+
+/// The range of what a camera applied, from its segments' `_metadata.csv` (`None` when
+/// none has one: takes from before per-frame metadata).
+fn applied_range(
+    folder: &Path,
+    segments: &[SegmentRecord],
+) -> Result<Option<AppliedRange>, TakeDirError> {
+    let mut range = None::<AppliedRange>;
+    for csv in segments.iter().filter_map(|s| s.metadata_csv.as_ref()) {
+        let p = folder.join(csv);
+        let text = std::fs::read_to_string(&p).map_err(|source| match source.kind() {
+            std::io::ErrorKind::NotFound => TakeDirError::Missing { path: p.clone() },
+            _ => TakeDirError::Io {
+                path: p.clone(),
+                source,
+            },
+        })?;
+        range
+            .get_or_insert_with(AppliedRange::default)
+            .add_csv(&text)
+            .map_err(|message| TakeDirError::Metadata {
+                path: p.clone(),
+                message,
+            })?;
+    }
+    Ok(range)
 }
 
 fn check_files(folder: &Path, m: &TakeManifest, check: Check) -> Result<(), TakeDirError> {

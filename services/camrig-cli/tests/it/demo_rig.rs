@@ -432,6 +432,39 @@ async fn demo_rig_driven_from_the_browser_and_the_cli() {
     );
     let (ok, text) = cli(&url, &["camera-settings", "set", "--gain", "99"]);
     assert!(!ok && text.contains("1-16"), "{text}");
+    // A frame rate from the page, on the first node only (the nodes field), then auto again.
+    let first = js(
+        &client,
+        "return document.querySelector('#settings-cameras tr[data-node]').dataset.node",
+    )
+    .await;
+    let first = first.as_str().unwrap().to_owned();
+    for (fps, nodes, want) in [
+        ("25", first.as_str(), "['25', 'auto (30)']"),
+        ("auto", "", "['auto (30)', 'auto (30)']"),
+    ] {
+        for (field, value) in [("#set-fps", fps), ("#set-nodes", nodes)] {
+            let input = client.find(Locator::Css(field)).await.unwrap();
+            input.clear().await.unwrap();
+            input.send_keys(value).await.unwrap();
+        }
+        client
+            .find(Locator::Css("#btn-settings-apply"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        wait_js(
+            &client,
+            &format!("frame rates {want} in the panel"),
+            &format!(
+                "return JSON.stringify([...document.querySelectorAll('#settings-cameras tr[data-node] .fps')].map(c => c.textContent)) === JSON.stringify({want})"
+            ),
+            Duration::from_secs(15),
+        )
+        .await;
+    }
     // LOCK to each camera's own values from the page, then back to auto.
     click(&client, "#btn-settings-lock").await;
     wait_js(

@@ -407,20 +407,25 @@ function renderCameraSettings() {
   const v = cameraSettings;
   if (!v) return;
   $("settings-locked").textContent = v.locked ? "(locked)" : "";
+  $("settings-mismatch").textContent = v.mismatched && v.mismatched.length
+    ? "not using the settings last applied (restarted?): " + v.mismatched.join(", ") + " — APPLY or LOCK again"
+    : "";
   const rows = [];
   const refs = ['<option value="">each camera\'s own values</option>'];
   for (const n of v.nodes) {
     if (n.error) {
-      rows.push(`<tr><td>${esc(n.name || n.address)}</td><td colspan="5" class="bad">${esc(n.error)}</td></tr>`);
+      rows.push(`<tr><td>${esc(n.name || n.address)}</td><td colspan="6" class="bad">${esc(n.error)}</td></tr>`);
       continue;
     }
     for (const c of n.cameras) {
       const s = c.settings, a = c.applied || {};
       const cell = (want, got) => `${esc(settingText(want))}<span class="muted small"> ${got == null ? "" : "→ " + esc(settingText(got))}</span>`;
-      rows.push(`<tr data-node="${esc(n.address)}" data-camera="${c.index}"><td>${esc(n.name || n.address)}</td>` +
+      const differs = n.matches === false ? ' <span class="bad small">not as applied</span>' : "";
+      rows.push(`<tr data-node="${esc(n.address)}" data-camera="${c.index}"><td>${esc(n.name || n.address)}${differs}</td>` +
         `<td>${c.index} ${esc(c.model)}</td><td class="exposure">${cell(s.exposure_us, a.exposure_us)}</td>` +
         `<td class="gain">${cell(s.analogue_gain, a.analogue_gain)}</td><td class="awb">${cell(s.awb, a.colour_gains)}</td>` +
-        `<td>${cell(s.focus, a.lens_position)}</td></tr>`);
+        `<td>${cell(s.focus, a.lens_position)}</td>` +
+        `<td class="fps">${esc(s.frame_rate === "auto" ? "auto (" + c.configured_fps + ")" : settingText(s.frame_rate))}</td></tr>`);
       refs.push(`<option value="${esc(n.address)}:${c.index}">${esc(n.name || n.address)} camera ${c.index}</option>`);
     }
   }
@@ -449,8 +454,11 @@ $("settings-form").addEventListener("submit", (e) => {
       awb: gains.length === 2 && gains.every(Number.isFinite) ? { red: gains[0], blue: gains[1] } : awbText,
       focus: settingValue("set-focus"),
       noise_reduction: $("set-nr").value,
+      frame_rate: settingValue("set-fps"),
     };
-    cameraSettings = await api("PUT", "/api/camera-settings", body);
+    const nodes = $("set-nodes").value.split(",").map((a) => a.trim()).filter(Boolean);
+    const query = nodes.length ? "?nodes=" + encodeURIComponent(nodes.join(",")) : "";
+    cameraSettings = await api("PUT", "/api/camera-settings" + query, body);
     renderCameraSettings();
   });
 });

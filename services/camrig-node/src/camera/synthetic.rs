@@ -134,8 +134,8 @@ impl SyntheticBackend {
             sensors.push(Some((SensorModel::new(params, first, lines), lock)));
         }
         SyntheticBackend {
-            controls: Arc::new(SyntheticControls(
-                (0..camera.count)
+            controls: Arc::new(SyntheticControls {
+                cameras: (0..camera.count)
                     .map(|i| {
                         Arc::new(SensorControls::new(
                             camera.fps,
@@ -143,7 +143,8 @@ impl SyntheticBackend {
                         ))
                     })
                     .collect(),
-            )),
+                max_fps: faults.max_fps,
+            }),
             cameras: vec![info; camera.count],
             faults: faults.clone(),
             sensors,
@@ -182,7 +183,7 @@ impl CaptureBackend for SyntheticBackend {
             let render = Renderer {
                 index,
                 info: info.clone(),
-                controls: self.controls.0[index].clone(),
+                controls: self.controls.cameras[index].clone(),
                 noise: self.faults.noise,
                 rx,
                 sink: sink.clone(),
@@ -217,17 +218,20 @@ impl CaptureBackend for SyntheticBackend {
     }
 }
 
-/// Every synthetic camera's [`SensorControls`].
-struct SyntheticControls(Vec<Arc<SensorControls>>);
+/// Every synthetic camera's [`SensorControls`], and the sensors' maximum frame rate.
+struct SyntheticControls {
+    cameras: Vec<Arc<SensorControls>>,
+    max_fps: f64,
+}
 
 impl CameraControls for SyntheticControls {
     fn limits(&self, _camera: usize) -> CameraLimits {
-        synthetic_exposure::limits()
+        synthetic_exposure::limits(self.max_fps)
     }
 
     fn apply(&self, camera: usize, settings: &CameraSettings) -> Result<(), CaptureError> {
         let c = self
-            .0
+            .cameras
             .get(camera)
             .ok_or_else(|| CaptureError::Camera(format!("no camera {camera}")))?;
         c.set(*settings);

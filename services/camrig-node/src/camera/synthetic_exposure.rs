@@ -26,8 +26,9 @@ pub const NEUTRAL_GAINS: [f32; 2] = [1.6, 1.6];
 const DRIFT_PERIOD_S: f64 = 30.0;
 const DRIFT_DEPTH: f64 = 0.15;
 
-/// What a synthetic camera supports: like a Pi camera without autofocus.
-pub fn limits() -> CameraLimits {
+/// What a synthetic camera supports: like a Pi camera without autofocus, up to its sensor's
+/// maximum frame rate (`synthetic.max_fps`).
+pub fn limits(max_fps: f64) -> CameraLimits {
     CameraLimits {
         exposure_us: Some(Range::new(100.0, 1_000_000.0)),
         analogue_gain: Some(Range::new(1.0, 16.0)),
@@ -40,7 +41,7 @@ pub fn limits() -> CameraLimits {
             NoiseReduction::HighQuality,
             NoiseReduction::Minimal,
         ],
-        frame_rate: Some(Range::new(1.0, 240.0)),
+        frame_rate: Some(Range::new(1.0, max_fps)),
         auto_exposure: true,
         auto_white_balance: true,
         auto_focus: false,

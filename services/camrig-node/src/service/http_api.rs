@@ -319,7 +319,7 @@ async fn preview_jpg(
     State(node): State<Arc<Node>>,
     Path(n): Path<String>,
 ) -> Result<Response, ApiError> {
-    let count = node.cameras.len();
+    let count = node.camera_count();
     let index = n
         .parse::<usize>()
         .ok()

@@ -21,13 +21,13 @@ use camrig_protocol::take_name::TakeName;
 use camrig_protocol::{now_unix_ns, UnixNanos};
 use camrig_systemd::watchdog::Progress;
 
-use super::camera_settings::{ApplyError, NodeSettings};
+use super::camera_settings::{ApplyError, NodeSettings, Plan};
 use super::health::HealthProbe;
 use super::metrics::NodeMetrics;
 use super::status::{CameraStats, FrameCount};
 use super::{clock_health, disk_space, status_line};
 use crate::camera::phase_lock::PhaseMonitor;
-use crate::camera::{CameraControls, CameraInfo, Frame};
+use crate::camera::{CameraInfo, CaptureBackend, CaptureError, Frame, FrameSink};
 use crate::config::NodeConfig;
 use crate::encode::{EncoderSettings, NewEncoder};
 use crate::take::recorder::{
@@ -111,9 +111,17 @@ pub struct Node {
     pub(crate) config: NodeConfig,
     pub(crate) token: Option<String>,
     pub(crate) label: String,
-    pub(crate) cameras: Vec<CameraInfo>,
+    /// The opened cameras (their rate changes when a new frame rate reopens them).
+    cameras: RwLock<Vec<CameraInfo>>,
     /// Each camera's phase lock, as its backend runs it.
-    phase: Vec<Arc<PhaseMonitor>>,
+    phase: RwLock<Vec<Arc<PhaseMonitor>>>,
+    /// The capture backend, from [`Node::attach_cameras`] until [`Node::detach_cameras`].
+    backend: Mutex<Option<Box<dyn CaptureBackend>>>,
+    /// How the composition root opens the cameras for a config (to reopen them at a new
+    /// frame rate).
+    open_cameras: OpenCameras,
+    /// Where the backend delivers frames (to this node), for a reopened backend.
+    sink: Mutex<Option<FrameSink>>,
     /// Set when no camera could be opened: START is refused and STATUS says so.
     camera_problem: Option<String>,
     stats: Vec<CameraStats>,
@@ -136,13 +144,15 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// What the composition root opened for the node: the cameras (none when it could not, and
-/// why), each camera's phase lock and the settings controls of its backend.
+/// Opens the node's cameras for a config ([`super::run::open_cameras`]).
+pub(super) type OpenCameras = fn(&NodeConfig) -> Result<Box<dyn CaptureBackend>, CaptureError>;
+
+/// What the composition root opened for the node: the camera backend (none when it could
+/// not, and why) and how to open it again.
 pub(super) struct OpenedCameras {
-    pub(super) cameras: Vec<CameraInfo>,
-    pub(super) phase: Vec<Arc<PhaseMonitor>>,
-    pub(super) controls: Option<Arc<dyn CameraControls>>,
+    pub(super) backend: Option<Box<dyn CaptureBackend>>,
     pub(super) problem: Option<String>,
+    pub(super) open: OpenCameras,
 }
 
 impl Node {
@@ -156,24 +166,19 @@ impl Node {
         new_encoder: NewEncoder,
     ) -> Arc<Node> {
         let OpenedCameras {
-            cameras,
-            phase,
-            controls,
+            backend,
             problem: camera_problem,
+            open,
         } = opened;
+        let cameras = backend
+            .as_ref()
+            .map(|b| b.cameras().to_vec())
+            .unwrap_or_default();
+        let phase = backend.as_ref().map(|b| b.phase()).unwrap_or_default();
         let label = node_label(&config);
-        let settings = controls.map(|c| NodeSettings::new(c, cameras.clone(), &label));
-        let mut settings_problem = None;
-        if let Some(s) = &settings {
-            // The config's defaults, checked like any request: a value the camera cannot take
-            // is a problem STATUS shows, and the camera stays on automatic.
-            if let Err(e) = s.apply(&[config.camera_settings]) {
-                tracing::error!("camera_settings in the config: {e}");
-                settings_problem = Some(format!(
-                    "camera_settings in the config not applied, cameras on automatic: {e}"
-                ));
-            }
-        }
+        let settings = backend
+            .as_ref()
+            .map(|b| NodeSettings::new(b.controls(), cameras.clone(), config.camera.fps, &label));
         let metrics = NodeMetrics::new(cameras.len());
         Arc::new(Node {
             label,
@@ -184,13 +189,15 @@ impl Node {
                 .collect(),
             metrics,
             health: HealthProbe::new(config.health.sysfs_root.clone()),
-            cameras,
-            phase,
+            cameras: RwLock::new(cameras),
+            phase: RwLock::new(phase),
+            backend: Mutex::new(backend),
+            open_cameras: open,
+            sink: Mutex::new(None),
             camera_problem,
             active: RwLock::new(None),
             inner: Mutex::new(Inner {
                 recovered,
-                problem: settings_problem,
                 ..Inner::default()
             }),
             command_lock: Mutex::new(()),
@@ -199,6 +206,65 @@ impl Node {
             new_encoder,
             config,
         })
+    }
+
+    /// Starts the cameras (delivering to this node), then applies the config's
+    /// `[camera_settings]`, checked like any request: a value a camera cannot take is a
+    /// problem STATUS shows, and the cameras stay on automatic at `camera.fps`.
+    pub(super) fn attach_cameras(self: &Arc<Self>) -> Result<(), CaptureError> {
+        if let Some(b) = lock(&self.backend).as_mut() {
+            b.start(self.sink())?;
+        }
+        if self.settings.is_some() {
+            let _one_at_a_time = lock(&self.command_lock);
+            if let Err(e) = self.change_settings(&[self.config.camera_settings]) {
+                tracing::error!("camera_settings in the config: {e}");
+                lock(&self.inner).problem = Some(format!(
+                    "camera_settings in the config not applied, cameras on automatic: {e}"
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The backend, for the composition root to stop at shutdown.
+    pub(super) fn detach_cameras(&self) -> Option<Box<dyn CaptureBackend>> {
+        lock(&self.backend).take()
+    }
+
+    /// Frames to this node; kept to give a reopened backend.
+    fn sink(self: &Arc<Self>) -> FrameSink {
+        let weak = Arc::downgrade(self);
+        let sink: FrameSink = Arc::new(move |frame| {
+            if let Some(n) = weak.upgrade() {
+                n.on_frame(frame);
+            }
+        });
+        *lock(&self.sink) = Some(sink.clone());
+        sink
+    }
+
+    pub(crate) fn camera_count(&self) -> usize {
+        self.stats.len()
+    }
+
+    pub(crate) fn cameras(&self) -> Vec<CameraInfo> {
+        self.cameras
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    fn phase_monitors(&self) -> Vec<Arc<PhaseMonitor>> {
+        self.phase.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// The rate the cameras run at now.
+    fn fps(&self) -> f64 {
+        self.cameras()
+            .first()
+            .map(|c| c.fps)
+            .unwrap_or(self.config.camera.fps)
     }
 
     /// What the watchdog watches: frames arriving (or, without a camera, the status loop).
@@ -266,15 +332,16 @@ impl Node {
             Some(t) => t.live(),
             None => inner.last_live.clone(),
         };
-        let n = self.cameras.len();
-        let cameras = self
-            .cameras
+        let infos = self.cameras();
+        let phase = self.phase_monitors();
+        let n = infos.len();
+        let cameras = infos
             .iter()
             .enumerate()
             .map(|(index, c)| {
                 let l = live.get(index).cloned().unwrap_or_default();
                 let mut status = self.stats[index].camera_status(index, n, c, l);
-                status.phase = self.phase.get(index).map(|m| m.status());
+                status.phase = phase.get(index).map(|m| m.status());
                 status
             })
             .collect();
@@ -331,13 +398,14 @@ impl Node {
     /// Bytes per second a take of every camera writes, from the config: H.264 at its
     /// bitrate; MJPEG at 2 bits per pixel (grainy 720p at quality 85 measures about that).
     fn estimated_take_rate(&self) -> u64 {
-        let cameras = self.cameras.len().max(1) as f64;
+        let cameras = self.camera_count().max(1) as f64;
         let c = &self.config.camera;
+        let fps = self.fps();
         let per_camera = match self.config.recording.codec {
             naming::Codec::H264 => {
                 f64::from(self.config.recording.h264_bitrate_kbps) * 1000.0 / 8.0
             }
-            naming::Codec::Mjpeg => f64::from(c.width) * f64::from(c.height) * c.fps * 2.0 / 8.0,
+            naming::Codec::Mjpeg => f64::from(c.width) * f64::from(c.height) * fps * 2.0 / 8.0,
         };
         (per_camera * cameras).ceil() as u64
     }
@@ -447,7 +515,7 @@ impl Node {
             start_at: req.start_at_ns,
             codec: self.config.recording.codec,
             segment_seconds: self.config.recording.segment_seconds,
-            cameras: self.cameras.clone(),
+            cameras: self.cameras(),
             encoder: self.encoder_settings(self.config.recording.codec),
             new_encoder: self.new_encoder,
             min_free_bytes: floor,
@@ -455,7 +523,7 @@ impl Node {
             layout: Layout::Take(TakeFiles::new(&req.take, &self.label, req.start_at_ns)),
             counters: self.stats.iter().map(|s| s.counters.clone()).collect(),
             settings: self.camera_settings_now(),
-            phase: self.phase.clone(),
+            phase: self.phase_monitors(),
         };
         let handle = self.launch(spec).map_err(|e| {
             let _ = std::fs::remove_dir_all(&dir);
@@ -502,7 +570,7 @@ impl Node {
             codec,
             mjpeg_quality: self.config.recording.mjpeg_quality,
             h264_bitrate_kbps: self.config.recording.h264_bitrate_kbps,
-            fps: self.config.camera.fps,
+            fps: self.fps(),
             hardware: self.config.recording.encoder,
         }
     }
@@ -578,7 +646,9 @@ impl Node {
         &self,
         req: &ApplySettingsRequest,
     ) -> Result<NodeCameraSettings, CommandError> {
-        let settings = self.settings.as_ref().ok_or_else(|| self.no_camera())?;
+        if self.settings.is_none() {
+            return Err(self.no_camera());
+        }
         // Under the command lock: no START can arm a take while the settings change.
         let _one_at_a_time = lock(&self.command_lock);
         if let Some(t) = self.active() {
@@ -588,7 +658,7 @@ impl Node {
                 t.take
             )));
         }
-        settings.apply(&req.cameras).map_err(|e| match e {
+        self.change_settings(&req.cameras).map_err(|e| match e {
             ApplyError::Invalid(_) | ApplyError::Unsupported(_) => {
                 CommandError::BadRequest(e.to_string())
             }
@@ -596,6 +666,90 @@ impl Node {
         })?;
         tracing::info!(command_id = %req.command_id, settings = %serde_json::to_string(&req.cameras).unwrap_or_default(), "camera settings applied");
         self.camera_settings()
+    }
+
+    /// Checks `requested` whole, reopens the cameras when it asks for another frame rate
+    /// than they run at, then applies it. The caller holds the command lock and no take is
+    /// armed or recording.
+    fn change_settings(
+        &self,
+        requested: &[camrig_protocol::camera_settings::CameraSettings],
+    ) -> Result<(), ApplyError> {
+        let Some(settings) = self.settings.as_ref() else {
+            return Ok(());
+        };
+        let plan = settings.plan(requested)?;
+        let running = self.fps();
+        if (plan.fps - running).abs() > 1e-9 {
+            if let Err(e) = self.reopen_at(plan.fps, running) {
+                // Reopened at the old rate (or not at all): its settings again.
+                let _ = settings.set(&Plan {
+                    settings: settings.current(),
+                    fps: running,
+                });
+                return Err(e);
+            }
+        }
+        settings.set(&plan)
+    }
+
+    /// Stops the cameras and opens them again at `fps` (each camera's phase lock then locks
+    /// to that rate's grid); if they cannot be opened at `fps`, opens them again at
+    /// `running` and says why.
+    fn reopen_at(&self, fps: f64, running: f64) -> Result<(), ApplyError> {
+        let mut slot = lock(&self.backend);
+        let (Some(mut old), Some(sink)) = (slot.take(), lock(&self.sink).clone()) else {
+            return Err(ApplyError::Backend("no camera is open".into()));
+        };
+        tracing::info!(
+            from = running,
+            to = fps,
+            "reopening the cameras at a new frame rate"
+        );
+        // Every lent buffer goes back before the camera stops.
+        self.release_frames();
+        old.stop();
+        drop(old);
+        let open = |fps: f64| -> Result<Box<dyn CaptureBackend>, CaptureError> {
+            let mut config = self.config.clone();
+            config.camera.fps = fps;
+            let mut b = (self.open_cameras)(&config)?;
+            if b.cameras().len() != self.camera_count() {
+                return Err(CaptureError::Camera(format!(
+                    "{} camera(s) found where {} were open",
+                    b.cameras().len(),
+                    self.camera_count()
+                )));
+            }
+            self.releasing_frames.store(false, Ordering::SeqCst);
+            b.start(sink.clone())?;
+            Ok(b)
+        };
+        let (backend, result) = match open(fps) {
+            Ok(b) => (Some(b), Ok(())),
+            Err(e) => {
+                let why = format!("the cameras could not be opened at {fps} fps: {e}");
+                tracing::error!("{why}; opening them again at {running} fps");
+                match open(running) {
+                    Ok(b) => (Some(b), Err(ApplyError::Backend(why))),
+                    Err(e2) => {
+                        let why =
+                            format!("{why}; nor again at {running} fps: {e2}; restart the node");
+                        lock(&self.inner).problem = Some(why.clone());
+                        (None, Err(ApplyError::Backend(why)))
+                    }
+                }
+            }
+        };
+        if let Some(b) = &backend {
+            *self.cameras.write().unwrap_or_else(|e| e.into_inner()) = b.cameras().to_vec();
+            *self.phase.write().unwrap_or_else(|e| e.into_inner()) = b.phase();
+            if let Some(s) = &self.settings {
+                s.reopened(b.controls());
+            }
+        }
+        *slot = backend;
+        result
     }
 
     pub(crate) fn stop_take(&self, req: &StopRequest) -> Result<CommandReply, CommandError> {
@@ -714,7 +868,7 @@ impl Node {
                     }
                 }
             }
-            if self.cameras.is_empty() {
+            if self.camera_count() == 0 {
                 // Nothing produces frames, but the service is alive and says why in STATUS;
                 // restarting it in a loop would not find a camera either.
                 self.progress.tick();
@@ -753,7 +907,7 @@ impl Node {
             start_at: now,
             codec,
             segment_seconds: 0,
-            cameras: node.cameras.clone(),
+            cameras: node.cameras(),
             encoder: node.encoder_settings(codec),
             new_encoder: node.new_encoder,
             min_free_bytes: node.config.min_free_bytes(),
@@ -761,7 +915,7 @@ impl Node {
             layout: Layout::Standalone,
             counters: node.stats.iter().map(|s| s.counters.clone()).collect(),
             settings: node.camera_settings_now(),
-            phase: node.phase.clone(),
+            phase: node.phase_monitors(),
         };
         node.launch(spec)?;
         tracing::info!(dir = %dir.display(), "standalone recording started");

@@ -5,7 +5,6 @@
 
 use std::future::Future;
 use std::path::PathBuf;
-use std::sync::Arc;
 
 use camrig_protocol::manifest::StopReason;
 use camrig_protocol::naming::Codec;
@@ -102,33 +101,21 @@ pub async fn run(
     deletion::finish_interrupted(&recordings);
     let recovered = recovery::recover_all(&recordings);
 
-    let (mut backend, camera_problem) = match open_cameras(&config) {
+    let (backend, camera_problem) = match open_cameras(&config) {
         Ok(b) => (Some(b), None),
         Err(e) => {
             tracing::error!("{e}");
             (None, Some(e.to_string()))
         }
     };
-    let cameras = backend
-        .as_ref()
-        .map(|b| b.cameras().to_vec())
-        .unwrap_or_default();
     let opened = OpenedCameras {
-        cameras,
-        phase: backend.as_ref().map(|b| b.phase()).unwrap_or_default(),
-        controls: backend.as_ref().map(|b| b.controls()),
+        backend,
         problem: camera_problem,
+        open: open_cameras,
     };
     let node = Node::new(config, token, opened, recovered, new_encoder);
-    if let Some(b) = backend.as_mut() {
-        let weak = Arc::downgrade(&node);
-        b.start(Arc::new(move |frame| {
-            if let Some(n) = weak.upgrade() {
-                n.on_frame(frame);
-            }
-        }))?;
-    }
-    if node.config.standalone && !node.cameras.is_empty() {
+    node.attach_cameras()?;
+    if node.config.standalone && node.camera_count() > 0 {
         node.start_standalone().map_err(NodeError::Standalone)?;
     }
     node.prepare_spare_take_dir();
@@ -139,7 +126,7 @@ pub async fn run(
     tracing::info!(
         listen = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(),
         node = %node.label,
-        cameras = node.cameras.len(),
+        cameras = node.camera_count(),
         "camrig-node serving"
     );
     camrig_systemd::notify::ready();
@@ -160,7 +147,7 @@ pub async fn run(
     status_task.abort();
     watchdog_task.abort();
     node.release_frames();
-    if let Some(mut b) = backend {
+    if let Some(mut b) = node.detach_cameras() {
         tokio::task::spawn_blocking(move || b.stop()).await.ok();
     }
     tracing::info!("camrig-node stopped");
