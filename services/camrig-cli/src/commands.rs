@@ -581,8 +581,8 @@ pub fn export(
     format: &str,
     trim_common: bool,
     out: Option<std::path::PathBuf>,
-) -> Result<(), camrig_controller::export::ExportError> {
-    use camrig_controller::export;
+) -> Result<(), camrig_sorted_takes::export::ExportError> {
+    use camrig_sorted_takes::export;
     let opts = export::Options {
         format: export::Format::parse(format)?,
         trim_common,

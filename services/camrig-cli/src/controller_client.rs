@@ -259,7 +259,7 @@ impl ControllerClient {
     pub async fn sync_report(
         &self,
         take: &str,
-    ) -> Result<camrig_controller::sync_report::SyncReport, ClientError> {
+    ) -> Result<camrig_sorted_takes::sync_report::SyncReport, ClientError> {
         self.call(
             self.http
                 .post(self.url(&format!("/api/takes/{take}/sync-report")))

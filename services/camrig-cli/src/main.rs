@@ -52,6 +52,33 @@ struct Args {
     command: Cmd,
 }
 
+/// What START may go ahead despite (`camrig start`, `camrig record`).
+#[derive(clap::Args)]
+struct StartFlags {
+    /// Go ahead when some nodes fail to arm or are unreachable.
+    #[arg(long)]
+    allow_partial: bool,
+    /// Go ahead although some node's clock is unsynchronised or off (recorded in the take).
+    #[arg(long)]
+    override_clock: bool,
+    /// Go ahead although a node is throttled, under-voltage, hot or short of disk
+    /// (recorded in the take).
+    #[arg(long)]
+    override_health: bool,
+}
+
+impl StartFlags {
+    fn request(&self, name: String, planned_seconds: Option<u64>) -> StartTake {
+        StartTake {
+            name,
+            allow_partial: self.allow_partial,
+            override_clock: self.override_clock,
+            override_health: self.override_health,
+            planned_seconds,
+        }
+    }
+}
+
 #[derive(Subcommand)]
 enum Cmd {
     /// Show the rig: every node's state, frames, disk and clock offset.
@@ -60,16 +87,8 @@ enum Cmd {
     Start {
         /// Take name: 1-64 characters of A-Z a-z 0-9 . _ -
         name: String,
-        /// Go ahead when some nodes fail to arm or are unreachable.
-        #[arg(long)]
-        allow_partial: bool,
-        /// Go ahead although some node's clock is unsynchronised or off (recorded in the take).
-        #[arg(long)]
-        override_clock: bool,
-        /// Go ahead although a node is throttled, under-voltage, hot or short of disk
-        /// (recorded in the take).
-        #[arg(long)]
-        override_health: bool,
+        #[command(flatten)]
+        flags: StartFlags,
     },
     /// Record a take of a fixed length: START, wait, STOP (Ctrl-C stops it cleanly now).
     Record {
@@ -78,12 +97,8 @@ enum Cmd {
         /// How long: 30s, 2m, 1h, 1500ms (nodes must hold that much recording).
         #[arg(long, value_parser = parse_duration)]
         duration: std::time::Duration,
-        #[arg(long)]
-        allow_partial: bool,
-        #[arg(long)]
-        override_clock: bool,
-        #[arg(long)]
-        override_health: bool,
+        #[command(flatten)]
+        flags: StartFlags,
     },
     /// Mark the current instant in the running take.
     Mark {
@@ -231,25 +246,11 @@ fn main() -> ExitCode {
         }
         let result = match args.command {
             Cmd::Status => commands::status(&client).await,
-            Cmd::Start {
-                name,
-                allow_partial,
-                override_clock,
-                override_health: false,
-            } => commands::start(&client, &name, allow_partial, override_clock).await,
-            Cmd::Start {
-                name,
-                allow_partial,
-                override_clock,
-                override_health: true,
-            } => {
-                let req = StartTake {
-                    name,
-                    allow_partial,
-                    override_clock,
-                    override_health: true,
-                    planned_seconds: None,
-                };
+            Cmd::Start { name, flags } if !flags.override_health => {
+                commands::start(&client, &name, flags.allow_partial, flags.override_clock).await
+            }
+            Cmd::Start { name, flags } => {
+                let req = flags.request(name, None);
                 client.start(&req).await.map(|t| {
                     println!("take {} started (health override recorded)", t.name);
                 })
@@ -257,17 +258,9 @@ fn main() -> ExitCode {
             Cmd::Record {
                 name,
                 duration,
-                allow_partial,
-                override_clock,
-                override_health,
+                flags,
             } => {
-                let req = StartTake {
-                    name,
-                    allow_partial,
-                    override_clock,
-                    override_health,
-                    planned_seconds: Some(duration.as_secs().max(1)),
-                };
+                let req = flags.request(name, Some(duration.as_secs().max(1)));
                 match scripting::record(&client, req, duration, false).await {
                     Ok(r) => {
                         println!(
@@ -401,86 +394,68 @@ async fn json_command(client: &ControllerClient, command: &Cmd) -> Option<ExitCo
             serde_json::to_string_pretty(value).expect("views serialise")
         );
     }
-    let result: Result<ExitCode, camrig_cli::controller_client::ClientError> = match command {
-        Cmd::Status => client.rig().await.map(|v| {
-            print(&v);
-            ExitCode::SUCCESS
-        }),
-        Cmd::Takes => client.takes().await.map(|v| {
-            print(&v);
-            ExitCode::SUCCESS
-        }),
-        Cmd::Start {
-            name,
-            allow_partial,
-            override_clock,
-            override_health,
-        } => client
-            .start(&StartTake {
-                name: name.clone(),
-                allow_partial: *allow_partial,
-                override_clock: *override_clock,
-                override_health: *override_health,
-                planned_seconds: None,
-            })
-            .await
-            .map(|v| {
+    let result: Result<ExitCode, camrig_cli::controller_client::ClientError> =
+        match command {
+            Cmd::Status => client.rig().await.map(|v| {
                 print(&v);
                 ExitCode::SUCCESS
             }),
-        // As without --json: exit 1 when a node of the take did not stop (the take, with
-        // each node's state, is still printed).
-        Cmd::Stop => client.stop().await.map(|v| {
-            print(&v);
-            let failed = v
-                .nodes
-                .iter()
-                .filter(|n| n.state == camrig_protocol::views::TakeNodeState::Failed)
-                .count();
-            if failed > 0 {
-                eprintln!("camrig: {failed} node(s) did not stop; see the take's nodes");
-                ExitCode::FAILURE
-            } else {
+            Cmd::Takes => client.takes().await.map(|v| {
+                print(&v);
                 ExitCode::SUCCESS
-            }
-        }),
-        Cmd::Download { take } => scripting::download_report(client, take.as_deref())
-            .await
-            .map(|r| {
-                print(&r);
-                if r.failed > 0 {
-                    ExitCode::from(3)
+            }),
+            Cmd::Start { name, flags } => client
+                .start(&flags.request(name.clone(), None))
+                .await
+                .map(|v| {
+                    print(&v);
+                    ExitCode::SUCCESS
+                }),
+            // As without --json: exit 1 when a node of the take did not stop (the take, with
+            // each node's state, is still printed).
+            Cmd::Stop => client.stop().await.map(|v| {
+                print(&v);
+                let failed = v
+                    .nodes
+                    .iter()
+                    .filter(|n| n.state == camrig_protocol::views::TakeNodeState::Failed)
+                    .count();
+                if failed > 0 {
+                    eprintln!("camrig: {failed} node(s) did not stop; see the take's nodes");
+                    ExitCode::FAILURE
                 } else {
                     ExitCode::SUCCESS
                 }
             }),
-        Cmd::Record {
-            name,
-            duration,
-            allow_partial,
-            override_clock,
-            override_health,
-        } => {
-            let req = StartTake {
-                name: name.clone(),
-                allow_partial: *allow_partial,
-                override_clock: *override_clock,
-                override_health: *override_health,
-                planned_seconds: Some(duration.as_secs().max(1)),
-            };
-            scripting::record(client, req, *duration, true)
+            Cmd::Download { take } => scripting::download_report(client, take.as_deref())
                 .await
                 .map(|r| {
                     print(&r);
-                    if r.interrupted {
-                        ExitCode::from(130)
+                    if r.failed > 0 {
+                        ExitCode::from(3)
                     } else {
                         ExitCode::SUCCESS
                     }
-                })
-        }
-        _ => return None,
-    };
+                }),
+            Cmd::Record {
+                name,
+                duration,
+                flags,
+            } => {
+                let req = flags.request(name.clone(), Some(duration.as_secs().max(1)));
+                scripting::record(client, req, *duration, true)
+                    .await
+                    .map(|r| {
+                        print(&r);
+                        if r.interrupted {
+                            ExitCode::from(130)
+                        } else {
+                            ExitCode::SUCCESS
+                        }
+                    })
+            }
+            _ => return None,
+        };
     Some(match result {
         Ok(code) => code,
         Err(e) => {

@@ -44,7 +44,7 @@ const FAILED_LOGIN_DELAY: Duration = Duration::from_millis(500);
 /// Where a password changed on the controller is kept, under `data_dir`.
 pub const CHANGED_PASSWORD_FILE: &str = "operator-password.toml";
 
-pub use camrig_config::controller::{AccessConfig, Subnet};
+pub use camrig_config::controller::AccessConfig;
 
 /// How a request proved itself; handlers that need more (changing the password) look at it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

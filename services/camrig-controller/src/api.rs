@@ -11,7 +11,7 @@ use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{get, post, MethodRouter};
 use axum::Extension;
 use axum::{Json, Router};
 use camrig_protocol::camera_settings::CameraSettings;
@@ -31,14 +31,14 @@ pub const MAX_BODY_BYTES: usize = camrig_protocol::api::MAX_BODY_BYTES;
 pub fn router(rig: Arc<Rig>) -> Router {
     let access = rig.access.clone();
     Router::new()
-        .route("/", get(ui_index))
-        .route("/login", get(ui_login))
-        .route("/login.js", get(ui_login_js))
+        .route("/", ui_file(HTML, include_str!("ui/index.html")))
+        .route("/login", ui_file(HTML, include_str!("ui/login.html")))
+        .route("/login.js", ui_file(JS, include_str!("ui/login.js")))
         .route("/api/login", post(login))
         .route("/api/logout", post(logout))
         .route("/api/password", post(change_password))
-        .route("/app.js", get(ui_js))
-        .route("/style.css", get(ui_css))
+        .route("/app.js", ui_file(JS, include_str!("ui/app.js")))
+        .route("/style.css", ui_file(CSS, include_str!("ui/style.css")))
         .route("/api/rig", get(get_rig))
         .route("/api/takes", get(list_takes).post(start_take))
         .route("/api/takes/current/mark", post(mark_take))
@@ -197,7 +197,7 @@ async fn start_take(
     parsed: Result<Json<StartTake>, JsonRejection>,
 ) -> ApiResult<Response> {
     let req = body(parsed)?;
-    let take = rig.start_take(req).await?;
+    let take = rig.takes.start_take(req).await?;
     Ok((StatusCode::CREATED, Json(take)).into_response())
 }
 
@@ -206,11 +206,11 @@ async fn mark_take(
     parsed: Result<Json<MarkTake>, JsonRejection>,
 ) -> ApiResult<Response> {
     let req = body(parsed)?;
-    Ok(Json(rig.mark_take(req).await?).into_response())
+    Ok(Json(rig.takes.mark_take(req).await?).into_response())
 }
 
 async fn stop_take(State(rig): State<Arc<Rig>>) -> ApiResult<Response> {
-    Ok(Json(rig.stop_take().await?).into_response())
+    Ok(Json(rig.takes.stop_take().await?).into_response())
 }
 
 fn take_name(path: Result<Path<String>, PathRejection>) -> ApiResult<String> {
@@ -225,11 +225,26 @@ async fn get_take(
     path: Result<Path<String>, PathRejection>,
 ) -> ApiResult<Response> {
     let name = take_name(path)?;
-    let take = rig
-        .store
-        .take_by_name(&name)?
-        .ok_or_else(|| ApiError::not_found(format!("no take named {name:?}")))?;
+    let take = stored_take(&rig, &name)?;
     Ok(Json(rig.take_view(take)).into_response())
+}
+
+/// The stored take `name`, or 404.
+fn stored_take(rig: &Rig, name: &str) -> ApiResult<crate::views::TakeView> {
+    rig.store
+        .take_by_name(name)?
+        .ok_or_else(|| ApiError::not_found(format!("no take named {name:?}")))
+}
+
+/// A body that may be left out: none (or only white space) reads as `{}`, every field its
+/// default.
+fn optional_body<T: serde::de::DeserializeOwned>(raw: &[u8]) -> ApiResult<T> {
+    let raw = if raw.iter().all(u8::is_ascii_whitespace) {
+        b"{}"
+    } else {
+        raw
+    };
+    serde_json::from_slice(raw).map_err(|e| ApiError::bad_request(format!("bad JSON body: {e}")))
 }
 
 async fn download_take(
@@ -237,7 +252,7 @@ async fn download_take(
     path: Result<Path<String>, PathRejection>,
 ) -> ApiResult<Response> {
     let name = take_name(path)?;
-    let jobs = rig.download_take(&name)?;
+    let jobs = rig.downloader.download_take(&name)?;
     let pending_takes = if jobs.is_empty() { vec![] } else { vec![name] };
     Ok((
         StatusCode::ACCEPTED,
@@ -254,7 +269,7 @@ async fn verify_take(
     path: Result<Path<String>, PathRejection>,
 ) -> ApiResult<Response> {
     let name = take_name(path)?;
-    Ok(Json(rig.verify_take(&name).await?).into_response())
+    Ok(Json(rig.verification.verify_take(&name).await?).into_response())
 }
 
 /// The body is optional: none (or `{}`) means every node that recorded the take.
@@ -264,13 +279,8 @@ async fn delete_from_nodes(
     raw: axum::body::Bytes,
 ) -> ApiResult<Response> {
     let name = take_name(path)?;
-    let req: DeleteFromNodes = if raw.iter().all(u8::is_ascii_whitespace) {
-        DeleteFromNodes::default()
-    } else {
-        serde_json::from_slice(&raw)
-            .map_err(|e| ApiError::bad_request(format!("bad JSON body: {e}")))?
-    };
-    Ok(Json(rig.delete_from_nodes(&name, req).await?).into_response())
+    let req: DeleteFromNodes = optional_body(&raw)?;
+    Ok(Json(rig.deletion.delete_from_nodes(&name, req).await?).into_response())
 }
 
 /// The take's sync report as written beside its node folders (404 before there is one).
@@ -279,14 +289,11 @@ async fn get_sync_report(
     path: Result<Path<String>, PathRejection>,
 ) -> ApiResult<Response> {
     let name = take_name(path)?;
-    let take = rig
-        .store
-        .take_by_name(&name)?
-        .ok_or_else(|| ApiError::not_found(format!("no take named {name:?}")))?;
-    let dir = rig.take_dir(&name);
-    match crate::take_dir::read_report(&dir, &name) {
+    let take = stored_take(&rig, &name)?;
+    let dir = rig.reports.take_dir(&name);
+    match camrig_sorted_takes::take_dir::read_report(&dir, &name) {
         Ok(r) => Ok(Json(r).into_response()),
-        Err(crate::take_dir::TakeDirError::Missing { .. }) => Err(ApiError::not_found(
+        Err(camrig_sorted_takes::take_dir::TakeDirError::Missing { .. }) => Err(ApiError::not_found(
             take.sync_error.map_or_else(
                 || format!("take {name} has no sync report yet: it is made when the take is verified (POST to make it now)"),
                 |e| format!("take {name} has no sync report: {e}"),
@@ -302,7 +309,7 @@ async fn make_sync_report(
     path: Result<Path<String>, PathRejection>,
 ) -> ApiResult<Response> {
     let name = take_name(path)?;
-    Ok(Json(rig.make_sync_report(&name).await?).into_response())
+    Ok(Json(rig.reports.make_sync_report(&name).await?).into_response())
 }
 
 async fn get_frames_csv(
@@ -310,7 +317,7 @@ async fn get_frames_csv(
     path: Result<Path<String>, PathRejection>,
 ) -> ApiResult<Response> {
     let name = take_name(path)?;
-    let p = crate::take_dir::frames_path(&rig.take_dir(&name), &name);
+    let p = camrig_sorted_takes::take_dir::frames_path(&rig.reports.take_dir(&name), &name);
     let csv = tokio::fs::read(&p).await.map_err(|_| {
         ApiError::not_found(format!(
             "take {name} has no frames table yet (it comes with the sync report)"
@@ -326,21 +333,24 @@ async fn export_take(
     raw: axum::body::Bytes,
 ) -> ApiResult<Response> {
     let name = take_name(path)?;
-    let req: ExportRequest = if raw.iter().all(u8::is_ascii_whitespace) {
-        serde_json::from_str("{}").expect("defaults")
-    } else {
-        serde_json::from_slice(&raw)
-            .map_err(|e| ApiError::bad_request(format!("bad JSON body: {e}")))?
-    };
-    Ok((StatusCode::ACCEPTED, Json(rig.start_export(&name, req)?)).into_response())
+    let req: ExportRequest = optional_body(&raw)?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(rig.reports.start_export(&name, req)?),
+    )
+        .into_response())
 }
 
 async fn list_downloads(State(rig): State<Arc<Rig>>) -> ApiResult<Response> {
-    Ok(Json(rig.downloads_view()?).into_response())
+    Ok(Json(rig.downloader.downloads_view()?).into_response())
 }
 
 async fn download_pending(State(rig): State<Arc<Rig>>) -> ApiResult<Response> {
-    Ok((StatusCode::ACCEPTED, Json(rig.download_pending()?)).into_response())
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(rig.downloader.download_pending()?),
+    )
+        .into_response())
 }
 
 async fn abort_node(
@@ -350,7 +360,7 @@ async fn abort_node(
     let Path(index) = path.map_err(|e| {
         ApiError::bad_request(format!("node index must be a number: {}", e.body_text()))
     })?;
-    Ok(Json(rig.abort_node(index).await?).into_response())
+    Ok(Json(rig.takes.abort_node(index).await?).into_response())
 }
 
 async fn preview(
@@ -407,7 +417,7 @@ async fn metrics(State(rig): State<Arc<Rig>>) -> Response {
 }
 
 async fn get_camera_settings(State(rig): State<Arc<Rig>>) -> Response {
-    Json(rig.camera_settings_view().await).into_response()
+    Json(rig.camera_settings.camera_settings_view().await).into_response()
 }
 
 /// `?nodes=a,b`: only those nodes (by address); none = every node.
@@ -432,7 +442,12 @@ async fn put_camera_settings(
         .filter(|a| !a.is_empty())
         .map(str::to_owned)
         .collect();
-    Ok(Json(rig.put_camera_settings(settings, &nodes).await?).into_response())
+    Ok(Json(
+        rig.camera_settings
+            .put_camera_settings(settings, &nodes)
+            .await?,
+    )
+    .into_response())
 }
 
 /// The body is optional: none (or `{}`) locks each camera to its own values.
@@ -446,11 +461,11 @@ async fn lock_camera_settings(
         serde_json::from_slice(&raw)
             .map_err(|e| ApiError::bad_request(format!("bad JSON body: {e}")))?
     };
-    Ok(Json(rig.lock_camera_settings(req).await?).into_response())
+    Ok(Json(rig.camera_settings.lock_camera_settings(req).await?).into_response())
 }
 
 async fn unlock_camera_settings(State(rig): State<Arc<Rig>>) -> ApiResult<Response> {
-    Ok(Json(rig.unlock_camera_settings().await?).into_response())
+    Ok(Json(rig.camera_settings.unlock_camera_settings().await?).into_response())
 }
 
 async fn method_not_allowed(method: axum::http::Method) -> ApiError {
@@ -469,7 +484,7 @@ async fn api_not_found() -> ApiError {
 /// `node_deletion` for every step of a deletion from the nodes.
 async fn events(State(rig): State<Arc<Rig>>) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
     let rx = rig.subscribe();
-    let deletions = rig.subscribe_deletions();
+    let deletions = rig.deletion.subscribe();
     let state = (rig, rx, deletions, None::<u64>);
     let stream = stream::unfold(state, |(rig, mut rx, mut deletions, sent)| async move {
         let mut events = Vec::with_capacity(3);
@@ -506,44 +521,13 @@ fn json_event<T: serde::Serialize>(name: &str, value: &T) -> Result<Event, Infal
         .data(serde_json::to_string(value).expect("views serialise")))
 }
 
-async fn ui_index() -> Response {
-    (
-        [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
-        include_str!("ui/index.html"),
-    )
-        .into_response()
-}
+const HTML: &str = "text/html; charset=utf-8";
+const JS: &str = "text/javascript; charset=utf-8";
+const CSS: &str = "text/css; charset=utf-8";
 
-async fn ui_js() -> Response {
-    (
-        [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
-        include_str!("ui/app.js"),
-    )
-        .into_response()
-}
-
-async fn ui_login() -> Response {
-    (
-        [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
-        include_str!("ui/login.html"),
-    )
-        .into_response()
-}
-
-async fn ui_login_js() -> Response {
-    (
-        [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
-        include_str!("ui/login.js"),
-    )
-        .into_response()
-}
-
-async fn ui_css() -> Response {
-    (
-        [(header::CONTENT_TYPE, "text/css; charset=utf-8")],
-        include_str!("ui/style.css"),
-    )
-        .into_response()
+/// A file of the web UI (`src/ui/`, embedded in the binary: no build step, no files to ship).
+fn ui_file(content_type: &'static str, body: &'static str) -> MethodRouter<Arc<Rig>> {
+    get(move || async move { ([(header::CONTENT_TYPE, content_type)], body).into_response() })
 }
 
 #[cfg(test)]

@@ -20,11 +20,13 @@ use std::sync::MutexGuard;
 use camrig_protocol::camera_settings::{
     ApplySettingsRequest, AutoOr, Awb, CameraSettings, CameraSettingsState, NodeCameraSettings,
 };
+use std::sync::Arc;
+
 use futures_util::future::join_all;
 
+use crate::node_client::new_command_id;
 use crate::node_client::NodeError;
-use crate::rig::Rig;
-use crate::take_control::new_command_id;
+use crate::rig_core::{reads_core, RigCore};
 use crate::views::NodeFailure;
 
 /// A camera of the rig: the node's address and the camera's 0-based index on it.
@@ -155,7 +157,30 @@ fn camera_name(address: &str, c: &CameraSettingsState) -> String {
     format!("node {address} camera {} ({})", c.index, c.model)
 }
 
-impl Rig {
+/// Rig-wide camera settings: what this controller last applied, LOCK and UNLOCK, under the
+/// command lock it shares with take control.
+pub struct CameraSettingsControl {
+    core: Arc<RigCore>,
+    /// One command at a time (shared with START/MARK/STOP).
+    command_lock: Arc<tokio::sync::Mutex<()>>,
+    /// The camera settings this controller last applied to the rig.
+    rig_settings: std::sync::Mutex<RigSettings>,
+}
+
+reads_core!(CameraSettingsControl);
+
+impl CameraSettingsControl {
+    pub fn new(
+        core: Arc<RigCore>,
+        command_lock: Arc<tokio::sync::Mutex<()>>,
+    ) -> CameraSettingsControl {
+        CameraSettingsControl {
+            core,
+            command_lock,
+            rig_settings: Default::default(),
+        }
+    }
+
     /// Every node's camera settings, read now (unreachable nodes carry their error).
     async fn read_settings(&self, targets: &[usize]) -> Vec<Result<NodeCameraSettings, NodeError>> {
         let nodes = self.fleet.nodes();

@@ -7,25 +7,25 @@
 //! never replaced. A file that fails verification is discarded from staging (the node still
 //! has it) and fetched again next time. Nothing on the node is changed.
 
-use std::collections::HashMap;
-use std::io::Read;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Stdio;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use camrig_protocol::manifest::{FileEntry, ManifestState, TakeManifest};
 use camrig_protocol::naming::TakeFiles;
 use camrig_protocol::take_name::TakeName;
-use sha2::{Digest, Sha256};
+use camrig_sorted_takes::layout::sorted_dir;
 use tokio::io::AsyncReadExt;
 use tokio::sync::mpsc::UnboundedReceiver;
-use tokio::sync::Semaphore;
 
 use crate::download_verifier::{Verified, Verifier};
-use crate::rig::Rig;
+use crate::rig_core::{reads_core, RigCore};
 use crate::rsync::{self, SshSetup};
-use crate::take_control::TakeError;
+use crate::sorting::verify_manifest_and_sort;
+use crate::ssh_master::SshMasters;
+use crate::take_error::TakeError;
+use crate::take_reports::TakeReports;
 use crate::take_store::node_has_recording;
 use crate::views::{
     DownloadPhase, DownloadProgress, DownloadsView, FileState, NodeDownload, TakeDownload,
@@ -44,85 +44,28 @@ const MASTER_WAIT: Duration = Duration::from_secs(3);
 /// How often transfer progress is measured and published.
 const PROGRESS_PERIOD: Duration = Duration::from_millis(500);
 
-/// Download jobs: the parallelism limit and every job's live progress.
-pub struct Downloads {
-    limit: Arc<Semaphore>,
-    jobs: Mutex<HashMap<(i64, String), DownloadProgress>>,
+/// DOWNLOAD & SORT: one job per take and node (progress in [`RigCore::downloads`]), over
+/// the ssh masters it keeps, and the take's sync report once every copy is verified.
+pub struct Downloader {
+    core: Arc<RigCore>,
+    /// One OpenSSH master connection per node ([`crate::ssh_master::keep`] keeps them up).
+    pub ssh_masters: SshMasters,
+    reports: Arc<TakeReports>,
 }
 
-impl Downloads {
-    pub fn new(parallelism: usize) -> Downloads {
-        Downloads {
-            limit: Arc::new(Semaphore::new(parallelism)),
-            jobs: Mutex::new(HashMap::new()),
+reads_core!(Downloader);
+
+impl Downloader {
+    pub fn new(core: Arc<RigCore>, reports: Arc<TakeReports>) -> Downloader {
+        Downloader {
+            ssh_masters: SshMasters::new(&core.config.nodes),
+            core,
+            reports,
         }
-    }
-
-    pub fn progress(&self, take_id: i64, address: &str) -> Option<DownloadProgress> {
-        self.jobs
-            .lock()
-            .expect("downloads lock poisoned")
-            .get(&(take_id, address.to_owned()))
-            .cloned()
-    }
-
-    pub fn all(&self) -> Vec<DownloadProgress> {
-        let mut v: Vec<_> = self
-            .jobs
-            .lock()
-            .expect("downloads lock poisoned")
-            .values()
-            .cloned()
-            .collect();
-        v.sort_by(|a, b| (&a.take, &a.address).cmp(&(&b.take, &b.address)));
-        v
-    }
-
-    pub fn active_count(&self) -> usize {
-        self.jobs
-            .lock()
-            .expect("downloads lock poisoned")
-            .values()
-            .filter(|p| p.is_active())
-            .count()
-    }
-
-    fn update(&self, take_id: i64, address: &str, f: impl FnOnce(&mut DownloadProgress)) {
-        if let Some(p) = self
-            .jobs
-            .lock()
-            .expect("downloads lock poisoned")
-            .get_mut(&(take_id, address.to_owned()))
-        {
-            f(p);
-        }
-    }
-
-    /// Registers a job unless one is already active; returns the job's progress and
-    /// whether it is new.
-    fn register(&self, take_id: i64, take: &str, address: &str) -> (DownloadProgress, bool) {
-        let mut jobs = self.jobs.lock().expect("downloads lock poisoned");
-        let key = (take_id, address.to_owned());
-        if let Some(p) = jobs.get(&key).filter(|p| p.is_active()) {
-            return (p.clone(), false);
-        }
-        let p = DownloadProgress {
-            take: take.to_owned(),
-            address: address.to_owned(),
-            phase: DownloadPhase::Queued,
-            bytes_total: 0,
-            bytes_done: 0,
-            files_total: 0,
-            files_verified: 0,
-            files_failed: 0,
-            message: None,
-        };
-        jobs.insert(key, p.clone());
-        (p, true)
     }
 }
 
-impl Rig {
+impl Downloader {
     /// Starts downloading one take from every node that recorded it and is not yet
     /// verified. Returns the jobs (new or already running).
     pub fn download_take(self: &Arc<Self>, name: &str) -> Result<Vec<DownloadProgress>, TakeError> {
@@ -235,7 +178,7 @@ impl Rig {
         });
         self.changed();
         if result.is_ok() {
-            self.report_if_verified(take.as_str()).await;
+            self.reports.report_if_verified(take.as_str()).await;
         }
     }
 
@@ -273,7 +216,7 @@ impl Rig {
         timings.manifest = Some(Instant::now());
         let manifest_name = TakeFiles::new(take, &manifest.node, manifest.start_at_ns).manifest();
 
-        let sorted = self.config.downloads_dir.join(take.as_str()).join(address);
+        let sorted = sorted_dir(&self.config.downloads_dir, take.as_str(), address);
         let staging = self
             .config
             .downloads_dir
@@ -680,163 +623,4 @@ fn staged_bytes(dir: &Path) -> u64 {
         }
     }
     total
-}
-
-/// sha256 of a whole file, lowercase hex.
-pub fn sha256_file(path: &Path) -> std::io::Result<String> {
-    let mut f = std::fs::File::open(path)?;
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = f.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-    }
-    Ok(hex::encode(hasher.finalize()))
-}
-
-/// Checks a staged file against its manifest entry and links it into its sorted place.
-/// A wrong copy is removed from staging; an existing different sorted file is kept.
-pub(crate) fn verify_and_sort(staged: &Path, dest: &Path, entry: &FileEntry) -> Result<(), String> {
-    if !staged.exists() {
-        if dest.exists() {
-            // rsync skipped it via --compare-dest: a sorted copy is already there.
-            return match sha256_file(dest) {
-                Ok(h) if h == entry.sha256 => Ok(()),
-                Ok(_) => Err(format!(
-                    "a different file already exists at {}; not overwritten",
-                    dest.display()
-                )),
-                Err(e) => Err(format!("cannot read {}: {e}", dest.display())),
-            };
-        }
-        return Err("not transferred: the node's take directory has no such file".into());
-    }
-    let len = std::fs::metadata(staged)
-        .map_err(|e| format!("cannot read {}: {e}", staged.display()))?
-        .len();
-    if len != entry.bytes {
-        let _ = std::fs::remove_file(staged);
-        return Err(format!(
-            "size is {len} bytes, the manifest says {}; discarded, download again",
-            entry.bytes
-        ));
-    }
-    let hash = sha256_file(staged).map_err(|e| format!("cannot read {}: {e}", staged.display()))?;
-    if hash != entry.sha256 {
-        let _ = std::fs::remove_file(staged);
-        return Err(format!(
-            "sha256 {hash} does not match the manifest's {}; discarded, download again",
-            entry.sha256
-        ));
-    }
-    sort_into_place(staged, dest, &hash)
-}
-
-/// Checks the staged manifest file says what the node's API said, then sorts it.
-fn verify_manifest_and_sort(
-    staged: &Path,
-    dest: &Path,
-    expected: &TakeManifest,
-) -> Result<FileEntry, String> {
-    let source = if staged.exists() { staged } else { dest };
-    let text = std::fs::read_to_string(source)
-        .map_err(|e| format!("manifest {} not transferred: {e}", source.display()))?;
-    let copy = TakeManifest::parse(&text).map_err(|e| format!("manifest copy unreadable: {e}"))?;
-    if &copy != expected {
-        return Err("manifest copy differs from what the node's API reports".into());
-    }
-    let hash = sha256_file(source).map_err(|e| format!("cannot read manifest: {e}"))?;
-    if staged.exists() {
-        sort_into_place(staged, dest, &hash)?;
-    }
-    Ok(FileEntry {
-        name: dest
-            .file_name()
-            .expect("manifest has a file name")
-            .to_string_lossy()
-            .into_owned(),
-        bytes: text.len() as u64,
-        sha256: hash,
-    })
-}
-
-/// Links a verified staged file to `dest` without ever replacing an existing file, then
-/// drops the staged name. The data is fsynced first so a sorted file is a durable file.
-fn sort_into_place(staged: &Path, dest: &Path, hash: &str) -> Result<(), String> {
-    std::fs::File::open(staged)
-        .and_then(|f| f.sync_all())
-        .map_err(|e| format!("cannot fsync {}: {e}", staged.display()))?;
-    match std::fs::hard_link(staged, dest) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-            let existing =
-                sha256_file(dest).map_err(|e| format!("cannot read {}: {e}", dest.display()))?;
-            if existing != hash {
-                return Err(format!(
-                    "a different file already exists at {}; not overwritten (the verified copy stays at {})",
-                    dest.display(),
-                    staged.display()
-                ));
-            }
-        }
-        Err(e) => return Err(format!("cannot place {}: {e}", dest.display())),
-    }
-    std::fs::remove_file(staged).map_err(|e| format!("cannot remove {}: {e}", staged.display()))?;
-    if let Some(dir) = dest.parent() {
-        let _ = std::fs::File::open(dir).and_then(|d| d.sync_all());
-    }
-    Ok(())
-}
-
-/// The sorted folder of a node's take.
-pub fn sorted_dir(downloads: &Path, take: &str, address: &str) -> PathBuf {
-    downloads.join(take).join(address)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn entry(name: &str, data: &[u8]) -> FileEntry {
-        FileEntry {
-            name: name.into(),
-            bytes: data.len() as u64,
-            sha256: hex::encode(Sha256::digest(data)),
-        }
-    }
-
-    #[test]
-    fn a_good_copy_is_sorted_and_a_bad_one_discarded() {
-        let dir = tempfile::tempdir().unwrap();
-        let (staging, sorted) = (dir.path().join("s"), dir.path().join("d"));
-        std::fs::create_dir_all(&staging).unwrap();
-        std::fs::create_dir_all(&sorted).unwrap();
-        std::fs::write(staging.join("a"), b"hello").unwrap();
-        verify_and_sort(&staging.join("a"), &sorted.join("a"), &entry("a", b"hello")).unwrap();
-        assert_eq!(std::fs::read(sorted.join("a")).unwrap(), b"hello");
-        assert!(!staging.join("a").exists());
-        // A second run finds it sorted already.
-        verify_and_sort(&staging.join("a"), &sorted.join("a"), &entry("a", b"hello")).unwrap();
-
-        std::fs::write(staging.join("b"), b"hellO").unwrap();
-        let e = verify_and_sort(&staging.join("b"), &sorted.join("b"), &entry("b", b"hello"))
-            .unwrap_err();
-        assert!(e.contains("sha256"), "{e}");
-        assert!(!staging.join("b").exists() && !sorted.join("b").exists());
-    }
-
-    #[test]
-    fn an_existing_different_sorted_file_is_never_overwritten() {
-        let dir = tempfile::tempdir().unwrap();
-        let (staged, dest) = (dir.path().join("staged"), dir.path().join("dest"));
-        std::fs::write(&staged, b"new").unwrap();
-        std::fs::write(&dest, b"old!").unwrap();
-        let e = verify_and_sort(&staged, &dest, &entry("x", b"new")).unwrap_err();
-        assert!(e.contains("not overwritten"), "{e}");
-        assert_eq!(std::fs::read(&dest).unwrap(), b"old!");
-        assert_eq!(std::fs::read(&staged).unwrap(), b"new");
-    }
 }

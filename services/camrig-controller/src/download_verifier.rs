@@ -23,7 +23,7 @@ use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
 use tokio::sync::mpsc::UnboundedSender;
 
-use crate::download::verify_and_sort;
+use crate::sorting::verify_and_sort;
 
 /// One file checked: its name, size and what the check said.
 #[derive(Debug)]
@@ -181,15 +181,7 @@ fn wait_for_end(done: &mut UnixStream) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use sha2::{Digest, Sha256};
-
-    fn entry(name: &str, data: &[u8]) -> FileEntry {
-        FileEntry {
-            name: name.into(),
-            bytes: data.len() as u64,
-            sha256: hex::encode(Sha256::digest(data)),
-        }
-    }
+    use crate::sorting::tests::entry;
 
     fn recv(rx: &mut tokio::sync::mpsc::UnboundedReceiver<Verified>) -> Verified {
         let deadline = Instant::now() + Duration::from_secs(10);

@@ -188,16 +188,6 @@ impl Fleet {
         live.status.clone().filter(|_| is_fresh(live.last_ok))
     }
 
-    pub fn reachable(&self, index: usize) -> bool {
-        is_fresh(
-            self.nodes[index]
-                .live
-                .read()
-                .expect("fleet lock poisoned")
-                .last_ok,
-        )
-    }
-
     /// The latest clock sample, however old.
     pub fn clock(&self, index: usize) -> Option<ClockSample> {
         self.nodes[index]

@@ -7,7 +7,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 
 use crate::camera_settings::SettingsError;
-use crate::take_control::TakeError;
+use crate::take_error::TakeError;
 use crate::take_store::StoreError;
 use crate::views::{ApiErrorBody, NodeFailure};
 

@@ -10,46 +10,46 @@
 //! - [`fleet`]: live status and clock of every node; what blocks START.
 //! - [`take_store`]: the SQLite take history.
 //! - [`take_control`]: START, MARK, STOP and the mid-take monitor.
-//! - [`rsync`], [`download`] and [`download_verifier`]: pulling, verifying (while the
-//!   transfer goes on) and sorting recorded files; [`ssh_master`] keeps one SSH
+//! - [`rsync`], [`download`], [`download_verifier`] and [`sorting`]: pulling, verifying
+//!   (while the transfer goes on) and sorting recorded files; [`ssh_master`] keeps one SSH
 //!   connection per node open so a download starts without a handshake.
 //! - [`camera_settings`]: rig-wide camera settings, LOCK and UNLOCK, checked then fanned out.
 //! - [`node_deletion`]: DELETE FROM NODES, for verified takes only, re-checked first.
 //! - [`api`], [`http_error`], [`views`]: the HTTP surface and its JSON.
 //! - [`status_line`]: the systemd STATUS= line.
-//! - [`sync_report`] (pure) and [`take_dir`] (the sorted take on disk): each verified take's
-//!   sync report and frames table; [`export`]: one video file per camera, true frame times;
-//!   [`take_reports`]: running both on the controller.
+//! - [`take_reports`]: each verified take's sync report and, on request, its exports, made
+//!   by `camrig-sorted-takes` (shared with the `camrig` CLI) on blocking threads.
 //! - [`metrics`]: the Prometheus `/metrics` series; [`webhook`]: take events POSTed to
 //!   the studio's URL.
 
-pub mod access;
-pub mod api;
-pub mod camera_settings;
-pub mod clock_probe;
+mod access;
+mod api;
+mod camera_settings;
+mod clock_probe;
 /// The controller's config schema lives in camrig-config (one schema for readers and writers).
 pub use camrig_config::controller as config;
-pub mod download;
-pub mod download_verifier;
-pub mod export;
-pub mod fleet;
-pub mod http_error;
-pub mod metrics;
-pub mod node_client;
-pub mod node_deletion;
-pub mod rig;
-pub mod rsync;
-pub mod ssh_master;
-pub mod status_line;
-pub mod sync_report;
-pub mod take_control;
-pub mod take_dir;
-pub mod take_reports;
-pub mod take_store;
-pub mod take_verification;
+mod download;
+mod download_verifier;
+mod fleet;
+mod http_error;
+mod jobs;
+mod metrics;
+mod node_client;
+mod node_deletion;
+mod rig;
+mod rig_core;
+mod rsync;
+mod sorting;
+mod ssh_master;
+mod status_line;
+mod take_control;
+mod take_error;
+mod take_reports;
+mod take_store;
+mod take_verification;
 /// The `/api` bodies live in camrig-protocol (the CLI reads them without the controller).
-pub use camrig_protocol::views;
-pub mod webhook;
+use camrig_protocol::views;
+mod webhook;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -97,7 +97,7 @@ pub async fn run(
     let rig = Rig::new(config, store);
     {
         let r = rig.clone();
-        tokio::spawn(async move { r.report_unreported().await });
+        tokio::spawn(async move { r.reports.report_unreported().await });
     }
     if let Some(take) = rig.store.current_take()? {
         tracing::info!(
@@ -121,7 +121,7 @@ pub async fn run(
         let r = rig.clone();
         tasks.spawn(async move {
             let (config, node) = (r.config.clone(), r.fleet.nodes()[i].config.clone());
-            ssh_master::keep(config, node, &r.ssh_masters).await;
+            ssh_master::keep(config, node, &r.downloader.ssh_masters).await;
             "ssh master"
         });
     }
@@ -173,7 +173,7 @@ async fn event_loop(rig: Arc<Rig>, progress: watchdog::Progress) {
     let mut turn = 0u64;
     loop {
         ticker.tick().await;
-        if let Err(e) = rig.watch_current_take().await {
+        if let Err(e) = rig.takes.watch_current_take().await {
             tracing::error!(error = %e, "cannot update the current take");
         }
         turn += 1;

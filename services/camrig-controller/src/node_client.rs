@@ -189,3 +189,18 @@ pub fn describe(e: &reqwest::Error) -> String {
     }
     camrig_protocol::innermost_cause(e)
 }
+
+/// A fresh command id: 128 random bits in hex. Nodes use it to make commands idempotent.
+pub fn new_command_id() -> String {
+    use std::io::Read;
+    let mut buf = [0u8; 16];
+    match std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut buf)) {
+        Ok(()) => hex::encode(buf),
+        // Without /dev/urandom the clock and pid still make the id unique on this rig.
+        Err(_) => format!(
+            "{:x}-{:x}",
+            camrig_protocol::now_unix_ns(),
+            std::process::id()
+        ),
+    }
+}

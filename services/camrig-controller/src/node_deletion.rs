@@ -10,19 +10,21 @@
 use std::path::Path;
 use std::sync::Arc;
 
+use tokio::sync::{broadcast, Mutex};
+
 use camrig_protocol::api::DeleteTakeRequest;
 use camrig_protocol::manifest::{FileEntry, TakeManifest};
 use camrig_protocol::now_unix_ns;
 use camrig_protocol::take_name::TakeName;
 
-use crate::download::{sha256_file, sorted_dir};
-use crate::rig::Rig;
-use crate::take_control::TakeError;
+use crate::rig_core::{reads_core, RigCore};
+use crate::take_error::TakeError;
 use crate::take_store::node_has_recording;
 use crate::views::{
     DeleteFromNodes, FileView, NodeDeletionEvent, NodeFailure, TakeNodeView, TakeView,
 };
-use crate::views::{FileState, NodeDeletionState, NodeDownload, TakeState};
+use crate::views::{FileState, NodeDeletionState, NodeDownload};
+use camrig_sorted_takes::layout::sorted_dir;
 
 /// Why one node's copy was not deleted.
 struct Failure {
@@ -31,7 +33,38 @@ struct Failure {
     message: String,
 }
 
-impl Rig {
+/// DELETE FROM NODES, one at a time, under the lock it shares with VERIFY; every change is
+/// told to the SSE `node_deletion` streams.
+pub struct NodeDeletion {
+    core: Arc<RigCore>,
+    /// One deletion at a time, and none while VERIFY re-hashes the same copies.
+    copies_lock: Arc<Mutex<()>>,
+    /// Every change of a node deletion, for the SSE `node_deletion` event.
+    events: broadcast::Sender<NodeDeletionEvent>,
+}
+
+reads_core!(NodeDeletion);
+
+impl NodeDeletion {
+    pub fn new(core: Arc<RigCore>, copies_lock: Arc<Mutex<()>>) -> NodeDeletion {
+        NodeDeletion {
+            core,
+            copies_lock,
+            events: broadcast::channel(64).0,
+        }
+    }
+
+    /// Tells every SSE stream where a node deletion stands (and that takes changed).
+    pub fn deletion_changed(&self, event: NodeDeletionEvent) {
+        // No subscriber is fine: nobody has the page open.
+        let _ = self.events.send(event);
+        self.changed();
+    }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<NodeDeletionEvent> {
+        self.events.subscribe()
+    }
+
     /// Deletes a verified take from its nodes (all that recorded it, or those named).
     /// Refuses the whole request, deleting nothing, if any node in question is not
     /// verified; otherwise answers with the take, or with the nodes where it failed.
@@ -42,18 +75,8 @@ impl Rig {
     ) -> Result<TakeView, TakeError> {
         let name = TakeName::parse(name)?;
         // One deletion at a time: two clicks must not race each other to the nodes.
-        let _one = self.deletion_lock.lock().await;
-        let take = self
-            .store
-            .take_by_name(name.as_str())?
-            .ok_or_else(|| TakeError::UnknownTake(name.as_str().to_owned()))?;
-        let take = self.take_view(take);
-        if take.state != TakeState::Stopped {
-            return Err(TakeError::NotVerified(format!(
-                "take {name} is {}, not stopped; stop it, download and verify first",
-                take.state
-            )));
-        }
+        let _one = self.copies_lock.lock().await;
+        let take = self.stopped_take(&name, "stop it, download and verify first")?;
         for a in &req.nodes {
             if !take.nodes.iter().any(|n| &n.address == a) {
                 return Err(TakeError::BadNode(format!(
@@ -236,8 +259,9 @@ pub fn recheck_sorted(sorted: &Path, files: &[FileView]) -> Result<Vec<FileEntry
                 f.bytes
             ));
         }
-        let hash =
-            sha256_file(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        let hash = camrig_fs::sha256_file(&path)
+            .map(|h| h.sha256)
+            .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
         if hash != f.sha256 {
             return Err(format!(
                 "sorted file {} no longer matches its sha256 on the controller{again}",

@@ -8,100 +8,46 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use camrig_protocol::api::{AbortRequest, MarkRequest, NodeState, StartRequest, StopRequest};
-use camrig_protocol::take_name::{TakeName, TakeNameError};
+use camrig_protocol::take_name::TakeName;
 use camrig_protocol::{now_unix_ns, UnixNanos};
 use futures_util::future::join_all;
+use tokio::sync::Mutex;
 
-use crate::fleet::Blocker;
-use crate::rig::Rig;
+use crate::fleet::{Blocker, NodeSlot};
+use crate::node_client::new_command_id;
+use crate::rig_core::{reads_core, RigCore};
+use crate::take_error::{describe, TakeError, MAX_NOTE_CHARS};
 use crate::take_store::{NewTake, NewTakeNode, StoreError};
 use crate::views::{
     AbortNodeView, MarkTake, MarkerNodeView, MarkerView, NodeFailure, StartTake, TakeNodeState,
-    TakeState, TakeView,
+    TakeNodeView, TakeState, TakeView,
 };
 use crate::webhook::{WebhookEvent, WebhookKind};
 
 /// Longest MARK note accepted (characters).
-pub const MAX_NOTE_CHARS: usize = 500;
 /// A node not recording its take this long after START's instant has failed.
 const START_GRACE: Duration = Duration::from_secs(3);
 /// How long START waits for nodes still finishing the previous take.
 const BUSY_WAIT: Duration = Duration::from_secs(3);
 
-#[derive(Debug, thiserror::Error)]
-pub enum TakeError {
-    #[error("{0}")]
-    BadName(#[from] TakeNameError),
-    #[error("note is {0} characters long; at most {MAX_NOTE_CHARS} are allowed")]
-    NoteTooLong(usize),
-    #[error("take {0:?} is still recording; stop it before starting another")]
-    TakeRunning(String),
-    #[error("take name {0:?} is already used; choose another name (takes are never overwritten)")]
-    NameUsed(String),
-    #[error("START refused: {}", .0.join("; "))]
-    NotReady(Vec<String>),
-    #[error("START failed on {} node(s), the others were aborted: {}", .failures.len(), describe(.failures))]
-    ArmFailed {
-        /// Some node refused (4xx): a conflict with its state rather than a broken link.
-        conflict: bool,
-        failures: Vec<NodeFailure>,
-    },
-    #[error("no take is recording; start one first")]
-    NoTake,
-    #[error("take {take} is not stopped: {} node(s) did not take the STOP and may still record: {}; STOP again, or abort that node (`camrig abort-node <address>`, or Abort in the web UI)", .failures.len(), describe(.failures))]
-    StopIncomplete {
-        take: String,
-        /// Some node refused (4xx) rather than being unreachable.
-        conflict: bool,
-        failures: Vec<NodeFailure>,
-    },
-    #[error("abort failed: {}", describe(.failures))]
-    AbortFailed {
-        conflict: bool,
-        failures: Vec<NodeFailure>,
-    },
-    #[error("{0}")]
-    UnknownNode(String),
-    #[error("no take named {0:?}")]
-    UnknownTake(String),
-    #[error("take {0:?} is still recording; stop it before downloading")]
-    StillRecording(String),
-    /// DELETE FROM NODES refused before anything was deleted.
-    #[error("{0}")]
-    NotVerified(String),
-    #[error("{0}")]
-    BadNode(String),
-    #[error("take {take} was not deleted from {} node(s): {}", .failures.len(), describe(.failures))]
-    DeleteFailed {
-        take: String,
-        /// Some node's copy was refused (a failed check) rather than unreachable.
-        conflict: bool,
-        failures: Vec<NodeFailure>,
-    },
-    #[error(transparent)]
-    Store(#[from] StoreError),
+/// START, MARK, STOP, abort of one node, and the mid-take monitor.
+pub struct TakeControl {
+    core: Arc<RigCore>,
+    /// Serialises START/MARK/STOP and the take monitor (and camera settings): one command at
+    /// a time. Shared so START can hand its guard to the bookkeeping it finishes after
+    /// answering.
+    command_lock: Arc<Mutex<()>>,
 }
 
-fn describe(failures: &[NodeFailure]) -> String {
-    failures
-        .iter()
-        .map(|f| format!("{}: {}", f.address, f.error))
-        .collect::<Vec<_>>()
-        .join("; ")
-}
+reads_core!(TakeControl);
 
-/// A fresh command id: 128 random bits in hex. Nodes use it to make commands idempotent.
-pub fn new_command_id() -> String {
-    use std::io::Read;
-    let mut buf = [0u8; 16];
-    match std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut buf)) {
-        Ok(()) => hex::encode(buf),
-        // Without /dev/urandom the clock and pid still make the id unique on this rig.
-        Err(_) => format!("{:x}-{:x}", now_unix_ns(), std::process::id()),
+impl TakeControl {
+    pub fn new(core: Arc<RigCore>, command_lock: Arc<Mutex<()>>) -> TakeControl {
+        TakeControl { core, command_lock }
     }
 }
 
-impl Rig {
+impl TakeControl {
     /// START and STOP fall half a frame period between two grid instants (at or after `at`),
     /// so a camera locked to the grid never has a frame on the edge of a take: every locked
     /// camera's first and last frame are the same slot. Segment cuts follow from START.
@@ -401,12 +347,7 @@ impl Rig {
         };
         // Nodes we lost during the take get the STOP too: one that is back and still
         // recording must not record forever.
-        let targets: Vec<_> = take
-            .nodes
-            .iter()
-            .filter(|n| was_armed(n.state))
-            .filter_map(|n| self.fleet.by_address(&n.address).map(|slot| (n, slot)))
-            .collect();
+        let targets = self.armed_nodes(&take);
         let replies = join_all(targets.iter().map(|(_, n)| n.client.stop(&request))).await;
         let mut failures = Vec::new();
         let mut conflict = false;
@@ -452,18 +393,7 @@ impl Rig {
                         continue;
                     }
                     conflict |= e.is_conflict();
-                    // Still armed or recording as far as we know: the state stays, the
-                    // reason says STOP did not get through.
-                    self.store.set_node_state(
-                        take.id,
-                        &node.address,
-                        node.state,
-                        Some(&format!("STOP not taken: {e}")),
-                    )?;
-                    failures.push(NodeFailure {
-                        address: node.address.clone(),
-                        error: e.to_string(),
-                    });
+                    self.not_taken(take.id, node, "STOP", &e, &mut failures)?;
                 }
             }
         }
@@ -481,12 +411,54 @@ impl Rig {
                 failures,
             });
         }
-        self.store.set_take_state(take.id, TakeState::Stopped)?;
         tracing::info!(take = take.name, stop_at, "stop fanned out");
+        let event = WebhookEvent::new(WebhookKind::TakeStopped, &take.name);
+        self.close_take(take.id, TakeState::Stopped, event)
+    }
+
+    /// The take's nodes that were ever armed, with their fleet slots: STOP and its cancel go
+    /// to each.
+    fn armed_nodes<'a>(&'a self, take: &'a TakeView) -> Vec<(&'a TakeNodeView, &'a NodeSlot)> {
+        take.nodes
+            .iter()
+            .filter(|n| was_armed(n.state))
+            .filter_map(|n| self.fleet.by_address(&n.address).map(|slot| (n, slot)))
+            .collect()
+    }
+
+    /// A node that did not take STOP (or the cancel): still armed or recording as far as
+    /// the controller knows, so its state stays and the reason says the command did not get
+    /// through; it is one of the `failures` the answer names.
+    fn not_taken(
+        &self,
+        take_id: i64,
+        node: &TakeNodeView,
+        what: &str,
+        error: &crate::node_client::NodeError,
+        failures: &mut Vec<NodeFailure>,
+    ) -> Result<(), StoreError> {
+        let reason = format!("{what} not taken: {error}");
+        self.store
+            .set_node_state(take_id, &node.address, node.state, Some(&reason))?;
+        failures.push(NodeFailure {
+            address: node.address.clone(),
+            error: error.to_string(),
+        });
+        Ok(())
+    }
+
+    /// Every node took STOP (or the cancel): the take is `state` for good, the streams and
+    /// the webhook are told, and the answer is the take as stored now.
+    fn close_take(
+        &self,
+        take_id: i64,
+        state: TakeState,
+        event: WebhookEvent,
+    ) -> Result<TakeView, TakeError> {
+        self.store.set_take_state(take_id, state)?;
         self.changed();
-        self.webhook
-            .send(WebhookEvent::new(WebhookKind::TakeStopped, &take.name));
-        let take = self.store.take(take.id)?.expect("take just written");
+        self.webhook.send(event);
+        let take = self.store.take(take_id)?.expect("take just written");
         Ok(self.take_view(take))
     }
 
@@ -498,12 +470,7 @@ impl Rig {
         let request = AbortRequest {
             command_id: format!("{}-cancel", take.command_id),
         };
-        let targets: Vec<_> = take
-            .nodes
-            .iter()
-            .filter(|n| was_armed(n.state))
-            .filter_map(|n| self.fleet.by_address(&n.address).map(|slot| (n, slot)))
-            .collect();
+        let targets = self.armed_nodes(&take);
         let replies = join_all(targets.iter().map(|(_, n)| n.client.abort(&request))).await;
         let mut failures = Vec::new();
         let mut conflict = false;
@@ -528,16 +495,8 @@ impl Rig {
                 Err(_) if node.state == TakeNodeState::Failed => {}
                 Err(e) => {
                     conflict |= e.is_conflict();
-                    self.store.set_node_state(
-                        take.id,
-                        &node.address,
-                        node.state,
-                        Some(&format!("cancel (STOP before the start instant) not taken: {e}")),
-                    )?;
-                    failures.push(NodeFailure {
-                        address: node.address.clone(),
-                        error: e.to_string(),
-                    });
+                    let what = "cancel (STOP before the start instant)";
+                    self.not_taken(take.id, node, what, &e, &mut failures)?;
                 }
             }
         }
@@ -554,23 +513,18 @@ impl Rig {
         } else {
             TakeState::Cancelled
         };
-        self.store.set_take_state(take.id, state)?;
         tracing::info!(
             take = take.name,
             state = state.as_str(),
             "STOP before the start instant: take cancelled"
         );
-        self.changed();
-        self.webhook.send(
-            WebhookEvent::new(WebhookKind::TakeStopped, &take.name).detail(match state {
-                TakeState::Cancelled => {
-                    "cancelled: STOP came before its start instant, nothing was recorded"
-                }
-                _ => "STOP came before its start instant on some node",
-            }),
-        );
-        let take = self.store.take(take.id)?.expect("take just written");
-        Ok(self.take_view(take))
+        let event = WebhookEvent::new(WebhookKind::TakeStopped, &take.name).detail(match state {
+            TakeState::Cancelled => {
+                "cancelled: STOP came before its start instant, nothing was recorded"
+            }
+            _ => "STOP came before its start instant on some node",
+        });
+        self.close_take(take.id, state, event)
     }
 
     /// The recovery for a node that did not take STOP (or records a take the controller

@@ -1,47 +1,37 @@
 //! What the controller runs over a sorted take: the sync report (as soon as every node's copy
 //! is verified, at start-up for verified takes a restart left without one, and on demand)
 //! and exports with progress (the web UI's EXPORT button). The work itself is
-//! [`crate::take_dir`] and [`crate::export`], run on blocking threads; the verdict (or why
+//! [`camrig_sorted_takes::take_dir`] and [`camrig_sorted_takes::export`], run on blocking threads; the verdict (or why
 //! there is none) goes into the take store, progress into memory and the SSE `takes` event.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use axum::http::StatusCode;
 
-use crate::export::{self, Format};
 use crate::http_error::ApiError;
-use crate::rig::Rig;
-use crate::sync_report::{Probe, SyncReport};
-use crate::take_dir;
+use crate::rig_core::{reads_core, RigCore};
 use crate::views::{ExportProgress, ExportRequest, TakeDownload, TakeView};
+use camrig_sorted_takes::export::{self, Format};
+use camrig_sorted_takes::sync_report::{Probe, SyncReport};
+use camrig_sorted_takes::take_dir;
 
-/// The latest export of each take (by take id), while it runs and after.
-#[derive(Default)]
-pub struct Exports {
-    jobs: Mutex<HashMap<i64, ExportProgress>>,
+/// Sync reports and exports of verified takes (progress in [`RigCore::exports`]).
+pub struct TakeReports {
+    core: Arc<RigCore>,
 }
 
-impl Exports {
-    pub fn get(&self, take_id: i64) -> Option<ExportProgress> {
-        self.jobs
-            .lock()
-            .expect("exports lock")
-            .get(&take_id)
-            .cloned()
-    }
-    fn update(&self, take_id: i64, f: impl FnOnce(&mut ExportProgress)) {
-        if let Some(p) = self.jobs.lock().expect("exports lock").get_mut(&take_id) {
-            f(p);
-        }
-    }
-}
+reads_core!(TakeReports);
 
-impl Rig {
+impl TakeReports {
+    pub fn new(core: Arc<RigCore>) -> TakeReports {
+        TakeReports { core }
+    }
+
     /// The sorted take directory of a take.
     pub fn take_dir(&self, name: &str) -> PathBuf {
-        self.config.downloads_dir.join(name)
+        camrig_sorted_takes::layout::take_dir(&self.config.downloads_dir, name)
     }
 
     fn verified_take(&self, name: &str) -> Result<TakeView, ApiError> {

@@ -5,19 +5,20 @@
 //! `<downloads_dir>/.damaged/<take>/<node address>/`, never deleted, so the fresh copy can
 //! take its place.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
+
+use tokio::sync::Mutex;
 
 use camrig_protocol::take_name::TakeName;
 
-use crate::download::{sha256_file, sorted_dir};
-use crate::rig::Rig;
-use crate::take_control::TakeError;
+use crate::rig_core::{reads_core, RigCore};
+use crate::take_error::TakeError;
 use crate::take_store::node_has_recording;
 use crate::views::{
-    FileFailure, FileState, FileView, NodeDeletionState, NodeDownload, TakeDownload, TakeState,
-    VerifyView,
+    FileFailure, FileState, FileView, NodeDeletionState, NodeDownload, TakeDownload, VerifyView,
 };
+use camrig_sorted_takes::layout::{damaged_dir, sorted_dir};
 
 /// Why one sorted copy no longer counts as verified, or `None` when it still matches.
 fn check_copy(sorted: &Path, damaged: &Path, file: &FileView) -> Option<String> {
@@ -32,7 +33,7 @@ fn check_copy(sorted: &Path, damaged: &Path, file: &FileView) -> Option<String> 
     let problem = if len != file.bytes {
         format!("{len} bytes, the manifest says {}", file.bytes)
     } else {
-        match sha256_file(&path) {
+        match camrig_fs::sha256_file(&path).map(|h| h.sha256) {
             Ok(h) if h == file.sha256 => return None,
             Ok(h) => format!("sha256 {h}, the manifest says {}", file.sha256),
             Err(e) => return Some(format!("cannot read {}: {e}", path.display())),
@@ -53,29 +54,26 @@ fn check_copy(sorted: &Path, damaged: &Path, file: &FileView) -> Option<String> 
     })
 }
 
-/// Where VERIFY moves a damaged copy of `take` from node `address`.
-pub fn damaged_dir(downloads: &Path, take: &str, address: &str) -> PathBuf {
-    downloads.join(".damaged").join(take).join(address)
+/// VERIFY, under the lock it shares with DELETE FROM NODES.
+pub struct TakeVerification {
+    core: Arc<RigCore>,
+    /// Not while DELETE FROM NODES re-hashes the same files and acts on the result.
+    copies_lock: Arc<Mutex<()>>,
 }
 
-impl Rig {
+reads_core!(TakeVerification);
+
+impl TakeVerification {
+    pub fn new(core: Arc<RigCore>, copies_lock: Arc<Mutex<()>>) -> TakeVerification {
+        TakeVerification { core, copies_lock }
+    }
+
     /// `POST /api/takes/{name}/verify`: checks every verified sorted copy of the take
     /// again (size and sha256 against the manifest); see the module doc.
     pub async fn verify_take(self: &Arc<Self>, name: &str) -> Result<VerifyView, TakeError> {
         let name = TakeName::parse(name)?;
-        // Not while DELETE FROM NODES re-hashes the same files and acts on the result.
-        let _one = self.deletion_lock.lock().await;
-        let take = self
-            .store
-            .take_by_name(name.as_str())?
-            .ok_or_else(|| TakeError::UnknownTake(name.as_str().to_owned()))?;
-        let take = self.take_view(take);
-        if take.state != TakeState::Stopped {
-            return Err(TakeError::NotVerified(format!(
-                "take {name} is {}, not stopped; there is no download to verify",
-                take.state
-            )));
-        }
+        let _one = self.copies_lock.lock().await;
+        let take = self.stopped_take(&name, "there is no download to verify")?;
         if take.download == TakeDownload::Downloading {
             return Err(TakeError::NotVerified(format!(
                 "take {name} is downloading; verify it when the download has finished"

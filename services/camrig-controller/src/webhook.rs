@@ -18,6 +18,8 @@ use crate::config::WebhookConfig;
 /// What happened.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
+// The variants are the wire's event names (`take_started`, …), prefix and all.
+#[allow(clippy::enum_variant_names)]
 pub enum WebhookKind {
     /// Every node is armed (START answered).
     TakeStarted,

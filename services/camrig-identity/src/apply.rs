@@ -4,8 +4,7 @@
 //! `etc/passwd` and `etc/group`, so a plan applies the same way to an image tree.
 
 use std::fs;
-use std::io::{self, Write as _};
-use std::os::unix::fs::PermissionsExt as _;
+use std::io;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -81,26 +80,15 @@ pub fn write_atomic(
 ) -> Result<(), ApplyError> {
     let dir = path.parent().unwrap_or(Path::new("/"));
     fs::create_dir_all(dir).map_err(write_err(dir))?;
-    let tmp = dir.join(format!(
-        ".{}.tmp",
-        path.file_name().unwrap_or_default().to_string_lossy()
-    ));
-    let result = (|| {
-        let mut f = fs::File::create(&tmp)?;
-        // Permissions before contents: a secret is never readable by others, even briefly.
-        f.set_permissions(fs::Permissions::from_mode(mode))?;
-        if let Some((uid, gid)) = owner {
-            std::os::unix::fs::fchown(&f, Some(uid), Some(gid))?;
-        }
-        f.write_all(contents)?;
-        f.sync_all()?;
-        fs::rename(&tmp, path)?;
-        fs::File::open(dir)?.sync_all()
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result.map_err(write_err(path))
+    camrig_fs::write_atomic_with(
+        path,
+        contents,
+        camrig_fs::Access {
+            mode: Some(mode),
+            owner,
+        },
+    )
+    .map_err(write_err(path))
 }
 
 /// Applies a plan.
@@ -183,6 +171,7 @@ fn host_key(plan: &Plan, opts: &ApplyOptions) -> Result<&'static str, ApplyError
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::PermissionsExt as _;
 
     #[test]
     fn lookup_finds_ids_by_name() {

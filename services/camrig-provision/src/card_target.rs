@@ -5,7 +5,6 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::atomic_file;
 use crate::block_device::{self, BlockDeviceError, SystemView};
 use crate::fat_image::{self, FatError};
 
@@ -133,12 +132,15 @@ pub fn write_identity(target: &Path, identity: IdentityFiles<'_>) -> Result<Writ
         let before = std::fs::read_to_string(&path).ok();
         for (name, contents) in identity.files() {
             let file = target.join(name);
-            atomic_file::write(&file, contents.as_bytes(), 0o600).map_err(|source| {
-                CardError::Io {
-                    action: "write",
-                    path: file.clone(),
-                    source,
-                }
+            camrig_fs::write_atomic_with(
+                &file,
+                contents.as_bytes(),
+                camrig_fs::Access::mode(0o600),
+            )
+            .map_err(|source| CardError::Io {
+                action: "write",
+                path: file.clone(),
+                source,
             })?;
         }
         return Ok(Written {

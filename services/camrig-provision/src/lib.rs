@@ -12,7 +12,6 @@
 //! [`Command`] and [`run_provision`] are the whole command line, so the `camrig` CLI can
 //! offer it as `camrig provision …` and the `camrig-provision` binary is a thin wrapper.
 
-pub mod atomic_file;
 pub mod block_device;
 pub mod card_target;
 pub mod cards;
@@ -357,13 +356,12 @@ fn build(args: &BuildArgs, out: &mut impl Write) -> Result<(), ProvisionError> {
                 &card.boot_config,
             ),
         ] {
-            atomic_file::write(path, contents.as_bytes(), 0o600).map_err(|source| {
-                ProvisionError::Io {
+            camrig_fs::write_atomic_with(path, contents.as_bytes(), camrig_fs::Access::mode(0o600))
+                .map_err(|source| ProvisionError::Io {
                     action: "write",
                     path: path.clone(),
                     source,
-                }
-            })?;
+                })?;
         }
         let image = match base_for(card) {
             Some(base) => {

@@ -32,8 +32,6 @@ use std::process::{Command, Stdio};
 
 use serde::Deserialize;
 
-use crate::atomic_file;
-
 /// Version of the state directory's layout.
 pub const STATE_FORMAT: u32 = 1;
 
@@ -219,8 +217,12 @@ impl StateDir {
                 let text = format!(
                     "# camrig rig state: secrets of rig '{rig}'. Keep this directory private and backed up.\nformat = {STATE_FORMAT}\nrig = \"{rig}\"\n"
                 );
-                atomic_file::write(&state_path, text.as_bytes(), 0o600)
-                    .map_err(io_err("write", &state_path))?;
+                camrig_fs::write_atomic_with(
+                    &state_path,
+                    text.as_bytes(),
+                    camrig_fs::Access::mode(0o600),
+                )
+                .map_err(io_err("write", &state_path))?;
             }
             Err(e) => return Err(io_err("read", &state_path)(e)),
         }
@@ -393,7 +395,8 @@ impl StateDir {
         if fs::read_to_string(&path).ok().as_deref() == Some(contents) {
             return Ok(false);
         }
-        atomic_file::write(&path, contents.as_bytes(), 0o600).map_err(io_err("write", &path))?;
+        camrig_fs::write_atomic_with(&path, contents.as_bytes(), camrig_fs::Access::mode(0o600))
+            .map_err(io_err("write", &path))?;
         Ok(true)
     }
 
@@ -461,8 +464,12 @@ impl StateDir {
         let hash = camrig_protocol::operator_password::hash(&password, &salt)
             .expect("a 16-character password is accepted");
         let path = self.root.join(PASSWORD_HASH_FILE);
-        atomic_file::write(&path, format!("{hash}\n").as_bytes(), 0o600)
-            .map_err(io_err("write", &path))?;
+        camrig_fs::write_atomic_with(
+            &path,
+            format!("{hash}\n").as_bytes(),
+            camrig_fs::Access::mode(0o600),
+        )
+        .map_err(io_err("write", &path))?;
         Ok((password, hash))
     }
 
@@ -473,8 +480,12 @@ impl StateDir {
             .map_err(io_err("read", Path::new("/dev/urandom")))?;
         let token = hex::encode(bytes);
         let path = self.root.join(name);
-        atomic_file::write(&path, format!("{token}\n").as_bytes(), 0o600)
-            .map_err(io_err("write", &path))?;
+        camrig_fs::write_atomic_with(
+            &path,
+            format!("{token}\n").as_bytes(),
+            camrig_fs::Access::mode(0o600),
+        )
+        .map_err(io_err("write", &path))?;
         Ok(token)
     }
 
@@ -508,8 +519,12 @@ impl StateDir {
                 // The public half is derived data; restoring it changes no key.
                 let derived = self.public_of(private)?;
                 let line = format!("{} {comment}\n", derived.trim());
-                atomic_file::write(&public, line.as_bytes(), 0o600)
-                    .map_err(io_err("write", &public))?;
+                camrig_fs::write_atomic_with(
+                    &public,
+                    line.as_bytes(),
+                    camrig_fs::Access::mode(0o600),
+                )
+                .map_err(io_err("write", &public))?;
                 Ok(KeyPair {
                     private: priv_text,
                     public: line.trim().to_owned(),
@@ -557,7 +572,7 @@ impl StateDir {
                     .and_then(|f| f.sync_all())
                     .map_err(io_err("sync", f))?;
             }
-            atomic_file::sync_dir(&tmp).map_err(io_err("sync", &tmp))?;
+            camrig_fs::sync_dir(&tmp).map_err(io_err("sync", &tmp))?;
             let pair = KeyPair {
                 private: fs::read_to_string(&tmp_key).map_err(io_err("read", &tmp_key))?,
                 public: fs::read_to_string(&tmp_pub)
@@ -566,7 +581,7 @@ impl StateDir {
                     .to_owned(),
             };
             fs::rename(&tmp, dir).map_err(io_err("rename into place", dir))?;
-            atomic_file::sync_dir(parent).map_err(io_err("sync", parent))?;
+            camrig_fs::sync_dir(parent).map_err(io_err("sync", parent))?;
             Ok(pair)
         })();
         if result.is_err() {

@@ -286,14 +286,20 @@ fn steal_ticks() -> Option<u64> {
 
 /// `arm_ms` of every node's `take armed` log lines: how long each node took to arm.
 fn node_arm_ms(rig: &Rig) -> Vec<f64> {
+    node_log_values(rig, "take armed", "arm_ms", usize::MAX)
+}
+
+/// `field` of the nodes' log lines that contain `event`: the first `per_node` of each node.
+fn node_log_values(rig: &Rig, event: &str, field: &str, per_node: usize) -> Vec<f64> {
     rig.nodes()
         .iter()
         .flat_map(|n| {
             std::fs::read_to_string(n.dir.join("camrig-node.log"))
                 .unwrap_or_default()
                 .lines()
-                .filter(|l| l.contains("take armed"))
-                .filter_map(|l| field_f64(l, "arm_ms"))
+                .filter(|l| l.contains(event))
+                .filter_map(|l| field_f64(l, field))
+                .take(per_node)
                 .collect::<Vec<_>>()
         })
         .collect()
@@ -541,18 +547,7 @@ fn slot_skews(rig: &Rig, take: &str, fps: u32) -> Result<(Vec<f64>, Vec<f64>)> {
 
 /// `lock_ms` of every node's `phase locked` log lines.
 fn node_lock_ms(rig: &Rig) -> Vec<f64> {
-    rig.nodes()
-        .iter()
-        .flat_map(|n| {
-            std::fs::read_to_string(n.dir.join("camrig-node.log"))
-                .unwrap_or_default()
-                .lines()
-                .filter(|l| l.contains("phase locked"))
-                .filter_map(|l| field_f64(l, "lock_ms"))
-                .take(1)
-                .collect::<Vec<_>>()
-        })
-        .collect()
+    node_log_values(rig, "phase locked", "lock_ms", 1)
 }
 
 /// One phase-lock mode: a rig, one long take once START is allowed, its slot skews.

@@ -4,30 +4,16 @@
 //! there.
 
 use std::collections::BTreeSet;
-use std::io::Read;
 use std::path::Path;
-
-use sha2::{Digest, Sha256};
 
 use crate::error::{Result, RigError};
 use crate::rig::Rig;
 
 /// Lowercase hex sha256 of a file.
 pub fn sha256_file(path: &Path) -> Result<String> {
-    let mut f =
-        std::fs::File::open(path).map_err(RigError::io(format!("opening {}", path.display())))?;
-    let mut h = Sha256::new();
-    let mut buf = vec![0u8; 1 << 16];
-    loop {
-        let n = f
-            .read(&mut buf)
-            .map_err(RigError::io("reading a downloaded file"))?;
-        if n == 0 {
-            break;
-        }
-        h.update(&buf[..n]);
-    }
-    Ok(hex::encode(h.finalize()))
+    camrig_fs::sha256_file(path)
+        .map(|h| h.sha256)
+        .map_err(RigError::io(format!("hashing {}", path.display())))
 }
 
 /// What was checked.

@@ -27,8 +27,7 @@ pub const OPERATOR_IP: Ipv4Addr = Ipv4Addr::new(10, 77, 0, 2);
 pub const FIRST_NODE_HOST: u8 = 10;
 pub const MAX_NODES: usize = 240;
 pub const RIG_TOKEN: &str = "virtual-rig-token";
-/// The controller's API token; every request of the operator's host carries it.
-pub const API_TOKEN: &str = "virtual-rig-api-token-0123";
+pub use crate::services::API_TOKEN;
 
 /// How to build a rig.
 #[derive(Clone, Debug)]

@@ -10,6 +10,9 @@ use std::path::{Path, PathBuf};
 
 use crate::error::{Result, RigError};
 
+/// The controller's API token; every request of the operator's host carries it.
+pub const API_TOKEN: &str = "virtual-rig-api-token-0123";
+
 pub const NODE_BIN: &str = "camrig-node";
 pub const CONTROLLER_BIN: &str = "camrig-controller";
 pub const NODE_PORT: u16 = camrig_protocol::api::NODE_API_PORT;
@@ -145,7 +148,7 @@ pub fn controller_config(c: &ControllerSettings) -> Result<String> {
         // block START.
         max_clock_offset_ms: 100.0,
         access: Some(AccessEntry {
-            api_token: crate::rig::API_TOKEN.into(),
+            api_token: API_TOKEN.into(),
             ..AccessEntry::default()
         }),
         node: c

@@ -380,31 +380,13 @@ async fn demo_rig_driven_from_the_browser_and_the_cli() {
         Duration::from_secs(10),
     )
     .await;
-    client
-        .find(Locator::Css("#login-password"))
-        .await
-        .unwrap()
-        .send_keys("not the password")
-        .await
-        .unwrap();
-    client
-        .find(Locator::Css("#btn-login"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    type_in(&client, "#login-password", "not the password").await;
+    click(&client, "#btn-login").await;
     wait_js(&client, "wrong password shown", "const e = document.querySelector('#errors .error'); return e && e.textContent.includes('wrong password') ? e.textContent : null", Duration::from_secs(10)).await;
     let field = client.find(Locator::Css("#login-password")).await.unwrap();
     field.clear().await.unwrap();
     field.send_keys(&password).await.unwrap();
-    client
-        .find(Locator::Css("#btn-login"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&client, "#btn-login").await;
     wait_js(
         &client,
         "the rig's page after logging in",
@@ -439,13 +421,7 @@ async fn demo_rig_driven_from_the_browser_and_the_cli() {
     let exposure = client.find(Locator::Css("#set-exposure")).await.unwrap();
     exposure.clear().await.unwrap();
     exposure.send_keys("5000").await.unwrap();
-    client
-        .find(Locator::Css("#btn-settings-apply"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&client, "#btn-settings-apply").await;
     wait_js(&client, "5000 µs asked and applied on both cameras",
         "return [...document.querySelectorAll('#settings-cameras tr[data-node] .exposure')].every(c => c.textContent.startsWith('5000') && c.textContent.includes('→ 5000'))",
         Duration::from_secs(10)).await;
@@ -490,13 +466,7 @@ async fn demo_rig_driven_from_the_browser_and_the_cli() {
         .await;
     }
     // LOCK to each camera's own values from the page, then back to auto.
-    client
-        .find(Locator::Css("#btn-settings-lock"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&client, "#btn-settings-lock").await;
     wait_js(
         &client,
         "locked",
@@ -507,13 +477,7 @@ async fn demo_rig_driven_from_the_browser_and_the_cli() {
     let (ok, text) = cli(&url, &["camera-settings", "unlock"]);
     assert!(ok && text.contains("exposure_us auto"), "{text}");
 
-    client
-        .find(Locator::Css("#take-name"))
-        .await
-        .unwrap()
-        .send_keys("ui_take_01")
-        .await
-        .unwrap();
+    type_in(&client, "#take-name", "ui_take_01").await;
     // The node table shows each camera's phase lock; the synthetic sensors start at random
     // phases and the controller refuses START until they are locked.
     wait_js(&client, "every camera phase-locked in the node table",
@@ -526,13 +490,7 @@ async fn demo_rig_driven_from_the_browser_and_the_cli() {
         Duration::from_secs(10),
     )
     .await;
-    client
-        .find(Locator::Css("#btn-start"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&client, "#btn-start").await;
     wait_js(
         &client,
         "rig recording",
@@ -545,20 +503,8 @@ async fn demo_rig_driven_from_the_browser_and_the_cli() {
         Duration::from_secs(20)).await;
     wait_js(&client, "a preview image", "const i = document.querySelector('.preview img'); return i && i.complete && i.naturalWidth > 0", Duration::from_secs(20)).await;
 
-    client
-        .find(Locator::Css("#mark-note"))
-        .await
-        .unwrap()
-        .send_keys("clap")
-        .await
-        .unwrap();
-    client
-        .find(Locator::Css("#btn-mark"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    type_in(&client, "#mark-note", "clap").await;
+    click(&client, "#btn-mark").await;
     wait_js(
         &client,
         "marker listed",
@@ -567,13 +513,7 @@ async fn demo_rig_driven_from_the_browser_and_the_cli() {
     )
     .await;
     wait_js(&client, "60 frames", "return [...document.querySelectorAll('#nodes tr .frames')].every(f => Number(f.textContent) >= 60)", Duration::from_secs(20)).await;
-    client
-        .find(Locator::Css("#btn-stop"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&client, "#btn-stop").await;
     wait_js(
         &client,
         "rig idle",
@@ -589,13 +529,7 @@ async fn demo_rig_driven_from_the_browser_and_the_cli() {
     )
     .await;
 
-    client
-        .find(Locator::Css("#btn-download-all"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&client, "#btn-download-all").await;
     wait_js(&client, "verified download",
         "const t = document.querySelector('li.take[data-take=\"ui_take_01\"] .download-state'); return t && t.textContent === 'verified'",
         Duration::from_secs(90)).await;
@@ -667,13 +601,7 @@ async fn demo_rig_driven_from_the_browser_and_the_cli() {
     .await;
     assert!(summary.as_str().unwrap().contains("skew p50"), "{summary}");
     js(&client, "window.scrollTo(0, 0); return true").await;
-    client
-        .find(Locator::Css("#btn-export"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&client, "#btn-export").await;
     wait_js(&client, "export done",
         "const s = document.getElementById('tp-export-state'); return !!s && s.textContent === 'export done'",
         Duration::from_secs(120)).await;
@@ -722,42 +650,12 @@ async fn demo_rig_driven_from_the_browser_and_the_cli() {
     .unwrap();
 
     // Change the password from the page, log out, and come back with the one-click link.
-    client
-        .find(Locator::Css("details.account summary"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    client
-        .find(Locator::Css("#password-current"))
-        .await
-        .unwrap()
-        .send_keys(&password)
-        .await
-        .unwrap();
-    client
-        .find(Locator::Css("#password-new"))
-        .await
-        .unwrap()
-        .send_keys("a new demo password")
-        .await
-        .unwrap();
-    client
-        .find(Locator::Css("#btn-password"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&client, "details.account summary").await;
+    type_in(&client, "#password-current", &password).await;
+    type_in(&client, "#password-new", "a new demo password").await;
+    click(&client, "#btn-password").await;
     wait_js(&client, "password changed", "const n = document.querySelector('.notice'); return n && n.textContent.includes('password changed') ? true : null", Duration::from_secs(10)).await;
-    client
-        .find(Locator::Css("#btn-logout"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&client, "#btn-logout").await;
     wait_js(
         &client,
         "logged out",
@@ -1019,4 +917,26 @@ fn demo_supervises_and_picks_free_addresses() {
     assert!(a.running() && b.running());
     b.interrupt();
     a.interrupt();
+}
+
+/// Clicks the element `css` finds.
+async fn click(client: &Client, css: &str) {
+    client
+        .find(Locator::Css(css))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+}
+
+/// Types `text` into the element `css` finds.
+async fn type_in(client: &Client, css: &str, text: &str) {
+    client
+        .find(Locator::Css(css))
+        .await
+        .unwrap()
+        .send_keys(text)
+        .await
+        .unwrap();
 }

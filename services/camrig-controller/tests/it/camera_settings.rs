@@ -12,15 +12,7 @@ use serde_json::{json, Value};
 use crate::harness::{Rig, RigBuilder, API_TOKEN};
 
 fn put(rig: &Rig, path: &str, body: Value) -> (u16, Value) {
-    let r = rig
-        .http
-        .put(rig.url(path))
-        .bearer_auth(API_TOKEN)
-        .json(&body)
-        .send()
-        .expect("controller answers");
-    let status = r.status().as_u16();
-    (status, r.json().unwrap_or(Value::Null))
+    rig.put(path, body)
 }
 
 /// Mean luma of the first picture of a recorded segment, decoded by ffmpeg.

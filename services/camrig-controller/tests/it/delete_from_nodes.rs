@@ -38,7 +38,7 @@ fn assert_sorted_intact(rig: &Rig, take: &Value, i: usize) {
     for f in files {
         let path = sorted(rig, i).join(f["name"].as_str().unwrap());
         assert_eq!(
-            camrig_controller::download::sha256_file(&path).unwrap(),
+            camrig_fs::sha256_file(&path).unwrap().sha256,
             f["sha256"].as_str().unwrap(),
             "{}",
             path.display()

@@ -102,12 +102,5 @@ fn start_mark_stop_download_verify_and_sort() {
     for i in 0..3 {
         rig.assert_sorted_like_manifest("flow_02", i);
     }
-    let (_, takes) = rig.get("/api/takes");
-    let names: Vec<&str> = takes
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|t| t["name"].as_str().unwrap())
-        .collect();
-    assert_eq!(names, ["flow_02", "flow_01"]);
+    assert_eq!(rig.take_names(), ["flow_02", "flow_01"]);
 }

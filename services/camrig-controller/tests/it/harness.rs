@@ -451,15 +451,33 @@ impl Rig {
     }
 
     pub fn post(&self, path: &str, body: Value) -> (u16, Value) {
-        let r = self
-            .http
-            .post(self.url(path))
+        self.send_json(self.http.post(self.url(path)), body)
+    }
+
+    pub fn put(&self, path: &str, body: Value) -> (u16, Value) {
+        self.send_json(self.http.put(self.url(path)), body)
+    }
+
+    /// Sends `body` as JSON with the API token; the status and the JSON answer.
+    fn send_json(&self, request: reqwest::blocking::RequestBuilder, body: Value) -> (u16, Value) {
+        let r = request
             .bearer_auth(API_TOKEN)
             .json(&body)
             .send()
             .expect("controller answers");
         let status = r.status().as_u16();
         (status, r.json().unwrap_or(Value::Null))
+    }
+
+    /// The names of every take, newest first, as `GET /api/takes` lists them.
+    pub fn take_names(&self) -> Vec<String> {
+        let (_, takes) = self.get("/api/takes");
+        takes
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["name"].as_str().unwrap().to_owned())
+            .collect()
     }
 
     pub fn post_raw(&self, path: &str, content_type: &str, body: Vec<u8>) -> (u16, Value) {
@@ -601,7 +619,7 @@ impl Rig {
             let data = std::fs::read(&path).unwrap();
             assert_eq!(data.len() as u64, f.bytes, "{}", f.name);
             assert_eq!(
-                camrig_controller::download::sha256_file(&path).unwrap(),
+                camrig_fs::sha256_file(&path).unwrap().sha256,
                 f.sha256,
                 "{}",
                 f.name

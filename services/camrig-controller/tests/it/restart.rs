@@ -82,14 +82,7 @@ fn controller_restarted_mid_take_carries_on() {
             .all(|i| rig.node_get(i, "/v1/status").1["state"] == "idle")
             .then_some(())
     });
-    let (_, takes) = rig.get("/api/takes");
-    let names: Vec<&str> = takes
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|t| t["name"].as_str().unwrap())
-        .collect();
-    assert_eq!(names, ["across_restart", "before_crash"]);
+    assert_eq!(rig.take_names(), ["across_restart", "before_crash"]);
 
     rig.post("/api/downloads", json!({}));
     rig.wait_download("across_restart", "verified");

@@ -8,10 +8,10 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use camrig_controller::export::{self, Format, Options};
-use camrig_controller::sync_report::SyncReport;
 use camrig_protocol::grid::FrameGrid;
 use camrig_protocol::manifest::TakeManifest;
+use camrig_sorted_takes::export::{self, Format, Options};
+use camrig_sorted_takes::sync_report::SyncReport;
 use serde_json::json;
 
 use crate::harness::{Rig, RigBuilder};
@@ -72,6 +72,15 @@ fn bin_frames(dir: &Path) -> Vec<(i64, i64)> {
         .collect()
 }
 
+/// STOP, DOWNLOAD until verified, then the take once its sync verdict is in.
+fn stop_download_and_report(rig: &Rig, take: &str) -> serde_json::Value {
+    assert_eq!(rig.post("/api/takes/current/stop", json!({})).0, 200);
+    let download = format!("/api/takes/{take}/download");
+    assert_eq!(rig.post(&download, json!({})).0, 202);
+    rig.wait_download(take, "verified");
+    wait_verdict(rig, take)
+}
+
 fn wait_verdict(rig: &Rig, take: &str) -> serde_json::Value {
     rig.wait_for(
         &format!("{take} sync verdict"),
@@ -104,14 +113,7 @@ fn injected_drops_and_offset_give_exact_report_trimmed_export_and_clear_errors()
         200
     );
     rig.wait_recording(&[0, 1], 120);
-    assert_eq!(rig.post("/api/takes/current/stop", json!({})).0, 200);
-    assert_eq!(
-        rig.post(&format!("/api/takes/{take}/download"), json!({}))
-            .0,
-        202
-    );
-    rig.wait_download(take, "verified");
-    let t = wait_verdict(&rig, take);
+    let t = stop_download_and_report(&rig, take);
     assert_eq!(t["sync_verdict"], "fail", "{t}");
 
     let take_dir = rig.downloads().join(take);
@@ -380,14 +382,7 @@ fn an_mjpeg_take_exports_at_its_true_times() {
     let take = "sync_mjpeg";
     rig.start_take(take);
     rig.wait_recording(&[0], 45);
-    assert_eq!(rig.post("/api/takes/current/stop", json!({})).0, 200);
-    assert_eq!(
-        rig.post(&format!("/api/takes/{take}/download"), json!({}))
-            .0,
-        202
-    );
-    rig.wait_download(take, "verified");
-    let t = wait_verdict(&rig, take);
+    let t = stop_download_and_report(&rig, take);
     // One node: its clock is common to its cameras, so the bound is the measured spread.
     assert_eq!(t["sync_verdict"], "pass", "{t}");
     let take_dir = rig.downloads().join(take);

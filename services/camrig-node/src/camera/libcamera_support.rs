@@ -627,22 +627,16 @@ mod tests {
 
     #[test]
     fn frame_wall_clock_unit_changed_in_0_5_2() {
-        assert_eq!(
-            frame_wall_clock_ns(1_700_000_000_000_000, (0, 4, 0)),
-            1_700_000_000_000_000_000
-        );
-        assert_eq!(
-            frame_wall_clock_ns(1_700_000_000_000_000, (0, 5, 1)),
-            1_700_000_000_000_000_000
-        );
-        assert_eq!(
-            frame_wall_clock_ns(1_700_000_000_000_000_000, (0, 5, 2)),
-            1_700_000_000_000_000_000
-        );
-        assert_eq!(
-            frame_wall_clock_ns(1_700_000_000_000_000_000, (0, 7, 0)),
-            1_700_000_000_000_000_000
-        );
+        // Before 0.5.2 the control is in µs, from 0.5.2 on in ns: one instant either way.
+        let ns = 1_700_000_000_000_000_000;
+        for (value, version) in [
+            (ns / 1000, (0, 4, 0)),
+            (ns / 1000, (0, 5, 1)),
+            (ns, (0, 5, 2)),
+            (ns, (0, 7, 0)),
+        ] {
+            assert_eq!(frame_wall_clock_ns(value, version), ns, "{version:?}");
+        }
     }
 
     #[test]

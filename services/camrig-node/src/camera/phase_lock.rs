@@ -258,25 +258,7 @@ impl PhaseLock {
         if let Err(reason) = check_headroom(&grid, &control) {
             return PhaseLock::unavailable(label, grid, settings, reason);
         }
-        PhaseLock {
-            monitor: Arc::new(PhaseMonitor::new(
-                LockState::Locking,
-                None,
-                settings.tolerance_ns,
-            )),
-            grid,
-            control: Some(control),
-            settings,
-            requests: VecDeque::new(),
-            rate: 1.0,
-            last: None,
-            estimate: None,
-            in_tolerance: 0,
-            outside: 0,
-            first_ts: None,
-            locked_after_ns: None,
-            label,
-        }
+        PhaseLock::starting(label, grid, Some(control), settings, None)
     }
 
     /// A camera that cannot be locked: its frames' phase error is still measured and shown.
@@ -288,14 +270,27 @@ impl PhaseLock {
     ) -> PhaseLock {
         let label = label.into();
         tracing::warn!(camera = %label, reason = %reason, "phase lock unavailable; the camera free-runs and still records");
+        PhaseLock::starting(label, grid, None, settings, Some(reason))
+    }
+
+    /// A loop with no frame seen yet: `locking` with a control, `unavailable` (for
+    /// `reason`) without one.
+    fn starting(
+        label: String,
+        grid: FrameGrid,
+        control: Option<FrameControl>,
+        settings: LockSettings,
+        reason: Option<String>,
+    ) -> PhaseLock {
+        let state = if control.is_some() {
+            LockState::Locking
+        } else {
+            LockState::Unavailable
+        };
         PhaseLock {
-            monitor: Arc::new(PhaseMonitor::new(
-                LockState::Unavailable,
-                Some(reason),
-                settings.tolerance_ns,
-            )),
+            monitor: Arc::new(PhaseMonitor::new(state, reason, settings.tolerance_ns)),
             grid,
-            control: None,
+            control,
             settings,
             requests: VecDeque::new(),
             rate: 1.0,

@@ -470,11 +470,7 @@ impl Node {
             ));
         }
         if let Some(t) = self.active() {
-            let state = if t.is_recording() {
-                "recording"
-            } else {
-                "armed"
-            };
+            let state = t.armed_or_recording();
             return Err(CommandError::Conflict(format!(
                 "take {} is {state}; stop or abort it before starting another",
                 t.take
@@ -656,11 +652,7 @@ impl Node {
         // Under the command lock: no START can arm a take while the settings change.
         let _one_at_a_time = lock(&self.command_lock);
         if let Some(t) = self.active() {
-            let state = if t.is_recording() {
-                "recording"
-            } else {
-                "armed"
-            };
+            let state = t.armed_or_recording();
             return Err(CommandError::Conflict(format!(
                 "take {} is {state}: camera settings do not change during a take; stop it first",
                 t.take
@@ -820,10 +812,8 @@ impl Node {
         if let Some(t) = self.active().filter(|t| &t.take == take) {
             let state = if t.stop_at().is_some() {
                 "stopping"
-            } else if t.is_recording() {
-                "recording"
             } else {
-                "armed"
+                t.armed_or_recording()
             };
             return Err(CommandError::Conflict(format!(
                 "take {take} is {state} on this node; it can be deleted once it is complete and downloaded"

@@ -21,7 +21,7 @@ use camrig_protocol::take_name::TakeName;
 use camrig_protocol::{now_unix_ns, UnixNanos};
 
 use crate::take::listing::manifest_file;
-use crate::take::segment_writer::{sync_dir, write_atomic};
+use camrig_fs::{sync_dir, write_atomic};
 
 /// Where tombstones of deleted takes live, under the recordings directory.
 pub const DELETED_DIR: &str = ".deleted";

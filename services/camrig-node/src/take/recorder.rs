@@ -33,7 +33,8 @@ use crate::service::metrics::CameraCounters;
 use crate::service::{clock_health, disk_space};
 use crate::take::frame_selection::{marker_frame, place, segment_of, DropCounter, Placement};
 use crate::take::markers;
-use crate::take::segment_writer::{write_atomic, ClosedSegment, SegmentNames, SegmentWriter};
+use crate::take::segment_writer::{ClosedSegment, SegmentNames, SegmentWriter};
+use camrig_fs::write_atomic;
 
 /// Frames a camera may have waiting for its encoder before new ones are dropped.
 pub const QUEUE_FRAMES: usize = 8;
@@ -511,6 +512,15 @@ impl TakeHandle {
         self.control.recording.load(Ordering::SeqCst)
     }
 
+    /// What the take is doing, in the words a refusal uses: `recording` or `armed`.
+    pub fn armed_or_recording(&self) -> &'static str {
+        if self.is_recording() {
+            "recording"
+        } else {
+            "armed"
+        }
+    }
+
     /// Adds a MARK: each camera's first frame at or after `at`, now or when it arrives.
     pub fn mark(&self, at: UnixNanos, note: String) -> Vec<MarkerFrame> {
         let mut book = lock(&self.book);
@@ -667,7 +677,7 @@ fn finish(
     book.manifest.clock_at_stop = Some(clock_health::read());
     book.write_markers();
     if let Some(name) = book.spec.markers_name() {
-        match crate::take::segment_writer::sha256_file(&book.spec.dir.join(&name)) {
+        match crate::take::segment_writer::file_entry(&book.spec.dir.join(&name)) {
             Ok(entry) => book.manifest.files.push(entry),
             Err(e) => tracing::error!(error = %e, "cannot hash the markers file"),
         }

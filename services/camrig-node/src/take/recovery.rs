@@ -14,7 +14,8 @@ use camrig_protocol::timestamps;
 
 use crate::take::access_units;
 use crate::take::listing::{take_dirs, TakeDir};
-use crate::take::segment_writer::{sha256_file, write_atomic};
+use crate::take::segment_writer::file_entry;
+use camrig_fs::write_atomic;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RecoveryError {
@@ -115,7 +116,7 @@ fn recover_take(
     }
     if markers_path.exists() {
         m.files.retain(|f| f.name != markers);
-        m.files.push(sha256_file(&markers_path).map_err(io(dir))?);
+        m.files.push(file_entry(&markers_path).map_err(io(dir))?);
     }
     // The space the dead node held back for its final manifest is not recorded data.
     let _ = std::fs::remove_file(dir.join(crate::take::recorder::RESERVE_FILE));
@@ -173,9 +174,9 @@ fn recover_segment(
         tracing::warn!(video = %video_name, whole_frames, frames, "pictures without a timestamp at the end of a recovered segment");
     }
     let mut entries = vec![
-        sha256_file(&video_path).map_err(io(&video_path))?,
-        sha256_file(&bin_path).map_err(io(&bin_path))?,
-        sha256_file(&txt_path).map_err(io(&txt_path))?,
+        file_entry(&video_path).map_err(io(&video_path))?,
+        file_entry(&bin_path).map_err(io(&bin_path))?,
+        file_entry(&txt_path).map_err(io(&txt_path))?,
     ];
     // The metadata rows, like the timestamps, are written before their picture: keep the
     // header and one whole row per kept frame (takes recorded before it have none).
@@ -191,7 +192,7 @@ fn recover_segment(
             if kept != text {
                 write_atomic(&csv_path, kept.as_bytes()).map_err(io(&csv_path))?;
             }
-            entries.push(sha256_file(&csv_path).map_err(io(&csv_path))?);
+            entries.push(file_entry(&csv_path).map_err(io(&csv_path))?);
             Some(csv_name)
         }
         Err(_) => None,

@@ -14,6 +14,7 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use camrig_fs::sync_dir;
 use camrig_protocol::camera_settings::{metadata_csv_row, AppliedControls, METADATA_CSV_HEADER};
 use camrig_protocol::manifest::FileEntry;
 use camrig_protocol::timestamps::{self, TIMECODE_V2_HEADER};
@@ -236,11 +237,6 @@ impl SegmentWriter {
     }
 }
 
-/// fsyncs a directory so the names of newly created or renamed files survive a power cut.
-pub fn sync_dir(dir: &Path) -> io::Result<()> {
-    File::open(dir)?.sync_all()
-}
-
 /// Makes `file`, newly created in `dir` (itself possibly just created in its parent), durable
 /// together with its name and the take directory's: the file's fsync, and fsyncs of `dir` and
 /// its parent only where the file system needs them (see [`file_sync_keeps_new_names`]).
@@ -280,38 +276,18 @@ pub fn file_sync_keeps_new_names(file_system: nix::sys::statfs::FsType) -> bool 
     [EXT4_SUPER_MAGIC, XFS_SUPER_MAGIC, BTRFS_SUPER_MAGIC].contains(&file_system)
 }
 
-/// Hashes a whole file (recovery, where the running hash was lost with the process).
-pub fn sha256_file(path: &Path) -> io::Result<FileEntry> {
-    let bytes = std::fs::read(path)?;
+/// A file's manifest entry from its bytes on disk (recovery, where the running hash was lost
+/// with the process).
+pub(crate) fn file_entry(path: &Path) -> io::Result<FileEntry> {
+    let hash = camrig_fs::sha256_file(path)?;
     Ok(FileEntry {
         name: path
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default(),
-        bytes: bytes.len() as u64,
-        sha256: hex::encode(Sha256::digest(&bytes)),
+        bytes: hash.bytes,
+        sha256: hash.sha256,
     })
-}
-
-/// Writes a small file atomically: temp file → fsync → rename → fsync the directory.
-pub fn write_atomic(path: &Path, contents: &[u8]) -> io::Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.tmp"));
-    let result = (|| {
-        let f = File::create(&tmp)?;
-        f.write_all_at(contents, 0)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)?;
-        sync_dir(dir)
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
 }
 
 #[cfg(test)]
@@ -343,7 +319,7 @@ mod tests {
         let closed = w.close().unwrap();
         assert_eq!(closed.frames, 2);
         for f in &closed.files {
-            assert_eq!(&sha256_file(&dir.path().join(&f.name)).unwrap(), f);
+            assert_eq!(&file_entry(&dir.path().join(&f.name)).unwrap(), f);
         }
         let bin = std::fs::read(dir.path().join("s_timestamps.bin")).unwrap();
         assert_eq!(
@@ -387,15 +363,5 @@ mod tests {
         f.write_all_at(b"{}", 0).unwrap();
         sync_new_file(&f, &dir).unwrap();
         assert_eq!(std::fs::read(dir.join("manifest.json")).unwrap(), b"{}");
-    }
-
-    #[test]
-    fn atomic_write_replaces_whole_files() {
-        let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("m.json");
-        write_atomic(&p, b"one").unwrap();
-        write_atomic(&p, b"two").unwrap();
-        assert_eq!(std::fs::read(&p).unwrap(), b"two");
-        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
     }
 }

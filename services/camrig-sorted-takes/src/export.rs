@@ -292,18 +292,7 @@ fn export_camera(
             run(
                 "ffmpeg",
                 &camera,
-                Command::new("ffmpeg")
-                    .args([
-                        "-nostdin",
-                        "-loglevel",
-                        "error",
-                        "-f",
-                        demuxer,
-                        "-framerate",
-                        &fps,
-                        "-i",
-                    ])
-                    .arg(&raw)
+                ffmpeg_reading(demuxer, &fps, &raw)
                     .args(["-map", "0:v:0", "-c", "copy", "-f", "matroska"])
                     .arg(&wrapped),
             )?;
@@ -464,31 +453,10 @@ fn reencode(
         what: "cannot start ffmpeg".into(),
         source,
     };
-    let mut decoder = Command::new("ffmpeg")
-        .args([
-            "-nostdin",
-            "-loglevel",
-            "error",
-            "-f",
-            demuxer,
-            "-framerate",
-            fps,
-            "-i",
-        ])
-        .arg(raw)
-        .args([
-            "-map",
-            "0:v:0",
-            "-fps_mode",
-            "passthrough",
-            "-f",
-            "rawvideo",
-            "-pix_fmt",
-            "yuv420p",
-            "-s",
-            &size,
-            "-",
-        ])
+    let mut decoder = ffmpeg_reading(demuxer, fps, raw)
+        .args(["-map", "0:v:0", "-fps_mode", "passthrough"])
+        .args(RAW_I420)
+        .args(["-s", &size, "-"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -500,21 +468,9 @@ fn reencode(
         Codec::Mjpeg => &["-c:v", "mjpeg", "-q:v", "2"],
     };
     let mut encoder = Command::new("ffmpeg")
-        .args([
-            "-nostdin",
-            "-loglevel",
-            "error",
-            "-f",
-            "rawvideo",
-            "-pix_fmt",
-            "yuv420p",
-            "-s",
-            &size,
-            "-framerate",
-            fps,
-            "-i",
-            "-",
-        ])
+        .args(["-nostdin", "-loglevel", "error"])
+        .args(RAW_I420)
+        .args(["-s", &size, "-framerate", fps, "-i", "-"])
         .args(codec_args)
         .args(["-f", "matroska"])
         .arg(out)
@@ -653,6 +609,29 @@ pub fn iso8601(ns: UnixNanos) -> String {
         rem % 3600 / 60,
         rem % 60
     )
+}
+
+/// Raw I420 pictures through a pipe: what the trimmed export's decoder writes and its
+/// encoder reads.
+const RAW_I420: [&str; 4] = ["-f", "rawvideo", "-pix_fmt", "yuv420p"];
+
+/// ffmpeg reading a camera's raw stream (`demuxer`: h264 or mjpeg) at the grid's rate, for
+/// the caller to add what it makes of it.
+fn ffmpeg_reading(demuxer: &str, fps: &str, raw: &Path) -> Command {
+    let mut ffmpeg = Command::new("ffmpeg");
+    ffmpeg
+        .args([
+            "-nostdin",
+            "-loglevel",
+            "error",
+            "-f",
+            demuxer,
+            "-framerate",
+            fps,
+            "-i",
+        ])
+        .arg(raw);
+    ffmpeg
 }
 
 #[cfg(test)]

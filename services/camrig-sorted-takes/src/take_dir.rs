@@ -5,7 +5,6 @@
 //! or altered file is an error naming it, never a report computed from a damaged copy.
 
 use std::collections::HashMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use camrig_protocol::camera_settings::AppliedRange;
@@ -210,10 +209,12 @@ fn check_files(folder: &Path, m: &TakeManifest, check: Check) -> Result<(), Take
             });
         }
         if check == Check::Everything || f.name.ends_with(".bin") {
-            let hash = crate::download::sha256_file(&path).map_err(|source| TakeDirError::Io {
-                path: path.clone(),
-                source,
-            })?;
+            let hash = camrig_fs::sha256_file(&path)
+                .map(|h| h.sha256)
+                .map_err(|source| TakeDirError::Io {
+                    path: path.clone(),
+                    source,
+                })?;
             if hash != f.sha256 {
                 return Err(TakeDirError::Hash { path });
             }
@@ -290,18 +291,10 @@ pub fn read_report(dir: &Path, take: &str) -> Result<SyncReport, TakeDirError> {
     })
 }
 
-/// Writes `bytes` to `path` through a temporary file, fsynced, renamed into place.
+/// Writes a report file with [`camrig_fs::write_atomic`], naming it in the error.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), TakeDirError> {
-    // A name of its own per write: two reports of one take may be made at once.
-    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let tmp = path.with_extension(format!("{}.{n}.tmp", std::process::id()));
-    let io = |source| TakeDirError::Io {
+    camrig_fs::write_atomic(path, bytes).map_err(|source| TakeDirError::Io {
         path: path.to_owned(),
         source,
-    };
-    let mut f = std::fs::File::create(&tmp).map_err(io)?;
-    f.write_all(bytes).map_err(io)?;
-    f.sync_all().map_err(io)?;
-    std::fs::rename(&tmp, path).map_err(io)
+    })
 }
