@@ -57,7 +57,7 @@ impl Default for ControllerMetrics {
 
 impl ControllerMetrics {
     pub fn new() -> ControllerMetrics {
-        let m = ControllerMetrics {
+        let mut m = ControllerMetrics {
             registry: Registry::with_prefix("camrig_controller"),
             scrape: Mutex::new(()),
             reachable: Family::default(),
@@ -73,67 +73,20 @@ impl ControllerMetrics {
             download_files_verified: Family::default(),
             download_failures: Family::default(),
         };
-        let mut m = m;
         let r = &mut m.registry;
-        r.register(
-            "node_reachable",
-            "1 while the node answers its status polls",
-            m.reachable.clone(),
-        );
-        r.register_with_unit(
-            "node_clock_offset",
-            "The node's clock minus the controller's, measured by the four-timestamp probe",
-            Unit::Seconds,
-            m.offset.clone(),
-        );
-        r.register_with_unit(
-            "node_clock_rtt",
-            "Round trip of the node's last clock probe",
-            Unit::Seconds,
-            m.rtt.clone(),
-        );
-        r.register(
-            "node_recording",
-            "1 while the node records a take",
-            m.recording.clone(),
-        );
-        r.register(
-            "node_take_dropped_frames",
-            "Frames the node dropped in its current (or last) take, all cameras",
-            m.take_drops.clone(),
-        );
-        r.register_with_unit(
-            "start_fanout",
-            "Time from sending START to the last node's answer",
-            Unit::Seconds,
-            m.start_fanout.clone(),
-        );
-        r.register(
-            "takes_started",
-            "Takes every node armed for",
-            m.takes_started.clone(),
-        );
-        r.register(
-            "starts_refused",
-            "START requests refused before any node was told (not ready, health, clock)",
-            m.starts_refused.clone(),
-        );
-        r.register_with_unit(
-            "download",
-            "Bytes downloaded from the node",
-            Unit::Bytes,
-            m.download_bytes.clone(),
-        );
-        r.register(
-            "download_files_verified",
-            "Files downloaded from the node and verified against its manifest",
-            m.download_files_verified.clone(),
-        );
-        r.register(
-            "download_failures",
-            "Downloads from the node that ended failed",
-            m.download_failures.clone(),
-        );
+        camrig_protocol::register_series! { r;
+            "node_reachable", "1 while the node answers its status polls" => m.reachable;
+            "node_clock_offset", "The node's clock minus the controller's, measured by the four-timestamp probe", Unit::Seconds => m.offset;
+            "node_clock_rtt", "Round trip of the node's last clock probe", Unit::Seconds => m.rtt;
+            "node_recording", "1 while the node records a take" => m.recording;
+            "node_take_dropped_frames", "Frames the node dropped in its current (or last) take, all cameras" => m.take_drops;
+            "start_fanout", "Time from sending START to the last node's answer", Unit::Seconds => m.start_fanout;
+            "takes_started", "Takes every node armed for" => m.takes_started;
+            "starts_refused", "START requests refused before any node was told (not ready, health, clock)" => m.starts_refused;
+            "download", "Bytes downloaded from the node", Unit::Bytes => m.download_bytes;
+            "download_files_verified", "Files downloaded from the node and verified against its manifest" => m.download_files_verified;
+            "download_failures", "Downloads from the node that ended failed" => m.download_failures;
+        }
         m
     }
 
@@ -175,4 +128,4 @@ impl ControllerMetrics {
 }
 
 /// The content type of [`ControllerMetrics::render`]'s text.
-pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+pub use camrig_protocol::metrics::CONTENT_TYPE;

@@ -9,6 +9,7 @@
 //! - [`grid`]: the rig's frame grid (slot n at n × T since the epoch, T an exact rational).
 //! - [`phase`]: a camera's phase-lock state, live and per take.
 //! - [`health`]: a node's host health (temperature, firmware throttling, memory, disk time).
+//! - [`metrics`]: the `/metrics` content type and the series-table macro both services use.
 //! - [`views`]: the JSON bodies of the controller's `/api` (typed states, serialised as strings),
 //!   read by the web UI and the `camrig` CLI.
 //! - [`operator_password`]: the operator password's Argon2id hash, as provisioning writes it
@@ -22,6 +23,7 @@ pub mod camera_settings;
 pub mod grid;
 pub mod health;
 pub mod manifest;
+pub mod metrics;
 pub mod naming;
 pub mod operator_password;
 pub mod phase;

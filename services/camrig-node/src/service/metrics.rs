@@ -118,27 +118,12 @@ impl NodeMetrics {
         let dropped = Family::<DropLabel, Counter>::default();
         let encode =
             Family::<CameraLabel, Histogram>::new_with_constructor(encode_buckets as fn() -> _);
-        r.register(
-            "frames_captured",
-            "Frames delivered by the camera since the service started",
-            captured.clone(),
-        );
-        r.register(
-            "frames_kept",
-            "Frames written into takes since the service started",
-            kept.clone(),
-        );
-        r.register(
-            "frames_dropped",
-            "Frames lost inside takes, by cause (sequence_gap, queue_full, encoder_late)",
-            dropped.clone(),
-        );
-        r.register_with_unit(
-            "encode",
-            "Time to encode one frame",
-            Unit::Seconds,
-            encode.clone(),
-        );
+        camrig_protocol::register_series! { r;
+            "frames_captured", "Frames delivered by the camera since the service started" => captured;
+            "frames_kept", "Frames written into takes since the service started" => kept;
+            "frames_dropped", "Frames lost inside takes, by cause (sequence_gap, queue_full, encoder_late)" => dropped;
+            "encode", "Time to encode one frame", Unit::Seconds => encode;
+        }
         let counters = (0..cameras)
             .map(|i| {
                 let camera = (i + 1).to_string();
@@ -160,7 +145,7 @@ impl NodeMetrics {
                 }
             })
             .collect();
-        let m = NodeMetrics {
+        let mut m = NodeMetrics {
             cameras: counters,
             scrape: Mutex::new(()),
             state: Family::default(),
@@ -180,90 +165,24 @@ impl NodeMetrics {
             mem_available: FloatGauge::default(),
             registry: r,
         };
-        let mut m = m;
         let r = &mut m.registry;
-        r.register(
-            "state",
-            "1 for the node's take state (idle, armed, recording), 0 for the others",
-            m.state.clone(),
-        );
-        r.register(
-            "camera_fps",
-            "Frames per second delivered, measured over the last second",
-            m.fps.clone(),
-        );
-        r.register(
-            "take_frames",
-            "Frames kept in the current (or last) take",
-            m.take_frames.clone(),
-        );
-        r.register(
-            "take_dropped_frames",
-            "Frames dropped in the current (or last) take",
-            m.take_drops.clone(),
-        );
-        r.register(
-            "phase_lock_state",
-            "1 for the camera's phase-lock state (locking, locked, unavailable); absent without phase lock",
-            m.phase_state.clone(),
-        );
-        r.register_with_unit(
-            "phase_error",
-            "Absolute phase error against the rig's frame grid over the last second",
-            Unit::Seconds,
-            m.phase_error.clone(),
-        );
-        r.register_with_unit(
-            "disk_free",
-            "Free space on the data partition",
-            Unit::Bytes,
-            m.disk_free.clone(),
-        );
-        r.register_with_unit(
-            "disk_floor",
-            "START is refused and a take stopped below this much free space",
-            Unit::Bytes,
-            m.disk_floor.clone(),
-        );
-        r.register_with_unit(
-            "recordable",
-            "How long a take could record with the free space above the floor",
-            Unit::Seconds,
-            m.recordable.clone(),
-        );
-        r.register(
-            "clock_synchronised",
-            "1 when the kernel says the clock is synchronised (chrony or timesyncd)",
-            m.clock_synced.clone(),
-        );
-        r.register_with_unit(
-            "clock_estimated_error",
-            "The kernel's estimated clock error",
-            Unit::Seconds,
-            m.clock_error.clone(),
-        );
-        r.register_with_unit(
-            "cpu_temperature",
-            "CPU temperature from the thermal zone; NaN when the board has none",
-            Unit::Other("celsius".into()),
-            m.temperature.clone(),
-        );
-        r.register(
-            "throttling_known",
-            "1 when the board exposes the firmware's under-voltage/throttling flags",
-            m.throttling_known.clone(),
-        );
-        r.register(
-            "firmware_flag",
-            "Raspberry Pi firmware flags (flag: under_voltage, throttled, freq_capped, soft_temp_limit; period: now, since_boot)",
-            m.firmware_flag.clone(),
-        );
-        r.register_with_unit(
-            "memory_available",
-            "MemAvailable from /proc/meminfo; NaN when unknown",
-            Unit::Bytes,
-            m.mem_available.clone(),
-        );
+        camrig_protocol::register_series! { r;
+            "state", "1 for the node's take state (idle, armed, recording), 0 for the others" => m.state;
+            "camera_fps", "Frames per second delivered, measured over the last second" => m.fps;
+            "take_frames", "Frames kept in the current (or last) take" => m.take_frames;
+            "take_dropped_frames", "Frames dropped in the current (or last) take" => m.take_drops;
+            "phase_lock_state", "1 for the camera's phase-lock state (locking, locked, unavailable); absent without phase lock" => m.phase_state;
+            "phase_error", "Absolute phase error against the rig's frame grid over the last second", Unit::Seconds => m.phase_error;
+            "disk_free", "Free space on the data partition", Unit::Bytes => m.disk_free;
+            "disk_floor", "START is refused and a take stopped below this much free space", Unit::Bytes => m.disk_floor;
+            "recordable", "How long a take could record with the free space above the floor", Unit::Seconds => m.recordable;
+            "clock_synchronised", "1 when the kernel says the clock is synchronised (chrony or timesyncd)" => m.clock_synced;
+            "clock_estimated_error", "The kernel's estimated clock error", Unit::Seconds => m.clock_error;
+            "cpu_temperature", "CPU temperature from the thermal zone; NaN when the board has none", Unit::Other("celsius".into()) => m.temperature;
+            "throttling_known", "1 when the board exposes the firmware's under-voltage/throttling flags" => m.throttling_known;
+            "firmware_flag", "Raspberry Pi firmware flags (flag: under_voltage, throttled, freq_capped, soft_temp_limit; period: now, since_boot)" => m.firmware_flag;
+            "memory_available", "MemAvailable from /proc/meminfo; NaN when unknown", Unit::Bytes => m.mem_available;
+        }
         m
     }
 
@@ -372,4 +291,4 @@ impl NodeMetrics {
 }
 
 /// The content type of [`NodeMetrics::render`]'s text (OpenMetrics, which Prometheus reads).
-pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+pub use camrig_protocol::metrics::CONTENT_TYPE;
