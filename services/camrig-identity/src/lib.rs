@@ -12,7 +12,8 @@
 //! - [`render`]: the files an identity turns into (networkd, chrony, service configs, SSH);
 //! - [`apply`]: writing those files under a root directory, atomically;
 //! - [`boot`]: the boot step (image role check, apply, or the error state);
-//! - [`generator`]: the systemd generator (camrig-node's ordering for a camera node).
+//! - [`generator`]: the systemd generator (camrig-node's ordering for a camera node);
+//! - [`command_line`]: the tools' bad-command-line exit code (64), shared with camrig-provision.
 //!
 //! The `camrig-identity` binary runs `apply` from a oneshot unit early at boot, `generate`
 //! as a systemd generator, and `check` validates a file before it goes onto a card.
@@ -21,6 +22,7 @@ pub mod apply;
 pub mod boot;
 pub mod camera_wiring;
 pub mod cidr;
+pub mod command_line;
 pub mod generator;
 pub mod identity;
 pub mod render;

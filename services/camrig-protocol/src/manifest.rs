@@ -176,6 +176,22 @@ pub struct ClockHealth {
 }
 
 impl ClockHealth {
+    /// The kernel's view alone (no NTP daemon figures): what a node without chrony knows.
+    pub fn kernel(
+        synced: bool,
+        est_error_ns: Option<i64>,
+        measured_at_ns: UnixNanos,
+    ) -> ClockHealth {
+        ClockHealth {
+            synced,
+            est_error_ns,
+            measured_at_ns,
+            offset_ns: None,
+            root_delay_ns: None,
+            root_dispersion_ns: None,
+        }
+    }
+
     /// The daemon's bound on this clock's error from the master clock:
     /// |offset| + root dispersion + half the root delay; `None` unless the clock was
     /// synchronised and all three are known.

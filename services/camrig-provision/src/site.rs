@@ -562,33 +562,14 @@ fn node_sections(
 mod tests {
     use super::*;
 
-    pub(crate) const SITE: &str = r#"format = 1
-
-[rig]
-name = "studio-a"
-subnet = "192.168.1.0/24"
-gateway = "192.168.1.1"
-
-[admin]
-authorized_keys = ["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIAbcdefgh admin@laptop"]
-
-[controller]
-hostname = "camrig-controller"
-address = "192.168.1.10"
-
-[node_defaults.camera]
-source = "synthetic"
-
-[[node]]
-name = "camrig-node-101"
-address = "192.168.1.101"
-
-[[node]]
-name = "camrig-node-102"
-address = "192.168.1.102"
-[node.camera]
-count = 2
-"#;
+    /// The provisioning tests' small rig (tests/fixtures/site.toml) with a gateway, so every
+    /// line from the rig's on is one further down.
+    fn site() -> String {
+        include_str!("../tests/fixtures/site.toml").replace(
+            "subnet = \"192.168.1.0/24\"\n",
+            "subnet = \"192.168.1.0/24\"\ngateway = \"192.168.1.1\"\n",
+        )
+    }
 
     fn problems(text: &str) -> Vec<SiteProblem> {
         match parse(text) {
@@ -600,7 +581,7 @@ count = 2
 
     #[test]
     fn the_example_site_parses() {
-        let file = parse(SITE).unwrap();
+        let file = parse(&site()).unwrap();
         let site = &file.site;
         assert_eq!(site.nodes.len(), 2);
         assert_eq!(
@@ -616,7 +597,7 @@ count = 2
 
     #[test]
     fn duplicate_address_names_both_lines() {
-        let text = SITE.replace("192.168.1.102", "192.168.1.101");
+        let text = site().replace("192.168.1.102", "192.168.1.101");
         let p = problems(&text);
         assert_eq!(p.len(), 1, "{p:?}");
         assert_eq!(p[0].line, 24);
@@ -627,7 +608,7 @@ count = 2
 
     #[test]
     fn controller_address_in_the_node_list_is_refused() {
-        let text = SITE.replace("192.168.1.101", "192.168.1.10");
+        let text = site().replace("192.168.1.101", "192.168.1.10");
         let p = problems(&text);
         assert_eq!(p.len(), 1, "{p:?}");
         assert_eq!(p[0].line, 20);
@@ -640,7 +621,7 @@ count = 2
 
     #[test]
     fn addresses_outside_the_subnet_are_refused() {
-        let text = SITE
+        let text = site()
             .replace("192.168.1.102", "192.168.2.102")
             .replace("\"192.168.1.1\"", "\"10.0.0.1\"");
         let p = problems(&text);
@@ -653,7 +634,7 @@ count = 2
 
     #[test]
     fn broadcast_and_gateway_addresses_are_refused() {
-        let text = SITE
+        let text = site()
             .replace("192.168.1.101", "192.168.1.255")
             .replace("192.168.1.102", "192.168.1.1");
         let p = problems(&text);
@@ -664,7 +645,7 @@ count = 2
 
     #[test]
     fn duplicate_names_including_the_controllers_are_refused() {
-        let text = SITE
+        let text = site()
             .replace("camrig-node-101", "camrig-controller")
             .replace("camrig-node-102", "camrig-controller");
         let p = problems(&text);
@@ -675,7 +656,7 @@ count = 2
 
     #[test]
     fn unknown_key_is_a_syntax_error_with_its_line() {
-        let text = SITE.replace("gateway =", "gatway =");
+        let text = site().replace("gateway =", "gatway =");
         match parse(&text).unwrap_err() {
             SiteError::Syntax { line, message, .. } => {
                 assert_eq!(line, 6);
@@ -687,13 +668,13 @@ count = 2
 
     #[test]
     fn node_setting_keys_are_the_node_configs_and_named_at_their_line() {
-        let text = SITE.replace("count = 2", "cuont = 2");
+        let text = site().replace("count = 2", "cuont = 2");
         let p = problems(&text);
         assert_eq!(p.len(), 1, "{p:?}");
         assert_eq!(p[0].line, 26);
         assert_eq!(p[0].key, "node[1].camera (node 'camrig-node-102')");
         assert!(p[0].problem.contains("unknown field `cuont`"), "{}", p[0]);
-        let text = SITE.replace("source = \"synthetic\"", "source = \"usb\"\nfps = \"fast\"");
+        let text = site().replace("source = \"synthetic\"", "source = \"usb\"\nfps = \"fast\"");
         let p = problems(&text);
         assert_eq!(
             p.iter().map(|p| p.line).collect::<Vec<_>>(),
@@ -703,10 +684,10 @@ count = 2
         assert!(p[0].key.starts_with("node_defaults.camera"), "{}", p[0]);
         assert!(p[0].problem.contains("usb"), "{}", p[0]);
         // Any key of the node config's section is a site key, with nothing added here.
-        let text = SITE.replace("count = 2", "count = 2\npixel_format = \"NV12\"");
+        let text = site().replace("count = 2", "count = 2\npixel_format = \"NV12\"");
         assert_eq!(problems(&text), Vec::new());
         // Inline tables too, with the key's own line.
-        let text = SITE.replace(
+        let text = site().replace(
             "[node.camera]\ncount = 2\n",
             "camera = { count = 2, fsp = 1 }\n",
         );
@@ -718,7 +699,7 @@ count = 2
 
     #[test]
     fn bad_subnet_says_what_to_write() {
-        let text = SITE.replace("192.168.1.0/24", "192.168.1.0");
+        let text = site().replace("192.168.1.0/24", "192.168.1.0");
         let err = parse(&text).unwrap_err().to_string();
         assert!(err.starts_with("line 5"), "{err}");
         assert!(err.contains("192.168.1.0/24"), "{err}");
@@ -726,7 +707,7 @@ count = 2
 
     #[test]
     fn file_names_must_be_usable_and_distinct() {
-        let text = SITE
+        let text = site()
             .replace(
                 "address = \"192.168.1.101\"",
                 "address = \"192.168.1.101\"\nfile_name = \"left\"",
@@ -747,17 +728,17 @@ count = 2
 
     #[test]
     fn a_site_without_nodes_is_refused() {
-        let end = SITE.find("[node_defaults").unwrap();
-        let p = problems(&SITE[..end]);
+        let end = site().find("[node_defaults").unwrap();
+        let p = problems(&site()[..end]);
         assert_eq!(p.len(), 1);
         assert!(p[0].fix.contains("[[node]]"));
     }
 
     #[test]
     fn wrong_format_and_bad_rig_name_are_both_reported() {
-        let text = SITE
+        let text = site()
             .replace("format = 1", "format = 7")
-            .replace("studio-a", "Studio A");
+            .replace("test-rig", "Studio A");
         let keys: Vec<String> = problems(&text).into_iter().map(|p| p.key).collect();
         assert_eq!(keys, vec!["format", "rig.name"]);
     }

@@ -28,17 +28,15 @@ pub enum EncodeError {
     NotKey,
 }
 
+/// What [`FrameEncoder::encode`] answers: how the frame's pixels reached the encoder.
+pub type Encoded = Result<PixelPath, EncodeError>;
+
 /// Encodes frames one by one into a byte stream that can be concatenated into a file.
 pub trait FrameEncoder: Send {
     /// Appends the encoded frame to `out`. `key` asks for a frame that decodes alone (the
     /// first of a segment); for H.264 it carries SPS/PPS too. Returns how the frame's pixels
     /// reached the encoder (imported, read in place, converted, copied).
-    fn encode(
-        &mut self,
-        frame: &Frame,
-        key: bool,
-        out: &mut Vec<u8>,
-    ) -> Result<PixelPath, EncodeError>;
+    fn encode(&mut self, frame: &Frame, key: bool, out: &mut Vec<u8>) -> Encoded;
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -71,12 +69,7 @@ impl<E: FrameEncoder> WithTiming<E> {
 }
 
 impl<E: FrameEncoder> FrameEncoder for WithTiming<E> {
-    fn encode(
-        &mut self,
-        frame: &Frame,
-        key: bool,
-        out: &mut Vec<u8>,
-    ) -> Result<PixelPath, EncodeError> {
+    fn encode(&mut self, frame: &Frame, key: bool, out: &mut Vec<u8>) -> Encoded {
         let from = out.len();
         let path = self.inner.encode(frame, key, out)?;
         // Every SPS, not only a segment's first: periodic key frames repeat it.

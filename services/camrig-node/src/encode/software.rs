@@ -9,7 +9,7 @@ use openh264::encoder::{
 use openh264::formats::YUVSlices;
 use openh264::OpenH264API;
 
-use super::{EncodeError, EncoderSettings, FrameEncoder};
+use super::{EncodeError, Encoded, EncoderSettings, FrameEncoder};
 use crate::camera::{Frame, PixelPath};
 
 pub struct MjpegEncoder {
@@ -19,12 +19,7 @@ pub struct MjpegEncoder {
 }
 
 impl FrameEncoder for MjpegEncoder {
-    fn encode(
-        &mut self,
-        frame: &Frame,
-        _key: bool,
-        out: &mut Vec<u8>,
-    ) -> Result<PixelPath, EncodeError> {
+    fn encode(&mut self, frame: &Frame, _key: bool, out: &mut Vec<u8>) -> Encoded {
         let pixels = frame.i420(&mut self.scratch);
         encode_jpeg(&I420Image::of(frame, &pixels), self.quality, out)?;
         Ok(pixels.path)
@@ -122,12 +117,7 @@ impl SoftH264Encoder {
 }
 
 impl FrameEncoder for SoftH264Encoder {
-    fn encode(
-        &mut self,
-        frame: &Frame,
-        key: bool,
-        out: &mut Vec<u8>,
-    ) -> Result<PixelPath, EncodeError> {
+    fn encode(&mut self, frame: &Frame, key: bool, out: &mut Vec<u8>) -> Encoded {
         let w = frame.width as usize;
         let h = frame.height as usize;
         let pixels = frame.i420(&mut self.scratch);

@@ -24,23 +24,13 @@ pub fn read() -> ClockHealth {
     let mut health = match kernel_ntp_state() {
         Some((status, esterror_us)) => {
             let synced = status & libc::STA_UNSYNC == 0;
-            ClockHealth {
+            ClockHealth::kernel(
                 synced,
-                est_error_ns: synced.then_some(esterror_us * 1_000),
+                synced.then_some(esterror_us * 1_000),
                 measured_at_ns,
-                offset_ns: None,
-                root_delay_ns: None,
-                root_dispersion_ns: None,
-            }
+            )
         }
-        None => ClockHealth {
-            synced: false,
-            est_error_ns: None,
-            measured_at_ns,
-            offset_ns: None,
-            root_delay_ns: None,
-            root_dispersion_ns: None,
-        },
+        None => ClockHealth::kernel(false, None, measured_at_ns),
     };
     // chrony's figures only mean something while chrony itself is synchronised.
     if let Some(t) = latest_tracking().filter(|t| t.synchronised) {
@@ -151,14 +141,7 @@ mod tests {
     fn reads_the_kernel_state_and_summarises_it() {
         let c = read();
         assert!(c.measured_at_ns > 0);
-        let s = summary(&ClockHealth {
-            synced: true,
-            est_error_ns: Some(200_000),
-            measured_at_ns: 0,
-            offset_ns: None,
-            root_delay_ns: None,
-            root_dispersion_ns: None,
-        });
+        let s = summary(&ClockHealth::kernel(true, Some(200_000), 0));
         assert_eq!(s, "clock synced ±0.2ms");
     }
 

@@ -115,17 +115,7 @@ fn only_builds_the_named_cards_and_a_missing_base_image_writes_nothing() {
 fn write_puts_the_identity_onto_a_flashed_image_and_says_what_it_replaced() {
     let rig = Rig::with_site(SITE);
     let card = make_base_image(rig.dir.path(), "card.img");
-    let state = rig.state();
-    let out = rig
-        .run(&[
-            "write",
-            "site.toml",
-            "camrig-node-101",
-            "card.img",
-            "--state",
-            state.to_str().unwrap(),
-        ])
-        .ok();
+    let out = rig.write("camrig-node-101", "card.img").ok();
     assert!(
         out.contains(&format!(
             "card.img::/camrig.toml (FAT at byte {BOOT_OFFSET})"
@@ -136,16 +126,7 @@ fn write_puts_the_identity_onto_a_flashed_image_and_says_what_it_replaced() {
     assert_eq!(id.hostname, "camrig-node-101");
 
     // Re-purposing the card: the new identity replaces the old, and the tool says so.
-    let out = rig
-        .run(&[
-            "write",
-            "site.toml",
-            "camrig-node-102",
-            "card.img",
-            "--state",
-            state.to_str().unwrap(),
-        ])
-        .ok();
+    let out = rig.write("camrig-node-102", "card.img").ok();
     assert!(
         out.contains("replaced the identity of camrig-node-101"),
         "{out}"
@@ -160,16 +141,7 @@ fn write_into_a_mounted_boot_directory_is_atomic_and_private() {
     let rig = Rig::with_site(SITE);
     let boot = rig.path("boot");
     std::fs::create_dir(&boot).unwrap();
-    let state = rig.state();
-    rig.run(&[
-        "write",
-        "site.toml",
-        "camrig-controller",
-        "boot",
-        "--state",
-        state.to_str().unwrap(),
-    ])
-    .ok();
+    rig.write("camrig-controller", "boot").ok();
     let text = std::fs::read_to_string(boot.join("camrig.toml")).unwrap();
     assert_eq!(
         camrig_identity::parse(&text).unwrap().role,
@@ -192,28 +164,9 @@ fn write_into_a_mounted_boot_directory_is_atomic_and_private() {
 fn write_refuses_an_image_without_a_fat_partition_and_an_unknown_device() {
     let rig = Rig::with_site(SITE);
     std::fs::write(rig.path("blank.img"), vec![0u8; 1 << 20]).unwrap();
-    let state = rig.state();
-    let err = rig
-        .run(&[
-            "write",
-            "site.toml",
-            "camrig-node-101",
-            "blank.img",
-            "--state",
-            state.to_str().unwrap(),
-        ])
-        .fails_with(1);
+    let err = rig.write("camrig-node-101", "blank.img").fails_with(1);
     assert!(err.contains("blank.img"), "{err}");
-    let err = rig
-        .run(&[
-            "write",
-            "site.toml",
-            "camrig-node-9",
-            "blank.img",
-            "--state",
-            state.to_str().unwrap(),
-        ])
-        .fails_with(2);
+    let err = rig.write("camrig-node-9", "blank.img").fails_with(2);
     assert!(err.contains("no device named 'camrig-node-9'"), "{err}");
     assert!(err.contains("camrig-node-101"), "{err}");
 }
@@ -285,18 +238,7 @@ fn camera_wiring_reaches_the_cards_boot_partition_and_the_nodes_config() {
 fn re_provisioning_a_card_replaces_its_wiring() {
     let rig = Rig::with_site(&format!("{SITE}{WIRED_SITE_NODE}"));
     let card = make_base_image(rig.dir.path(), "card.img");
-    let state = rig.state();
-    let write = |device: &str| {
-        rig.run(&[
-            "write",
-            "site.toml",
-            device,
-            "card.img",
-            "--state",
-            state.to_str().unwrap(),
-        ])
-        .ok()
-    };
+    let write = |device: &str| rig.write(device, "card.img").ok();
     write("camrig-node-103");
     assert!(settings(&mtype(&card, "camrig-cameras.txt")).contains(&"dtoverlay=imx477,cam0"));
     // The card becomes a node without wiring: its overlays go with the old identity.
@@ -313,15 +255,7 @@ fn re_provisioning_a_card_replaces_its_wiring() {
     let boot = rig.path("boot");
     std::fs::create_dir(&boot).unwrap();
     for device in ["camrig-node-103", "camrig-node-102"] {
-        rig.run(&[
-            "write",
-            "site.toml",
-            device,
-            "boot",
-            "--state",
-            state.to_str().unwrap(),
-        ])
-        .ok();
+        rig.write(device, "boot").ok();
         let cameras = std::fs::read_to_string(boot.join("camrig-cameras.txt")).unwrap();
         assert_eq!(
             cameras.contains("dtoverlay="),

@@ -90,17 +90,7 @@ fn the_disk_this_system_runs_from_is_refused() {
     assert_eq!(std::fs::metadata(&device).unwrap().modified().ok(), before);
 
     // Writing an identity onto it is refused the same way.
-    let state = rig.state();
-    let err = rig
-        .run(&[
-            "write",
-            "site.toml",
-            "camrig-node-101",
-            &device,
-            "--state",
-            state.to_str().unwrap(),
-        ])
-        .fails_with(3);
+    let err = rig.write("camrig-node-101", &device).fails_with(3);
     assert!(
         err.contains(&format!("refusing to write {device}")),
         "{err}"

@@ -124,17 +124,7 @@ fn rotate_replaces_only_what_is_asked_and_keeps_the_old() {
     let rig = Rig::with_site(SITE);
     rig.build(&[]).ok();
     let before = rig.state_files();
-    let state = rig.state();
-    let out = rig
-        .run(&[
-            "rotate",
-            "site.toml",
-            "--state",
-            state.to_str().unwrap(),
-            "--host-key",
-            "camrig-node-101",
-        ])
-        .ok();
+    let out = rig.rotate(&["--host-key", "camrig-node-101"]).ok();
     assert!(out.contains("rotated host key of camrig-node-101"), "{out}");
     assert!(
         out.contains("the controller's card and camrig-node-101"),
@@ -193,31 +183,12 @@ fn rotate_all_replaces_every_secret_and_needs_a_target() {
     let rig = Rig::with_site(SITE);
     rig.build(&[]).ok();
     let state = rig.state();
-    let err = rig
-        .run(&["rotate", "site.toml", "--state", state.to_str().unwrap()])
-        .fails_with(1);
+    let err = rig.rotate(&[]).fails_with(1);
     assert!(err.contains("say what to rotate"), "{err}");
-    let err = rig
-        .run(&[
-            "rotate",
-            "site.toml",
-            "--state",
-            state.to_str().unwrap(),
-            "--host-key",
-            "nobody",
-        ])
-        .fails_with(1);
+    let err = rig.rotate(&["--host-key", "nobody"]).fails_with(1);
     assert!(err.contains("no device named 'nobody'"), "{err}");
     let token = std::fs::read(state.join("token")).unwrap();
-    let out = rig
-        .run(&[
-            "rotate",
-            "site.toml",
-            "--state",
-            state.to_str().unwrap(),
-            "--all",
-        ])
-        .ok();
+    let out = rig.rotate(&["--all"]).ok();
     // rig token, API token, password, controller key, three host keys.
     assert_eq!(out.matches("rotated").count(), 7, "{out}");
     assert!(

@@ -11,33 +11,8 @@ pub const EXAMPLE_SITE: &str = include_str!("../../../../provisioning/site.examp
 /// The ci scripts' test rig (ci/lib.sh makes their identities from it).
 pub const CI_FIXTURE_SITE: &str = include_str!("../../../../ci/fixtures/site.toml");
 
-/// A small rig: a controller and two nodes with synthetic cameras.
-pub const SITE: &str = r#"format = 1
-
-[rig]
-name = "test-rig"
-subnet = "192.168.1.0/24"
-
-[admin]
-authorized_keys = ["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIAbcdefghijklmnop admin@laptop"]
-
-[controller]
-hostname = "camrig-controller"
-address = "192.168.1.10"
-
-[node_defaults.camera]
-source = "synthetic"
-
-[[node]]
-name = "camrig-node-101"
-address = "192.168.1.101"
-
-[[node]]
-name = "camrig-node-102"
-address = "192.168.1.102"
-[node.camera]
-count = 2
-"#;
+/// A small rig: a controller and two nodes with synthetic cameras (the unit tests' too).
+pub const SITE: &str = include_str!("../fixtures/site.toml");
 
 pub struct Rig {
     pub dir: tempfile::TempDir,
@@ -88,6 +63,27 @@ impl Rig {
             "--out",
             out.to_str().unwrap(),
         ];
+        args.extend_from_slice(extra);
+        self.run(&args)
+    }
+
+    /// `write site.toml DEVICE TARGET` with the rig's state directory.
+    pub fn write(&self, device: &str, target: &str) -> Run {
+        let state = self.state();
+        self.run(&[
+            "write",
+            "site.toml",
+            device,
+            target,
+            "--state",
+            state.to_str().unwrap(),
+        ])
+    }
+
+    /// `rotate site.toml` with the rig's state directory and extra arguments.
+    pub fn rotate(&self, extra: &[&str]) -> Run {
+        let state = self.state();
+        let mut args = vec!["rotate", "site.toml", "--state", state.to_str().unwrap()];
         args.extend_from_slice(extra);
         self.run(&args)
     }

@@ -6,7 +6,7 @@ use super::encoder::{V4l2Encoder, V4l2Settings};
 use super::import::{layout_fourcc, InputPath, RawLayout};
 use super::V4l2Error;
 use crate::camera::{Frame, FramePixels, PixelPath};
-use crate::encode::{EncodeError, EncoderSettings, FrameEncoder};
+use crate::encode::{EncodeError, Encoded, EncoderSettings, FrameEncoder};
 
 /// The node's [`FrameEncoder`] on a V4L2 device: opened at the first frame (which gives the
 /// size, and whether pictures come as camera buffers), so a take on a machine without the
@@ -37,12 +37,7 @@ impl V4l2FrameEncoder {
 }
 
 impl FrameEncoder for V4l2FrameEncoder {
-    fn encode(
-        &mut self,
-        frame: &Frame,
-        key: bool,
-        out: &mut Vec<u8>,
-    ) -> Result<PixelPath, EncodeError> {
+    fn encode(&mut self, frame: &Frame, key: bool, out: &mut Vec<u8>) -> Encoded {
         if self.open.is_none() {
             let s = V4l2Settings {
                 width: frame.width,
@@ -104,7 +99,7 @@ impl FrameEncoder for V4l2FrameEncoder {
 }
 
 /// A picture that had to start a segment but came out as no key frame is an error.
-fn keyed(key: bool, got_key: bool, path: PixelPath) -> Result<PixelPath, EncodeError> {
+fn keyed(key: bool, got_key: bool, path: PixelPath) -> Encoded {
     if key && !got_key {
         return Err(EncodeError::NotKey);
     }
