@@ -4,7 +4,7 @@ use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(text) = std::str::from_utf8(data) {
-        if let Ok(id) = camrig_identity::identity::parse(text) {
+        if let Ok(id) = camrig_identity::parse(text) {
             let _ = camrig_identity::render::plan(&id);
         }
     }

@@ -8,8 +8,9 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use crate::apply::{self, under, ApplyError, ApplyOptions, Report};
-use crate::identity::{self, IdentityError, Role};
+use crate::identity::{self, Role};
 use crate::render::{self, ISSUE_PATH};
+use crate::validate::{self, IdentityError};
 
 /// Why the boot step failed; each has its own exit code.
 #[derive(Debug, thiserror::Error)]
@@ -86,7 +87,7 @@ fn load(opts: &BootOptions) -> Result<(identity::Identity, Role), BootError> {
             source,
         },
     })?;
-    let id = identity::parse(&text).map_err(|source| BootError::Invalid {
+    let id = validate::parse(&text).map_err(|source| BootError::Invalid {
         path: path.clone(),
         source,
     })?;

@@ -13,8 +13,6 @@ use std::fmt::Write as _;
 
 use serde::{Deserialize, Serialize};
 
-use crate::identity::Identity;
-
 /// The include file on the boot partition; the image's `config.txt` ends with
 /// `include camrig-cameras.txt` (image/boot/config-extra.txt).
 pub const BOOT_CONFIG_FILE: &str = "camrig-cameras.txt";
@@ -160,19 +158,15 @@ pub fn camera_select(wiring: &[CameraPort]) -> Vec<String> {
         .collect()
 }
 
-/// The text of [`BOOT_CONFIG_FILE`] for a card: overlay lines for a node with wiring, only
-/// comments otherwise (the firmware's auto-detection stays on).
-pub fn boot_config(id: &Identity) -> String {
-    let wiring = id
-        .node
-        .as_ref()
-        .map(|n| n.camera_wiring.as_slice())
-        .unwrap_or_default();
+/// The text of [`BOOT_CONFIG_FILE`] for the card of `hostname` (for the comment): overlay
+/// lines for a node with wiring, only comments otherwise (the firmware's auto-detection stays
+/// on). [`crate::Identity::camera_wiring`] gives a card's wiring.
+pub fn boot_config(hostname: &str, wiring: &[CameraPort]) -> String {
     let mut s = format!(
         "# {BOOT_CONFIG_FILE}: camera wiring of {}, written by `camrig provision` from\n\
          # camrig.toml's [[node.camera_wiring]] and replaced whenever the card's identity is\n\
          # written. config.txt includes it; edit the site file, not this file.\n",
-        id.hostname
+        hostname
     );
     if wiring.is_empty() {
         s.push_str(

@@ -75,27 +75,11 @@ pub fn run(identity: &Path, out_dir: &Path) -> io::Result<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::identity::parse;
+    use crate::validate::parse;
 
     /// A node's camrig.toml with `camera` (its `[node.camera]` table, or nothing) at the end.
     fn node_text(camera: &str) -> String {
-        format!(
-            r#"
-format = 1
-role = "node"
-hostname = "n1"
-[network]
-address = "10.0.2.15/24"
-[rig]
-subnet = "10.0.2.0/24"
-controller = "10.0.2.2"
-token = "0123456789abcdef0123"
-[ssh]
-authorized_keys = ["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIAbc admin@laptop"]
-controller_key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIdef camrig@controller"
-{camera}
-"#
-        )
+        crate::test_identities::node("", camera)
     }
 
     fn node(camera: &str) -> Identity {

@@ -1,4 +1,5 @@
-//! The `camrig.toml` format (version 1): the serde model and [`parse`].
+//! The `camrig.toml` format (version 1): the serde model. [`crate::parse`] reads it (in
+//! [`crate::validate`]).
 //!
 //! Parsing is strict: unknown keys, wrong types and malformed addresses are refused with the
 //! line, and [`crate::validate`] then checks the fields against each other. There are no
@@ -16,7 +17,6 @@ pub use camrig_protocol::naming::Codec;
 
 use crate::camera_wiring::CameraPort;
 use crate::cidr::{Ipv4Cidr, Ipv4Interface};
-use crate::validate::{self, Problem};
 
 /// The format version this crate reads and writes.
 pub const FORMAT_VERSION: u32 = 1;
@@ -74,6 +74,17 @@ pub struct Identity {
     pub node: Option<NodeSettings>,
     /// Controller settings; only with `role = "controller"`.
     pub controller: Option<ControllerSettings>,
+}
+
+impl Identity {
+    /// The node's camera wiring (`[[node.camera_wiring]]`); empty for a controller or a node
+    /// without wiring.
+    pub fn camera_wiring(&self) -> &[CameraPort] {
+        self.node
+            .as_ref()
+            .map(|n| n.camera_wiring.as_slice())
+            .unwrap_or_default()
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -172,51 +183,10 @@ pub struct NodeEntry {
     pub port: Option<u16>,
 }
 
-/// Why a `camrig.toml` was refused.
-#[derive(Debug, thiserror::Error)]
-pub enum IdentityError {
-    #[error("camrig.toml line {line}, column {column}: {message}")]
-    Syntax {
-        line: usize,
-        column: usize,
-        message: String,
-    },
-    #[error("camrig.toml has {} problem(s):\n{}", .0.len(), validate::list(.0))]
-    Invalid(Vec<Problem>),
-}
-
-/// Parses and validates a `camrig.toml`.
-pub fn parse(text: &str) -> Result<Identity, IdentityError> {
-    let identity: Identity = toml::from_str(text).map_err(|e| {
-        let (line, column) = e
-            .span()
-            .map(|span| line_column(text, span.start))
-            .unwrap_or((0, 0));
-        IdentityError::Syntax {
-            line,
-            column,
-            message: e.message().trim_end().to_owned(),
-        }
-    })?;
-    let problems = validate::check(&identity);
-    if problems.is_empty() {
-        Ok(identity)
-    } else {
-        Err(IdentityError::Invalid(problems))
-    }
-}
-
-/// 1-based line and column of a byte offset.
-fn line_column(text: &str, offset: usize) -> (usize, usize) {
-    let before = &text[..offset.min(text.len())];
-    let line = before.matches('\n').count() + 1;
-    let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
-    (line, column)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::validate::{line_column, parse, IdentityError};
 
     pub(crate) const NODE: &str = r#"
 format = 1

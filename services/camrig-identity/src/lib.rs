@@ -4,8 +4,9 @@
 //! role, hostname, static address, the rig's subnet, controller and token, SSH keys and the
 //! node's camera settings. This crate owns that format and what it becomes at boot:
 //!
-//! - [`identity`]: the format (serde model) and [`identity::parse`], pure and strict;
-//! - [`validate`]: checks across fields, each problem naming its key and the fix;
+//! - [`identity`]: the format (serde model), pure and strict;
+//! - [`validate`]: [`parse`] (the format, then checks across fields), each problem naming its
+//!   key and the fix;
 //! - [`cidr`]: IPv4 addresses with prefixes (`192.168.1.101/24`, `192.168.1.0/24`);
 //! - [`camera_wiring`]: which CSI sensor is on which port, the sensors camrig knows, and the
 //!   firmware's overlay lines they become on the boot partition;
@@ -26,6 +27,9 @@ pub mod command_line;
 pub mod generator;
 pub mod identity;
 pub mod render;
+#[cfg(test)]
+mod test_identities;
 pub mod validate;
 
-pub use identity::{parse, Identity, IdentityError, Role};
+pub use identity::{Identity, Role};
+pub use validate::{parse, IdentityError};

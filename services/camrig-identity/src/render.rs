@@ -330,32 +330,15 @@ pub fn error_banner(reason: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::identity::parse;
+    use crate::validate::parse;
 
-    const NODE: &str = r#"
-format = 1
-role = "node"
-hostname = "n1"
-[network]
-address = "10.0.2.15/24"
-gateway = "10.0.2.2"
-dns = ["10.0.2.3"]
-[rig]
-subnet = "10.0.2.0/24"
-controller = "10.0.2.2"
-token = "0123456789abcdef0123"
-[ssh]
-authorized_keys = ["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIAbc admin@laptop"]
-controller_key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIdef camrig@controller"
-[node]
-name = "left"
-[node.camera]
-source = "synthetic"
-width = 640
-height = 360
-[node.recording]
-segment_seconds = 5
-"#;
+    fn node() -> String {
+        crate::test_identities::node(
+            "gateway = \"10.0.2.2\"\ndns = [\"10.0.2.3\"]\n",
+            "[node]\nname = \"left\"\n[node.camera]\nsource = \"synthetic\"\nwidth = 640\nheight = 360\n\
+             [node.recording]\nsegment_seconds = 5\n",
+        )
+    }
 
     fn contents(plan: &Plan, path: &str) -> String {
         plan.files
@@ -368,7 +351,7 @@ segment_seconds = 5
 
     #[test]
     fn node_plan_has_network_time_config_and_keys() {
-        let plan = plan(&parse(NODE).unwrap());
+        let plan = plan(&parse(&node()).unwrap());
         assert_eq!(plan.hostname, "n1");
         let net = contents(&plan, NETWORK_FILE);
         assert!(net.contains("Address=10.0.2.15/24\n"), "{net}");
@@ -395,7 +378,7 @@ segment_seconds = 5
 
     #[test]
     fn node_toml_is_the_node_config_schema_with_the_identitys_settings() {
-        let text = node_toml(&parse(NODE).unwrap());
+        let text = node_toml(&parse(&node()).unwrap());
         // What the node reads: camrig-config's parser and validation accept it as it is.
         let config = NodeConfig::parse(&text, std::path::Path::new("node.toml"))
             .unwrap_or_else(|e| panic!("{e}\n{text}"));
@@ -413,12 +396,12 @@ segment_seconds = 5
         assert_eq!(config.recording.segment_seconds, 5);
         assert_eq!(config.data_dir, PathBuf::from("/var/lib/camrig"));
         assert_eq!(config.listen.port(), NODE_PORT);
-        assert_eq!(config, node_config(&parse(NODE).unwrap()));
+        assert_eq!(config, node_config(&parse(&node()).unwrap()));
     }
 
     #[test]
     fn controller_plan_serves_time_and_lists_nodes() {
-        let text = NODE
+        let text = node()
             .replace("role = \"node\"", "role = \"controller\"")
             .replace("address = \"10.0.2.15/24\"", "address = \"10.0.2.2/24\"")
             .replace("gateway = \"10.0.2.2\"", "")
@@ -488,7 +471,7 @@ segment_seconds = 5
 
     #[test]
     fn named_interface_is_matched_by_name() {
-        let text = NODE.replace("dns = [\"10.0.2.3\"]", "interface = \"end0\"");
+        let text = node().replace("dns = [\"10.0.2.3\"]", "interface = \"end0\"");
         let net = networkd(&parse(&text).unwrap());
         assert!(net.contains("Name=end0\n"), "{net}");
         assert!(!net.contains("DNS="), "{net}");

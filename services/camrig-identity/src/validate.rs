@@ -1,6 +1,7 @@
 //! Checks across the fields of an [`Identity`]: addresses inside the rig's subnet, the keys
 //! each role needs (and only those), hostnames, tokens, camera modes. Every problem names the
-//! key and says what to write instead; all problems are reported at once.
+//! key and says what to write instead; all problems are reported at once. [`parse`] is the
+//! one way in: the format read strictly ([`crate::identity`]), then these checks.
 
 use std::collections::HashSet;
 use std::fmt;
@@ -8,6 +9,48 @@ use std::fmt;
 use crate::camera_wiring;
 use crate::identity::{CameraSource, Identity, NodeSettings, Role, FORMAT_VERSION};
 use crate::render;
+
+/// Why a `camrig.toml` was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum IdentityError {
+    #[error("camrig.toml line {line}, column {column}: {message}")]
+    Syntax {
+        line: usize,
+        column: usize,
+        message: String,
+    },
+    #[error("camrig.toml has {} problem(s):\n{}", .0.len(), list(.0))]
+    Invalid(Vec<Problem>),
+}
+
+/// Parses and validates a `camrig.toml`.
+pub fn parse(text: &str) -> Result<Identity, IdentityError> {
+    let identity: Identity = toml::from_str(text).map_err(|e| {
+        let (line, column) = e
+            .span()
+            .map(|span| line_column(text, span.start))
+            .unwrap_or((0, 0));
+        IdentityError::Syntax {
+            line,
+            column,
+            message: e.message().trim_end().to_owned(),
+        }
+    })?;
+    let problems = check(&identity);
+    if problems.is_empty() {
+        Ok(identity)
+    } else {
+        Err(IdentityError::Invalid(problems))
+    }
+}
+
+/// 1-based line and column of a byte offset.
+pub(crate) fn line_column(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+    (line, column)
+}
 
 /// One thing wrong with a `camrig.toml`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -534,8 +577,6 @@ fn controller(c: &mut Checker, id: &Identity) {
 
 #[cfg(test)]
 mod tests {
-    use crate::identity::{parse, IdentityError};
-
     use super::*;
 
     const CONTROLLER: &str = r#"

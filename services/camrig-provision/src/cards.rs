@@ -104,7 +104,7 @@ pub fn build(
             role: Role::Controller,
             address: *ctl.address.get_ref(),
             text,
-            boot_config: camera_wiring::boot_config(&ctl_id),
+            boot_config: camera_wiring::boot_config(&ctl_id.hostname, ctl_id.camera_wiring()),
         }),
         Err(errors) => {
             for (key, problem, fix) in errors {
@@ -128,7 +128,7 @@ pub fn build(
                 role: Role::Node,
                 address: *node.address.get_ref(),
                 text,
-                boot_config: camera_wiring::boot_config(&id),
+                boot_config: camera_wiring::boot_config(&id.hostname, id.camera_wiring()),
             }),
             Err(errors) => {
                 for (key, problem, fix) in errors {

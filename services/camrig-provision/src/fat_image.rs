@@ -7,6 +7,8 @@ use std::process::{Command, Stdio};
 
 use serde::Deserialize;
 
+use crate::tool::{self, ToolFailure};
+
 /// Why the boot partition could not be read or written.
 #[derive(Debug, thiserror::Error)]
 pub enum FatError {
@@ -185,18 +187,14 @@ fn run(
     // mtools refuses images whose FAT geometry it finds unusual (e.g. made by mkfs.vfat
     // for a small partition) unless told to skip the check.
     cmd.env("MTOOLS_SKIP_CHECK", "1").stdin(Stdio::null());
-    let out = cmd.output().map_err(|source| FatError::ToolMissing {
-        program,
-        package,
-        source,
-    })?;
-    if !out.status.success() {
-        return Err(FatError::Tool {
-            command: format!("{cmd:?}"),
-            stderr: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
-        });
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    tool::stdout_of(cmd).map_err(|failure| match failure {
+        ToolFailure::NotStarted(source) => FatError::ToolMissing {
+            program,
+            package,
+            source,
+        },
+        ToolFailure::Failed { command, stderr } => FatError::Tool { command, stderr },
+    })
 }
 
 #[cfg(test)]

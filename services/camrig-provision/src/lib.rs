@@ -7,7 +7,8 @@
 //! - [`secrets`]: the rig's token and SSH keys in a private state directory;
 //! - [`fat_image`]: files in a FAT boot partition through mtools, never mounting;
 //! - [`card_target`]: per-card images and writing onto flashed cards;
-//! - [`block_device`] and [`flash`]: writing a card safely, with read-back verification.
+//! - [`block_device`] and [`flash`]: writing a card safely, with read-back verification;
+//! - `tool`: running mtools, sfdisk and ssh-keygen for their output.
 //!
 //! [`Command`] and [`run_provision`] are the whole command line, so the `camrig` CLI can
 //! offer it as `camrig provision …` and the `camrig-provision` binary is a thin wrapper.
@@ -20,6 +21,7 @@ pub mod flash;
 pub mod identity_writer;
 pub mod secrets;
 pub mod site;
+mod tool;
 
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::{Path, PathBuf};

@@ -32,6 +32,8 @@ use std::process::{Command, Stdio};
 
 use serde::Deserialize;
 
+use crate::tool::{self, ToolFailure};
+
 /// Version of the state directory's layout.
 pub const STATE_FORMAT: u32 = 1;
 
@@ -636,17 +638,13 @@ fn read_private(path: &Path) -> Result<Option<String>, SecretsError> {
 
 /// Runs a command, returning its stdout; a failure carries the command line and stderr.
 fn run(cmd: &mut Command, program: &Path) -> Result<String, SecretsError> {
-    let out = cmd.output().map_err(|source| SecretsError::KeygenMissing {
-        program: program.display().to_string(),
-        source,
-    })?;
-    if !out.status.success() {
-        return Err(SecretsError::Keygen {
-            command: format!("{cmd:?}"),
-            stderr: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
-        });
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    tool::stdout_of(cmd).map_err(|failure| match failure {
+        ToolFailure::NotStarted(source) => SecretsError::KeygenMissing {
+            program: program.display().to_string(),
+            source,
+        },
+        ToolFailure::Failed { command, stderr } => SecretsError::Keygen { command, stderr },
+    })
 }
 
 #[cfg(test)]

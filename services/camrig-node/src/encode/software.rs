@@ -10,7 +10,7 @@ use openh264::formats::YUVSlices;
 use openh264::OpenH264API;
 
 use super::{EncodeError, Encoded, EncoderSettings, FrameEncoder};
-use crate::camera::{Frame, PixelPath};
+use crate::camera::Frame;
 
 pub struct MjpegEncoder {
     pub quality: u8,
@@ -137,6 +137,7 @@ impl FrameEncoder for SoftH264Encoder {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::camera::PixelPath;
     use crate::encode::HardwareEncoder;
     use camrig_protocol::naming::Codec;
 
