@@ -99,6 +99,19 @@ pub fn ssh_options(ssh: &SshSetup<'_>, port: u16) -> Vec<String> {
     v
 }
 
+/// The options every pull starts with: times and modes kept (`--compare-dest` skips by size
+/// and time); an interrupted file resumes from a hidden partial directory instead of lying
+/// truncated under its own name; names reach the remote side without its shell splitting
+/// them; a link silent for a minute fails the job instead of hanging it; no daemon banner.
+const FIXED_OPTIONS: [&str; 6] = [
+    "--archive",
+    "--partial",
+    "--partial-dir=.rsync-partial",
+    "--protect-args",
+    "--timeout=60",
+    "--no-motd",
+];
+
 /// Arguments (after the program name `rsync`) to pull `take` into `staging`. Files already
 /// sorted into `sorted` (same size and time) are skipped via `--compare-dest`.
 pub fn argv(
@@ -116,17 +129,7 @@ pub fn argv(
     compare.push(sorted);
     let mut dest = staging.as_os_str().to_owned();
     dest.push("/");
-    let mut args: Vec<OsString> = [
-        "--archive",
-        "--partial",
-        "--partial-dir=.rsync-partial",
-        "--protect-args",
-        "--timeout=60",
-        "--no-motd",
-    ]
-    .iter()
-    .map(OsString::from)
-    .collect();
+    let mut args: Vec<OsString> = FIXED_OPTIONS.iter().map(OsString::from).collect();
     args.push(compare);
     args.push("-e".into());
     args.push(ssh_command(ssh, port).into());
@@ -200,15 +203,10 @@ mod tests {
             Path::new("/d/t_01/192.168.1.101"),
             &ssh,
         ));
+        assert_eq!(args[..FIXED_OPTIONS.len()], FIXED_OPTIONS);
         assert_eq!(
-            args,
-            vec![
-                "--archive",
-                "--partial",
-                "--partial-dir=.rsync-partial",
-                "--protect-args",
-                "--timeout=60",
-                "--no-motd",
+            args[FIXED_OPTIONS.len()..],
+            [
                 "--compare-dest=/d/t_01/192.168.1.101",
                 "-e",
                 "ssh -i /etc/camrig/ssh/id_ed25519 -p 22 -o IdentitiesOnly=yes -o BatchMode=yes -o StrictHostKeyChecking=yes -o UserKnownHostsFile=/etc/camrig/ssh/known_hosts -o GlobalKnownHostsFile=/dev/null -o PasswordAuthentication=no -o ConnectTimeout=10 -o ServerAliveInterval=5 -o ServerAliveCountMax=3 -o KexAlgorithms=curve25519-sha256,curve25519-sha256@libssh.org,sntrup761x25519-sha512@openssh.com -o Ciphers=aes128-gcm@openssh.com,chacha20-poly1305@openssh.com -o Compression=no -o ControlPath=/var/lib/camrig/ssh-control/192.168.1.101 -o ControlMaster=no",
