@@ -8,11 +8,16 @@
 CARGO_DEB_VERSION=${CARGO_DEB_VERSION:-}
 
 ensure_cargo_deb() {
-	local tools=$CAMRIG_CACHE/tools
+	local tools=$CAMRIG_CACHE/tools lock
+	mkdir -p "$tools"
+	# One installer at a time (ci/prefetch installs it in the background).
+	exec {lock}>"$tools/.cargo-deb.lock"
+	flock "$lock"
 	if [ ! -x "$tools/bin/cargo-deb" ]; then
 		log "installing cargo-deb into $tools"
 		cargo install --locked cargo-deb ${CARGO_DEB_VERSION:+--version "$CARGO_DEB_VERSION"} --root "$tools" >&2
 	fi
+	exec {lock}>&-
 	export PATH="$tools/bin:$PATH"
 }
 
