@@ -7,7 +7,8 @@ use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
-use super::{sys, V4l2Error};
+use super::error::V4l2Error;
+use super::sys;
 
 /// A memory-to-memory encoder found on this machine.
 #[derive(Clone, Debug, PartialEq)]

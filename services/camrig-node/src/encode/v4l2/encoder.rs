@@ -6,8 +6,9 @@ use std::os::fd::{AsFd, BorrowedFd, RawFd};
 use std::path::Path;
 
 use super::device::{ioctl, open, EncoderDevice};
+use super::error::{V4l2Error, PICTURE_TIMEOUT_MS};
 use super::import::{import_plan, layout_mismatch, InputPath, RawLayout};
-use super::{fourcc_name, sys, V4l2Error, PICTURE_TIMEOUT_MS};
+use super::sys::{self, fourcc_name};
 use crate::camera::DmaBufPlane;
 
 const OUTPUT_BUFFERS: u32 = 4;

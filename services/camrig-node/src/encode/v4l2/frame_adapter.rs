@@ -3,8 +3,8 @@
 
 use super::device::EncoderDevice;
 use super::encoder::{V4l2Encoder, V4l2Settings};
+use super::error::V4l2Error;
 use super::import::{layout_fourcc, InputPath, RawLayout};
-use super::V4l2Error;
 use crate::camera::{Frame, FramePixels, PixelPath};
 use crate::encode::{EncodeError, Encoded, EncoderSettings, FrameEncoder};
 

@@ -3,7 +3,7 @@
 
 use std::os::fd::RawFd;
 
-use super::{fourcc_name, sys};
+use super::sys::{self, fourcc_name};
 use crate::camera::libcamera_support::Layout;
 use crate::camera::DmaBufPlane;
 

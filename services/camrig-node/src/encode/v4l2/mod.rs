@@ -22,79 +22,27 @@
 //!
 //! The rooms: [`device`] finds the encoder by what it can do, [`import`] decides whether a
 //! camera buffer can be queued as it is, [`encoder`] drives the device ([`V4l2Encoder`]),
-//! [`frame_adapter`] is the node's [`crate::encode::FrameEncoder`] on it, and [`sys`] holds the
-//! kernel ABI (structs, ioctls, mappings).
-
-use std::path::{Path, PathBuf};
-
-use camrig_protocol::naming::Codec;
+//! [`frame_adapter`] is the node's [`crate::encode::FrameEncoder`] on it, [`error`] is what
+//! they fail with, and [`sys`] holds the kernel ABI (structs, ioctls, mappings, format names).
 
 mod device;
 mod encoder;
+mod error;
 mod frame_adapter;
 mod import;
 pub mod sys;
 
 pub use device::{find_encoder, probe, EncoderDevice};
 pub use encoder::{KeyFrames, V4l2Encoder, V4l2Settings};
+pub use error::V4l2Error;
 pub use frame_adapter::V4l2FrameEncoder;
 pub use import::{import_plan, layout_fourcc, layout_mismatch, InputPath, RawLayout};
-
-/// How long one picture may take in the encoder before the device is declared stuck.
-const PICTURE_TIMEOUT_MS: i32 = 5_000;
-
-#[derive(Debug, thiserror::Error)]
-pub enum V4l2Error {
-    #[error("no V4L2 memory-to-memory encoder for {0} found under /dev (video*)")]
-    NoDevice(String),
-    #[error("{}: {what}: {errno}", .device.display())]
-    Ioctl {
-        device: PathBuf,
-        what: &'static str,
-        errno: nix::Error,
-    },
-    #[error("{}: {problem}", .device.display())]
-    Device { device: PathBuf, problem: String },
-    #[error("{}: no encoded picture within {PICTURE_TIMEOUT_MS} ms", .0.display())]
-    Timeout(PathBuf),
-    /// The device cannot read the camera's buffers in place (the caller copies instead).
-    #[error("{}: dma-buf import refused: {reason}", .device.display())]
-    ImportRefused { device: PathBuf, reason: String },
-    #[error("frame is {got_w}x{got_h} but the encoder was set up for {want_w}x{want_h}")]
-    SizeChanged {
-        got_w: u32,
-        got_h: u32,
-        want_w: u32,
-        want_h: u32,
-    },
-}
-
-impl V4l2Error {
-    pub(super) fn device(device: &Path, problem: impl Into<String>) -> V4l2Error {
-        V4l2Error::Device {
-            device: device.to_path_buf(),
-            problem: problem.into(),
-        }
-    }
-}
-
-/// The V4L2 pixel formats a camrig codec can be carried as (the Pi's JPEG encoder says JPEG,
-/// others MJPEG: both are a JPEG per frame).
-pub fn coded_formats(codec: Codec) -> &'static [u32] {
-    match codec {
-        Codec::H264 => &[sys::PIX_FMT_H264],
-        Codec::Mjpeg => &[sys::PIX_FMT_MJPEG, sys::PIX_FMT_JPEG],
-    }
-}
-
-/// `H264`, `FWHT`, ...
-pub fn fourcc_name(f: u32) -> String {
-    f.to_le_bytes().iter().map(|&b| b as char).collect()
-}
+pub use sys::{coded_formats, fourcc_name};
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use camrig_protocol::naming::Codec;
 
     #[test]
     fn fourcc_names_read_back() {

@@ -8,6 +8,8 @@
 
 use std::os::fd::{AsRawFd, BorrowedFd};
 
+use camrig_protocol::naming::Codec;
+
 pub const fn fourcc(code: &[u8; 4]) -> u32 {
     (code[0] as u32) | ((code[1] as u32) << 8) | ((code[2] as u32) << 16) | ((code[3] as u32) << 24)
 }
@@ -238,6 +240,20 @@ impl Default for Plane {
     fn default() -> Self {
         zeroed!(Plane)
     }
+}
+
+/// The V4L2 pixel formats a camrig codec can be carried as (the Pi's JPEG encoder says JPEG,
+/// others MJPEG: both are a JPEG per frame).
+pub fn coded_formats(codec: Codec) -> &'static [u32] {
+    match codec {
+        Codec::H264 => &[PIX_FMT_H264],
+        Codec::Mjpeg => &[PIX_FMT_MJPEG, PIX_FMT_JPEG],
+    }
+}
+
+/// `H264`, `FWHT`, ...
+pub fn fourcc_name(f: u32) -> String {
+    f.to_le_bytes().iter().map(|&b| b as char).collect()
 }
 
 mod raw {
