@@ -144,10 +144,10 @@ CI_SITE_ADMIN_KEY_COMMENT=ci-admin-key-replaced-per-run
 # (its public key in place of the fixture's), the rig's secrets in DIR/state (token, api-token,
 # host-keys/<device>/, admin_known_hosts), each card in DIR/cards/<device>/camrig.toml.
 fixture_identities() {
-	local dir=$1 site
+	local dir=$1 site provision
 	shift
 	mkdir -p "$dir"
-	cargo build --locked -q -p camrig-provision || fail "camrig-provision does not build"
+	provision=$(host_bin camrig-provision)
 	ssh-keygen -q -t ed25519 -N '' -C "admin@$CI_NAME" -f "$dir/admin"
 	site=$dir/site.toml
 	sed "s|\"ssh-ed25519 [A-Za-z0-9+/=]* $CI_SITE_ADMIN_KEY_COMMENT\"|\"$(cat "$dir/admin.pub")\"|" "$CI_SITE" >"$site"
@@ -155,8 +155,15 @@ fixture_identities() {
 		fail "$CI_SITE has no administrator key with the comment $CI_SITE_ADMIN_KEY_COMMENT to replace"
 	local only=() device
 	for device in "$@"; do only+=(--only "$device"); done
-	"$CARGO_TARGET_DIR/debug/camrig-provision" build "$site" --state "$dir/state" --out "$dir/cards" "${only[@]}" \
+	"$provision" build "$site" --state "$dir/state" --out "$dir/cards" "${only[@]}" \
 		>"$dir/provision.log" || fail "camrig-provision build $CI_SITE failed: $(cat "$dir/provision.log")"
+}
+
+# host_bin CRATE: builds CRATE's binary for this host (debug; cargo makes it only when stale)
+# and prints its path.
+host_bin() {
+	cargo build --locked -q -p "$1" >&2 || fail "$1 does not build"
+	echo "$CARGO_TARGET_DIR/debug/$1"
 }
 
 # identity_address CAMRIG_TOML: the device's address (without its prefix length).
